@@ -1,0 +1,99 @@
+import { PgbaculaError } from '../errors.js';
+import { findParameter } from '../config/schema.js';
+import type { RawParam } from '../config/plugin-string.js';
+
+/** Flags that are not parameters: they name things the command works on or how it prints. */
+export const GLOBAL_FLAGS = {
+  repo: { takesValue: true, doc: 'repository directory (standalone mode)' },
+  pgdata: { takesValue: true, doc: 'data directory to read (verify, bench)' },
+  config: { takesValue: true, doc: 'pgbacula.conf to read (default /etc/pgbacula/pgbacula.conf if present)' },
+  json: { takesValue: false, doc: 'machine-readable output' },
+  help: { takesValue: false, doc: 'help for this command' },
+  version: { takesValue: false, doc: 'print the version' },
+} as const;
+
+export type GlobalFlag = keyof typeof GLOBAL_FLAGS;
+
+export interface ParsedArgv {
+  readonly command: string | undefined;
+  readonly positional: readonly string[];
+  readonly params: readonly RawParam[];
+  readonly globals: Partial<Record<GlobalFlag, string | true>>;
+}
+
+const kebabToSnake = (s: string) => s.replace(/-/g, '_');
+
+/**
+ * `pgbacula <command> [--flag[=value] | --flag value]...`. Every schema parameter is a flag
+ * in kebab case (PRODUCT.md "CLI conventions"); booleans may stand alone or take =value, and
+ * --no-<flag> means false.
+ */
+export function parseArgv(argv: readonly string[]): ParsedArgv {
+  const positional: string[] = [];
+  const params: RawParam[] = [];
+  const globals: ParsedArgv['globals'] = {};
+  let command: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') {
+      positional.push(...argv.slice(i + 1));
+      break;
+    }
+    if (arg === '-h') {
+      globals.help = true;
+      continue;
+    }
+    if (arg === '-V') {
+      globals.version = true;
+      continue;
+    }
+    if (!arg.startsWith('--')) {
+      if (command === undefined) command = arg;
+      else positional.push(arg);
+      continue;
+    }
+    const body = arg.slice(2);
+    const eq = body.indexOf('=');
+    let name = kebabToSnake(eq < 0 ? body : body.slice(0, eq));
+    let value: string | undefined = eq < 0 ? undefined : body.slice(eq + 1);
+    if (name in GLOBAL_FLAGS) {
+      const g = GLOBAL_FLAGS[name as GlobalFlag];
+      if (g.takesValue) {
+        if (value === undefined) {
+          const next = argv[i + 1];
+          if (next === undefined || next.startsWith('--')) {
+            throw new PgbaculaError('USAGE', `flag --${name} needs a value`, { hint: `Write --${name}=VALUE.` });
+          }
+          value = next;
+          i++;
+        }
+        globals[name as GlobalFlag] = value;
+      } else {
+        globals[name as GlobalFlag] = true;
+      }
+      continue;
+    }
+    let def = findParameter(name);
+    if (!def && name.startsWith('no_') && value === undefined) {
+      const positive = findParameter(name.slice(3));
+      if (positive?.type === 'bool') {
+        def = positive;
+        name = positive.name;
+        value = 'false';
+      }
+    }
+    if (def?.type === 'bool' && value === undefined) value = 'true';
+    if (value === undefined) {
+      const next = argv[i + 1];
+      if (next === undefined || next.startsWith('--')) {
+        throw new PgbaculaError('USAGE', `flag --${name.replace(/_/g, '-')} needs a value`, {
+          hint: `Write --${name.replace(/_/g, '-')}=VALUE.`,
+        });
+      }
+      value = next;
+      i++;
+    }
+    params.push({ key: name, value });
+  }
+  return { command, positional, params, globals };
+}

@@ -1,0 +1,75 @@
+import { describeEndpoint } from '../config/connection.js';
+import { getString } from '../config/params.js';
+import type { BackupMode } from '../config/schema.js';
+import { EXIT } from '../errors.js';
+import { assessModes, type ModeReadiness } from '../pg/prerequisites.js';
+import { collectServerFacts, type ServerFacts } from '../pg/server-facts.js';
+import { openSession } from '../pg/session.js';
+import type { CommandContext } from './context.js';
+import { ok, table, type CommandResult } from './output.js';
+
+function yesNo(b: boolean): string {
+  return b ? 'yes' : 'no';
+}
+
+function renderFacts(f: ServerFacts, endpoint: string): string {
+  const roleBits = [
+    f.user.superuser ? 'superuser' : 'not superuser',
+    f.user.replication ? 'replication' : 'no replication',
+    f.user.readAllData === null ? 'pg_read_all_data n/a (PostgreSQL 14+)' : f.user.readAllData ? 'pg_read_all_data' : 'no pg_read_all_data',
+  ];
+  const rc = f.replicationConnection;
+  return [
+    `PostgreSQL ${f.version} at ${endpoint}${f.supported ? '' : ' (NOT SUPPORTED)'}`,
+    table([
+      ['role', f.role],
+      ['data checksums', f.dataChecksums ? 'on' : 'off'],
+      ['wal_level', f.walLevel],
+      ['archive_mode', f.archiveMode + (f.archiveCommand ? ` (archive_command '${f.archiveCommand}')` : '')],
+      ['summarize_wal', f.summarizeWal === null ? 'n/a (PostgreSQL 17+)' : f.summarizeWal ? 'on' : 'off'],
+      ['max_wal_senders', `${f.maxWalSenders} (${f.maxWalSenders - f.walSendersInUse} free)`],
+      ['max_replication_slots', `${f.maxReplicationSlots} (${f.maxReplicationSlots - f.replicationSlotsInUse} free)`],
+      ['wal_segment_size', `${f.walSegmentSize / (1024 * 1024)} MiB`],
+      ['connected as', `${f.user.name}: ${roleBits.join(', ')}`],
+      ['backup functions', yesNo(f.user.superuser || f.user.canRunBackupFunctions)],
+      ['replication connection', rc.ok ? `ok (system identifier ${rc.systemIdentifier}, timeline ${rc.timeline}, ${rc.xlogpos})` : `refused: ${rc.error}`],
+    ]),
+  ].join('\n');
+}
+
+function renderModes(modes: readonly ModeReadiness[]): string {
+  const lines: string[] = ['', 'Modes:'];
+  for (const m of modes) {
+    const warn = m.findings.filter((f) => f.severity === 'warning').length;
+    lines.push(`  ${m.mode.padEnd(14)} ${m.ready ? (warn ? `ready, ${warn} warning${warn > 1 ? 's' : ''}` : 'ready') : 'NOT READY'}`);
+    for (const f of m.findings) {
+      lines.push(`    - ${f.severity === 'blocker' ? 'missing' : 'warning'}: ${f.problem}`);
+      lines.push(`      fix: ${f.fix}`);
+    }
+  }
+  return lines.join('\n');
+}
+
+/**
+ * `pgbacula check`: connect, report what the server is and what each mode still needs, with
+ * the exact fix. With --mode, the exit status says whether that mode is ready (1 if not).
+ */
+export async function runCheck(ctx: CommandContext): Promise<CommandResult> {
+  const c = ctx.connection();
+  const client = await openSession(c, { applicationName: 'pgbacula check' });
+  let facts: ServerFacts;
+  try {
+    facts = await collectServerFacts(client, c);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+  const modes = assessModes(facts);
+  const wanted = ctx.params.has('mode') ? (getString(ctx.params, 'mode') as BackupMode) : undefined;
+  const exitCode = wanted && !modes.find((m) => m.mode === wanted)?.ready ? EXIT.FAILURE : EXIT.OK;
+  const endpoint = describeEndpoint(c);
+  return ok(
+    { endpoint, server: facts, modes },
+    renderFacts(facts, endpoint) + renderModes(wanted ? modes.filter((m) => m.mode === wanted) : modes),
+    exitCode,
+  );
+}

@@ -1,0 +1,131 @@
+/**
+ * ONE definition of every parameter pgbacula accepts: backup and restore parameters (Bacula
+ * plugin strings, restore-time Plugin Options, CLI flags), connection settings and the keys of
+ * pgbacula.conf. Validation, the plugin-string parser, CLI flags and help, the README tables and
+ * the FD shim's list of accepted keys are all derived from this table (pgBackRest's habit:
+ * definitions in data, code derived from them).
+ */
+
+export type ParamType =
+  | 'string'
+  | 'int'
+  | 'bool'
+  | 'enum'
+  | 'time'
+  | 'lsn'
+  | 'xid'
+  | 'path'
+  | 'list'
+  | 'host';
+
+/**
+ * Where a parameter may be given.
+ * - backup: Bacula FileSet plugin string and `pgbacula backup` flags
+ * - restore: restore-time Plugin Options and `pgbacula restore` flags
+ * - connection: `[connection]` of pgbacula.conf, flags, and (except secrets) plugin strings
+ * - options: `[options]` of pgbacula.conf (also accepted as flags)
+ * - protocol: keys the Bacula FD itself adds or interprets; accepted, never documented as ours
+ */
+export type ParamScope = 'backup' | 'restore' | 'connection' | 'options' | 'protocol';
+
+export interface ParameterDef {
+  readonly name: string;
+  readonly type: ParamType;
+  readonly scopes: readonly ParamScope[];
+  /** Default as text, exactly as a user would write it; undefined = no default. */
+  readonly default?: string;
+  /** What the default means when it is not a literal value (shown in docs instead). */
+  readonly defaultDoc?: string;
+  readonly min?: number;
+  readonly max?: number;
+  readonly values?: readonly string[];
+  readonly doc: string;
+  /** Never printed, logged, or accepted where it would be stored in clear (plugin strings). */
+  readonly secret?: boolean;
+  /** Accepted in a Bacula plugin string (FileSet or Plugin Options). */
+  readonly inPluginString: boolean;
+  /** Offered as a bconsole restore "Plugin Option" by the FD shim. */
+  readonly restoreOption?: boolean;
+}
+
+const BACKUP_MODES = ['dump', 'parallel_dump', 'pitr', 'pitr_block', 'cdp'] as const;
+export type BackupMode = (typeof BACKUP_MODES)[number];
+
+export const PARAMETERS: readonly ParameterDef[] = [
+  // ---- backup parameters (PRODUCT.md "Backup parameters")
+  { name: 'mode', type: 'enum', scopes: ['backup'], default: 'dump', values: BACKUP_MODES, doc: 'backup strategy', inPluginString: true },
+  { name: 'database', type: 'list', scopes: ['backup'], default: '*', doc: 'databases to dump (dump modes): a name or a comma list; * = all', inPluginString: true },
+  { name: 'exclude_database', type: 'list', scopes: ['backup'], default: '', doc: 'databases to skip (comma list)', inPluginString: true },
+  { name: 'parallel_jobs', type: 'int', scopes: ['backup', 'options'], default: '4', min: 1, max: 64, doc: 'pg_dump -j, and the worker count of physical modes (capped at the cores)', inPluginString: true },
+  { name: 'dump_format', type: 'enum', scopes: ['backup'], default: 'custom', values: ['custom', 'directory', 'tar', 'plain'], doc: 'pg_dump -F', inPluginString: true },
+  { name: 'compression_level', type: 'int', scopes: ['backup'], default: '0', min: 0, max: 9, doc: '0 = leave compression to Bacula', inPluginString: true },
+  { name: 'include_blobs', type: 'bool', scopes: ['backup'], default: 'true', doc: 'large objects in dumps', inPluginString: true },
+  { name: 'track_replication_state', type: 'bool', scopes: ['backup', 'options'], default: 'false', doc: 'capture slots, subscriptions, standby settings', inPluginString: true },
+  { name: 'backup_from_standby', type: 'bool', scopes: ['backup', 'options'], default: 'false', doc: 'connect with target_session_attrs=standby', inPluginString: true },
+  { name: 'standby_host', type: 'host', scopes: ['backup'], default: '', doc: 'explicit standby (overrides the connection host)', inPluginString: true },
+  { name: 'pitr_label', type: 'string', scopes: ['backup'], default: 'auto', doc: 'backup label passed to the backup-start call (auto = bacula_<jobid> or pgbacula_<time>)', inPluginString: true },
+  { name: 'wal_segment_overlap', type: 'int', scopes: ['backup'], default: '2', min: 1, max: 32, doc: 'extra WAL segments kept in the spool after a job', inPluginString: true },
+  { name: 'pitr_block_summary_days', type: 'int', scopes: ['backup'], default: '14', min: 1, max: 365, doc: 'how far back WAL summaries are kept and usable', inPluginString: true },
+  { name: 'cdp_window_seconds', type: 'int', scopes: ['backup'], default: '300', min: 10, max: 86400, doc: 'how often cdp ships WAL', inPluginString: true },
+  { name: 'tmpdir', type: 'path', scopes: ['backup', 'options'], default: '/var/tmp/pgbacula', doc: 'staging directory (absolute path)', inPluginString: true },
+  { name: 'exclude_tablespace', type: 'list', scopes: ['backup'], default: '', doc: 'tablespaces to skip (oid or name list)', inPluginString: true },
+  { name: 'connection_timeout', type: 'int', scopes: ['backup', 'connection'], default: '30', min: 1, max: 600, doc: 'seconds to wait for a connection', inPluginString: true },
+  { name: 'verify_checksum', type: 'bool', scopes: ['backup'], default: 'true', doc: 'verify every data page checksum while backing up', inPluginString: true },
+
+  // ---- restore parameters (PRODUCT.md "Restore parameters")
+  { name: 'restore_mode', type: 'enum', scopes: ['restore'], default: 'auto', values: ['auto', 'dump', 'pitr', 'pitr_block'], doc: 'normally read from the backup metadata', inPluginString: true, restoreOption: true },
+  { name: 'target_time', type: 'time', scopes: ['restore'], defaultDoc: 'end of WAL', doc: 'ISO-8601 time with zone; recovery stops at that second', inPluginString: true, restoreOption: true },
+  { name: 'target_lsn', type: 'lsn', scopes: ['restore'], defaultDoc: 'none', doc: 'stop at this WAL location (wins over target_time)', inPluginString: true, restoreOption: true },
+  { name: 'target_xid', type: 'xid', scopes: ['restore'], defaultDoc: 'none', doc: 'stop after this transaction id', inPluginString: true, restoreOption: true },
+  { name: 'target_name', type: 'string', scopes: ['restore'], defaultDoc: 'none', doc: 'stop at this named restore point (pg_create_restore_point)', inPluginString: true, restoreOption: true },
+  { name: 'target_database', type: 'string', scopes: ['restore'], defaultDoc: 'all', doc: 'dump modes: restore only this database', inPluginString: true, restoreOption: true },
+  { name: 'pgdata_dir', type: 'path', scopes: ['restore'], defaultDoc: 'from backup', doc: 'where PGDATA is laid down (absolute path)', inPluginString: true, restoreOption: true },
+  { name: 'recovery_target_action', type: 'enum', scopes: ['restore'], default: 'promote', values: ['promote', 'pause', 'shutdown'], doc: 'what the server does when the target is reached', inPluginString: true, restoreOption: true },
+  { name: 'recreate_replication_slots', type: 'bool', scopes: ['restore'], default: 'true', doc: 'run the captured slot SQL', inPluginString: true, restoreOption: true },
+  { name: 'recreate_subscriptions', type: 'bool', scopes: ['restore'], default: 'false', doc: 'subscription SQL is staged as .DISABLED for review, never run by default', inPluginString: true, restoreOption: true },
+  { name: 'restore_as_standby', type: 'bool', scopes: ['restore'], default: 'false', doc: 'write standby.signal + primary_conninfo instead of promoting', inPluginString: true, restoreOption: true },
+  { name: 'primary_conninfo', type: 'string', scopes: ['restore'], defaultDoc: 'captured', doc: 'conninfo for restore_as_standby', inPluginString: true, restoreOption: true },
+  { name: 'skip_wal_replay', type: 'bool', scopes: ['restore'], default: 'false', doc: 'crash-consistent restore only', inPluginString: true, restoreOption: true },
+  { name: 'overwrite_existing', type: 'bool', scopes: ['restore'], default: 'false', doc: 'safety gate: a non-empty target is refused unless true', inPluginString: true, restoreOption: true },
+
+  // ---- connection ([connection] of pgbacula.conf; libpq environment variables apply when unset)
+  { name: 'host', type: 'host', scopes: ['connection'], defaultDoc: 'PGHOST or the local socket', doc: 'server host name, address or socket directory', inPluginString: true },
+  { name: 'port', type: 'int', scopes: ['connection'], defaultDoc: 'PGPORT or 5432', min: 1, max: 65535, doc: 'server port', inPluginString: true },
+  { name: 'user', type: 'string', scopes: ['connection'], defaultDoc: 'PGUSER or the OS user', doc: 'role to connect as', inPluginString: true },
+  { name: 'password', type: 'string', scopes: ['connection'], defaultDoc: 'PGPASSWORD or the pgpass file', doc: 'password (config file only: never in a plugin string or on a command line)', secret: true, inPluginString: false },
+  { name: 'pgpass_file', type: 'path', scopes: ['connection'], defaultDoc: 'PGPASSFILE or ~/.pgpass', doc: 'password file in libpq format', inPluginString: true },
+  { name: 'dbname', type: 'string', scopes: ['connection'], defaultDoc: 'PGDATABASE or postgres', doc: 'maintenance database to connect to', inPluginString: true },
+  { name: 'sslmode', type: 'enum', scopes: ['connection'], defaultDoc: 'PGSSLMODE or prefer', values: ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'], doc: 'libpq sslmode', inPluginString: true },
+
+  // ---- [options] of pgbacula.conf (those shared with backup are above)
+  { name: 'wal_spool', type: 'path', scopes: ['options'], default: '/var/lib/pgbacula/wal-spool', doc: 'local WAL spool fed by wal-push / wal-receive', inPluginString: true },
+  { name: 'pg_bin_dir', type: 'path', scopes: ['options'], defaultDoc: 'searched', doc: 'directory of pg_dump, pg_restore and friends', inPluginString: true },
+
+  // ---- where pgbacula itself reads its settings
+  { name: 'config', type: 'path', scopes: ['backup', 'restore'], defaultDoc: '/etc/pgbacula/pgbacula.conf if present', doc: 'pgbacula.conf to read', inPluginString: true },
+  { name: 'cluster', type: 'string', scopes: ['backup', 'restore'], defaultDoc: 'system identifier', doc: 'cluster name used in virtual paths and the repository', inPluginString: true },
+
+  // ---- keys the Bacula FD adds or interprets itself (protocol spec §3.3.3)
+  { name: 'abort_on_error', type: 'bool', scopes: ['protocol'], default: 'false', doc: 'FD: every backend error becomes fatal', inPluginString: true },
+  { name: 'listing', type: 'string', scopes: ['protocol'], doc: 'FD: path listed by .ls', inPluginString: true },
+  { name: 'query', type: 'string', scopes: ['protocol'], doc: 'FD: .query parameter', inPluginString: true },
+  { name: 'accurate', type: 'bool', scopes: ['protocol'], doc: 'FD: the job is an accurate one', inPluginString: true },
+];
+
+const BY_NAME = new Map(PARAMETERS.map((p) => [p.name, p]));
+
+export function findParameter(name: string): ParameterDef | undefined {
+  return BY_NAME.get(name.toLowerCase());
+}
+
+export function parametersIn(scope: ParamScope): ParameterDef[] {
+  return PARAMETERS.filter((p) => p.scopes.includes(scope));
+}
+
+/** Keys accepted in `[connection]` and `[options]` of pgbacula.conf. */
+export const CONFIG_FILE_SECTIONS = {
+  connection: ['host', 'port', 'user', 'password', 'pgpass_file', 'dbname', 'sslmode', 'connection_timeout'],
+  options: ['backup_from_standby', 'track_replication_state', 'parallel_jobs', 'tmpdir', 'wal_spool', 'pg_bin_dir', 'cluster'],
+} as const satisfies Record<string, readonly string[]>;
+
+export type ConfigSection = keyof typeof CONFIG_FILE_SECTIONS;

@@ -1,0 +1,129 @@
+import type { BackupMode } from '../config/schema.js';
+import type { ServerFacts } from './server-facts.js';
+
+export interface Finding {
+  /** What is missing, naming the setting or privilege. */
+  readonly problem: string;
+  /** The exact fix an operator can run. */
+  readonly fix: string;
+  /** A blocker stops the mode; a warning degrades it (e.g. no checksum verification). */
+  readonly severity: 'blocker' | 'warning';
+}
+
+export interface ModeReadiness {
+  readonly mode: BackupMode;
+  readonly ready: boolean;
+  readonly findings: readonly Finding[];
+}
+
+const RESTART = 'then restart PostgreSQL';
+
+function quoteIdent(name: string): string {
+  return /^[a-z_][a-z0-9_$]*$/.test(name) ? name : `"${name.replace(/"/g, '""')}"`;
+}
+
+function readAccess(f: ServerFacts): Finding[] {
+  if (f.user.superuser || f.user.readAllData) return [];
+  const role = quoteIdent(f.user.name);
+  return [
+    {
+      problem: `role ${f.user.name} may not read every table (neither superuser nor member of pg_read_all_data)`,
+      fix: f.major >= 14 ? `GRANT pg_read_all_data TO ${role};` : `ALTER ROLE ${role} SUPERUSER; (pg_read_all_data exists from PostgreSQL 14)`,
+      severity: 'blocker',
+    },
+  ];
+}
+
+function physicalBase(f: ServerFacts): Finding[] {
+  const out: Finding[] = [];
+  const role = quoteIdent(f.user.name);
+  if (f.walLevel !== 'replica' && f.walLevel !== 'logical') {
+    out.push({ problem: `wal_level is ${f.walLevel}`, fix: `ALTER SYSTEM SET wal_level = replica; ${RESTART}`, severity: 'blocker' });
+  }
+  if (!f.user.superuser && !f.user.replication) {
+    out.push({ problem: `role ${f.user.name} lacks the REPLICATION attribute`, fix: `ALTER ROLE ${role} REPLICATION;`, severity: 'blocker' });
+  }
+  if (!f.user.superuser && !f.user.canRunBackupFunctions) {
+    const fn = f.major >= 15 ? 'pg_backup_start(text, boolean), pg_backup_stop(boolean)' : 'pg_start_backup(text, boolean, boolean), pg_stop_backup(boolean, boolean)';
+    out.push({ problem: `role ${f.user.name} may not run the backup functions`, fix: `GRANT EXECUTE ON FUNCTION ${fn} TO ${role};`, severity: 'blocker' });
+  }
+  if (f.maxWalSenders - f.walSendersInUse < 1) {
+    out.push({
+      problem: `no free WAL sender (max_wal_senders ${f.maxWalSenders}, ${f.walSendersInUse} in use)`,
+      fix: `ALTER SYSTEM SET max_wal_senders = ${f.maxWalSenders + 2}; ${RESTART}`,
+      severity: 'blocker',
+    });
+  }
+  if (!f.replicationConnection.ok) {
+    out.push({
+      problem: `a replication connection is refused: ${f.replicationConnection.error}`,
+      fix: `add "host replication ${f.user.name} <backup-host-address>/32 scram-sha-256" (or a local line) to pg_hba.conf, then SELECT pg_reload_conf();`,
+      severity: 'blocker',
+    });
+  }
+  const archiving = f.role === 'standby' ? f.archiveMode === 'always' : f.archiveMode === 'on' || f.archiveMode === 'always';
+  if (!archiving) {
+    const mode = f.role === 'standby' ? 'always' : 'on';
+    out.push({
+      problem: `archive_mode is ${f.archiveMode}${f.role === 'standby' ? ' on this standby' : ''}: WAL between jobs is not collected (unless pgbacula wal-receive runs)`,
+      fix: `ALTER SYSTEM SET archive_mode = ${mode}; ALTER SYSTEM SET archive_command = 'pgbacula wal-push %p'; ${RESTART} — or run pgbacula wal-receive`,
+      severity: 'warning',
+    });
+  } else if (!/pgbacula\s+wal-push/.test(f.archiveCommand)) {
+    out.push({
+      problem: `archive_command does not call pgbacula wal-push (it is '${f.archiveCommand}')`,
+      fix: `ALTER SYSTEM SET archive_command = 'pgbacula wal-push %p'; SELECT pg_reload_conf(); — or run pgbacula wal-receive`,
+      severity: 'warning',
+    });
+  }
+  if (!f.dataChecksums) {
+    out.push({
+      problem: 'data checksums are off: page verification is unavailable (backups still work)',
+      fix: f.major >= 12
+        ? 'stop PostgreSQL, run pg_checksums --enable -D <PGDATA>, start it again'
+        : 'checksums can only be enabled at initdb time (initdb --data-checksums) before PostgreSQL 12',
+      severity: 'warning',
+    });
+  }
+  return out;
+}
+
+/** Data, not branches: what each mode needs, given what the server told us. */
+const RULES: Record<BackupMode, (f: ServerFacts) => Finding[]> = {
+  dump: readAccess,
+  parallel_dump: readAccess,
+  pitr: physicalBase,
+  pitr_block: (f) => {
+    const out = physicalBase(f);
+    if (f.major >= 17 && f.summarizeWal === false) {
+      out.push({
+        problem: 'summarize_wal is off: block-level incrementals fall back to pgbacula\'s own WAL summaries',
+        fix: 'ALTER SYSTEM SET summarize_wal = on; SELECT pg_reload_conf();',
+        severity: 'warning',
+      });
+    }
+    return out;
+  },
+  cdp: (f) => {
+    const out = physicalBase(f).filter((x) => !x.problem.startsWith('archive_'));
+    if (f.maxReplicationSlots - f.replicationSlotsInUse < 1) {
+      out.push({
+        problem: `no free replication slot (max_replication_slots ${f.maxReplicationSlots}, ${f.replicationSlotsInUse} in use)`,
+        fix: `ALTER SYSTEM SET max_replication_slots = ${f.maxReplicationSlots + 2}; ${RESTART}`,
+        severity: 'blocker',
+      });
+    }
+    return out;
+  },
+};
+
+export function assessModes(f: ServerFacts): ModeReadiness[] {
+  return (Object.keys(RULES) as BackupMode[]).map((mode) => {
+    const findings = f.supported ? RULES[mode](f) : [{
+      problem: `PostgreSQL ${f.version} is not supported`,
+      fix: 'use PostgreSQL 10 to 18',
+      severity: 'blocker' as const,
+    }];
+    return { mode, ready: !findings.some((x) => x.severity === 'blocker'), findings };
+  });
+}

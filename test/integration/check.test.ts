@@ -1,0 +1,123 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startCluster, startStandby, type Cluster } from '../harness/cluster.js';
+import { TEST_MAJORS } from '../harness/pg-binaries.js';
+import { runCli } from '../harness/run-cli.js';
+
+interface CheckJson {
+  server: {
+    version: string;
+    major: number;
+    role: string;
+    dataChecksums: boolean;
+    walLevel: string;
+    archiveMode: string;
+    summarizeWal: boolean | null;
+    maxWalSenders: number;
+    maxReplicationSlots: number;
+    walSegmentSize: number;
+    user: { name: string; superuser: boolean; replication: boolean; readAllData: boolean | null };
+    replicationConnection: { ok: boolean; timeline?: number; systemIdentifier?: string };
+  };
+  modes: { mode: string; ready: boolean; findings: { problem: string; fix: string; severity: string }[] }[];
+}
+
+async function check(c: Cluster, extra: string[] = []): Promise<{ code: number; json: CheckJson; stderr: string }> {
+  const r = await runCli(['check', '--host', c.socketDir, '--port', String(c.port), '--user', 'postgres', '--json', ...extra]);
+  return { code: r.code, json: JSON.parse(r.stdout || '{}') as CheckJson, stderr: r.stderr };
+}
+
+describe.each(TEST_MAJORS)('pgbacula check against PostgreSQL %i', (major) => {
+  let primary: Cluster;
+  let noChecksums: Cluster | undefined;
+
+  beforeAll(async () => {
+    primary = await startCluster({ major, summarizeWal: major >= 17, settings: { max_wal_senders: 7, max_replication_slots: 5 } });
+  });
+  afterAll(async () => {
+    await primary?.destroy();
+    await noChecksums?.destroy();
+  });
+
+  it('reports version, role and settings', async () => {
+    const { code, json, stderr } = await check(primary);
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    const s = json.server;
+    expect(s.major).toBe(major);
+    expect(s.version.startsWith(`${major}.`)).toBe(true);
+    const [row] = await primary.sql<{ v: string }>("SELECT current_setting('server_version') AS v");
+    expect(s.version).toBe(row!.v);
+    expect(s.role).toBe('primary');
+    expect(s.dataChecksums).toBe(true);
+    expect(s.walLevel).toBe('replica');
+    expect(s.archiveMode).toBe('off');
+    expect(s.summarizeWal).toBe(major >= 17 ? true : null);
+    expect(s.maxWalSenders).toBe(7);
+    expect(s.maxReplicationSlots).toBe(5);
+    expect(s.walSegmentSize).toBe(16 * 1024 * 1024);
+    expect(s.user).toMatchObject({ name: 'postgres', superuser: true, replication: true, readAllData: major >= 14 ? true : null });
+    expect(s.replicationConnection.ok).toBe(true);
+    expect(s.replicationConnection.timeline).toBe(1);
+    const [sys] = await primary.sql<{ id: string }>('SELECT system_identifier::text AS id FROM pg_control_system()');
+    expect(s.replicationConnection.systemIdentifier).toBe(sys!.id);
+    // A superuser on a replica-level primary can run every mode; archiving is only a warning.
+    for (const m of json.modes) expect(m.ready, m.mode).toBe(true);
+    const pitr = json.modes.find((m) => m.mode === 'pitr')!;
+    expect(pitr.findings.map((f) => f.fix).join('\n')).toContain("archive_command = 'pgbacula wal-push %p'");
+  });
+
+  it('names the exact fix for a role without privileges', async () => {
+    await primary.sql("DROP ROLE IF EXISTS plain_user; CREATE ROLE plain_user LOGIN PASSWORD 'x-unused-1'");
+    await primary.sql("CREATE ROLE plain_local LOGIN").catch(() => undefined);
+    const r = await runCli(['check', '--host', primary.socketDir, '--port', String(primary.port), '--user', 'plain_local', '--json', '--mode', 'pitr']);
+    expect(r.code).toBe(1);
+    const json = JSON.parse(r.stdout) as CheckJson;
+    expect(json.server.user.superuser).toBe(false);
+    const pitr = json.modes.find((m) => m.mode === 'pitr')!;
+    expect(pitr.ready).toBe(false);
+    const fixes = pitr.findings.map((f) => f.fix).join('\n');
+    expect(fixes).toContain('ALTER ROLE plain_local REPLICATION;');
+    expect(fixes).toContain(`GRANT EXECUTE ON FUNCTION ${major >= 15 ? 'pg_backup_start' : 'pg_start_backup'}`);
+    const dump = json.modes.find((m) => m.mode === 'dump')!;
+    expect(dump.ready).toBe(false);
+    expect(dump.findings[0]!.fix).toBe(major >= 14 ? 'GRANT pg_read_all_data TO plain_local;' : 'ALTER ROLE plain_local SUPERUSER; (pg_read_all_data exists from PostgreSQL 14)');
+  });
+
+  it('reports data checksums off as a warning with the fix', async () => {
+    noChecksums = await startCluster({ major, checksums: false, name: `pg${major}-nosum` });
+    const { code, json } = await check(noChecksums);
+    expect(code).toBe(0);
+    expect(json.server.dataChecksums).toBe(false);
+    const pitr = json.modes.find((m) => m.mode === 'pitr')!;
+    const finding = pitr.findings.find((f) => f.problem.startsWith('data checksums are off'));
+    expect(finding?.severity).toBe('warning');
+    expect(finding?.fix).toContain(major >= 12 ? 'pg_checksums --enable' : 'initdb --data-checksums');
+    await noChecksums.destroy();
+    noChecksums = undefined;
+  });
+});
+
+describe.each([10, 12, 18] as const)('a standby of PostgreSQL %i', (major) => {
+  let primary: Cluster;
+  let standby: Cluster;
+  beforeAll(async () => {
+    primary = await startCluster({ major, name: `pg${major}-primary` });
+    standby = await startStandby(primary);
+  });
+  afterAll(async () => {
+    await standby?.destroy();
+    await primary?.destroy();
+  });
+
+  it('is reported as standby, with archive_mode=always as the fix', async () => {
+    const { code, json } = await check(standby);
+    expect(code).toBe(0);
+    expect(json.server.role).toBe('standby');
+    expect(json.server.major).toBe(major);
+    const pitr = json.modes.find((m) => m.mode === 'pitr')!;
+    expect(pitr.findings.map((f) => f.fix).join('\n')).toContain('archive_mode = always');
+    const p = await check(primary);
+    expect(p.json.server.role).toBe('primary');
+    expect(p.json.server.replicationConnection.systemIdentifier).toBe(json.server.replicationConnection.systemIdentifier);
+  });
+});
