@@ -69,7 +69,7 @@ export async function runCheck(ctx: CommandContext): Promise<CommandResult> {
   const endpoint = describeEndpoint(c);
   return ok(
     { endpoint, server: facts, modes },
-    renderFacts(facts, endpoint) + renderModes(wanted ? modes.filter((m) => m.mode === wanted) : modes),
+    renderFacts(facts, endpoint) + '\n' + renderModes(wanted ? modes.filter((m) => m.mode === wanted) : modes),
     exitCode,
   );
 }

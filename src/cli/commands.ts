@@ -2,6 +2,7 @@ import type { ParamScope } from '../config/schema.js';
 import { runCheck } from './check.js';
 import type { CommandContext } from './context.js';
 import type { CommandResult } from './output.js';
+import { runDemo } from './demo.js';
 import { runShimParams } from './shim-params.js';
 
 export interface CommandDef {
@@ -27,6 +28,14 @@ export const COMMANDS: readonly CommandDef[] = [
       'connection is accepted; then, per mode, every missing prerequisite with the exact fix.\n' +
       'With --mode, exits 1 when that mode is not ready.',
     run: runCheck,
+  },
+  {
+    name: 'demo',
+    summary: 'start a throwaway cluster and show what pgbacula sees (no setup needed)',
+    usage: 'pgbacula demo [--pg-bin-dir DIR] [--json]',
+    scopes: ['options'],
+    details: 'Uses the newest PostgreSQL under /usr/lib/postgresql unless --pg-bin-dir names one.',
+    run: runDemo,
   },
   {
     name: 'shim-params',
