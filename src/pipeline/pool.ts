@@ -1,0 +1,42 @@
+import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+import { PgbaculaError } from '../errors.js';
+
+/**
+ * The compiled worker module. Workers always run compiled JavaScript (dist/workers/index.js),
+ * also when the caller runs from TypeScript sources under vitest.
+ */
+export function workerModulePath(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    for (const candidate of [join(dir, 'workers', 'index.js'), join(dir, 'dist', 'workers', 'index.js')]) {
+      if (existsSync(candidate)) return candidate;
+    }
+    dir = dirname(dir);
+  }
+  throw new PgbaculaError('INTERNAL', 'the compiled worker module dist/workers/index.js is missing', {
+    hint: 'Run npm run build.',
+  });
+}
+
+/** parallel_jobs workers, never more than the cores: more threads only add contention. */
+export function workerCount(parallelJobs: number | undefined): number {
+  const cores = availableParallelism();
+  return Math.max(1, Math.min(parallelJobs ?? cores, cores));
+}
+
+export type WorkerPool = Piscina;
+
+export function createWorkerPool(threads: number): WorkerPool {
+  return new Piscina({
+    filename: workerModulePath(),
+    minThreads: threads,
+    maxThreads: threads,
+    // Tasks queue in our ordered merge, not in piscina: keep its own queue short.
+    maxQueue: threads * 4,
+    idleTimeout: 60_000,
+  });
+}

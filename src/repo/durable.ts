@@ -1,0 +1,35 @@
+import { open, rename } from 'node:fs/promises';
+import { dirname } from 'node:path';
+
+/** fsync a file or directory by path (directories: so a rename or create inside is durable). */
+export async function fsyncPath(path: string): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** temp + fsync + rename + fsync(dir): readers see the old file or the whole new one, never half. */
+export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o640): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}`;
+  const fh = await open(tmp, 'w', mode);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, path);
+  await fsyncPath(dirname(path));
+}
+
+/** fsync many paths with bounded concurrency (libuv's pool does the blocking calls). */
+export async function fsyncAll(paths: Iterable<string>, concurrency = 8): Promise<void> {
+  const it = paths[Symbol.iterator]();
+  const workers = Array.from({ length: concurrency }, async () => {
+    for (let n = it.next(); !n.done; n = it.next()) await fsyncPath(n.value);
+  });
+  await Promise.all(workers);
+}
