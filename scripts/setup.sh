@@ -38,8 +38,8 @@ PG18_MAJOR=18
 
 DEB_PACKAGES=(
 	postgresql-15 postgresql-client-15
-	pgbackrest lz4 xxhash patchelf
-	dpkg-dev build-essential pkg-config liblz4-dev
+	pgbackrest lz4 xxhash patchelf time
+	dpkg-dev build-essential pkg-config liblz4-dev libxxhash-dev libattr1-dev
 	libsqlite3-dev libssl-dev zlib1g-dev libacl1-dev sqlite3
 )
 # Root packages for the PG 18 client; their lib*/zlib* dependencies are added automatically.

@@ -5,7 +5,8 @@ import type { RawParam } from '../config/plugin-string.js';
 /** Flags that are not parameters: they name things the command works on or how it prints. */
 export const GLOBAL_FLAGS = {
   repo: { takesValue: true, doc: 'repository directory (standalone mode)' },
-  pgdata: { takesValue: true, doc: 'data directory to read (verify, bench)' },
+  pgdata: { takesValue: true, doc: 'data directory to read (backup, verify, bench)' },
+  backup: { takesValue: true, doc: 'backup id in the repository (restore, verify, info); default the latest' },
   config: { takesValue: true, doc: 'pgbacula.conf to read (default /etc/pgbacula/pgbacula.conf if present)' },
   json: { takesValue: false, doc: 'machine-readable output' },
   help: { takesValue: false, doc: 'help for this command' },

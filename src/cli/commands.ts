@@ -1,5 +1,10 @@
 import type { ParamScope } from '../config/schema.js';
+import { runBackupCommand } from './backup.js';
+import { runBenchCommand } from './bench.js';
 import { runCheck } from './check.js';
+import { runInfoCommand } from './info.js';
+import { runRestoreCommand } from './restore.js';
+import { runVerifyCommand } from './verify.js';
 import type { CommandContext } from './context.js';
 import type { CommandResult } from './output.js';
 import { runDemo } from './demo.js';
@@ -28,6 +33,54 @@ export const COMMANDS: readonly CommandDef[] = [
       'connection is accepted; then, per mode, every missing prerequisite with the exact fix.\n' +
       'With --mode, exits 1 when that mode is not ready.',
     run: runCheck,
+  },
+  {
+    name: 'backup',
+    summary: 'full physical backup (base backup + its WAL) into a local repository',
+    usage: 'pgbacula backup --repo DIR [--pgdata DIR] [--compression-level N] [--parallel-jobs N] [connection flags]',
+    scopes: ['backup', 'connection', 'options'],
+    details:
+      'Hot base backup through the non-exclusive backup API, every data page checksum verified in\n' +
+      'flight, every file hashed; the WAL from start to stop is streamed over a temporary slot and\n' +
+      'stored with the backup, so it restores on its own. Exit 4 when checksum failures were found.',
+    run: runBackupCommand,
+  },
+  {
+    name: 'restore',
+    summary: 'restore a backup from a local repository and start it (six phases)',
+    usage: 'pgbacula restore --repo DIR [--backup ID] --pgdata-dir DIR [--overwrite-existing] [--restore-port N] [--pg-bin-dir DIR]',
+    scopes: ['restore', 'options'],
+    details:
+      'pre-check (empty target or overwrite_existing=true, no server running there, free space, same\n' +
+      'major), lay-down (parallel, every file hash-checked), WAL setup, start as the directory owner\n' +
+      'until consistent, topology, verify (SELECT 1 and every page checksum). Re-running an\n' +
+      'interrupted restore into the same directory resumes it.',
+    run: runRestoreCommand,
+  },
+  {
+    name: 'verify',
+    summary: 'verify page checksums of a cluster (--pgdata) or a stored backup (--repo) without restoring',
+    usage: 'pgbacula verify --pgdata DIR | --repo DIR [--backup ID]',
+    scopes: [],
+    details:
+      '--pgdata: every data page of every relation file, online (torn pages under concurrent writes are\n' +
+      're-read, not reported) or offline; exit 4 when a checksum fails. --repo: every stored file present\n' +
+      'and equal to its manifest hash, and the WAL from start to stop present; exit 1 when damaged.',
+    run: runVerifyCommand,
+  },
+  {
+    name: 'info',
+    summary: 'list the backups of a local repository with state, sizes and LSN range',
+    usage: 'pgbacula info --repo DIR [--json]',
+    scopes: [],
+    run: runInfoCommand,
+  },
+  {
+    name: 'bench',
+    summary: 'measure the read / verify / hash / compress pipeline on a data directory, stage by stage',
+    usage: 'pgbacula bench --pgdata DIR [--parallel-jobs N] [--json]',
+    scopes: ['options'],
+    run: runBenchCommand,
   },
   {
     name: 'demo',

@@ -3,7 +3,9 @@ import { DEFAULT_CONFIG_PATH, loadConfigFile, type ConfigFile } from '../config/
 import { resolveConnection, type ConnectionSettings, type Env } from '../config/connection.js';
 import { getString, mergeParams, validateParams, type ParamMap } from '../config/params.js';
 import type { ParamScope } from '../config/schema.js';
+import type { JobLog } from '../pipeline/job-log.js';
 import type { ParsedArgv } from './argv.js';
+import { stderrLog } from './stderr-log.js';
 
 /** Everything a command needs from argv, the config file and the environment. */
 export interface CommandContext {
@@ -12,10 +14,18 @@ export interface CommandContext {
   readonly config: ConfigFile | undefined;
   readonly env: Env;
   readonly json: boolean;
+  /** Operator lines and progress (stderr for the CLI). */
+  readonly log: JobLog;
+  readonly progressIntervalMs: number;
   connection(): ConnectionSettings;
 }
 
-export function buildContext(argv: ParsedArgv, scopes: readonly ParamScope[], env: Env): CommandContext {
+export interface LogTarget {
+  stderr(text: string): void;
+  readonly isTty?: boolean;
+}
+
+export function buildContext(argv: ParsedArgv, scopes: readonly ParamScope[], env: Env, target: LogTarget = { stderr: () => undefined }): CommandContext {
   const flags = validateParams(argv.params, scopes, 'cli');
   const explicit = typeof argv.globals.config === 'string' ? argv.globals.config : getString(flags, 'config');
   const path = explicit ?? (existsSync(DEFAULT_CONFIG_PATH) ? DEFAULT_CONFIG_PATH : undefined);
@@ -28,6 +38,9 @@ export function buildContext(argv: ParsedArgv, scopes: readonly ParamScope[], en
     config,
     env,
     json: argv.globals.json === true,
+    log: stderrLog((t) => target.stderr(t), target.isTty === true),
+    // A steady interval for long work; PGBACULA_PROGRESS_SECONDS=0 turns progress lines off.
+    progressIntervalMs: env.PGBACULA_PROGRESS_SECONDS !== undefined ? Number(env.PGBACULA_PROGRESS_SECONDS) * 1000 : 10_000,
     connection() {
       connection ??= resolveConnection(params, env);
       return connection;

@@ -10,6 +10,7 @@ export interface Io {
   stdout(text: string): void;
   stderr(text: string): void;
   env: Readonly<Record<string, string | undefined>>;
+  isTty?: boolean;
 }
 
 function generalHelp(): string {
@@ -67,7 +68,7 @@ async function dispatch(argv: ParsedArgv, io: Io): Promise<number> {
     io.stdout(commandHelp(cmd));
     return EXIT.OK;
   }
-  const ctx = buildContext(argv, scopesFor(cmd), io.env);
+  const ctx = buildContext(argv, scopesFor(cmd), io.env, { stderr: io.stderr, isTty: io.isTty === true });
   const result = await cmd.run(ctx);
   io.stdout(renderResult(result, ctx.json));
   return result.exitCode;

@@ -42,6 +42,8 @@ export interface BackupManifest {
   readonly walSegmentSize: number;
   readonly blockSize: number;
   readonly fromStandby: boolean;
+  /** The data directory the backup was taken from (the default restore target). */
+  readonly dataDirectory: string;
   readonly startLsn: string;
   readonly stopLsn: string;
   readonly startTimeline: number;

@@ -35,8 +35,8 @@ export function createWorkerPool(threads: number): WorkerPool {
     filename: workerModulePath(),
     minThreads: threads,
     maxThreads: threads,
-    // Tasks queue in our ordered merge, not in piscina: keep its own queue short.
-    maxQueue: threads * 4,
+    // Concurrency is bounded by the ordered merge (bytes and tasks in flight), not here.
+    maxQueue: 4096,
     idleTimeout: 60_000,
   });
 }

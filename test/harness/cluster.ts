@@ -223,6 +223,15 @@ export async function startStandby(primary: Cluster): Promise<Cluster> {
     join(pgdata, 'postgresql.conf'),
     `\n# standby\nport = ${port}\nunix_socket_directories = '${socketDir}'\n`,
   );
+  // pg_basebackup 18 writes every conninfo option its libpq knows (channel_binding, sslsni, …);
+  // an older server's libpq refuses them ("invalid connection option"): keep only what it needs.
+  const conninfo = `primary_conninfo = 'host=${primary.socketDir} port=${primary.port} user=postgres application_name=standby'\n`;
+  if (primary.major < 12) {
+    const rc = join(pgdata, 'recovery.conf');
+    writeFileSync(rc, readFileSync(rc, 'utf8').split('\n').filter((l) => !l.startsWith('primary_conninfo')).join('\n') + conninfo);
+  } else {
+    appendFileSync(join(pgdata, 'postgresql.auto.conf'), conninfo);
+  }
   await standby.start();
   return standby;
 }

@@ -4,7 +4,7 @@ import { parseManifest, serializeManifest, type BackupManifest } from '../../src
 const sample: BackupManifest = {
   format: 'pgbacula-backup-manifest', version: 1, backupId: '20261126-120000F', mode: 'pitr', level: 'full', label: 'x',
   systemIdentifier: '7712450010997394938', pgVersion: '15.18', pgVersionNum: 150018, walSegmentSize: 16777216, blockSize: 8192,
-  fromStandby: false, startLsn: '0/2000028', stopLsn: '0/2000100', startTimeline: 1, stopTimeline: 1,
+  fromStandby: false, dataDirectory: '/var/lib/postgresql/15/main', startLsn: '0/2000028', stopLsn: '0/2000100', startTimeline: 1, stopTimeline: 1,
   startTime: '2026-11-26T12:00:00.000Z', stopTime: '2026-11-26T12:00:01.000Z', hashAlgorithm: 'xxh3-64', rangeSize: 8388608,
   pageVerification: 'passed', checksumFailures: 0, tablespaces: [], walSegments: ['000000010000000000000002'],
   files: [

@@ -1,0 +1,208 @@
+/**
+ * End-to-end throughput, measured side by side in ONE run on ONE warm cluster (never compare
+ * figures across runs: the VM is noisy). Builds a reproducible PostgreSQL 15 cluster of > 2 GB
+ * (pgbench scale 110 + a 3M-row md5 table) once, then times, interleaved, BENCH_RUNS times each:
+ *   pgbacula backup → null sink        vs  pg_basebackup -Ft -X none -c fast -D - > /dev/null
+ *   pgbacula backup → repository (lz4) vs  pgBackRest full (lz4 level 1, process-max=2)
+ *   pgbacula verify --pgdata (offline) vs  pg_checksums --check (offline)
+ * and prints medians: seconds, MB/s, CPU seconds, peak RSS of the process tree, and the ratios.
+ *
+ * Run: npm run bench:e2e   (as root, after ./scripts/setup.sh; PGBACULA_BENCH_DIR, BENCH_RUNS)
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync, chownSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { measure, type Measured } from './process-tree.js';
+
+const ROOT = process.env.PGBACULA_BENCH_DIR ?? '/var/tmp/pgbacula-bench';
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const PG = '/usr/lib/postgresql/15/bin';
+const DATA = join(ROOT, 'data');
+const SOCK = join(ROOT, 'sock');
+const PORT = Number(process.env.PGBACULA_BENCH_PORT ?? 55990);
+const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const CLI = join(REPO_ROOT, 'bin', 'pgbacula.js');
+const NULL_BACKUP = join(REPO_ROOT, 'dist', 'bench', 'e2e', 'null-backup.js');
+const SCALE = Number(process.env.BENCH_PGBENCH_SCALE ?? 110);
+const MD5_ROWS = Number(process.env.BENCH_MD5_ROWS ?? 3_000_000);
+
+const pgUser = (() => {
+  const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }));
+  const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }));
+  return { uid, gid };
+})();
+
+function asPostgres(file: string, args: string[], input?: string): string {
+  return execFileSync(file, args, { ...pgUser, cwd: ROOT, encoding: 'utf8', stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], ...(input === undefined ? {} : { input }), maxBuffer: 1 << 26 });
+}
+
+function psql(sql: string): string {
+  return asPostgres(`${PG}/psql`, ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', SOCK, '-p', String(PORT), '-U', 'postgres', '-d', 'postgres', '-At', '-c', sql]);
+}
+
+function running(): boolean {
+  return existsSync(join(DATA, 'postmaster.pid'));
+}
+
+function start(): void {
+  if (!running()) asPostgres(`${PG}/pg_ctl`, ['-D', DATA, '-l', join(ROOT, 'server.log'), '-w', 'start']);
+}
+
+function stop(): void {
+  if (running()) asPostgres(`${PG}/pg_ctl`, ['-D', DATA, '-m', 'fast', '-w', 'stop']);
+}
+
+function dirBytes(dir: string): { bytes: number; files: number } {
+  let bytes = 0;
+  let files = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (e.isFile()) {
+      bytes += statSync(join(e.parentPath, e.name)).size;
+      files++;
+    }
+  }
+  return { bytes, files };
+}
+
+function buildCluster(): void {
+  const marker = join(ROOT, `READY-s${SCALE}-m${MD5_ROWS}`);
+  if (existsSync(marker)) return;
+  console.log(`bench: building the cluster in ${DATA} (pgbench scale ${SCALE} + ${MD5_ROWS} md5 rows) — once`);
+  if (running()) stop();
+  rmSync(ROOT, { recursive: true, force: true });
+  mkdirSync(SOCK, { recursive: true });
+  for (const d of [ROOT, SOCK]) chownSync(d, pgUser.uid, pgUser.gid);
+  asPostgres(`${PG}/initdb`, ['-D', DATA, '-U', 'postgres', '--auth=trust', '--data-checksums', '-N', '--locale=C']);
+  writeFileSync(
+    join(DATA, 'postgresql.auto.conf'),
+    `port = ${PORT}\nunix_socket_directories = '${SOCK}'\nlisten_addresses = ''\nwal_level = replica\nmax_wal_senders = 10\nshared_buffers = '256MB'\nmax_wal_size = '8GB'\ncheckpoint_timeout = '1h'\nfsync = off\n`,
+  );
+  start();
+  asPostgres(`${PG}/pgbench`, ['-i', '-s', String(SCALE), '-q', '-h', SOCK, '-p', String(PORT), '-U', 'postgres', 'postgres']);
+  psql(`CREATE TABLE md5_rows AS SELECT g AS id, md5(g::text) AS a, md5((g * 7)::text) AS b FROM generate_series(1, ${MD5_ROWS}) g`);
+  psql('CREATE INDEX md5_rows_a ON md5_rows (a)');
+  psql('VACUUM ANALYZE');
+  psql('CHECKPOINT');
+  writeFileSync(marker, new Date().toISOString() + '\n');
+}
+
+function pgbackrestConfig(): string {
+  const conf = join(ROOT, 'pgbackrest.conf');
+  const repo = join(ROOT, 'pgbackrest-repo');
+  rmSync(repo, { recursive: true, force: true });
+  for (const d of [repo, join(ROOT, 'pgbackrest-log'), join(ROOT, 'pgbackrest-lock'), join(ROOT, 'pgbackrest-spool')]) {
+    mkdirSync(d, { recursive: true });
+    chownSync(d, pgUser.uid, pgUser.gid);
+  }
+  writeFileSync(
+    conf,
+    [
+      '[global]',
+      `repo1-path=${repo}`,
+      `log-path=${join(ROOT, 'pgbackrest-log')}`,
+      `lock-path=${join(ROOT, 'pgbackrest-lock')}`,
+      `spool-path=${join(ROOT, 'pgbackrest-spool')}`,
+      'compress-type=lz4',
+      'compress-level=1',
+      'process-max=2',
+      'start-fast=y',
+      'archive-check=n',
+      'repo1-retention-full=99',
+      'log-level-console=error',
+      'log-level-file=off',
+      '',
+      '[bench]',
+      `pg1-path=${DATA}`,
+      `pg1-port=${PORT}`,
+      `pg1-socket-path=${SOCK}`,
+      '',
+    ].join('\n'),
+  );
+  chownSync(conf, pgUser.uid, pgUser.gid);
+  asPostgres('/usr/bin/pgbackrest', [`--config=${conf}`, '--stanza=bench', 'stanza-create']);
+  return conf;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+interface Row {
+  readonly name: string;
+  readonly runs: Measured[];
+}
+
+function summarize(r: Row, bytes: number) {
+  const seconds = median(r.runs.map((m) => m.seconds));
+  return {
+    name: r.name,
+    seconds,
+    mbPerSecond: bytes / 1e6 / seconds,
+    cpuSeconds: median(r.runs.map((m) => m.cpuSeconds)),
+    peakRssMiB: Math.max(...r.runs.map((m) => m.peakTreeRssBytes)) / (1024 * 1024),
+  };
+}
+
+function check(m: Measured, what: string, okCodes: number[] = [0]): Measured {
+  if (!okCodes.includes(m.code ?? -1)) throw new Error(`${what} failed (exit ${m.code}): ${m.stderr.slice(-2000)}`);
+  return m;
+}
+
+async function main(): Promise<void> {
+  if ((process.getuid?.() ?? 1) !== 0) throw new Error('run the benchmark as root (it starts PostgreSQL as the postgres user)');
+  buildCluster();
+  start();
+  const { bytes, files } = dirBytes(DATA);
+  console.log(`bench: PGDATA ${(bytes / 1e9).toFixed(2)} GB in ${files} files; ${RUNS} interleaved runs each; warming the page cache`);
+  execFileSync('/bin/sh', ['-c', `find '${DATA}' -type f -exec cat {} + > /dev/null`]);
+  const conf = pgbackrestConfig();
+  const repo = join(ROOT, 'pgbacula-repo');
+  const env = { ...process.env, PGBACULA_PROGRESS_SECONDS: '0' };
+  const rows: Record<string, Row> = {
+    nullSink: { name: 'pgbacula backup → null sink', runs: [] },
+    basebackup: { name: 'pg_basebackup -Ft -X none -c fast → /dev/null', runs: [] },
+    repo: { name: 'pgbacula backup → repository (lz4, every page verified)', runs: [] },
+    pgbackrest: { name: 'pgBackRest full (lz4-1, process-max=2)', runs: [] },
+    verify: { name: 'pgbacula verify --pgdata (offline)', runs: [] },
+    checksums: { name: 'pg_checksums --check (offline)', runs: [] },
+  };
+  for (let i = 0; i < RUNS; i++) {
+    rows.nullSink!.runs.push(check(await measure(process.execPath, [NULL_BACKUP, SOCK, String(PORT)], { env }), 'null-sink backup'));
+    rows.basebackup!.runs.push(check(await measure('/bin/sh', ['-c', `${PG}/pg_basebackup -h ${SOCK} -p ${PORT} -U postgres -Ft -X none -c fast -D - > /dev/null`], { env }), 'pg_basebackup'));
+    rmSync(repo, { recursive: true, force: true });
+    rows.repo!.runs.push(check(await measure(process.execPath, [CLI, 'backup', '--repo', repo, '--host', SOCK, '--port', String(PORT), '--user', 'postgres', '--compression-level', '1'], { env }), 'pgbacula backup'));
+    rows.pgbackrest!.runs.push(check(await measure('/usr/bin/pgbackrest', [`--config=${conf}`, '--stanza=bench', '--type=full', 'backup'], { ...pgUser, env }), 'pgBackRest'));
+  }
+  stop();
+  for (let i = 0; i < RUNS; i++) {
+    rows.verify!.runs.push(check(await measure(process.execPath, [CLI, 'verify', '--pgdata', DATA], { env }), 'pgbacula verify'));
+    rows.checksums!.runs.push(check(await measure(`${PG}/pg_checksums`, ['--check', '-D', DATA], { ...pgUser, env }), 'pg_checksums'));
+  }
+  start();
+  const s = new Map(Object.entries(rows).map(([k, r]) => [k, summarize(r, bytes)]));
+  const get = (k: string) => s.get(k)!;
+  const ratio = (a: string, b: string) => get(b).seconds / get(a).seconds;
+  const line = (k: string, vs?: [string, number]) => {
+    const x = get(k);
+    return `| ${x.name} | ${x.seconds.toFixed(2)} | ${x.mbPerSecond.toFixed(0)} | ${x.cpuSeconds.toFixed(1)} | ${x.peakRssMiB.toFixed(0)} | ${vs ? `**${ratio(k, vs[0]).toFixed(2)}×** (target ≥ ${vs[1]}×)` : ''} |`;
+  };
+  const cores = execFileSync('nproc', { encoding: 'utf8' }).trim();
+  const out = [
+    `PGDATA ${(bytes / 1e9).toFixed(2)} GB, ${files} files (PostgreSQL 15, pgbench scale ${SCALE} + ${MD5_ROWS} md5 rows), ${cores} cores, median of ${RUNS} interleaved runs, page cache warm`,
+    '',
+    '| run | seconds | MB/s | CPU s | peak RSS MiB | ratio |',
+    '|---|---|---|---|---|---|',
+    line('nullSink', ['basebackup', 1.3]),
+    line('basebackup'),
+    line('repo', ['pgbackrest', 2]),
+    line('pgbackrest'),
+    line('verify', ['checksums', 1.5]),
+    line('checksums'),
+  ].join('\n');
+  console.log(out);
+  writeFileSync(join(ROOT, 'last-result.md'), out + '\n');
+}
+
+await main();

@@ -1,0 +1,609 @@
+/*
+ * pgbacula_kernels: a small Node-API addon over Debian's liblz4 and libxxhash.
+ *
+ * Why it exists (shared/design/PERFORMANCE.md): lz4 compression decides the backup throughput and
+ * the pure-package path (lz4-napi) reaches about 520 MB/s per thread; liblz4's
+ * LZ4_compress_fast_extState with a reused state and a caller-owned output buffer about 1,220 MB/s.
+ * Hashing decides the verify/null-sink path, where native xxHash is about 3x xxhash-wasm.
+ *
+ * Rules every function here keeps:
+ *   - it works on memory the caller provides (Uint8Array views, Buffers, WASM memory views) and
+ *     allocates nothing per call: no output Buffer is created, so results can be written straight
+ *     into a transferable ArrayBuffer the caller owns (lz4-napi's Buffers are copied by postMessage);
+ *   - per-thread state (the LZ4 compression state) hangs off napi_set_instance_data, so the addon
+ *     is context-aware and loads in any number of worker_threads at once;
+ *   - the calls are synchronous and short: they run on the calling (worker) thread.
+ *
+ * Built by native/kernels/build.sh into native/build/pgbacula_kernels.node; loaded by
+ * src/pipeline/kernels.ts, which falls back to pure packages when this file is absent.
+ */
+
+#define NAPI_VERSION 8
+#include <node_api.h>
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lz4.h>
+
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t / XXH64_state_t layouts, for caller-owned states */
+#include <xxhash.h>
+/* libxxhash0 on x86_64 is built with xxh_x86dispatch.c: these entry points pick SSE2, AVX2 or
+ * AVX-512 at run time. The plain XXH3_64bits of the shared library is the scalar/SSE2 build. */
+#if defined(__x86_64__) || defined(_M_X64)
+#include <xxh_x86dispatch.h>
+#define PGB_XXH3_64 XXH3_64bits_dispatch
+#define PGB_XXH3_UPDATE XXH3_64bits_update_dispatch
+#else
+#define PGB_XXH3_64 XXH3_64bits
+#define PGB_XXH3_UPDATE XXH3_64bits_update
+#endif
+
+#define KERNELS_ABI_VERSION 1
+
+/* ---- per-thread instance data ---------------------------------------------------------------- */
+
+typedef struct {
+  void *lz4_state; /* LZ4_sizeofState() bytes, reused by every compression on this thread */
+} instance_t;
+
+static void instance_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  instance_t *instance = (instance_t *)data;
+  if (instance != NULL) {
+    free(instance->lz4_state);
+    free(instance);
+  }
+}
+
+/* ---- argument helpers ------------------------------------------------------------------------ */
+
+#define CHECK_NAPI(call)                                                                            \
+  do {                                                                                              \
+    if ((call) != napi_ok) {                                                                        \
+      throw_last_error(env, #call);                                                                 \
+      return NULL;                                                                                  \
+    }                                                                                               \
+  } while (0)
+
+static void throw_last_error(napi_env env, const char *what) {
+  const napi_extended_error_info *info = NULL;
+  bool pending = false;
+  napi_is_exception_pending(env, &pending);
+  if (pending) return;
+  napi_get_last_error_info(env, &info);
+  char message[256];
+  snprintf(message, sizeof message, "pgbacula kernels: %s failed: %s", what,
+           info != NULL && info->error_message != NULL ? info->error_message : "unknown N-API error");
+  napi_throw_error(env, "ERR_PGBACULA_KERNELS", message);
+}
+
+static void throw_error(napi_env env, const char *code, const char *message) {
+  napi_throw_error(env, code, message);
+}
+
+static void throw_type_error(napi_env env, const char *message) {
+  napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", message);
+}
+
+static void throw_range_error(napi_env env, const char *message) {
+  napi_throw_range_error(env, "ERR_OUT_OF_RANGE", message);
+}
+
+/* A non-NULL address for empty views (a detached or zero-length view reports data == NULL). */
+static uint8_t empty_bytes[1];
+
+/* Reads a Uint8Array (a Buffer is one) into pointer + length; false with a TypeError thrown. */
+static bool get_bytes(napi_env env, napi_value value, const char *name, uint8_t **data, size_t *length) {
+  bool is_typedarray = false;
+  if (napi_is_typedarray(env, value, &is_typedarray) != napi_ok || !is_typedarray) {
+    char message[128];
+    snprintf(message, sizeof message, "%s must be a Uint8Array", name);
+    throw_type_error(env, message);
+    return false;
+  }
+  napi_typedarray_type type;
+  void *raw = NULL;
+  size_t count = 0;
+  if (napi_get_typedarray_info(env, value, &type, &count, &raw, NULL, NULL) != napi_ok) {
+    throw_last_error(env, "napi_get_typedarray_info");
+    return false;
+  }
+  if (type != napi_uint8_array && type != napi_uint8_clamped_array) {
+    char message[128];
+    snprintf(message, sizeof message, "%s must be a Uint8Array, not another typed array", name);
+    throw_type_error(env, message);
+    return false;
+  }
+  *data = raw != NULL ? (uint8_t *)raw : empty_bytes;
+  *length = raw != NULL ? count : 0;
+  return true;
+}
+
+/* An optional non-negative integer argument (undefined → fallback). */
+static bool get_optional_u32(napi_env env, napi_value value, const char *name, uint32_t fallback,
+                             uint32_t *out) {
+  napi_valuetype type;
+  if (napi_typeof(env, value, &type) != napi_ok) {
+    throw_last_error(env, "napi_typeof");
+    return false;
+  }
+  if (type == napi_undefined) {
+    *out = fallback;
+    return true;
+  }
+  double number = 0;
+  if (type != napi_number || napi_get_value_double(env, value, &number) != napi_ok || number < 0 ||
+      number > 4294967295.0 || number != (double)(uint32_t)number) {
+    char message[128];
+    snprintf(message, sizeof message, "%s must be an integer from 0 to 2^32-1", name);
+    throw_range_error(env, message);
+    return false;
+  }
+  *out = (uint32_t)number;
+  return true;
+}
+
+/* An optional 64-bit seed: undefined, a bigint or a safe integer number. */
+static bool get_optional_u64(napi_env env, napi_value value, const char *name, uint64_t *out) {
+  napi_valuetype type;
+  if (napi_typeof(env, value, &type) != napi_ok) {
+    throw_last_error(env, "napi_typeof");
+    return false;
+  }
+  *out = 0;
+  if (type == napi_undefined) return true;
+  if (type == napi_bigint) {
+    bool lossless = false;
+    if (napi_get_value_bigint_uint64(env, value, out, &lossless) == napi_ok && lossless) return true;
+  } else if (type == napi_number) {
+    double number = 0;
+    if (napi_get_value_double(env, value, &number) == napi_ok && number >= 0 &&
+        number <= 9007199254740991.0 && number == (double)(uint64_t)number) {
+      *out = (uint64_t)number;
+      return true;
+    }
+  }
+  char message[128];
+  snprintf(message, sizeof message, "%s must be a bigint from 0 to 2^64-1", name);
+  throw_range_error(env, message);
+  return false;
+}
+
+static napi_value make_u32(napi_env env, uint32_t value) {
+  napi_value result = NULL;
+  napi_create_uint32(env, value, &result);
+  return result;
+}
+
+static napi_value make_u64(napi_env env, uint64_t value) {
+  napi_value result = NULL;
+  napi_create_bigint_uint64(env, value, &result);
+  return result;
+}
+
+/* ---- LZ4 block ------------------------------------------------------------------------------- */
+
+/* lz4CompressBound(length) → the worst-case compressed size of a block of `length` bytes. */
+static napi_value lz4_compress_bound(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint32_t length = 0;
+  if (argc < 1) {
+    throw_type_error(env, "lz4CompressBound(length) needs a length");
+    return NULL;
+  }
+  if (!get_optional_u32(env, argv[0], "length", 0, &length)) return NULL;
+  if (length > LZ4_MAX_INPUT_SIZE) {
+    throw_range_error(env, "length is over LZ4_MAX_INPUT_SIZE");
+    return NULL;
+  }
+  return make_u32(env, (uint32_t)LZ4_compressBound((int)length));
+}
+
+/*
+ * lz4CompressBlock(src, dst, acceleration = 1) → bytes written at dst[0], or 0 when the block
+ * does not fit in dst (the caller then stores src raw: give dst src.length - 1 bytes to get a 0
+ * exactly when compression would not shrink the block).
+ */
+static napi_value lz4_compress_block(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 2) {
+    throw_type_error(env, "lz4CompressBlock(src, dst[, acceleration]) needs src and dst");
+    return NULL;
+  }
+  uint8_t *src = NULL, *dst = NULL;
+  size_t src_length = 0, dst_length = 0;
+  if (!get_bytes(env, argv[0], "src", &src, &src_length)) return NULL;
+  if (!get_bytes(env, argv[1], "dst", &dst, &dst_length)) return NULL;
+  uint32_t acceleration = 1;
+  if (argc >= 3 && !get_optional_u32(env, argv[2], "acceleration", 1, &acceleration)) return NULL;
+  if (acceleration < 1) acceleration = 1;
+  if (acceleration > 65537) acceleration = 65537; /* LZ4_ACCELERATION_MAX */
+  if (src_length > LZ4_MAX_INPUT_SIZE) {
+    throw_range_error(env, "src is over LZ4_MAX_INPUT_SIZE (about 2 GB)");
+    return NULL;
+  }
+  if (dst_length > INT32_MAX) dst_length = INT32_MAX;
+  if (dst_length == 0) return make_u32(env, 0);
+
+  instance_t *instance = NULL;
+  CHECK_NAPI(napi_get_instance_data(env, (void **)&instance));
+  if (instance == NULL || instance->lz4_state == NULL) {
+    throw_error(env, "ERR_PGBACULA_KERNELS", "pgbacula kernels: no LZ4 state for this thread");
+    return NULL;
+  }
+  int written = LZ4_compress_fast_extState(instance->lz4_state, (const char *)src, (char *)dst,
+                                           (int)src_length, (int)dst_length, (int)acceleration);
+  return make_u32(env, written > 0 ? (uint32_t)written : 0);
+}
+
+/*
+ * lz4DecompressBlock(src, dst[, dict]) → bytes written at dst[0]. `dict` is the up to 64 KiB of
+ * output that precedes this block in a frame of linked blocks (lz4 -BD); when it ends exactly where
+ * dst starts (one output buffer) liblz4 reads it as a prefix. Corrupt input throws.
+ */
+static napi_value lz4_decompress_block(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 2) {
+    throw_type_error(env, "lz4DecompressBlock(src, dst[, dict]) needs src and dst");
+    return NULL;
+  }
+  uint8_t *src = NULL, *dst = NULL, *dict = NULL;
+  size_t src_length = 0, dst_length = 0, dict_length = 0;
+  if (!get_bytes(env, argv[0], "src", &src, &src_length)) return NULL;
+  if (!get_bytes(env, argv[1], "dst", &dst, &dst_length)) return NULL;
+  if (argc >= 3) {
+    napi_valuetype type;
+    CHECK_NAPI(napi_typeof(env, argv[2], &type));
+    if (type != napi_undefined && !get_bytes(env, argv[2], "dict", &dict, &dict_length)) return NULL;
+  }
+  if (src_length > INT32_MAX) {
+    throw_range_error(env, "src is over 2 GiB");
+    return NULL;
+  }
+  if (dst_length > INT32_MAX) dst_length = INT32_MAX;
+  if (dict_length > INT32_MAX) dict_length = INT32_MAX;
+  int written;
+  if (dict_length > 0) {
+    written = LZ4_decompress_safe_usingDict((const char *)src, (char *)dst, (int)src_length, (int)dst_length,
+                                            (const char *)dict, (int)dict_length);
+  } else {
+    written = LZ4_decompress_safe((const char *)src, (char *)dst, (int)src_length, (int)dst_length);
+  }
+  if (written < 0) {
+    char message[200];
+    /* liblz4 returns -(position in src + 1) of the first byte it could not use. */
+    snprintf(message, sizeof message,
+             "lz4 block is corrupt or its output exceeds %zu bytes (decoder stopped near input byte %d of %zu)",
+             dst_length, -written - 1, src_length);
+    throw_error(env, "ERR_PGBACULA_LZ4_CORRUPT", message);
+    return NULL;
+  }
+  return make_u32(env, (uint32_t)written);
+}
+
+/* ---- xxHash one-shot ------------------------------------------------------------------------- */
+
+/* xxh3(data) → XXH3_64bits(data) as an unsigned bigint (seed 0, default secret). */
+static napi_value xxh3(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint8_t *data = NULL;
+  size_t length = 0;
+  if (argc < 1) {
+    throw_type_error(env, "xxh3(data) needs data");
+    return NULL;
+  }
+  if (!get_bytes(env, argv[0], "data", &data, &length)) return NULL;
+  return make_u64(env, PGB_XXH3_64(data, length));
+}
+
+/* xxh64(data, seed = 0n) → XXH64(data, seed) as an unsigned bigint. */
+static napi_value xxh64(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint8_t *data = NULL;
+  size_t length = 0;
+  uint64_t seed = 0;
+  if (argc < 1) {
+    throw_type_error(env, "xxh64(data[, seed]) needs data");
+    return NULL;
+  }
+  if (!get_bytes(env, argv[0], "data", &data, &length)) return NULL;
+  if (argc >= 2 && !get_optional_u64(env, argv[1], "seed", &seed)) return NULL;
+  return make_u64(env, XXH64(data, length, seed));
+}
+
+/* xxh32(data, seed = 0) → XXH32(data, seed) as an unsigned number (LZ4 frame checksums). */
+static napi_value xxh32(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint8_t *data = NULL;
+  size_t length = 0;
+  uint32_t seed = 0;
+  if (argc < 1) {
+    throw_type_error(env, "xxh32(data[, seed]) needs data");
+    return NULL;
+  }
+  if (!get_bytes(env, argv[0], "data", &data, &length)) return NULL;
+  if (argc >= 2 && !get_optional_u32(env, argv[1], "seed", 0, &seed)) return NULL;
+  return make_u32(env, XXH32(data, length, seed));
+}
+
+/* ---- xxHash streaming, in a state buffer the caller owns -------------------------------------- */
+
+/*
+ * Layout of a state buffer (STATE_BYTES long, any alignment):
+ *
+ *   [0, 4)   magic: which hash the state belongs to
+ *   [4, 8)   offset of the xxHash state struct from the buffer start, chosen at init so that the
+ *            struct is 64-byte aligned (XXH3_state_t's accumulators are read with aligned vector
+ *            loads); when the bytes were copied to a buffer of another alignment, the struct is
+ *            moved to the new aligned spot before use
+ *   [offset, offset + sizeof(struct))  the struct
+ *
+ * An XXH3 state points to libxxhash's default secret: it is valid in this process only.
+ */
+#define STATE_MAGIC_XXH3 0x33485850u  /* "PXH3" */
+#define STATE_MAGIC_XXH64 0x36485850u /* "PXH6" */
+#define STATE_MAGIC_XXH32 0x32485850u /* "PXH2" */
+#define STATE_HEADER_BYTES 8
+#define STATE_ALIGN 64
+/* XXH3_state_t is by far the largest of the three (576 bytes against 88 and 48). */
+#define STATE_STRUCT_BYTES sizeof(XXH3_state_t)
+_Static_assert(sizeof(XXH3_state_t) >= sizeof(XXH64_state_t) && sizeof(XXH3_state_t) >= sizeof(XXH32_state_t),
+               "the state buffer must hold every xxHash state");
+#define STATE_BYTES (STATE_HEADER_BYTES + STATE_ALIGN - 1 + STATE_STRUCT_BYTES)
+
+/* libxxhash's default secret, as XXH3_64bits_reset stores it: a sanity check of XXH3 states. */
+static const unsigned char *default_xxh3_secret = NULL;
+
+static void *state_struct(napi_env env, napi_value value, uint32_t magic, bool init) {
+  uint8_t *bytes = NULL;
+  size_t length = 0;
+  if (!get_bytes(env, value, "state", &bytes, &length)) return NULL;
+  if (length < STATE_BYTES) {
+    char message[128];
+    snprintf(message, sizeof message, "state must be at least %zu bytes (hashStateBytes)", (size_t)STATE_BYTES);
+    throw_range_error(env, message);
+    return NULL;
+  }
+  uintptr_t base = (uintptr_t)bytes;
+  uint32_t aligned_offset =
+      (uint32_t)(((base + STATE_HEADER_BYTES + STATE_ALIGN - 1) & ~(uintptr_t)(STATE_ALIGN - 1)) - base);
+  if (init) {
+    memcpy(bytes, &magic, 4);
+    memcpy(bytes + 4, &aligned_offset, 4);
+    return bytes + aligned_offset;
+  }
+  uint32_t stored_magic = 0, stored_offset = 0;
+  memcpy(&stored_magic, bytes, 4);
+  memcpy(&stored_offset, bytes + 4, 4);
+  if (stored_magic != magic || stored_offset < STATE_HEADER_BYTES ||
+      stored_offset > STATE_HEADER_BYTES + STATE_ALIGN - 1) {
+    throw_error(env, "ERR_PGBACULA_HASH_STATE",
+                magic == STATE_MAGIC_XXH3    ? "state was not initialized by xxh3Init"
+                : magic == STATE_MAGIC_XXH64 ? "state was not initialized by xxh64Init"
+                                             : "state was not initialized by xxh32Init");
+    return NULL;
+  }
+  if (stored_offset != aligned_offset) {
+    memmove(bytes + aligned_offset, bytes + stored_offset, STATE_STRUCT_BYTES);
+    memcpy(bytes + 4, &aligned_offset, 4);
+  }
+  void *state = bytes + aligned_offset;
+  if (magic == STATE_MAGIC_XXH3 && ((XXH3_state_t *)state)->extSecret != default_xxh3_secret) {
+    throw_error(env, "ERR_PGBACULA_HASH_STATE", "xxh3 state is damaged or comes from another process");
+    return NULL;
+  }
+  return state;
+}
+
+/* xxh3Init(state) / xxh64Init(state, seed = 0n): (re)start a hash in the caller's state buffer. */
+static napi_value xxh3_init(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1) {
+    throw_type_error(env, "xxh3Init(state) needs a state buffer");
+    return NULL;
+  }
+  XXH3_state_t *state = state_struct(env, argv[0], STATE_MAGIC_XXH3, true);
+  if (state == NULL) return NULL;
+  XXH3_64bits_reset(state);
+  return NULL;
+}
+
+static napi_value xxh64_init(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1) {
+    throw_type_error(env, "xxh64Init(state[, seed]) needs a state buffer");
+    return NULL;
+  }
+  uint64_t seed = 0;
+  if (argc >= 2 && !get_optional_u64(env, argv[1], "seed", &seed)) return NULL;
+  XXH64_state_t *state = state_struct(env, argv[0], STATE_MAGIC_XXH64, true);
+  if (state == NULL) return NULL;
+  XXH64_reset(state, seed);
+  return NULL;
+}
+
+static napi_value xxh3_update(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 2) {
+    throw_type_error(env, "xxh3Update(state, data) needs state and data");
+    return NULL;
+  }
+  uint8_t *data = NULL;
+  size_t length = 0;
+  if (!get_bytes(env, argv[1], "data", &data, &length)) return NULL;
+  XXH3_state_t *state = state_struct(env, argv[0], STATE_MAGIC_XXH3, false);
+  if (state == NULL) return NULL;
+  PGB_XXH3_UPDATE(state, data, length);
+  return NULL;
+}
+
+static napi_value xxh64_update(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 2) {
+    throw_type_error(env, "xxh64Update(state, data) needs state and data");
+    return NULL;
+  }
+  uint8_t *data = NULL;
+  size_t length = 0;
+  if (!get_bytes(env, argv[1], "data", &data, &length)) return NULL;
+  XXH64_state_t *state = state_struct(env, argv[0], STATE_MAGIC_XXH64, false);
+  if (state == NULL) return NULL;
+  XXH64_update(state, data, length);
+  return NULL;
+}
+
+/* xxh3Digest(state) / xxh64Digest(state) → the hash so far; the state may be updated further. */
+static napi_value xxh3_digest(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1) {
+    throw_type_error(env, "xxh3Digest(state) needs a state buffer");
+    return NULL;
+  }
+  XXH3_state_t *state = state_struct(env, argv[0], STATE_MAGIC_XXH3, false);
+  if (state == NULL) return NULL;
+  return make_u64(env, XXH3_64bits_digest(state));
+}
+
+static napi_value xxh64_digest(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1) {
+    throw_type_error(env, "xxh64Digest(state) needs a state buffer");
+    return NULL;
+  }
+  XXH64_state_t *state = state_struct(env, argv[0], STATE_MAGIC_XXH64, false);
+  if (state == NULL) return NULL;
+  return make_u64(env, XXH64_digest(state));
+}
+
+/* xxh32Init(state, seed = 0) / xxh32Update(state, data) / xxh32Digest(state) → number: the LZ4
+ * frame content checksum over a content that arrives block by block. */
+static napi_value xxh32_init(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1) {
+    throw_type_error(env, "xxh32Init(state[, seed]) needs a state buffer");
+    return NULL;
+  }
+  uint32_t seed = 0;
+  if (argc >= 2 && !get_optional_u32(env, argv[1], "seed", 0, &seed)) return NULL;
+  XXH32_state_t *state = state_struct(env, argv[0], STATE_MAGIC_XXH32, true);
+  if (state == NULL) return NULL;
+  XXH32_reset(state, seed);
+  return NULL;
+}
+
+static napi_value xxh32_update(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 2) {
+    throw_type_error(env, "xxh32Update(state, data) needs state and data");
+    return NULL;
+  }
+  uint8_t *data = NULL;
+  size_t length = 0;
+  if (!get_bytes(env, argv[1], "data", &data, &length)) return NULL;
+  XXH32_state_t *state = state_struct(env, argv[0], STATE_MAGIC_XXH32, false);
+  if (state == NULL) return NULL;
+  XXH32_update(state, data, length);
+  return NULL;
+}
+
+static napi_value xxh32_digest(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1) {
+    throw_type_error(env, "xxh32Digest(state) needs a state buffer");
+    return NULL;
+  }
+  XXH32_state_t *state = state_struct(env, argv[0], STATE_MAGIC_XXH32, false);
+  if (state == NULL) return NULL;
+  return make_u32(env, XXH32_digest(state));
+}
+
+/* ---- module ---------------------------------------------------------------------------------- */
+
+static bool set_u32(napi_env env, napi_value exports, const char *name, uint32_t value) {
+  return napi_set_named_property(env, exports, name, make_u32(env, value)) == napi_ok;
+}
+
+NAPI_MODULE_INIT() {
+  if (default_xxh3_secret == NULL) {
+    /* Same value in every thread; a benign race. */
+    XXH3_state_t probe;
+    XXH3_64bits_reset(&probe);
+    default_xxh3_secret = probe.extSecret;
+  }
+
+  instance_t *instance = calloc(1, sizeof *instance);
+  if (instance == NULL || (instance->lz4_state = malloc((size_t)LZ4_sizeofState())) == NULL) {
+    free(instance);
+    napi_throw_error(env, "ERR_PGBACULA_KERNELS", "pgbacula kernels: out of memory for the LZ4 state");
+    return NULL;
+  }
+  if (napi_set_instance_data(env, instance, instance_finalize, NULL) != napi_ok) {
+    instance_finalize(env, instance, NULL);
+    throw_last_error(env, "napi_set_instance_data");
+    return NULL;
+  }
+
+  napi_property_descriptor functions[] = {
+      {"lz4CompressBound", NULL, lz4_compress_bound, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"lz4CompressBlock", NULL, lz4_compress_block, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"lz4DecompressBlock", NULL, lz4_decompress_block, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"xxh3", NULL, xxh3, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"xxh64", NULL, xxh64, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"xxh32", NULL, xxh32, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"xxh3Init", NULL, xxh3_init, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"xxh3Update", NULL, xxh3_update, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"xxh3Digest", NULL, xxh3_digest, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"xxh64Init", NULL, xxh64_init, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"xxh64Update", NULL, xxh64_update, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"xxh64Digest", NULL, xxh64_digest, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"xxh32Init", NULL, xxh32_init, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"xxh32Update", NULL, xxh32_update, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"xxh32Digest", NULL, xxh32_digest, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  if (napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions) != napi_ok) {
+    throw_last_error(env, "napi_define_properties");
+    return NULL;
+  }
+  if (!set_u32(env, exports, "abiVersion", KERNELS_ABI_VERSION) ||
+      !set_u32(env, exports, "hashStateBytes", (uint32_t)STATE_BYTES) ||
+      !set_u32(env, exports, "lz4VersionNumber", (uint32_t)LZ4_versionNumber()) ||
+      !set_u32(env, exports, "xxhashVersionNumber", (uint32_t)XXH_versionNumber())) {
+    throw_last_error(env, "napi_set_named_property");
+    return NULL;
+  }
+  return exports;
+}

@@ -1,0 +1,85 @@
+import { getBool, getInt, getList, getString } from '../config/params.js';
+import { EXIT, PgbaculaError } from '../errors.js';
+import { runBaseBackup } from '../modes/base-backup.js';
+import { formatBytes, formatCount } from '../pipeline/job-log.js';
+import { createWorkerPool, workerCount } from '../pipeline/pool.js';
+import { initRepository, removeIncompleteBackups } from '../repo/catalog.js';
+import { newBackupId } from '../repo/layout.js';
+import { acquireRepoLock } from '../repo/lock.js';
+import { RepoSink } from '../repo/repo-sink.js';
+import type { CommandContext } from './context.js';
+import { ok, type CommandResult } from './output.js';
+
+export function requireRepo(ctx: CommandContext): string {
+  const repo = ctx.argv.globals.repo;
+  if (typeof repo !== 'string') {
+    throw new PgbaculaError('USAGE', 'this command needs --repo DIR', { hint: 'Name the repository directory with --repo /path.' });
+  }
+  if (!repo.startsWith('/')) throw new PgbaculaError('PARAM_INVALID', `--repo ${repo} is not an absolute path`, { hint: 'Give an absolute path.' });
+  return repo;
+}
+
+/** `pgbacula backup --repo DIR`: a full physical backup into a local repository. */
+export async function runBackupCommand(ctx: CommandContext): Promise<CommandResult> {
+  const repo = requireRepo(ctx);
+  const mode = getString(ctx.params, 'mode');
+  if (ctx.params.has('mode') && mode !== 'pitr') {
+    throw new PgbaculaError('PARAM_INVALID', `mode ${mode} is not available for standalone backups in this version`, {
+      hint: 'Use --mode=pitr (the default standalone mode); dump modes run through Bacula.',
+    });
+  }
+  const connection = ctx.connection();
+  await initRepository(repo);
+  const release = await acquireRepoLock(repo);
+  const log = ctx.log;
+  const controller = new AbortController();
+  const onSignal = () => controller.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const pool = createWorkerPool(workerCount(ctx.params.has('parallel_jobs') ? getInt(ctx.params, 'parallel_jobs') : undefined));
+  try {
+    for (const id of await removeIncompleteBackups(repo)) log.info(`removed incomplete backup ${id} (an earlier run was interrupted)`);
+    const now = new Date();
+    const backupId = newBackupId(now, 'full');
+    const sink = new RepoSink(repo, backupId);
+    await sink.open();
+    const label = getString(ctx.params, 'pitr_label') === 'auto' ? `pgbacula_${backupId}` : getString(ctx.params, 'pitr_label')!;
+    const t0 = Date.now();
+    let result;
+    try {
+      result = await runBaseBackup({
+        connection,
+        pool,
+        sink,
+        log,
+        backupId,
+        label,
+        ...(typeof ctx.argv.globals.pgdata === 'string' ? { pgdata: ctx.argv.globals.pgdata } : {}),
+        verifyChecksums: getBool(ctx.params, 'verify_checksum'),
+        compress: getInt(ctx.params, 'compression_level') > 0,
+        backupFromStandby: getBool(ctx.params, 'backup_from_standby'),
+        excludeTablespaces: getList(ctx.params, 'exclude_tablespace'),
+        tmpdir: getString(ctx.params, 'tmpdir')!,
+        progressIntervalMs: ctx.progressIntervalMs,
+        signal: controller.signal,
+      });
+    } catch (e) {
+      await sink.abort();
+      throw e;
+    }
+    await sink.commit(result.manifest);
+    const seconds = (Date.now() - t0) / 1000;
+    const m = result.manifest;
+    const raw = m.files.reduce((s, f) => s + f.size, 0);
+    const text = [
+      `backup ${backupId} complete: ${formatCount(m.files.filter((f) => f.type === 'file').length)} files, ${formatBytes(raw)} in ${seconds.toFixed(1)} s (${(raw / 1e6 / Math.max(seconds, 0.001)).toFixed(0)} MB/s), stored ${formatBytes(sink.storedBytes)}`,
+      `  lsn ${m.startLsn} .. ${m.stopLsn}, timeline ${m.stopTimeline}, page verification ${m.pageVerification}${m.checksumFailures ? ` (${m.checksumFailures} failures)` : ''}`,
+    ].join('\n');
+    return ok({ backupId, manifest: { ...m, files: undefined }, storedBytes: sink.storedBytes, seconds }, text, m.checksumFailures > 0 ? EXIT.WARNING : EXIT.OK);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await pool.destroy();
+    await release();
+  }
+}

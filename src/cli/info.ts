@@ -1,0 +1,41 @@
+import { formatBytes } from '../pipeline/job-log.js';
+import { assertRepository, listBackups } from '../repo/catalog.js';
+import { requireRepo } from './backup.js';
+import type { CommandContext } from './context.js';
+import { ok, type CommandResult } from './output.js';
+
+/** `pgbacula info --repo DIR`: every backup with its state, sizes and LSN range. */
+export async function runInfoCommand(ctx: CommandContext): Promise<CommandResult> {
+  const repo = requireRepo(ctx);
+  await assertRepository(repo);
+  const backups = await listBackups(repo, true);
+  const rows = backups.map((b) =>
+    b.state === 'complete'
+      ? {
+          id: b.id,
+          state: b.state,
+          mode: b.manifest.mode,
+          level: b.manifest.level,
+          pgVersion: b.manifest.pgVersion,
+          systemIdentifier: b.manifest.systemIdentifier,
+          startLsn: b.manifest.startLsn,
+          stopLsn: b.manifest.stopLsn,
+          timeline: b.manifest.stopTimeline,
+          startTime: b.manifest.startTime,
+          stopTime: b.manifest.stopTime,
+          rawBytes: b.manifest.files.reduce((s, f) => s + f.size, 0),
+          storedBytes: b.storedBytes,
+          pageVerification: b.manifest.pageVerification,
+          checksumFailures: b.manifest.checksumFailures,
+        }
+      : { id: b.id, state: b.state, reason: b.reason },
+  );
+  const text = rows.length === 0
+    ? `repository ${repo}: no backups`
+    : [`repository ${repo}:`, ...rows.map((r) =>
+        'reason' in r
+          ? `  ${r.id}  INCOMPLETE  ${r.reason}`
+          : `  ${r.id}  ${r.state}  ${r.mode} ${r.level}  PG ${r.pgVersion}  lsn ${r.startLsn}..${r.stopLsn} tli ${r.timeline}  ${formatBytes(r.rawBytes)} (stored ${formatBytes(r.storedBytes)})  pages ${r.pageVerification}${r.checksumFailures ? ` (${r.checksumFailures} failures)` : ''}  ${r.stopTime}`,
+      )].join('\n');
+  return ok({ repo, backups: rows }, text);
+}

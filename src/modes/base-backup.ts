@@ -1,0 +1,263 @@
+import { createReadStream } from 'node:fs';
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import type pg from 'pg';
+import type { ConnectionSettings } from '../config/connection.js';
+import { PgbaculaError } from '../errors.js';
+import { MANIFEST_VERSION, MANIFEST_FORMAT, type BackupManifest, type ManifestFile } from '../format/backup-manifest.js';
+import { hashContent } from '../format/content-hash.js';
+import { encodeBlocks, createLz4EncodeScratch } from '../format/lz4-frame.js';
+import { prepareBackupSession, startBackup, stopBackup, timelineFromLabel } from '../pg/backup-api.js';
+import { ReplicationConnection } from '../pg/replication.js';
+import { openSession } from '../pg/session.js';
+import { isSupportedMajor, majorOf, versionFacts, type Major, type VersionFacts } from '../pg/versions.js';
+import { streamWal } from '../pg/wal-stream.js';
+import { planCluster } from '../pipeline/cluster-walk.js';
+import { DEFAULT_RANGE_SIZE, emitFiles, type ChecksumFailure } from '../pipeline/emit-files.js';
+import type { ItemSink } from '../pipeline/item.js';
+import { formatBytes, formatCount, ProgressTracker, type JobLog } from '../pipeline/job-log.js';
+import { HASH_ALGORITHM, loadKernels } from '../pipeline/kernels.js';
+import type { WorkerPool } from '../pipeline/pool.js';
+import { parseLsn } from '../wal/lsn.js';
+
+export interface BaseBackupRequest {
+  readonly connection: ConnectionSettings;
+  readonly pool: WorkerPool;
+  readonly sink: ItemSink;
+  readonly log: JobLog;
+  readonly backupId: string;
+  readonly label: string;
+  /** Data directory to read; default: the server's data_directory. */
+  readonly pgdata?: string;
+  readonly verifyChecksums: boolean;
+  readonly compress: boolean;
+  readonly backupFromStandby: boolean;
+  readonly excludeTablespaces: readonly string[];
+  /** Staging for the WAL streamed during the backup. */
+  readonly tmpdir: string;
+  readonly progressIntervalMs: number;
+  readonly signal?: AbortSignal;
+}
+
+export interface BaseBackupResult {
+  readonly manifest: BackupManifest;
+  readonly failures: readonly ChecksumFailure[];
+}
+
+interface ServerBasics {
+  version: string;
+  versionNum: number;
+  major: Major;
+  inRecovery: boolean;
+  dataChecksums: boolean;
+  dataDirectory: string | null;
+  blockSize: number;
+}
+
+async function serverBasics(client: pg.Client): Promise<ServerBasics> {
+  const r = await client.query<{ v: string; n: string; rec: boolean; sums: string; bs: string }>(
+    "SELECT current_setting('server_version') AS v, current_setting('server_version_num') AS n, pg_is_in_recovery() AS rec, current_setting('data_checksums') AS sums, current_setting('block_size') AS bs",
+  );
+  const row = r.rows[0]!;
+  const major = majorOf(Number(row.n));
+  if (!isSupportedMajor(major)) {
+    throw new PgbaculaError('VERSION_UNSUPPORTED', `PostgreSQL ${row.v} is not supported`, { hint: 'pgbacula supports PostgreSQL 10 to 18.' });
+  }
+  const dd = await client.query<{ setting: string }>("SELECT setting FROM pg_settings WHERE name = 'data_directory'");
+  return {
+    version: row.v,
+    versionNum: Number(row.n),
+    major,
+    inRecovery: row.rec,
+    dataChecksums: row.sums === 'on',
+    dataDirectory: dd.rows[0]?.setting ?? null,
+    blockSize: Number(row.bs),
+  };
+}
+
+/** Emit a small in-memory file as one item. */
+async function emitSmallFile(sink: ItemSink, path: string, content: Uint8Array, compress: boolean): Promise<ManifestFile> {
+  const kernels = loadKernels();
+  const now = Date.now();
+  const encoding = compress ? 'lz4' : 'raw';
+  await sink.begin({ path, type: 'file', mode: 0o600, mtimeMs: now, size: content.length, encoding });
+  let stored = content;
+  if (compress && content.length > 0) {
+    const records = encodeBlocks(content, kernels, createLz4EncodeScratch(kernels, content.length));
+    stored = new Uint8Array(records[0]!.buffer);
+  }
+  await sink.write(stored);
+  const hash = hashContent(content, DEFAULT_RANGE_SIZE, (b) => kernels.hash(b));
+  await sink.end({ hash, rawSize: content.length, storedSize: stored.length });
+  return { path, type: 'file', size: content.length, mode: 0o600, mtime: new Date(now).toISOString(), hash, stored: encoding, storedSize: stored.length };
+}
+
+async function readWhole(path: string): Promise<Uint8Array> {
+  const chunks: Buffer[] = [];
+  for await (const c of createReadStream(path)) chunks.push(c as Buffer);
+  return new Uint8Array(Buffer.concat(chunks));
+}
+
+/**
+ * A hot base backup on one held session (non-exclusive API of the server's version), with the
+ * WAL from start to stop streamed by our replication client over a temporary slot created
+ * before the start — so the backup restores on its own, without any archive.
+ */
+export async function runBaseBackup(req: BaseBackupRequest): Promise<BaseBackupResult> {
+  const { log } = req;
+  const session = await openSession(req.connection, { applicationName: 'pgbacula backup' });
+  let repl: ReplicationConnection | undefined;
+  let inBackup = false;
+  let facts: VersionFacts | undefined;
+  const walDir = join(req.tmpdir, `wal-${req.backupId}-${process.pid}`);
+  try {
+    const server = await serverBasics(session);
+    facts = versionFacts(server.major);
+    if (req.backupFromStandby && !server.inRecovery) {
+      throw new PgbaculaError('PREREQUISITE', 'backup_from_standby=true but the server is a primary', {
+        hint: 'Point the connection (or standby_host) at a standby, or set backup_from_standby=false.',
+      });
+    }
+    const pgdata = req.pgdata ?? server.dataDirectory;
+    if (!pgdata) {
+      throw new PgbaculaError('PREREQUISITE', 'cannot read data_directory from the server (the role lacks pg_read_all_settings)', {
+        hint: 'Give the data directory with --pgdata, or grant pg_read_all_settings to the role.',
+      });
+    }
+    try {
+      await stat(join(pgdata, 'PG_VERSION'));
+    } catch {
+      throw new PgbaculaError('PREREQUISITE', `data directory ${pgdata} is not readable here`, {
+        hint: 'pgbacula reads PGDATA directly: run it on the database host (or the standby it backs up from) as root or the postgres user.',
+      });
+    }
+    log.info(`starting pitr backup (PG ${server.version} on ${hostname()}${server.inRecovery ? ', standby' : ''})`);
+
+    // The temporary slot is made before the backup starts, so the server keeps every WAL
+    // segment from the start LSN until we have streamed it (spec §2.6).
+    repl = await ReplicationConnection.open(req.connection, { applicationName: 'pgbacula backup wal' });
+    const ident = await repl.identifySystem();
+    const segmentSize = await repl.walSegmentSize();
+    const slot = `pgbacula_${process.pid}_${Date.now().toString(36)}`;
+    await repl.createPhysicalSlot(slot, { temporary: true, reserveWal: true });
+
+    await prepareBackupSession(session, facts);
+    const start = await startBackup(session, facts, req.label, true);
+    inBackup = true;
+    log.info(`backup start label='${req.label}' lsn=${start.startLsn}`);
+
+    const plan = await planCluster(req.pool, pgdata, server.major, req.excludeTablespaces);
+    const excluded = [...plan.excluded.keys()].filter((k) => k.startsWith('contents of') || k.includes('server rules')).slice(0, 6);
+    log.info(`PGDATA walk: ${formatCount(plan.fileCount)} files, ${formatBytes(plan.totalBytes)}${excluded.length ? ` (excluded ${excluded.join(', ')})` : ''}`);
+
+    const verify = req.verifyChecksums && server.dataChecksums;
+    const progress = new ProgressTracker(log, 'backup', plan.totalBytes, req.progressIntervalMs);
+    let emitted;
+    try {
+      emitted = await emitFiles(plan.entries, {
+        pool: req.pool,
+        sink: req.sink,
+        log,
+        progress,
+        verifyPages: verify,
+        compress: req.compress,
+        rangeSize: DEFAULT_RANGE_SIZE,
+        ...(req.signal ? { signal: req.signal } : {}),
+      });
+    } finally {
+      progress.stop();
+    }
+    if (!server.dataChecksums) log.warning('page checksums: unavailable (the cluster has data checksums off): pages were not verified');
+    else if (!req.verifyChecksums) log.info('page checksums: verification disabled (verify_checksum=false)');
+    else {
+      log.info(`page checksums verified: ${formatCount(emitted.pagesChecked)} pages, ${emitted.failures.length} failures${emitted.tornPages ? ` (${emitted.tornPages} torn by concurrent writes, re-read)` : ''}`);
+      for (const f of emitted.failures.slice(0, 50)) {
+        log.warning(`checksum verification failed in ${f.path.replace(/^pgdata\//, '')} (${forkOf(f.path)} fork), block ${f.blkno}: calculated ${hex4(f.computed)} but the page holds ${hex4(f.stored)}`);
+      }
+    }
+    if (emitted.vanished.length) log.info(`${emitted.vanished.length} files vanished during the backup (dropped relations; WAL replay accounts for them)`);
+
+    const stop = await stopBackup(session, facts);
+    inBackup = false;
+    log.info(`backup stop lsn=${stop.stopLsn}`);
+    const files: ManifestFile[] = [...emitted.files];
+    files.push(await emitSmallFile(req.sink, 'backup_label', new TextEncoder().encode(stop.labelFile), false));
+    if (stop.spcmapFile !== '') files.push(await emitSmallFile(req.sink, 'tablespace_map', new TextEncoder().encode(stop.spcmapFile), false));
+
+    // Stream WAL from the start segment to the stop LSN (the slot has held all of it).
+    const startTimeline = timelineFromLabel(stop.labelFile);
+    await mkdir(walDir, { recursive: true, mode: 0o700 });
+    const streamed = await streamWal({
+      connection: repl,
+      startLsn: parseLsn(start.startLsn),
+      timeline: ident.timeline,
+      slot,
+      targetDir: walDir,
+      stopAtLsn: parseLsn(stop.stopLsn),
+      statusIntervalMs: 5_000,
+      ...(req.signal ? { signal: req.signal } : {}),
+    });
+    const walNames = (await readdir(walDir)).filter((n) => /^[0-9A-F]{24}(\.partial)?$|^[0-9A-F]{8}\.history$/.test(n)).sort();
+    const walSegments: string[] = [];
+    for (const name of walNames) {
+      const content = await readWhole(join(walDir, name));
+      // A .partial holds everything up to the stop LSN (zero-padded to the segment size): at
+      // restore it goes into pg_wal under its final name, where replay reads to the stop point.
+      const finalName = name.replace(/\.partial$/, '');
+      files.push(await emitSmallFile(req.sink, `wal/${finalName}`, content, req.compress));
+      walSegments.push(finalName);
+    }
+    const first = walSegments[0] ?? '';
+    const last = walSegments.at(-1) ?? '';
+    log.info(`WAL shipped: ${first}..${last} (${walSegments.length} segment${walSegments.length === 1 ? '' : 's'})`);
+
+    const manifest: BackupManifest = {
+      format: MANIFEST_FORMAT,
+      version: MANIFEST_VERSION,
+      backupId: req.backupId,
+      mode: 'pitr',
+      level: 'full',
+      label: req.label,
+      systemIdentifier: ident.systemId,
+      pgVersion: server.version,
+      pgVersionNum: server.versionNum,
+      walSegmentSize: segmentSize,
+      blockSize: server.blockSize,
+      fromStandby: server.inRecovery,
+      dataDirectory: pgdata,
+      startLsn: start.startLsn,
+      stopLsn: stop.stopLsn,
+      startTimeline,
+      stopTimeline: ident.timeline,
+      startTime: new Date(Date.now() - progress.elapsedSeconds() * 1000).toISOString(),
+      stopTime: new Date().toISOString(),
+      hashAlgorithm: HASH_ALGORITHM,
+      rangeSize: DEFAULT_RANGE_SIZE,
+      pageVerification: !server.dataChecksums ? 'unavailable' : !req.verifyChecksums ? 'disabled' : emitted.failures.length ? 'failed' : 'passed',
+      checksumFailures: emitted.failures.length,
+      tablespaces: plan.tablespaces,
+      walSegments,
+      files,
+    };
+    void streamed;
+    return { manifest, failures: emitted.failures };
+  } finally {
+    if (inBackup && facts) {
+      // Never leave the server in backup mode: stop it (the result is discarded).
+      await stopBackup(session, facts).catch(() => undefined);
+    }
+    await session.end().catch(() => undefined);
+    await repl?.close().catch(() => undefined);
+    await rm(walDir, { recursive: true, force: true });
+  }
+}
+
+function hex4(n: number): string {
+  return `0x${n.toString(16).toUpperCase().padStart(4, '0')}`;
+}
+
+function forkOf(path: string): string {
+  const m = /_(fsm|vm|init)(?:\.\d+)?$/.exec(path);
+  return m ? m[1]! : 'main';
+}

@@ -1,0 +1,165 @@
+import { PgbaculaError } from '../errors.js';
+import { combineRangeHashes, fileRanges } from '../format/content-hash.js';
+import type { ManifestFile } from '../format/backup-manifest.js';
+import type { RangeResult, RangeTask } from '../../workers/backup-range.js';
+import type { PlanEntry } from './cluster-walk.js';
+import type { ItemSink } from './item.js';
+import type { JobLog } from './job-log.js';
+import { loadKernels } from './kernels.js';
+import { orderedMerge, type MergeStats, type PlannedTask } from './ordered-merge.js';
+import type { WorkerPool } from './pool.js';
+import type { ProgressTracker } from './job-log.js';
+
+export const DEFAULT_RANGE_SIZE = 8 * 1024 * 1024;
+
+export interface EmitOptions {
+  readonly pool: WorkerPool;
+  readonly sink: ItemSink;
+  readonly log: JobLog;
+  readonly progress?: ProgressTracker;
+  readonly verifyPages: boolean;
+  readonly compress: boolean;
+  readonly acceleration?: number;
+  readonly rangeSize?: number;
+  /** Bytes of results in flight between the workers and the sink. */
+  readonly windowBytes?: number;
+  readonly signal?: AbortSignal;
+  /** Only verify pages (no hash, no data to the sink): verify --pgdata. */
+  readonly verifyOnly?: boolean;
+}
+
+export interface ChecksumFailure {
+  readonly path: string;
+  readonly blkno: number;
+  readonly stored: number;
+  readonly computed: number;
+}
+
+export interface EmitResult {
+  readonly files: ManifestFile[];
+  readonly pagesChecked: number;
+  readonly newPages: number;
+  readonly tornPages: number;
+  readonly failures: ChecksumFailure[];
+  readonly vanished: string[];
+  readonly rawBytes: number;
+  readonly merge: MergeStats;
+}
+
+type Step =
+  | { readonly kind: 'entry'; readonly entry: PlanEntry }
+  | { readonly kind: 'range'; readonly entry: PlanEntry; readonly index: number; readonly count: number; readonly result: RangeResult };
+
+/**
+ * Stream every plan entry through the worker pool to the sink, strictly in plan order: ranges of
+ * a file are read/verified/hashed/compressed in parallel and reassembled in order by the merge;
+ * the sink's drain is the only throttle.
+ */
+export async function emitFiles(entries: readonly PlanEntry[], o: EmitOptions): Promise<EmitResult> {
+  const rangeSize = o.rangeSize ?? DEFAULT_RANGE_SIZE;
+  const threads = o.pool.options.maxThreads;
+  const windowBytes = o.windowBytes ?? Math.max(4, threads * 4) * rangeSize;
+  const kernels = loadKernels();
+  const merge: MergeStats = { peakBytesInFlight: 0, peakTasksInFlight: 0 };
+
+  function* tasks(): Generator<PlannedTask<Step>> {
+    for (const entry of entries) {
+      if (entry.type !== 'file') {
+        yield { bytes: 0, start: async () => ({ kind: 'entry', entry }) };
+        continue;
+      }
+      const ranges = fileRanges(entry.size, rangeSize);
+      for (let index = 0; index < ranges.length; index++) {
+        const [offset, length] = ranges[index]!;
+        const task: RangeTask = {
+          absPath: entry.absPath,
+          offset,
+          length,
+          verifyPages: o.verifyPages && entry.verifyPages,
+          firstBlkno: entry.firstBlock + offset / 8192,
+          compress: o.compress,
+          acceleration: o.acceleration ?? 1,
+          rangeSize,
+          ...(o.verifyOnly ? { verifyOnly: true } : {}),
+        };
+        yield {
+          bytes: length,
+          start: async () => ({
+            kind: 'range',
+            entry,
+            index,
+            count: ranges.length,
+            result: (await o.pool.run(task, { name: 'backupRange', ...(o.signal ? { signal: o.signal } : {}) })) as RangeResult,
+          }),
+        };
+      }
+    }
+  }
+
+  const files: ManifestFile[] = [];
+  const failures: ChecksumFailure[] = [];
+  const vanished: string[] = [];
+  let pagesChecked = 0;
+  let newPages = 0;
+  let tornPages = 0;
+  let rawBytes = 0;
+  let hashes: string[] = [];
+  let storedSize = 0;
+  let filePages = { checked: 0, fresh: 0, torn: 0, failed: [] as number[] };
+  let skipping: string | undefined;
+  const encoding = o.compress ? 'lz4' : 'raw';
+
+  for await (const step of orderedMerge(tasks(), { windowBytes, maxTasks: Math.max(8, threads * 16) }, merge)) {
+    if (o.signal?.aborted) throw new PgbaculaError('CANCELLED', 'cancelled');
+    const e = step.entry;
+    const mtime = new Date(e.mtimeMs).toISOString();
+    if (step.kind === 'entry') {
+      const header = { path: e.path, type: e.type, mode: e.mode, mtimeMs: e.mtimeMs, size: 0, encoding: 'raw' as const, ...(e.linkTarget ? { linkTarget: e.linkTarget } : {}) };
+      await o.sink.begin(header);
+      await o.sink.end({ hash: '', rawSize: 0, storedSize: 0 });
+      files.push({ path: e.path, type: e.type, size: 0, mode: e.mode, mtime, ...(e.linkTarget ? { linkTarget: e.linkTarget } : {}) });
+      continue;
+    }
+    const r = step.result;
+    if (step.index === 0) {
+      if (r.vanished) {
+        // Dropped since the walk: the server's base backup skips such files too (§1.8 rule 8).
+        vanished.push(e.path);
+        skipping = e.path;
+        continue;
+      }
+      skipping = undefined;
+      hashes = [];
+      storedSize = 0;
+      filePages = { checked: 0, fresh: 0, torn: 0, failed: [] };
+      await o.sink.begin({ path: e.path, type: 'file', mode: e.mode, mtimeMs: e.mtimeMs, size: e.size, encoding });
+    } else if (skipping === e.path) {
+      continue;
+    }
+    const data = new Uint8Array(r.data);
+    await o.sink.write(data);
+    o.progress?.add(r.rawLength);
+    storedSize += data.length;
+    rawBytes += r.rawLength;
+    hashes.push(r.hash);
+    filePages.checked += r.pagesChecked;
+    filePages.fresh += r.newPages;
+    filePages.torn += r.tornPages;
+    for (const f of r.failures) {
+      filePages.failed.push(f.blkno);
+      failures.push({ path: e.path, ...f });
+    }
+    if (step.index === step.count - 1) {
+      const hash = o.verifyOnly ? '' : combineRangeHashes(hashes, (b) => kernels.hash(b));
+      const pages = e.verifyPages && o.verifyPages
+        ? { pagesChecked: filePages.checked, newPages: filePages.fresh, failedBlocks: filePages.failed, tornPages: filePages.torn }
+        : undefined;
+      await o.sink.end({ hash, rawSize: e.size, storedSize, ...(pages ? { pageCheck: pages } : {}) });
+      pagesChecked += filePages.checked;
+      newPages += filePages.fresh;
+      tornPages += filePages.torn;
+      files.push({ path: e.path, type: 'file', size: e.size, mode: e.mode, mtime, hash, stored: encoding, storedSize, ...(pages ? { pages } : {}) });
+    }
+  }
+  return { files, pagesChecked, newPages, tornPages, failures, vanished, rawBytes, merge };
+}

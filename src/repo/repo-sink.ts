@@ -1,0 +1,96 @@
+import { mkdir, open, type FileHandle } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { PgbaculaError } from '../errors.js';
+import { serializeManifest, type BackupManifest } from '../format/backup-manifest.js';
+import { encodeFrameEnd, encodeFrameHeader } from '../format/lz4-frame.js';
+import type { ItemHeader, ItemSink, ItemTrailer } from '../pipeline/item.js';
+import { fsyncAll, fsyncPath, writeFileAtomic } from './durable.js';
+import { backupDir, backupsDir, manifestPath, storedFilePath } from './layout.js';
+
+/**
+ * Writes one backup into the repository. Files go straight to their final names inside the
+ * backup's directory — the backup as a whole is the unit of atomicity: until manifest.json is
+ * renamed into place (after every file and directory is fsynced) it is "incomplete" and the
+ * next run removes it.
+ */
+export class RepoSink implements ItemSink {
+  private current: { header: ItemHeader; fh: FileHandle | undefined; path: string } | undefined;
+  private readonly written: string[] = [];
+  private readonly dirs = new Set<string>();
+  storedBytes = 0;
+
+  constructor(
+    readonly repo: string,
+    readonly backupId: string,
+  ) {}
+
+  async open(): Promise<void> {
+    await mkdir(join(backupDir(this.repo, this.backupId), 'files'), { recursive: true, mode: 0o750 });
+  }
+
+  private async ensureDir(dir: string): Promise<void> {
+    if (this.dirs.has(dir)) return;
+    await mkdir(dir, { recursive: true, mode: 0o750 });
+    this.dirs.add(dir);
+  }
+
+  async begin(header: ItemHeader): Promise<void> {
+    if (this.current) throw new PgbaculaError('INTERNAL', `item ${header.path} begun before ${this.current.header.path} ended`);
+    const path = storedFilePath(this.repo, this.backupId, header.path, header.encoding);
+    if (header.type === 'dir') {
+      await this.ensureDir(path);
+      this.current = { header, fh: undefined, path };
+      return;
+    }
+    await this.ensureDir(dirname(path));
+    if (header.type === 'symlink') {
+      // Links are recorded in the manifest; a link in the repository would point into the live cluster.
+      this.current = { header, fh: undefined, path };
+      return;
+    }
+    const fh = await open(path, 'w', 0o640);
+    this.current = { header, fh, path };
+    if (header.encoding === 'lz4') await this.put(encodeFrameHeader());
+  }
+
+  private async put(bytes: Uint8Array): Promise<void> {
+    const fh = this.current?.fh;
+    if (!fh) throw new PgbaculaError('INTERNAL', 'data for an item that is not a file');
+    let off = 0;
+    while (off < bytes.length) {
+      const { bytesWritten } = await fh.write(bytes, off, bytes.length - off);
+      off += bytesWritten;
+    }
+    this.storedBytes += bytes.length;
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    if (chunk.length > 0) await this.put(chunk);
+  }
+
+  async end(_trailer: ItemTrailer): Promise<void> {
+    const c = this.current;
+    if (!c) throw new PgbaculaError('INTERNAL', 'end without begin');
+    if (c.fh) {
+      if (c.header.encoding === 'lz4') await this.put(encodeFrameEnd());
+      await c.fh.close();
+      this.written.push(c.path);
+    }
+    this.current = undefined;
+  }
+
+  /** Make every file durable, then seal the backup with its manifest (temp + fsync + rename). */
+  async commit(manifest: BackupManifest): Promise<void> {
+    await fsyncAll(this.written);
+    await fsyncAll([...this.dirs].sort((a, b) => b.length - a.length));
+    await writeFileAtomic(manifestPath(this.repo, this.backupId), serializeManifest(manifest));
+    await fsyncPath(backupsDir(this.repo));
+  }
+
+  /** On failure: close what is open; the directory stays as visibly incomplete until cleaned. */
+  async abort(): Promise<void> {
+    await this.current?.fh?.close().catch(() => undefined);
+    this.current = undefined;
+  }
+}
+

@@ -1,0 +1,313 @@
+import { execFile } from 'node:child_process';
+import { appendFileSync, chownSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { PgbaculaError } from '../errors.js';
+import type { BackupManifest, ManifestFile } from '../format/backup-manifest.js';
+import { readPostmasterPid } from '../pg/server-control.js';
+import { emitFiles } from '../pipeline/emit-files.js';
+import type { PlanEntry } from '../pipeline/cluster-walk.js';
+import { formatBytes, formatCount, ProgressTracker, type JobLog } from '../pipeline/job-log.js';
+import type { WorkerPool } from '../pipeline/pool.js';
+import { orderedMerge } from '../pipeline/ordered-merge.js';
+import { storedFilePath } from '../repo/layout.js';
+import { majorOf } from '../pg/versions.js';
+import type { RestoreFileResult, RestoreFileTask } from '../../workers/restore-file.js';
+import { serverBinDirFor } from './server-binaries.js';
+import { freeBytes, inspectTarget, resolveOwner, RESTORE_STATE_DIR, type Owner } from './target.js';
+import { BLOCKS_PER_SEGMENT, carriesPageChecksums, parseRelationFileName } from '../format/relation-file.js';
+
+const execFileAsync = promisify(execFile);
+
+export interface RestoreRequest {
+  readonly repo: string;
+  readonly manifest: BackupManifest;
+  readonly pgdataDir: string;
+  readonly overwriteExisting: boolean;
+  readonly pgBinDir: string | undefined;
+  readonly restorePort: number | undefined;
+  readonly remapTablespaces: ReadonlyMap<string, string>;
+  readonly pool: WorkerPool;
+  readonly log: JobLog;
+  readonly progressIntervalMs: number;
+  readonly startTimeoutSeconds: number;
+}
+
+export interface RestoreSummary {
+  readonly pgdataDir: string;
+  readonly bytes: number;
+  readonly port: number | undefined;
+  readonly socketDir: string | undefined;
+  readonly pagesVerified: number;
+  readonly checksumFailures: number;
+}
+
+interface RestoreState {
+  backupId: string;
+  phasesDone: number[];
+}
+
+/**
+ * The six restore phases of PRODUCT.md, each logged to the job log and to an audit file in
+ * the target (<pgdata>/pgbacula_restore/audit.log). Re-running an interrupted restore of the
+ * same backup into the same directory resumes: phases already done are skipped.
+ */
+export class RestoreJob {
+  private readonly stateDir: string;
+  private state: RestoreState;
+  private owner: Owner | undefined;
+
+  constructor(private readonly req: RestoreRequest) {
+    this.stateDir = join(req.pgdataDir, RESTORE_STATE_DIR);
+    this.state = { backupId: req.manifest.backupId, phasesDone: [] };
+  }
+
+  private phase(n: number, name: string, text: string): void {
+    const line = `RESTORE PHASE ${n}/6 ${name}: ${text}`;
+    this.req.log.info(line);
+    if (existsSync(this.stateDir)) appendFileSync(join(this.stateDir, 'audit.log'), `${new Date().toISOString()} ${line}\n`);
+  }
+
+  private saveState(done: number): void {
+    if (!this.state.phasesDone.includes(done)) this.state.phasesDone.push(done);
+    writeFileSync(join(this.stateDir, 'state.json'), JSON.stringify(this.state) + '\n', { mode: 0o600 });
+  }
+
+  async run(): Promise<RestoreSummary> {
+    const m = this.req.manifest;
+    const major = majorOf(m.pgVersionNum);
+    const binDir = serverBinDirFor(major, this.req.pgBinDir);
+    const resumed = this.precheck(major, binDir);
+    if (!resumed || !this.state.phasesDone.includes(2)) await this.layDown();
+    else this.phase(2, 'lay-down', 'already done by the interrupted run');
+    if (!this.state.phasesDone.includes(3)) this.walSetup();
+    else this.phase(3, 'wal-setup', 'already done by the interrupted run');
+    const { port, socketDir } = await this.start(binDir, major);
+    this.phase(5, 'topology', 'no replication topology captured in this backup');
+    this.saveState(5);
+    const verified = await this.verify(port, socketDir);
+    return { pgdataDir: this.req.pgdataDir, bytes: m.files.reduce((s, f) => s + f.size, 0), port, socketDir, ...verified };
+  }
+
+  /** Phase 1: nothing the user had is touched before every check has passed. */
+  private precheck(major: number, binDir: string): boolean {
+    const { pgdataDir, manifest: m } = this.req;
+    const t = inspectTarget(pgdataDir);
+    const resumable = t.resumableBackupId === m.backupId;
+    let earlier: RestoreState | undefined;
+    if (resumable) earlier = JSON.parse(readFileSync(join(this.stateDir, 'state.json'), 'utf8')) as RestoreState;
+    // A server we started ourselves in an interrupted run may keep running: phases 5–6 resume.
+    if (t.runningPid && !earlier?.phasesDone.includes(4)) {
+      throw new PgbaculaError('RESTORE_PRECHECK', `PostgreSQL is running in ${pgdataDir} (pid ${t.runningPid})`, { hint: 'Stop it first; a restore never writes under a running server.' });
+    }
+    const foreign = t.entries.filter((e) => e !== RESTORE_STATE_DIR);
+    if (t.exists && foreign.length > 0 && !resumable && !this.req.overwriteExisting) {
+      throw new PgbaculaError('RESTORE_PRECHECK', `restore target ${pgdataDir} is not empty (${foreign.slice(0, 5).join(', ')}${foreign.length > 5 ? ', …' : ''})`, {
+        hint: 'Restore into an empty directory, or set overwrite_existing=true to replace its contents.',
+      });
+    }
+    for (const ts of m.tablespaces) {
+      const loc = this.tablespaceLocation(ts.oid, ts.location);
+      if (existsSync(loc) && readdirSync(loc).length > 0 && !resumable && !this.req.overwriteExisting) {
+        throw new PgbaculaError('RESTORE_PRECHECK', `tablespace ${ts.oid} location ${loc} is not empty`, {
+          hint: `Give it another place with remap_tablespace=${ts.oid}=/new/dir, or set overwrite_existing=true.`,
+        });
+      }
+    }
+    const needed = m.files.reduce((s, f) => s + f.size, 0);
+    const free = freeBytes(pgdataDir);
+    if (free < needed * 1.05) {
+      throw new PgbaculaError('RESTORE_PRECHECK', `not enough space for ${pgdataDir}: ${formatBytes(needed)} needed, ${formatBytes(free)} free`, { hint: 'Free space or choose another target.' });
+    }
+    this.owner = resolveOwner(pgdataDir);
+    if (t.exists && foreign.length > 0 && !resumable) {
+      // overwrite_existing=true: the explicit gate. Only now is anything removed.
+      for (const e of t.entries) rmSync(join(pgdataDir, e), { recursive: true, force: true });
+    }
+    mkdirSync(pgdataDir, { recursive: true, mode: 0o700 });
+    chownSync(pgdataDir, this.owner.uid, this.owner.gid);
+    mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
+    if (earlier) this.state = earlier;
+    this.phase(1, 'pre-check', `backup ${m.backupId} (PostgreSQL ${m.pgVersion}, ${formatBytes(needed)}) into ${pgdataDir}; ${formatBytes(free)} free; server binaries ${binDir} (major ${major})${resumable ? '; resuming an interrupted restore' : ''}`);
+    this.saveState(1);
+    return resumable;
+  }
+
+  private tablespaceLocation(oid: string, original: string): string {
+    return this.req.remapTablespaces.get(oid) ?? original;
+  }
+
+  /** Where a stored item goes in the restored cluster, or undefined when it is not laid down as a file. */
+  private targetOf(f: ManifestFile): string | undefined {
+    const { pgdataDir, manifest: m } = this.req;
+    if (f.path.startsWith('pgdata/')) return join(pgdataDir, f.path.slice('pgdata/'.length));
+    if (f.path.startsWith('tablespaces/')) {
+      const [, oid, ...rest] = f.path.split('/');
+      const ts = m.tablespaces.find((t) => t.oid === oid);
+      if (!ts) return undefined;
+      return join(this.tablespaceLocation(oid!, ts.location), ...rest);
+    }
+    if (f.path === 'backup_label') return join(pgdataDir, 'backup_label');
+    if (f.path.startsWith('wal/')) return join(pgdataDir, 'pg_wal', f.path.slice('wal/'.length));
+    // tablespace_map: the links are made here, to the (possibly remapped) locations.
+    return undefined;
+  }
+
+  /** Phase 2: every file decoded, hash-checked and written by the worker pool. */
+  private async layDown(): Promise<void> {
+    const { manifest: m, pool, repo } = this.req;
+    const owner = this.owner!;
+    const mkdirOwned = (dir: string, mode = 0o700) => {
+      mkdirSync(dir, { recursive: true, mode });
+      chownSync(dir, owner.uid, owner.gid);
+    };
+    for (const ts of m.tablespaces) mkdirOwned(this.tablespaceLocation(ts.oid, ts.location));
+    for (const f of m.files) {
+      if (f.type === 'dir') {
+        const target = this.targetOf(f);
+        if (target) mkdirOwned(target, f.mode & 0o777);
+      } else if (f.type === 'symlink' && f.path.startsWith('pgdata/pg_tblspc/')) {
+        const oid = f.path.split('/').pop()!;
+        const link = join(this.req.pgdataDir, 'pg_tblspc', oid);
+        mkdirOwned(dirname(link));
+        rmSync(link, { force: true });
+        symlinkSync(this.tablespaceLocation(oid, f.linkTarget!), link);
+      }
+    }
+    const files = m.files.filter((f) => f.type === 'file' && this.targetOf(f) !== undefined);
+    const total = files.reduce((s, f) => s + f.size, 0);
+    const progress = new ProgressTracker(this.req.log, 'restore', total, this.req.progressIntervalMs);
+    const problems: string[] = [];
+    try {
+      const tasks = files.map((f) => {
+        const target = this.targetOf(f)!;
+        mkdirOwned(dirname(target));
+        const task: RestoreFileTask = {
+          storedPath: storedFilePath(repo, m.backupId, f.path, f.stored ?? 'raw'),
+          encoding: f.stored ?? 'raw',
+          targetPath: target,
+          size: f.size,
+          expectedHash: f.hash ?? '',
+          rangeSize: m.rangeSize,
+          mode: f.mode,
+          mtimeMs: Date.parse(f.mtime),
+          uid: owner.uid,
+          gid: owner.gid,
+          label: f.path,
+        };
+        return { bytes: Math.min(f.size, m.rangeSize), start: async () => ({ f, r: (await pool.run(task, { name: 'restoreFile' })) as RestoreFileResult }) };
+      });
+      for await (const { f, r } of orderedMerge(tasks, { windowBytes: 64 * m.rangeSize, maxTasks: pool.options.maxThreads * 4 })) {
+        if (!r.ok) problems.push(`${f.path}: ${r.problem}`);
+        progress.add(f.size);
+      }
+    } finally {
+      progress.stop();
+    }
+    if (problems.length > 0) {
+      throw new PgbaculaError('REPOSITORY', `backup ${m.backupId} is damaged: ${problems.length} file(s) failed their check, first: ${problems[0]}`, {
+        hint: 'Run pgbacula verify --repo to see every damaged file; restore another backup.',
+      });
+    }
+    this.phase(2, 'lay-down', `${formatBytes(total)} restored (${formatCount(files.length)} files, every hash checked)`);
+    this.saveState(2);
+  }
+
+  /** Phase 3: the backup's own WAL is in pg_wal; backup_label makes the server replay it to consistency. */
+  private walSetup(): void {
+    const { manifest: m, pgdataDir } = this.req;
+    const owner = this.owner ?? resolveOwner(pgdataDir);
+    // A backup taken from a standby carries the standby's own signal/recovery files: the restored
+    // cluster is to be promoted, so they go (restore_as_standby writes its own).
+    const dropped: string[] = [];
+    for (const name of ['standby.signal', 'recovery.signal', 'recovery.conf']) {
+      const p = join(pgdataDir, name);
+      if (existsSync(p)) {
+        rmSync(p);
+        dropped.push(name);
+      }
+    }
+    if (this.req.restorePort !== undefined) {
+      const auto = join(pgdataDir, 'postgresql.auto.conf');
+      appendFileSync(auto, `# pgbacula restore: the restored server's port\nport = ${this.req.restorePort}\n`);
+      chownSync(auto, owner.uid, owner.gid);
+    }
+    this.phase(3, 'wal-setup', `${m.walSegments.length} WAL segment(s) ${m.walSegments[0] ?? ''}..${m.walSegments.at(-1) ?? ''} staged in pg_wal; replay to the backup end ${m.stopLsn} (timeline ${m.stopTimeline})${this.req.restorePort ? `; port ${this.req.restorePort}` : ''}${dropped.length ? `; removed the source's ${dropped.join(', ')}` : ''}`);
+    this.saveState(3);
+  }
+
+  /** Phase 4: start as the data directory's owner; pg_ctl waits until recovery ends and connections are accepted. */
+  private async start(binDir: string, major: number): Promise<{ port: number | undefined; socketDir: string | undefined }> {
+    const { pgdataDir } = this.req;
+    const owner = this.owner ?? resolveOwner(pgdataDir);
+    const logFile = join(this.stateDir, 'server.log');
+    writeFileSync(logFile, '', { flag: 'a' });
+    chownSync(this.stateDir, owner.uid, owner.gid);
+    chownSync(logFile, owner.uid, owner.gid);
+    if (!readPostmasterPid(pgdataDir)) {
+      try {
+        await execFileAsync(join(binDir, 'pg_ctl'), ['-D', pgdataDir, '-l', logFile, '-w', '-t', String(this.req.startTimeoutSeconds), 'start'], {
+          uid: owner.uid,
+          gid: owner.gid,
+          cwd: pgdataDir,
+          env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C', LC_ALL: 'C' },
+        });
+      } catch (e) {
+        const tail = readFileSync(logFile, 'utf8').split('\n').filter(Boolean).slice(-8).join('\n  ');
+        throw new PgbaculaError('RESTORE_PRECHECK', `the restored server in ${pgdataDir} did not start: ${(e as Error).message.split('\n')[0]}`, {
+          hint: `Its log (${logFile}) ends with:\n  ${tail}`,
+        });
+      }
+    }
+    const log = readFileSync(logFile, 'utf8');
+    if (!/database system is ready to accept/.test(log)) {
+      throw new PgbaculaError('RESTORE_PRECHECK', `the restored server in ${pgdataDir} started but its log does not say it is ready`, { hint: `See ${logFile}.` });
+    }
+    const pid = readFileSync(join(pgdataDir, 'postmaster.pid'), 'utf8').split('\n');
+    // postmaster.pid: line 4 = port, line 5 = first socket directory (PostgreSQL ≥ 9.1).
+    const port = Number(pid[3]);
+    const socketDir = pid[4] && pid[4] !== '' ? pid[4] : undefined;
+    const consistent = /consistent recovery state reached|redo done|completed backup recovery/.exec(log)?.[0] ?? 'recovery finished';
+    this.phase(4, 'start', `PostgreSQL ${major} started as uid ${owner.uid} on port ${port}: ${consistent}, accepting connections`);
+    this.saveState(4);
+    return { port: Number.isInteger(port) ? port : undefined, socketDir };
+  }
+
+  /** Phase 6: SELECT 1, and every data page of the restored cluster verified online. */
+  private async verify(port: number | undefined, socketDir: string | undefined): Promise<{ pagesVerified: number; checksumFailures: number }> {
+    const { manifest: m, pgdataDir, pool } = this.req;
+    const client = new pg.Client({ host: socketDir ?? '127.0.0.1', port: port ?? 5432, user: 'postgres', database: 'postgres' });
+    client.on('error', () => undefined);
+    let answered = false;
+    try {
+      await client.connect();
+      answered = (await client.query<{ one: number }>('SELECT 1 AS one')).rows[0]?.one === 1;
+    } catch (e) {
+      this.req.log.warning(`SELECT 1 on the restored server could not run as postgres over ${socketDir ?? 'TCP'}: ${(e as Error).message}`);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+    let pagesVerified = 0;
+    let failures = 0;
+    if (m.pageVerification !== 'unavailable') {
+      const entries: PlanEntry[] = m.files
+        .filter((f) => f.type === 'file' && f.pages)
+        .map((f) => {
+          const abs = this.targetOf(f)!;
+          const name = abs.split('/').pop()!;
+          const seg = parseRelationFileName(name)?.segment ?? 0;
+          return { path: f.path, absPath: abs, type: 'file', mode: f.mode, mtimeMs: Date.parse(f.mtime), size: f.size, verifyPages: true, firstBlock: seg * BLOCKS_PER_SEGMENT };
+        });
+      const nullSink = { begin: async () => undefined, write: async () => undefined, end: async () => undefined };
+      const r = await emitFiles(entries, { pool, sink: nullSink, log: this.req.log, verifyPages: true, compress: false });
+      pagesVerified = r.pagesChecked;
+      failures = r.failures.length;
+      void carriesPageChecksums;
+    }
+    this.phase(6, 'verify', `SELECT 1 ${answered ? 'answered' : 'NOT answered'}; page checksums ${m.pageVerification === 'unavailable' ? 'unavailable (cluster without checksums)' : `${formatCount(pagesVerified)} pages, ${failures} failures`}`);
+    if (!answered) throw new PgbaculaError('RESTORE_PRECHECK', 'the restored server does not answer SELECT 1', { hint: `See ${join(this.stateDir, 'server.log')}.` });
+    this.saveState(6);
+    return { pagesVerified, checksumFailures: failures };
+  }
+}

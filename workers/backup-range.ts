@@ -1,0 +1,152 @@
+import { closeSync, openSync, readSync } from 'node:fs';
+import { move, transferableSymbol, valueSymbol } from 'piscina';
+import { createPageVerifier } from '../src/format/page-checksum-wasm.js';
+import type { PageVerifier } from '../src/format/page-checksum.js';
+import { createLz4EncodeScratch, encodeBlocks, type Lz4EncodeScratch } from '../src/format/lz4-frame.js';
+import { loadKernels, type Kernels } from '../src/pipeline/kernels.js';
+
+/** One range of one file: read → verify pages → hash → compress (spec: the heavy path). */
+export interface RangeTask {
+  readonly absPath: string;
+  readonly offset: number;
+  /** Bytes of this range as planned (from the file size at walk time). */
+  readonly length: number;
+  readonly verifyPages: boolean;
+  /** Relation-wide block number of this range's first page. */
+  readonly firstBlkno: number;
+  readonly compress: boolean;
+  readonly acceleration: number;
+  readonly rangeSize: number;
+  /** Verification only (verify --pgdata, bench): no hash, no data returned. */
+  readonly verifyOnly?: boolean;
+}
+
+export interface RangeFailure {
+  readonly blkno: number;
+  readonly stored: number;
+  readonly computed: number;
+}
+
+export interface RangeResult {
+  /** The stored bytes: raw, or LZ4 block records. A transferred ArrayBuffer. */
+  readonly data: ArrayBuffer;
+  readonly rawLength: number;
+  /** xxh3-64 of this range's raw bytes, 16 hex digits. */
+  readonly hash: string;
+  readonly pagesChecked: number;
+  readonly newPages: number;
+  readonly failures: readonly RangeFailure[];
+  readonly tornPages: number;
+  /** Bytes that were not there any more (file truncated since the walk): zero-filled. */
+  readonly zeroFilled: number;
+  /** The file is gone (dropped since the walk): nothing was read. */
+  readonly vanished: boolean;
+}
+
+const BLCKSZ = 8192;
+
+// Per-thread state: one verifier whose input area (WebAssembly memory) every read goes into,
+// one LZ4 scratch, the kernels. Nothing is allocated per task except the result buffer.
+let verifier: PageVerifier | undefined;
+let scratch: Lz4EncodeScratch | undefined;
+let kernels: Kernels | undefined;
+
+function state(rangeSize: number): { verifier: PageVerifier; scratch: Lz4EncodeScratch; kernels: Kernels } {
+  kernels ??= loadKernels();
+  if (!verifier) verifier = createPageVerifier({ maxBytes: rangeSize });
+  else if (verifier.maxBytes < rangeSize) verifier.ensureCapacity(rangeSize);
+  scratch ??= createLz4EncodeScratch(kernels, rangeSize);
+  return { verifier, scratch, kernels };
+}
+
+function readFully(fd: number, into: Uint8Array, length: number, position: number): number {
+  let got = 0;
+  while (got < length) {
+    const n = readSync(fd, into, got, length - got, position + got);
+    if (n === 0) break;
+    got += n;
+  }
+  return got;
+}
+
+function hex64(v: bigint): string {
+  return v.toString(16).padStart(16, '0');
+}
+
+export function backupRange(task: RangeTask): unknown {
+  const s = state(task.rangeSize);
+  let fd: number;
+  try {
+    fd = openSync(task.absPath, 'r');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+      const empty = new ArrayBuffer(0);
+      const r: RangeResult = { data: empty, rawLength: 0, hash: '', pagesChecked: 0, newPages: 0, failures: [], tornPages: 0, zeroFilled: 0, vanished: true };
+      return r;
+    }
+    throw e;
+  }
+  try {
+    const input = s.verifier.input;
+    const got = readFully(fd, input, task.length, task.offset);
+    // A file that shrank since the walk is padded with zeros to its announced size, as the
+    // server's own base backup does (§1.8 rule 14): WAL replay restores the truth.
+    if (got < task.length) input.fill(0, got, task.length);
+    const raw = input.subarray(0, task.length);
+
+    let pagesChecked = 0;
+    let newPages = 0;
+    let tornPages = 0;
+    const failures: RangeFailure[] = [];
+    if (task.verifyPages) {
+      const whole = task.length - (task.length % BLCKSZ);
+      const v = s.verifier.verify(whole, task.firstBlkno);
+      pagesChecked = v.checkedPages;
+      newPages = v.newPages;
+      if (v.failures.length > 0) {
+        // Re-read each failing page: if its bytes changed, a concurrent write tore our first
+        // read (WAL replay fixes it: full-page writes are forced during a backup). If the bytes
+        // are the same, the page on disk is corrupt — whatever its pd_lsn says.
+        const again = new Uint8Array(BLCKSZ);
+        for (const f of v.failures) {
+          const at = f.pageIndex * BLCKSZ;
+          const n = readFully(fd, again, BLCKSZ, task.offset + at);
+          const before = raw.subarray(at, at + BLCKSZ);
+          const same = n === BLCKSZ && Buffer.compare(Buffer.from(again.buffer, 0, BLCKSZ), Buffer.from(before.buffer, before.byteOffset, BLCKSZ)) === 0;
+          if (same) failures.push({ blkno: task.firstBlkno + f.pageIndex, stored: f.stored, computed: f.computed });
+          else tornPages++;
+        }
+      }
+    }
+
+    if (task.verifyOnly) {
+      const r: RangeResult = { data: new ArrayBuffer(0), rawLength: task.length, hash: '', pagesChecked, newPages, failures, tornPages, zeroFilled: task.length - got, vanished: false };
+      return r;
+    }
+    const hash = hex64(s.kernels.hash(raw));
+    let data: ArrayBuffer;
+    if (task.compress && task.length > 0) {
+      const records = encodeBlocks(raw, s.kernels, s.scratch, { acceleration: task.acceleration });
+      data = records[0]!.buffer as ArrayBuffer;
+    } else {
+      // The read landed in WebAssembly memory, which cannot be transferred: one copy out.
+      data = new ArrayBuffer(task.length);
+      new Uint8Array(data).set(raw);
+    }
+    const result: RangeResult = {
+      data,
+      rawLength: task.length,
+      hash,
+      pagesChecked,
+      newPages,
+      failures,
+      tornPages,
+      zeroFilled: task.length - got,
+      vanished: false,
+    };
+    // Piscina transfers the listed buffers instead of copying them.
+    return move({ [transferableSymbol]: [data], [valueSymbol]: result });
+  } finally {
+    closeSync(fd);
+  }
+}

@@ -1,0 +1,102 @@
+import { closeSync, fchownSync, fsyncSync, futimesSync, openSync, readSync, writeSync } from 'node:fs';
+import { combineRangeHashes } from '../src/format/content-hash.js';
+import { Lz4FrameDecoder } from '../src/format/lz4-frame.js';
+import { loadKernels } from '../src/pipeline/kernels.js';
+
+/**
+ * Decode one stored file (raw or an LZ4 frame), check its content hash range by range, and —
+ * unless this is a verification only — write it to its place in the restored cluster.
+ */
+export interface RestoreFileTask {
+  readonly storedPath: string;
+  readonly encoding: 'raw' | 'lz4';
+  /** Where to write it; absent = verify only (verify --repo). */
+  readonly targetPath?: string;
+  readonly size: number;
+  readonly expectedHash: string;
+  readonly rangeSize: number;
+  readonly mode: number;
+  readonly mtimeMs: number;
+  readonly uid?: number;
+  readonly gid?: number;
+  /** The backup path, for messages. */
+  readonly label: string;
+}
+
+export interface RestoreFileResult {
+  readonly ok: boolean;
+  readonly problem?: string;
+  readonly bytes: number;
+}
+
+const READ_CHUNK = 1024 * 1024;
+let rangeBuffer: Uint8Array | undefined;
+
+export function restoreFile(task: RestoreFileTask): RestoreFileResult {
+  const kernels = loadKernels();
+  if (!rangeBuffer || rangeBuffer.length < task.rangeSize) rangeBuffer = new Uint8Array(task.rangeSize);
+  const range = rangeBuffer;
+  let inRange = 0;
+  let written = 0;
+  const hashes: string[] = [];
+  let out: number | undefined;
+  let input: number;
+  try {
+    input = openSync(task.storedPath, 'r');
+  } catch (e) {
+    return { ok: false, problem: `stored file is missing or unreadable: ${(e as NodeJS.ErrnoException).code ?? e}`, bytes: 0 };
+  }
+  try {
+    if (task.targetPath) out = openSync(task.targetPath, 'w', task.mode & 0o777);
+    const flushRange = () => {
+      const data = range.subarray(0, inRange);
+      hashes.push(kernels.hash(data).toString(16).padStart(16, '0'));
+      if (out !== undefined) {
+        let off = 0;
+        while (off < data.length) off += writeSync(out, data, off, data.length - off, written + off);
+      }
+      written += inRange;
+      inRange = 0;
+    };
+    const take = (content: Uint8Array) => {
+      let at = 0;
+      while (at < content.length) {
+        const n = Math.min(content.length - at, task.rangeSize - inRange);
+        range.set(content.subarray(at, at + n), inRange);
+        inRange += n;
+        at += n;
+        if (inRange === task.rangeSize) flushRange();
+      }
+    };
+    const decoder = task.encoding === 'lz4' ? new Lz4FrameDecoder(kernels, take, { label: task.label }) : undefined;
+    const chunk = new Uint8Array(READ_CHUNK);
+    let pos = 0;
+    for (;;) {
+      const n = readSync(input, chunk, 0, READ_CHUNK, pos);
+      if (n === 0) break;
+      pos += n;
+      if (decoder) decoder.push(chunk.subarray(0, n));
+      else take(chunk.subarray(0, n));
+    }
+    decoder?.end();
+    if (inRange > 0 || hashes.length === 0) flushRange();
+    if (written !== task.size) {
+      return { ok: false, problem: `holds ${written} bytes, the manifest says ${task.size}`, bytes: written };
+    }
+    const hash = combineRangeHashes(hashes, (b) => kernels.hash(b));
+    if (hash !== task.expectedHash) {
+      return { ok: false, problem: `content hash ${hash} differs from the manifest's ${task.expectedHash}`, bytes: written };
+    }
+    if (out !== undefined) {
+      if (task.uid !== undefined && task.gid !== undefined) fchownSync(out, task.uid, task.gid);
+      futimesSync(out, task.mtimeMs / 1000, task.mtimeMs / 1000);
+      fsyncSync(out);
+    }
+    return { ok: true, bytes: written };
+  } catch (e) {
+    return { ok: false, problem: (e as Error).message, bytes: written };
+  } finally {
+    closeSync(input);
+    if (out !== undefined) closeSync(out);
+  }
+}
