@@ -53,11 +53,12 @@ function stop(): void {
   if (running()) asPostgres(`${PG}/pg_ctl`, ['-D', DATA, '-m', 'fast', '-w', 'stop']);
 }
 
+/** What a base backup copies: every file except WAL (pg_wal) — the MB/s of every run use it. */
 function dirBytes(dir: string): { bytes: number; files: number } {
   let bytes = 0;
   let files = 0;
   for (const e of readdirSync(dir, { withFileTypes: true, recursive: true })) {
-    if (e.isFile()) {
+    if (e.isFile() && !e.parentPath.startsWith(join(dir, 'pg_wal'))) {
       bytes += statSync(join(e.parentPath, e.name)).size;
       files++;
     }

@@ -1,14 +1,6 @@
 import type { ParamScope } from '../config/schema.js';
-import { runBackupCommand } from './backup.js';
-import { runBenchCommand } from './bench.js';
-import { runCheck } from './check.js';
-import { runInfoCommand } from './info.js';
-import { runRestoreCommand } from './restore.js';
-import { runVerifyCommand } from './verify.js';
 import type { CommandContext } from './context.js';
 import type { CommandResult } from './output.js';
-import { runDemo } from './demo.js';
-import { runShimParams } from './shim-params.js';
 
 export interface CommandDef {
   readonly name: string;
@@ -32,7 +24,7 @@ export const COMMANDS: readonly CommandDef[] = [
       'WAL senders and slots, the privileges of the connecting role, and whether a replication\n' +
       'connection is accepted; then, per mode, every missing prerequisite with the exact fix.\n' +
       'With --mode, exits 1 when that mode is not ready.',
-    run: runCheck,
+    run: async (ctx) => (await import('./check.js')).runCheck(ctx),
   },
   {
     name: 'backup',
@@ -43,7 +35,7 @@ export const COMMANDS: readonly CommandDef[] = [
       'Hot base backup through the non-exclusive backup API, every data page checksum verified in\n' +
       'flight, every file hashed; the WAL from start to stop is streamed over a temporary slot and\n' +
       'stored with the backup, so it restores on its own. Exit 4 when checksum failures were found.',
-    run: runBackupCommand,
+    run: async (ctx) => (await import('./backup.js')).runBackupCommand(ctx),
   },
   {
     name: 'restore',
@@ -55,7 +47,7 @@ export const COMMANDS: readonly CommandDef[] = [
       'major), lay-down (parallel, every file hash-checked), WAL setup, start as the directory owner\n' +
       'until consistent, topology, verify (SELECT 1 and every page checksum). Re-running an\n' +
       'interrupted restore into the same directory resumes it.',
-    run: runRestoreCommand,
+    run: async (ctx) => (await import('./restore.js')).runRestoreCommand(ctx),
   },
   {
     name: 'verify',
@@ -66,21 +58,21 @@ export const COMMANDS: readonly CommandDef[] = [
       '--pgdata: every data page of every relation file, online (torn pages under concurrent writes are\n' +
       're-read, not reported) or offline; exit 4 when a checksum fails. --repo: every stored file present\n' +
       'and equal to its manifest hash, and the WAL from start to stop present; exit 1 when damaged.',
-    run: runVerifyCommand,
+    run: async (ctx) => (await import('./verify.js')).runVerifyCommand(ctx),
   },
   {
     name: 'info',
     summary: 'list the backups of a local repository with state, sizes and LSN range',
     usage: 'pgbacula info --repo DIR [--json]',
     scopes: [],
-    run: runInfoCommand,
+    run: async (ctx) => (await import('./info.js')).runInfoCommand(ctx),
   },
   {
     name: 'bench',
     summary: 'measure the read / verify / hash / compress pipeline on a data directory, stage by stage',
     usage: 'pgbacula bench --pgdata DIR [--parallel-jobs N] [--json]',
     scopes: ['options'],
-    run: runBenchCommand,
+    run: async (ctx) => (await import('./bench.js')).runBenchCommand(ctx),
   },
   {
     name: 'demo',
@@ -88,7 +80,7 @@ export const COMMANDS: readonly CommandDef[] = [
     usage: 'pgbacula demo [--pg-bin-dir DIR] [--json]',
     scopes: ['options'],
     details: 'Uses the newest PostgreSQL under /usr/lib/postgresql unless --pg-bin-dir names one.',
-    run: runDemo,
+    run: async (ctx) => (await import('./demo.js')).runDemo(ctx),
   },
   {
     name: 'shim-params',
@@ -96,7 +88,7 @@ export const COMMANDS: readonly CommandDef[] = [
     usage: 'pgbacula shim-params --json',
     scopes: [],
     hidden: true,
-    run: runShimParams,
+    run: async (ctx) => (await import('./shim-params.js')).runShimParams(ctx),
   },
 ];
 

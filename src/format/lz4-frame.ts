@@ -200,6 +200,17 @@ function scratchBytesFor(kernels: Lz4FrameKernels, rawBytes: number): number {
 export interface Lz4EncodeOptions {
   /** LZ4 acceleration, ≥ 1 (1 = `lz4 -1`, the default); the fallback kernels ignore it. */
   acceleration?: number;
+  /**
+   * Write the records into this memory (a recycled buffer) instead of a new one. It must hold
+   * {@link encodedBoundBytes} of the input; blocks are then compressed straight into it.
+   */
+  into?: Uint8Array;
+}
+
+/** The most bytes {@link encodeBlocks} can produce for `rawBytes` of input (records included). */
+export function encodedBoundBytes(kernels: Lz4FrameKernels, rawBytes: number): number {
+  const blocks = Math.ceil(rawBytes / LZ4_FRAME_BLOCK_BYTES);
+  return scratchBytesFor(kernels, rawBytes) + 4 * blocks;
 }
 
 /**
@@ -217,6 +228,9 @@ export function encodeBlocks(
   scratch: Lz4EncodeScratch,
   options: Lz4EncodeOptions = {},
 ): Uint8Array[] {
+  if (options.into !== undefined && options.into.length >= encodedBoundBytes(kernels, raw.length)) {
+    return encodeBlocksInto(raw, kernels, options.into, options.acceleration);
+  }
   const needed = scratchBytesFor(kernels, raw.length);
   if (scratch.compressed.length < needed) scratch.compressed = new Uint8Array(needed);
   const compressed = scratch.compressed;
@@ -260,6 +274,30 @@ export function encodeBlocks(
       output.set(raw.subarray(start, start + length), at + 4);
     }
     records.push(output.subarray(at, at + 4 + length));
+    at += 4 + length;
+  }
+  return records;
+}
+
+/** {@link encodeBlocks} straight into caller memory: no scratch, no second copy, no allocation. */
+function encodeBlocksInto(raw: Uint8Array, kernels: Lz4FrameKernels, into: Uint8Array, acceleration: number | undefined): Uint8Array[] {
+  const view = new DataView(into.buffer, into.byteOffset, into.byteLength);
+  const records: Uint8Array[] = [];
+  let at = 0;
+  for (let start = 0; start < raw.length; start += LZ4_FRAME_BLOCK_BYTES) {
+    const block = raw.subarray(start, Math.min(start + LZ4_FRAME_BLOCK_BYTES, raw.length));
+    const bound = kernels.lz4CompressBound(block.length);
+    const written = kernels.lz4CompressBlock(block, into.subarray(at + 4, at + 4 + bound), acceleration);
+    let length: number;
+    if (written > 0 && written < block.length) {
+      length = written;
+      view.setUint32(at, length, true);
+    } else {
+      length = block.length;
+      view.setUint32(at, (length | BLOCK_UNCOMPRESSED) >>> 0, true);
+      into.set(block, at + 4);
+    }
+    records.push(into.subarray(at, at + 4 + length));
     at += 4 + length;
   }
   return records;

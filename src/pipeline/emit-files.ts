@@ -6,6 +6,7 @@ import type { PlanEntry } from './cluster-walk.js';
 import type { ItemSink } from './item.js';
 import type { JobLog } from './job-log.js';
 import { loadKernels } from './kernels.js';
+import { encodedBoundBytes } from '../format/lz4-frame.js';
 import { orderedMerge, type MergeStats, type PlannedTask } from './ordered-merge.js';
 import type { WorkerPool } from './pool.js';
 import type { ProgressTracker } from './job-log.js';
@@ -60,40 +61,80 @@ export async function emitFiles(entries: readonly PlanEntry[], o: EmitOptions): 
   const threads = o.pool.options.maxThreads;
   const windowBytes = o.windowBytes ?? Math.max(4, threads * 4) * rangeSize;
   const kernels = loadKernels();
+  // Recycled result buffers for large ranges (first-touch page faults of fresh 8 MiB buffers
+  // cost more than the copy into them); small files get exact-size buffers.
+  const bufferBytes = encodedBoundBytes(kernels, rangeSize);
+  const spare: ArrayBuffer[] = [];
   const merge: MergeStats = { peakBytesInFlight: 0, peakTasksInFlight: 0 };
 
-  function* tasks(): Generator<PlannedTask<Step>> {
+  const rangeTask = (entry: PlanEntry, offset: number, length: number): RangeTask => ({
+    absPath: entry.absPath,
+    offset,
+    length,
+    verifyPages: o.verifyPages && entry.verifyPages,
+    firstBlkno: entry.firstBlock + offset / 8192,
+    compress: o.compress,
+    acceleration: o.acceleration ?? 1,
+    rangeSize,
+    ...(o.verifyOnly ? { verifyOnly: true } : {}),
+  });
+
+  // Small files travel in batches: one worker round trip per file costs more than reading it.
+  const BATCH_FILE_MAX = 256 * 1024;
+  const BATCH_BYTES = 4 * 1024 * 1024;
+  const BATCH_COUNT = 128;
+
+  function batchTask(batch: { entry: PlanEntry; task: RangeTask | undefined }[], bytes: number): PlannedTask<Step[]> {
+    return {
+      bytes,
+      start: async () => {
+        const work = batch.filter((b) => b.task !== undefined).map((b) => b.task!);
+        const results = work.length
+          ? ((await o.pool.run({ tasks: work }, { name: 'backupBatch', ...(o.signal ? { signal: o.signal } : {}) })) as RangeResult[])
+          : [];
+        let i = 0;
+        return batch.map((b): Step => (b.task ? { kind: 'range', entry: b.entry, index: 0, count: 1, result: results[i++]! } : { kind: 'entry', entry: b.entry }));
+      },
+    };
+  }
+
+  function* tasks(): Generator<PlannedTask<Step[]>> {
+    let batch: { entry: PlanEntry; task: RangeTask | undefined }[] = [];
+    let batchBytes = 0;
+    const flush = function* () {
+      if (batch.length) yield batchTask(batch, batchBytes);
+      batch = [];
+      batchBytes = 0;
+    };
     for (const entry of entries) {
       if (entry.type !== 'file') {
-        yield { bytes: 0, start: async () => ({ kind: 'entry', entry }) };
+        batch.push({ entry, task: undefined });
         continue;
       }
+      if (entry.size <= BATCH_FILE_MAX) {
+        batch.push({ entry, task: rangeTask(entry, 0, entry.size) });
+        batchBytes += entry.size;
+        if (batchBytes >= BATCH_BYTES || batch.length >= BATCH_COUNT) yield* flush();
+        continue;
+      }
+      yield* flush();
       const ranges = fileRanges(entry.size, rangeSize);
       for (let index = 0; index < ranges.length; index++) {
         const [offset, length] = ranges[index]!;
-        const task: RangeTask = {
-          absPath: entry.absPath,
-          offset,
-          length,
-          verifyPages: o.verifyPages && entry.verifyPages,
-          firstBlkno: entry.firstBlock + offset / 8192,
-          compress: o.compress,
-          acceleration: o.acceleration ?? 1,
-          rangeSize,
-          ...(o.verifyOnly ? { verifyOnly: true } : {}),
-        };
+        const task = rangeTask(entry, offset, length);
+        const pooled = !o.verifyOnly;
         yield {
-          bytes: length,
-          start: async () => ({
-            kind: 'range',
-            entry,
-            index,
-            count: ranges.length,
-            result: (await o.pool.run(task, { name: 'backupRange', ...(o.signal ? { signal: o.signal } : {}) })) as RangeResult,
-          }),
+          bytes: pooled ? bufferBytes : length,
+          start: async () => {
+            const buffer = pooled ? (spare.pop() ?? new ArrayBuffer(bufferBytes)) : undefined;
+            const args = buffer ? { ...task, buffer } : task;
+            const result = (await o.pool.run(args, { name: 'backupRange', ...(buffer ? { transferList: [buffer] } : {}), ...(o.signal ? { signal: o.signal } : {}) })) as RangeResult;
+            return [{ kind: 'range' as const, entry, index, count: ranges.length, result }];
+          },
         };
       }
     }
+    yield* flush();
   }
 
   const files: ManifestFile[] = [];
@@ -109,7 +150,7 @@ export async function emitFiles(entries: readonly PlanEntry[], o: EmitOptions): 
   let skipping: string | undefined;
   const encoding = o.compress ? 'lz4' : 'raw';
 
-  for await (const step of orderedMerge(tasks(), { windowBytes, maxTasks: Math.max(8, threads * 16) }, merge)) {
+  for await (const steps of orderedMerge(tasks(), { windowBytes, maxTasks: Math.max(8, threads * 8) }, merge)) for (const step of steps) {
     if (o.signal?.aborted) throw new PgbaculaError('CANCELLED', 'cancelled');
     const e = step.entry;
     const mtime = new Date(e.mtimeMs).toISOString();
@@ -123,6 +164,7 @@ export async function emitFiles(entries: readonly PlanEntry[], o: EmitOptions): 
     const r = step.result;
     if (step.index === 0) {
       if (r.vanished) {
+        if (r.data.byteLength === bufferBytes) spare.push(r.data);
         // Dropped since the walk: the server's base backup skips such files too (§1.8 rule 8).
         vanished.push(e.path);
         skipping = e.path;
@@ -136,8 +178,10 @@ export async function emitFiles(entries: readonly PlanEntry[], o: EmitOptions): 
     } else if (skipping === e.path) {
       continue;
     }
-    const data = new Uint8Array(r.data);
+    const data = new Uint8Array(r.data, 0, r.dataLength);
     await o.sink.write(data);
+    // The sink is done with it: back to the pool for the next range.
+    if (r.data.byteLength === bufferBytes) spare.push(r.data);
     o.progress?.add(r.rawLength);
     storedSize += data.length;
     rawBytes += r.rawLength;
