@@ -147,6 +147,24 @@ export async function runBaseBackup(req: BaseBackupRequest): Promise<BaseBackupR
     inBackup = true;
     log.info(`backup start label='${req.label}' lsn=${start.startLsn}`);
 
+    // WAL is streamed while the files are copied (the slot would hold it anyway, but streaming
+    // now keeps the server's pg_wal from growing with a long backup).
+    await mkdir(walDir, { recursive: true, mode: 0o700 });
+    const streamStop = new AbortController();
+    let streamError: unknown;
+    const during = streamWal({
+      connection: repl,
+      startLsn: parseLsn(start.startLsn),
+      timeline: ident.timeline,
+      slot,
+      targetDir: walDir,
+      statusIntervalMs: 2_000,
+      signal: streamStop.signal,
+    }).catch((e: unknown) => {
+      streamError = e;
+      return undefined;
+    });
+
     const plan = await planCluster(req.pool, pgdata, server.major, req.excludeTablespaces);
     const excluded = [...plan.excluded.keys()].filter((k) => k.startsWith('contents of') || k.includes('server rules')).slice(0, 6);
     log.info(`PGDATA walk: ${formatCount(plan.fileCount)} files, ${formatBytes(plan.totalBytes)}${excluded.length ? ` (excluded ${excluded.join(', ')})` : ''}`);
@@ -185,19 +203,25 @@ export async function runBaseBackup(req: BaseBackupRequest): Promise<BaseBackupR
     files.push(await emitSmallFile(req.sink, 'backup_label', new TextEncoder().encode(stop.labelFile), false));
     if (stop.spcmapFile !== '') files.push(await emitSmallFile(req.sink, 'tablespace_map', new TextEncoder().encode(stop.spcmapFile), false));
 
-    // Stream WAL from the start segment to the stop LSN (the slot has held all of it).
+    // Stop the concurrent stream; if it had not yet reached the stop LSN, finish the rest from
+    // where it stopped (the slot has held everything since the start).
     const startTimeline = timelineFromLabel(stop.labelFile);
-    await mkdir(walDir, { recursive: true, mode: 0o700 });
-    const streamed = await streamWal({
-      connection: repl,
-      startLsn: parseLsn(start.startLsn),
-      timeline: ident.timeline,
-      slot,
-      targetDir: walDir,
-      stopAtLsn: parseLsn(stop.stopLsn),
-      statusIntervalMs: 5_000,
-      ...(req.signal ? { signal: req.signal } : {}),
-    });
+    streamStop.abort();
+    const first = await during;
+    if (streamError) throw streamError;
+    const stopLsn = parseLsn(stop.stopLsn);
+    if (!first || first.lastFlushedLsn < stopLsn) {
+      await streamWal({
+        connection: repl,
+        startLsn: first ? first.lastFlushedLsn : parseLsn(start.startLsn),
+        timeline: ident.timeline,
+        slot,
+        targetDir: walDir,
+        stopAtLsn: stopLsn,
+        statusIntervalMs: 2_000,
+        ...(req.signal ? { signal: req.signal } : {}),
+      });
+    }
     const walNames = (await readdir(walDir)).filter((n) => /^[0-9A-F]{24}(\.partial)?$|^[0-9A-F]{8}\.history$/.test(n)).sort();
     const walSegments: string[] = [];
     for (const name of walNames) {
@@ -208,9 +232,9 @@ export async function runBaseBackup(req: BaseBackupRequest): Promise<BaseBackupR
       files.push(await emitSmallFile(req.sink, `wal/${finalName}`, content, req.compress));
       walSegments.push(finalName);
     }
-    const first = walSegments[0] ?? '';
-    const last = walSegments.at(-1) ?? '';
-    log.info(`WAL shipped: ${first}..${last} (${walSegments.length} segment${walSegments.length === 1 ? '' : 's'})`);
+    const firstSeg = walSegments[0] ?? '';
+    const lastSeg = walSegments.at(-1) ?? '';
+    log.info(`WAL shipped: ${firstSeg}..${lastSeg} (${walSegments.length} segment${walSegments.length === 1 ? '' : 's'})`);
 
     const manifest: BackupManifest = {
       format: MANIFEST_FORMAT,
@@ -240,7 +264,6 @@ export async function runBaseBackup(req: BaseBackupRequest): Promise<BaseBackupR
       walSegments,
       files,
     };
-    void streamed;
     return { manifest, failures: emitted.failures };
   } finally {
     if (inBackup && facts) {
