@@ -10,9 +10,10 @@
  * Run: npm run bench:e2e   (as root, after ./scripts/setup.sh; PGBACULA_BENCH_DIR, BENCH_RUNS)
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync, chownSync } from 'node:fs';
+import { chownSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { BenchCluster } from './bench-cluster.js';
 import { measure, type Measured } from './process-tree.js';
 
 const ROOT = process.env.PGBACULA_BENCH_DIR ?? '/var/tmp/pgbacula-bench';
@@ -27,65 +28,18 @@ const NULL_BACKUP = join(REPO_ROOT, 'dist', 'bench', 'e2e', 'null-backup.js');
 const SCALE = Number(process.env.BENCH_PGBENCH_SCALE ?? 110);
 const MD5_ROWS = Number(process.env.BENCH_MD5_ROWS ?? 3_000_000);
 
-const pgUser = (() => {
-  const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }));
-  const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }));
-  return { uid, gid };
-})();
+const bench = new BenchCluster(ROOT, PORT);
+const pgUser = bench.user;
 
-function asPostgres(file: string, args: string[], input?: string): string {
-  return execFileSync(file, args, { ...pgUser, cwd: ROOT, encoding: 'utf8', stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], ...(input === undefined ? {} : { input }), maxBuffer: 1 << 26 });
+function fill(c: BenchCluster): void {
+  c.asPostgres(`${PG}/pgbench`, ['-i', '-s', String(SCALE), '-q', '-h', SOCK, '-p', String(PORT), '-U', 'postgres', 'postgres']);
+  c.psql(`CREATE TABLE md5_rows AS SELECT g AS id, md5(g::text) AS a, md5((g * 7)::text) AS b FROM generate_series(1, ${MD5_ROWS}) g`);
+  c.psql('CREATE INDEX md5_rows_a ON md5_rows (a)');
+  c.psql('VACUUM ANALYZE');
 }
 
-function psql(sql: string): string {
-  return asPostgres(`${PG}/psql`, ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', SOCK, '-p', String(PORT), '-U', 'postgres', '-d', 'postgres', '-At', '-c', sql]);
-}
-
-function running(): boolean {
-  return existsSync(join(DATA, 'postmaster.pid'));
-}
-
-function start(): void {
-  if (!running()) asPostgres(`${PG}/pg_ctl`, ['-D', DATA, '-l', join(ROOT, 'server.log'), '-w', 'start']);
-}
-
-function stop(): void {
-  if (running()) asPostgres(`${PG}/pg_ctl`, ['-D', DATA, '-m', 'fast', '-w', 'stop']);
-}
-
-/** What a base backup copies: every file except WAL (pg_wal) — the MB/s of every run use it. */
-function dirBytes(dir: string): { bytes: number; files: number } {
-  let bytes = 0;
-  let files = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true, recursive: true })) {
-    if (e.isFile() && !e.parentPath.startsWith(join(dir, 'pg_wal'))) {
-      bytes += statSync(join(e.parentPath, e.name)).size;
-      files++;
-    }
-  }
-  return { bytes, files };
-}
-
-function buildCluster(): void {
-  const marker = join(ROOT, `READY-s${SCALE}-m${MD5_ROWS}`);
-  if (existsSync(marker)) return;
-  console.log(`bench: building the cluster in ${DATA} (pgbench scale ${SCALE} + ${MD5_ROWS} md5 rows) — once`);
-  if (running()) stop();
-  rmSync(ROOT, { recursive: true, force: true });
-  mkdirSync(SOCK, { recursive: true });
-  for (const d of [ROOT, SOCK]) chownSync(d, pgUser.uid, pgUser.gid);
-  asPostgres(`${PG}/initdb`, ['-D', DATA, '-U', 'postgres', '--auth=trust', '--data-checksums', '-N', '--locale=C']);
-  writeFileSync(
-    join(DATA, 'postgresql.auto.conf'),
-    `port = ${PORT}\nunix_socket_directories = '${SOCK}'\nlisten_addresses = ''\nwal_level = replica\nmax_wal_senders = 10\nshared_buffers = '256MB'\nmax_wal_size = '8GB'\ncheckpoint_timeout = '1h'\nfsync = off\n`,
-  );
-  start();
-  asPostgres(`${PG}/pgbench`, ['-i', '-s', String(SCALE), '-q', '-h', SOCK, '-p', String(PORT), '-U', 'postgres', 'postgres']);
-  psql(`CREATE TABLE md5_rows AS SELECT g AS id, md5(g::text) AS a, md5((g * 7)::text) AS b FROM generate_series(1, ${MD5_ROWS}) g`);
-  psql('CREATE INDEX md5_rows_a ON md5_rows (a)');
-  psql('VACUUM ANALYZE');
-  psql('CHECKPOINT');
-  writeFileSync(marker, new Date().toISOString() + '\n');
+function asPostgres(file: string, args: string[]): string {
+  return bench.asPostgres(file, args);
 }
 
 function pgbackrestConfig(): string {
@@ -153,9 +107,9 @@ function check(m: Measured, what: string, okCodes: number[] = [0]): Measured {
 
 async function main(): Promise<void> {
   if ((process.getuid?.() ?? 1) !== 0) throw new Error('run the benchmark as root (it starts PostgreSQL as the postgres user)');
-  buildCluster();
-  start();
-  const { bytes, files } = dirBytes(DATA);
+  bench.build(`s${SCALE}-m${MD5_ROWS}`, fill);
+  bench.start();
+  const { bytes, files } = bench.size();
   console.log(`bench: PGDATA ${(bytes / 1e9).toFixed(2)} GB in ${files} files; ${RUNS} interleaved runs each; warming the page cache`);
   execFileSync('/bin/sh', ['-c', `find '${DATA}' -type f -exec cat {} + > /dev/null`]);
   const conf = pgbackrestConfig();
@@ -176,12 +130,12 @@ async function main(): Promise<void> {
     rows.repo!.runs.push(check(await measure(process.execPath, [CLI, 'backup', '--repo', repo, '--host', SOCK, '--port', String(PORT), '--user', 'postgres', '--compression-level', '1'], { env }), 'pgbacula backup'));
     rows.pgbackrest!.runs.push(check(await measure('/usr/bin/pgbackrest', [`--config=${conf}`, '--stanza=bench', '--type=full', 'backup'], { ...pgUser, env }), 'pgBackRest'));
   }
-  stop();
+  bench.stop();
   for (let i = 0; i < RUNS; i++) {
     rows.verify!.runs.push(check(await measure(process.execPath, [CLI, 'verify', '--pgdata', DATA], { env }), 'pgbacula verify'));
     rows.checksums!.runs.push(check(await measure(`${PG}/pg_checksums`, ['--check', '-D', DATA], { ...pgUser, env }), 'pg_checksums'));
   }
-  start();
+  bench.start();
   const s = new Map(Object.entries(rows).map(([k, r]) => [k, summarize(r, bytes)]));
   const get = (k: string) => s.get(k)!;
   const ratio = (a: string, b: string) => get(b).seconds / get(a).seconds;

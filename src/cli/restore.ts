@@ -47,6 +47,7 @@ export async function runRestoreCommand(ctx: CommandContext): Promise<CommandRes
       log: ctx.log,
       progressIntervalMs: ctx.progressIntervalMs,
       startTimeoutSeconds: 600,
+      skipWalReplay: getBool(ctx.params, 'skip_wal_replay'),
     });
     const s = await job.run();
     return ok(

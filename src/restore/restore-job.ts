@@ -12,8 +12,9 @@ import { formatBytes, formatCount, ProgressTracker, type JobLog } from '../pipel
 import type { WorkerPool } from '../pipeline/pool.js';
 import { orderedMerge } from '../pipeline/ordered-merge.js';
 import { storedFilePath } from '../repo/layout.js';
-import { majorOf } from '../pg/versions.js';
+import { majorOf, type Major } from '../pg/versions.js';
 import type { RestoreFileResult, RestoreFileTask } from '../../workers/restore-file.js';
+import { recoveryFiles, settingsToResetAfterPromotion, shellQuote, type RecoveryPlan } from './recovery-settings.js';
 import { serverBinDirFor } from './server-binaries.js';
 import { freeBytes, inspectTarget, resolveOwner, RESTORE_STATE_DIR, type Owner } from './target.js';
 import { BLOCKS_PER_SEGMENT, carriesPageChecksums, parseRelationFileName } from '../format/relation-file.js';
@@ -32,6 +33,7 @@ export interface RestoreRequest {
   readonly log: JobLog;
   readonly progressIntervalMs: number;
   readonly startTimeoutSeconds: number;
+  readonly skipWalReplay: boolean;
 }
 
 export interface RestoreSummary {
@@ -58,8 +60,19 @@ export class RestoreJob {
   private state: RestoreState;
   private owner: Owner | undefined;
 
+  private readonly stagedWalDir: string;
+  private readonly plan: RecoveryPlan;
+
   constructor(private readonly req: RestoreRequest) {
     this.stateDir = join(req.pgdataDir, RESTORE_STATE_DIR);
+    this.stagedWalDir = join(this.stateDir, 'wal');
+    this.plan = {
+      restoreCommand: `cp ${shellQuote(`${this.stagedWalDir}/`)}%f "%p"`,
+      // skip_wal_replay: stop as soon as the backup is consistent; otherwise replay all WAL there is.
+      target: req.skipWalReplay ? { kind: 'immediate' } : { kind: 'end-of-wal' },
+      action: 'promote',
+      timeline: 'latest',
+    };
     this.state = { backupId: req.manifest.backupId, phasesDone: [] };
   }
 
@@ -128,6 +141,7 @@ export class RestoreJob {
     mkdirSync(pgdataDir, { recursive: true, mode: 0o700 });
     chownSync(pgdataDir, this.owner.uid, this.owner.gid);
     mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
+    chownSync(this.stateDir, this.owner.uid, this.owner.gid);
     if (earlier) this.state = earlier;
     this.phase(1, 'pre-check', `backup ${m.backupId} (PostgreSQL ${m.pgVersion}, ${formatBytes(needed)}) into ${pgdataDir}; ${formatBytes(free)} free; server binaries ${binDir} (major ${major})${resumable ? '; resuming an interrupted restore' : ''}`);
     this.saveState(1);
@@ -149,7 +163,8 @@ export class RestoreJob {
       return join(this.tablespaceLocation(oid!, ts.location), ...rest);
     }
     if (f.path === 'backup_label') return join(pgdataDir, 'backup_label');
-    if (f.path.startsWith('wal/')) return join(pgdataDir, 'pg_wal', f.path.slice('wal/'.length));
+    // The backup's WAL is staged for restore_command (archive recovery), not put in pg_wal.
+    if (f.path.startsWith('wal/')) return join(this.stagedWalDir, f.path.slice('wal/'.length));
     // tablespace_map: the links are made here, to the (possibly remapped) locations.
     return undefined;
   }
@@ -233,7 +248,15 @@ export class RestoreJob {
       appendFileSync(auto, `# pgbacula restore: the restored server's port\nport = ${this.req.restorePort}\n`);
       chownSync(auto, owner.uid, owner.gid);
     }
-    this.phase(3, 'wal-setup', `${m.walSegments.length} WAL segment(s) ${m.walSegments[0] ?? ''}..${m.walSegments.at(-1) ?? ''} staged in pg_wal; replay to the backup end ${m.stopLsn} (timeline ${m.stopTimeline})${this.req.restorePort ? `; port ${this.req.restorePort}` : ''}${dropped.length ? `; removed the source's ${dropped.join(', ')}` : ''}`);
+    const major = majorOf(m.pgVersionNum) as Major;
+    for (const f of recoveryFiles(major, this.plan)) {
+      const path = join(pgdataDir, f.name);
+      if (f.how === 'append') appendFileSync(path, f.content);
+      else writeFileSync(path, f.content, { mode: 0o600 });
+      chownSync(path, owner.uid, owner.gid);
+    }
+    const goal = this.plan.target.kind === 'immediate' ? 'stop as soon as consistent (recovery_target = immediate)' : 'replay every WAL segment there is';
+    this.phase(3, 'wal-setup', `${m.walSegments.length} WAL segment(s) ${m.walSegments[0] ?? ''}..${m.walSegments.at(-1) ?? ''} staged for restore_command; ${goal}, then promote; backup end ${m.stopLsn} (timeline ${m.stopTimeline}); ${major >= 12 ? 'recovery.signal + postgresql.auto.conf' : 'recovery.conf'}${this.req.restorePort ? `; port ${this.req.restorePort}` : ''}${dropped.length ? `; removed the source's ${dropped.join(', ')}` : ''}`);
     this.saveState(3);
   }
 
@@ -268,10 +291,37 @@ export class RestoreJob {
     // postmaster.pid: line 4 = port, line 5 = first socket directory (PostgreSQL ≥ 9.1).
     const port = Number(pid[3]);
     const socketDir = pid[4] && pid[4] !== '' ? pid[4] : undefined;
-    const consistent = /consistent recovery state reached|redo done|completed backup recovery/.exec(log)?.[0] ?? 'recovery finished';
-    this.phase(4, 'start', `PostgreSQL ${major} started as uid ${owner.uid} on port ${port}: ${consistent}, accepting connections`);
+    const reached = [/consistent recovery state reached at \S+/, /recovery stopping after reaching consistency/, /selected new timeline ID: \d+/]
+      .map((re) => re.exec(log)?.[0])
+      .filter((x): x is string => x !== undefined);
+    if (!reached.some((r) => r.startsWith('selected new timeline'))) {
+      throw new PgbaculaError('RESTORE_PRECHECK', `the restored server in ${pgdataDir} did not finish recovery (no new timeline in its log)`, { hint: `See ${logFile}.` });
+    }
+    await this.afterPromotion(port, socketDir, major);
+    this.phase(4, 'start', `PostgreSQL ${major} started as uid ${owner.uid} on port ${port}: ${reached.join(', ')}; accepting connections`);
     this.saveState(4);
     return { port: Number.isInteger(port) ? port : undefined, socketDir };
+  }
+
+  /**
+   * Once promoted, the recovery settings have done their work: 12+ keeps them in
+   * postgresql.auto.conf, so they are reset (ALTER SYSTEM) and the staged WAL removed.
+   */
+  private async afterPromotion(port: number, socketDir: string | undefined, major: number): Promise<void> {
+    if (major >= 12) {
+      const client = new pg.Client({ host: socketDir ?? '127.0.0.1', port, user: 'postgres', database: 'postgres' });
+      client.on('error', () => undefined);
+      try {
+        await client.connect();
+        for (const name of settingsToResetAfterPromotion(this.plan)) await client.query(`ALTER SYSTEM RESET ${name}`);
+        await client.query('SELECT pg_reload_conf()');
+      } catch (e) {
+        this.req.log.warning(`could not reset the recovery settings in postgresql.auto.conf: ${(e as Error).message}`);
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+    }
+    rmSync(this.stagedWalDir, { recursive: true, force: true });
   }
 
   /** Phase 6: SELECT 1, and every data page of the restored cluster verified online. */

@@ -115,6 +115,34 @@ describe('a cluster with a tablespace (PostgreSQL 16)', () => {
   });
 });
 
+describe('a cluster without data checksums, restored crash-consistent only (PostgreSQL 13)', () => {
+  let c: Cluster;
+  const target = join(testRoot(), 'nosum-restored');
+  beforeAll(async () => {
+    c = await startCluster({ major: 13, name: 'nosum', checksums: false });
+  });
+  afterAll(async () => {
+    stopServer(13, target);
+    await c?.destroy();
+  });
+
+  it('is backed up with verification reported unavailable, not passed; skip_wal_replay stops at consistency', async () => {
+    await createStaticTables(c, 3000);
+    const repo = join(testRoot(), 'repo-nosum');
+    const b = await runCli(['backup', '--repo', repo, ...conn(c), '--json'], quiet);
+    expect(b.code, b.stderr).toBe(0);
+    expect(JSON.parse(b.stdout).manifest.pageVerification).toBe('unavailable');
+    expect(b.stderr).toContain('page checksums: unavailable (the cluster has data checksums off)');
+    expect(b.stderr).not.toContain('page checksums verified');
+    const r = await restoreTo(13, repo, target, ['--skip-wal-replay']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain('stop as soon as consistent (recovery_target = immediate)');
+    expect(r.stderr).toMatch(/RESTORE PHASE 4\/6 start: .*recovery stopping after reaching consistency/);
+    expect(r.stderr).toContain('page checksums unavailable (cluster without checksums)');
+    expect(await digestAt({ host: c.socketDir, port: r.port }, 'static_a')).toBe(await tableDigest(c, 'static_a'));
+  });
+});
+
 describe('page checksum failures and damaged backups (PostgreSQL 15)', () => {
   let c: Cluster;
   const repo = () => join(testRoot(), 'repo-damage');

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startCluster, type Cluster } from '../harness/cluster.js';
@@ -59,11 +60,22 @@ describe.each(TEST_MAJORS)('full backup and restore of PostgreSQL %i while a wor
     expect(restore.code, restore.stderr).toBe(0);
     for (let n = 1; n <= 6; n++) expect(restore.stderr).toContain(`RESTORE PHASE ${n}/6`);
     expect(restore.stderr).toMatch(/RESTORE PHASE 6\/6 verify: SELECT 1 answered; page checksums [\d,]+ pages, 0 failures/);
+    expect(restore.stderr).toMatch(new RegExp(`RESTORE PHASE 3/6 wal-setup: .*${major >= 12 ? 'recovery.signal \\+ postgresql.auto.conf' : 'recovery.conf'}`));
+    expect(restore.stderr).toMatch(/RESTORE PHASE 4\/6 start: .*selected new timeline ID: 2/);
 
     const at = { host: source.socketDir, port };
     const [state] = await queryAt<{ rec: boolean; sysid: string }>(at, 'SELECT pg_is_in_recovery() AS rec, system_identifier::text AS sysid FROM pg_control_system()');
     expect(state!.rec).toBe(false);
     expect(state!.sysid).toBe(result.manifest.systemIdentifier);
+    // The recovery settings did their work and were reset; nothing of the restore is left to run again.
+    if (major >= 12) {
+      const [rc] = await queryAt<{ rc: string }>(at, "SELECT current_setting('restore_command') AS rc");
+      expect(rc!.rc).toBe('');
+    } else {
+      // Before 12 the server itself renames recovery.conf when recovery ends.
+      expect(existsSync(join(target(), 'recovery.done'))).toBe(true);
+      expect(existsSync(join(target(), 'recovery.conf'))).toBe(false);
+    }
     expect(await amcheckAllIndexes(at)).toBeGreaterThan(3);
     for (const t of tables) expect(await digestAt(at, t), t).toBe(digests[t]);
     const [{ n, missing }] = (await queryAt<{ n: string; missing: string }>(

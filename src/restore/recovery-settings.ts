@@ -1,0 +1,72 @@
+import { versionFacts, type Major } from '../pg/versions.js';
+
+/**
+ * Recovery settings for the restored server's version (postgresql-backup-internals.md §4):
+ * recovery.conf before 12; from 12 GUCs appended to postgresql.auto.conf (the last occurrence
+ * wins) plus recovery.signal or standby.signal. Pure: returns the files to write.
+ */
+export type RecoveryTarget =
+  | { readonly kind: 'end-of-wal' }
+  | { readonly kind: 'immediate' }
+  | { readonly kind: 'time'; readonly value: string }
+  | { readonly kind: 'lsn'; readonly value: string }
+  | { readonly kind: 'xid'; readonly value: string }
+  | { readonly kind: 'name'; readonly value: string };
+
+export interface RecoveryPlan {
+  readonly restoreCommand: string;
+  readonly target: RecoveryTarget;
+  readonly action: 'promote' | 'pause' | 'shutdown';
+  /** Restore as a standby: standby.signal (or standby_mode) and primary_conninfo. */
+  readonly standby?: { readonly primaryConninfo?: string };
+  /** 'latest' follows timeline switches found in the archive (the default from 12, not before). */
+  readonly timeline: 'latest' | 'current';
+}
+
+export interface RecoveryFile {
+  readonly name: string;
+  readonly content: string;
+  /** append: add to the end of an existing file (postgresql.auto.conf); write: create or replace. */
+  readonly how: 'append' | 'write';
+}
+
+/** A GUC string value: single quotes doubled, backslashes doubled (§4.1). */
+export function gucQuote(value: string): string {
+  return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
+}
+
+/** A word for /bin/sh, single-quoted. */
+export function shellQuote(value: string): string {
+  return `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+function settings(plan: RecoveryPlan): Array<[string, string]> {
+  const out: Array<[string, string]> = [['restore_command', plan.restoreCommand]];
+  const t = plan.target;
+  if (t.kind === 'immediate') out.push(['recovery_target', 'immediate']);
+  else if (t.kind === 'time') out.push(['recovery_target_time', t.value]);
+  else if (t.kind === 'lsn') out.push(['recovery_target_lsn', t.value]);
+  else if (t.kind === 'xid') out.push(['recovery_target_xid', t.value]);
+  else if (t.kind === 'name') out.push(['recovery_target_name', t.value]);
+  if (t.kind !== 'end-of-wal' && !plan.standby) out.push(['recovery_target_action', plan.action]);
+  out.push(['recovery_target_timeline', plan.timeline]);
+  if (plan.standby?.primaryConninfo) out.push(['primary_conninfo', plan.standby.primaryConninfo]);
+  return out;
+}
+
+export function recoveryFiles(major: Major, plan: RecoveryPlan): RecoveryFile[] {
+  const lines = settings(plan).map(([k, v]) => `${k} = ${gucQuote(v)}`);
+  if (versionFacts(major).recoveryConfig === 'recovery.conf') {
+    const head = plan.standby ? ["standby_mode = 'on'"] : [];
+    return [{ name: 'recovery.conf', content: ['# written by pgbacula restore', ...head, ...lines, ''].join('\n'), how: 'write' }];
+  }
+  return [
+    { name: 'postgresql.auto.conf', content: ['# recovery settings written by pgbacula restore', ...lines, ''].join('\n'), how: 'append' },
+    { name: plan.standby ? 'standby.signal' : 'recovery.signal', content: '', how: 'write' },
+  ];
+}
+
+/** Settings to reset with ALTER SYSTEM once a 12+ server has promoted (recovery.conf is renamed by the server itself). */
+export function settingsToResetAfterPromotion(plan: RecoveryPlan): string[] {
+  return settings(plan).map(([k]) => k);
+}
