@@ -2,6 +2,10 @@
 // Launcher: the compiled CLI lives in dist/ (npm run build). Anything on stderr is a job
 // error under the Bacula FD, so Node's own warnings are silenced here.
 process.removeAllListeners('warning');
+// A small young generation: per-file objects die young, and V8's default (48 MiB of semi-spaces)
+// is memory the process holds for nothing (bench/e2e/memory.ts measures the whole tree).
+const v8 = await import('node:v8');
+v8.setFlagsFromString('--max-semi-space-size=4');
 const { main } = await import('../dist/src/cli/main.js');
 const code = await main(process.argv.slice(2), {
   stdout: (t) => process.stdout.write(t),

@@ -33,8 +33,9 @@ export interface RangeFailure {
 }
 
 export interface RangeResult {
-  /** Holds the stored bytes (raw, or LZ4 block records) at [0, dataLength). A transferred ArrayBuffer. */
+  /** Holds the stored bytes (raw, or LZ4 block records) at [dataOffset, dataOffset + dataLength). Transferred. */
   readonly data: ArrayBuffer;
+  readonly dataOffset: number;
   readonly dataLength: number;
   readonly rawLength: number;
   /** xxh3-64 of this range's raw bytes, 16 hex digits. */
@@ -79,16 +80,24 @@ function hex64(v: bigint): string {
   return v.toString(16).padStart(16, '0');
 }
 
-export function backupRange(task: RangeTask): unknown {
+/** Where a range's stored bytes go: a region of a recycled buffer, or a fresh buffer when absent or too small. */
+function outputFor(target: Uint8Array | undefined, need: number): Uint8Array {
+  return target !== undefined && target.length >= need ? target : new Uint8Array(need);
+}
+
+/**
+ * Read, verify, hash and (optionally) compress one range; the stored bytes land in `target`
+ * when it is big enough. Returns the result (with `data` = the buffer written) and whether
+ * `target` was used.
+ */
+function processRange(task: RangeTask, target: Uint8Array | undefined): { result: RangeResult; out: Uint8Array | undefined } {
   const s = state(task.rangeSize);
   let fd: number;
   try {
     fd = openSync(task.absPath, 'r');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-      const empty = task.buffer ?? new ArrayBuffer(0);
-      const r: RangeResult = { data: empty, dataLength: 0, rawLength: 0, hash: '', pagesChecked: 0, newPages: 0, failures: [], tornPages: 0, zeroFilled: 0, vanished: true };
-      return move({ [transferableSymbol]: [empty], [valueSymbol]: r });
+      return { result: { data: new ArrayBuffer(0), dataOffset: 0, dataLength: 0, rawLength: 0, hash: '', pagesChecked: 0, newPages: 0, failures: [], tornPages: 0, zeroFilled: 0, vanished: true }, out: undefined };
     }
     throw e;
   }
@@ -124,56 +133,52 @@ export function backupRange(task: RangeTask): unknown {
         }
       }
     }
-
+    const common = { rawLength: task.length, pagesChecked, newPages, failures, tornPages, zeroFilled: task.length - got, vanished: false };
     if (task.verifyOnly) {
-      const r: RangeResult = { data: new ArrayBuffer(0), dataLength: 0, rawLength: task.length, hash: '', pagesChecked, newPages, failures, tornPages, zeroFilled: task.length - got, vanished: false };
-      return r;
+      return { result: { data: new ArrayBuffer(0), dataOffset: 0, dataLength: 0, hash: '', ...common }, out: undefined };
     }
     const hash = hex64(s.kernels.hash(raw));
-    let data: ArrayBuffer;
+    let out: Uint8Array;
     let dataLength: number;
     if (task.compress && task.length > 0) {
-      const bound = encodedBoundBytes(s.kernels, task.length);
-      data = task.buffer !== undefined && task.buffer.byteLength >= bound ? task.buffer : new ArrayBuffer(bound);
-      const records = encodeBlocks(raw, s.kernels, s.scratch, { acceleration: task.acceleration, into: new Uint8Array(data) });
+      out = outputFor(target, encodedBoundBytes(s.kernels, task.length));
+      const records = encodeBlocks(raw, s.kernels, s.scratch, { acceleration: task.acceleration, into: out });
       dataLength = records.reduce((n, r) => n + r.length, 0);
     } else {
       // The read landed in WebAssembly memory, which cannot be transferred: one copy out.
-      data = task.buffer !== undefined && task.buffer.byteLength >= task.length ? task.buffer : new ArrayBuffer(task.length);
-      new Uint8Array(data, 0, task.length).set(raw);
+      out = outputFor(target, task.length);
+      out.set(raw);
       dataLength = task.length;
     }
-    const result: RangeResult = {
-      data,
-      dataLength,
-      rawLength: task.length,
-      hash,
-      pagesChecked,
-      newPages,
-      failures,
-      tornPages,
-      zeroFilled: task.length - got,
-      vanished: false,
-    };
-    // Piscina transfers the listed buffers instead of copying them.
-    return move({ [transferableSymbol]: [data], [valueSymbol]: result });
+    return { result: { data: out.buffer as ArrayBuffer, dataOffset: out.byteOffset, dataLength, hash, ...common }, out };
   } finally {
     closeSync(fd);
   }
 }
 
+export function backupRange(task: RangeTask): unknown {
+  const { result } = processRange(task, task.buffer ? new Uint8Array(task.buffer) : undefined);
+  const transfer = result.data.byteLength > 0 ? [result.data] : task.buffer ? [task.buffer] : [];
+  // Piscina transfers the listed buffers instead of copying them.
+  return move({ [transferableSymbol]: transfer, [valueSymbol]: result });
+}
+
 /**
- * Many small files in one round trip. Their buffers are fresh and exact-size (no pool), and all
- * of them are transferred back together.
+ * Many small files in one round trip, their stored bytes packed one after another into one
+ * recycled batch buffer (no buffer per file: 100,000 small ArrayBuffers are what made memory
+ * grow with the file count).
  */
-export function backupBatch(batch: { readonly tasks: readonly RangeTask[] }): unknown {
+export function backupBatch(batch: { readonly tasks: readonly RangeTask[]; readonly buffer?: ArrayBuffer }): unknown {
   const results: RangeResult[] = [];
-  const transfer: ArrayBuffer[] = [];
+  const transfer = new Set<ArrayBuffer>();
+  const shared = batch.buffer ? new Uint8Array(batch.buffer) : undefined;
+  if (batch.buffer) transfer.add(batch.buffer);
+  let at = 0;
   for (const t of batch.tasks) {
-    const r = backupRange(t) as { [valueSymbol]?: RangeResult } & RangeResult;
-    const value = (r[valueSymbol] ?? r) as RangeResult;
-    results.push(value);
-    if (value.data.byteLength > 0) transfer.push(value.data);
+    const { result, out } = processRange(t, shared?.subarray(at));
+    results.push(result);
+    if (out !== undefined && shared !== undefined && out.buffer === shared.buffer) at += result.dataLength;
+    else if (result.data.byteLength > 0) transfer.add(result.data);
   }
-  return move({ [transferableSymbol]: transfer, [valueSymbol]: results });
+  return move({ [transferableSymbol]: [...transfer], [valueSymbol]: results });
 }

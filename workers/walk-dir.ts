@@ -1,17 +1,27 @@
 import { lstatSync, readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { move, transferableSymbol, valueSymbol } from 'piscina';
 
 export interface WalkDirTask {
   readonly absDir: string;
 }
 
-export interface WalkedEntry {
-  readonly name: string;
-  readonly kind: 'file' | 'dir' | 'symlink' | 'other';
-  readonly size: number;
-  readonly mode: number;
-  readonly mtimeMs: number;
-  readonly linkTarget?: string;
+export type EntryKind = 'file' | 'dir' | 'symlink' | 'other';
+export const KINDS: readonly EntryKind[] = ['file', 'dir', 'symlink', 'other'];
+
+/**
+ * One directory's entries in columns: names joined by NUL (a name can never hold one) and typed
+ * arrays. A directory of 100,000 relation files costs a few megabytes this way instead of
+ * 100,000 objects on both sides of the thread boundary.
+ */
+export interface WalkedDir {
+  readonly names: string;
+  readonly kinds: Uint8Array;
+  readonly sizes: Float64Array;
+  readonly modes: Uint16Array;
+  readonly mtimes: Float64Array;
+  /** Link targets by entry index (symbolic links only). */
+  readonly links: Readonly<Record<number, string>>;
 }
 
 /**
@@ -19,9 +29,15 @@ export interface WalkedEntry {
  * stall the main thread. Names that vanish between readdir and lstat (dropped tables) are
  * skipped, as the server's own base backup does.
  */
-export function walkDir(task: WalkDirTask): WalkedEntry[] {
-  const out: WalkedEntry[] = [];
-  for (const name of readdirSync(task.absDir)) {
+export function walkDir(task: WalkDirTask): unknown {
+  const all = readdirSync(task.absDir);
+  const kinds = new Uint8Array(all.length);
+  const sizes = new Float64Array(all.length);
+  const modes = new Uint16Array(all.length);
+  const mtimes = new Float64Array(all.length);
+  const links: Record<number, string> = {};
+  const names: string[] = [];
+  for (const name of all) {
     const abs = join(task.absDir, name);
     let st;
     try {
@@ -30,9 +46,32 @@ export function walkDir(task: WalkDirTask): WalkedEntry[] {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
       throw e;
     }
-    const kind = st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'other';
-    const entry: WalkedEntry = { name, kind, size: st.size, mode: st.mode & 0o7777, mtimeMs: st.mtimeMs };
-    out.push(kind === 'symlink' ? { ...entry, linkTarget: readlinkSync(abs) } : entry);
+    const i = names.length;
+    names.push(name);
+    kinds[i] = st.isFile() ? 0 : st.isDirectory() ? 1 : st.isSymbolicLink() ? 2 : 3;
+    sizes[i] = st.size;
+    modes[i] = st.mode & 0o7777;
+    mtimes[i] = st.mtimeMs;
+    if (kinds[i] === 2) links[i] = readlinkSync(abs);
   }
-  return out;
+  const n = names.length;
+  const result: WalkedDir = {
+    names: names.join('\0'),
+    kinds: kinds.subarray(0, n),
+    sizes: sizes.subarray(0, n),
+    modes: modes.subarray(0, n),
+    mtimes: mtimes.subarray(0, n),
+    links,
+  };
+  return move({ [transferableSymbol]: [kinds.buffer, sizes.buffer, modes.buffer, mtimes.buffer], [valueSymbol]: result });
+}
+
+/** The entries of a walked directory, one at a time (for the main thread's rules). */
+export function* walkedEntries(d: WalkedDir): Generator<{ name: string; kind: EntryKind; size: number; mode: number; mtimeMs: number; linkTarget?: string }> {
+  if (d.names === '') return;
+  const names = d.names.split('\0');
+  for (let i = 0; i < names.length; i++) {
+    const kind = KINDS[d.kinds[i]!]!;
+    yield { name: names[i]!, kind, size: d.sizes[i]!, mode: d.modes[i]!, mtimeMs: d.mtimes[i]!, ...(kind === 'symlink' ? { linkTarget: d.links[i]! } : {}) };
+  }
 }

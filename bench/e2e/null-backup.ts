@@ -3,11 +3,14 @@
  * a destination. Run by bench/e2e/throughput.ts under /usr/bin/time (CPU seconds, peak RSS).
  * Usage: node dist/bench/e2e/null-backup.js HOST PORT [parallel_jobs]
  */
+import { rmSync } from 'node:fs';
+import v8 from 'node:v8';
 import { resolveConnection } from '../../src/config/connection.js';
 import { runBaseBackup } from '../../src/modes/base-backup.js';
 import { silentLog } from '../../src/pipeline/job-log.js';
 import { createWorkerPool, workerCount } from '../../src/pipeline/pool.js';
 
+v8.setFlagsFromString('--max-semi-space-size=4'); // as bin/pgbacula.js does
 const [host, port, jobs] = process.argv.slice(2);
 const pool = createWorkerPool(workerCount(jobs ? Number(jobs) : undefined));
 let bytes = 0;
@@ -26,8 +29,10 @@ try {
     excludeTablespaces: [],
     tmpdir: '/var/tmp',
     progressIntervalMs: 0,
+    manifestPath: `/var/tmp/pgbacula-null-manifest-${process.pid}.json`,
   });
-  process.stdout.write(JSON.stringify({ bytes, files: r.manifest.files.length, failures: r.failures.length }) + '\n');
+  rmSync(`/var/tmp/pgbacula-null-manifest-${process.pid}.json`, { force: true });
+  process.stdout.write(JSON.stringify({ bytes, files: r.fileCount, failures: r.failures.length }) + '\n');
 } finally {
   await pool.destroy();
 }

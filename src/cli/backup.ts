@@ -62,20 +62,21 @@ export async function runBackupCommand(ctx: CommandContext): Promise<CommandResu
         tmpdir: getString(ctx.params, 'tmpdir')!,
         progressIntervalMs: ctx.progressIntervalMs,
         signal: controller.signal,
+        manifestPath: sink.manifestTempPath,
       });
     } catch (e) {
       await sink.abort();
       throw e;
     }
-    await sink.commit(result.manifest);
+    await sink.commit();
     const seconds = (Date.now() - t0) / 1000;
     const m = result.manifest;
-    const raw = m.files.reduce((s, f) => s + f.size, 0);
+    const raw = result.rawBytes;
     const text = [
-      `backup ${backupId} complete: ${formatCount(m.files.filter((f) => f.type === 'file').length)} files, ${formatBytes(raw)} in ${seconds.toFixed(1)} s (${(raw / 1e6 / Math.max(seconds, 0.001)).toFixed(0)} MB/s), stored ${formatBytes(sink.storedBytes)}`,
+      `backup ${backupId} complete: ${formatCount(result.fileCount)} files, ${formatBytes(raw)} in ${seconds.toFixed(1)} s (${(raw / 1e6 / Math.max(seconds, 0.001)).toFixed(0)} MB/s), stored ${formatBytes(sink.storedBytes)}`,
       `  lsn ${m.startLsn} .. ${m.stopLsn}, timeline ${m.stopTimeline}, page verification ${m.pageVerification}${m.checksumFailures ? ` (${m.checksumFailures} failures)` : ''}`,
     ].join('\n');
-    return ok({ backupId, manifest: { ...m, files: undefined }, storedBytes: sink.storedBytes, seconds }, text, m.checksumFailures > 0 ? EXIT.WARNING : EXIT.OK);
+    return ok({ backupId, manifest: m, fileCount: result.fileCount, rawBytes: raw, storedBytes: sink.storedBytes, seconds }, text, m.checksumFailures > 0 ? EXIT.WARNING : EXIT.OK);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

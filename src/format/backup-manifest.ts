@@ -63,12 +63,33 @@ export interface BackupManifest {
 
 const SEAL_KEY = '"manifestSha256"';
 
+/** Everything but the file list. */
+export type ManifestHead = Omit<BackupManifest, 'files'>;
+
+/**
+ * The manifest is written in three pieces so it can be streamed (a backup of 100,000 files must
+ * not hold 100,000 manifest entries in memory): the head, one line per file, and the seal — a
+ * SHA-256 of everything before it.
+ */
+export function manifestHeadText(head: ManifestHead): string {
+  const headJson = JSON.stringify(head, null, 1).replace(/\n\s*/g, ' ').replace(/\s*}$/, '');
+  return `${headJson},\n"files": [\n`;
+}
+
+export function manifestFileLine(f: ManifestFile, first: boolean): string {
+  return `${first ? '' : ',\n'}${JSON.stringify(f)}`;
+}
+
+export const MANIFEST_FILES_END = '\n],\n';
+
+export function manifestSealText(sha256Hex: string): string {
+  return `${SEAL_KEY}: "${sha256Hex}"}\n`;
+}
+
 export function serializeManifest(m: BackupManifest): string {
   const { files, ...head } = m;
-  const headJson = JSON.stringify(head, null, 1).replace(/\n\s*/g, ' ').replace(/\s*}$/, '');
-  const body = `${headJson},\n"files": [\n${files.map((f) => JSON.stringify(f)).join(',\n')}\n],\n`;
-  const seal = createHash('sha256').update(body).digest('hex');
-  return `${body}${SEAL_KEY}: "${seal}"}\n`;
+  const body = manifestHeadText(head) + files.map((f, i) => manifestFileLine(f, i === 0)).join('') + MANIFEST_FILES_END;
+  return body + manifestSealText(createHash('sha256').update(body).digest('hex'));
 }
 
 export class ManifestError extends Error {}

@@ -1,11 +1,11 @@
-import { createReadStream } from 'node:fs';
 import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type pg from 'pg';
 import type { ConnectionSettings } from '../config/connection.js';
 import { PgbaculaError } from '../errors.js';
-import { MANIFEST_VERSION, MANIFEST_FORMAT, type BackupManifest, type ManifestFile } from '../format/backup-manifest.js';
+import { MANIFEST_VERSION, MANIFEST_FORMAT, type ManifestFile, type ManifestHead } from '../format/backup-manifest.js';
+import { ManifestWriter } from '../pipeline/manifest-writer.js';
 import { hashContent } from '../format/content-hash.js';
 import { encodeBlocks, createLz4EncodeScratch } from '../format/lz4-frame.js';
 import { prepareBackupSession, startBackup, stopBackup, timelineFromLabel } from '../pg/backup-api.js';
@@ -13,7 +13,7 @@ import { ReplicationConnection } from '../pg/replication.js';
 import { openSession } from '../pg/session.js';
 import { isSupportedMajor, majorOf, versionFacts, type Major, type VersionFacts } from '../pg/versions.js';
 import { streamWal } from '../pg/wal-stream.js';
-import { planCluster } from '../pipeline/cluster-walk.js';
+import { planCluster, type PlanEntry } from '../pipeline/cluster-walk.js';
 import { DEFAULT_RANGE_SIZE, emitFiles, type ChecksumFailure } from '../pipeline/emit-files.js';
 import type { ItemSink } from '../pipeline/item.js';
 import { formatBytes, formatCount, ProgressTracker, type JobLog } from '../pipeline/job-log.js';
@@ -38,10 +38,15 @@ export interface BaseBackupRequest {
   readonly tmpdir: string;
   readonly progressIntervalMs: number;
   readonly signal?: AbortSignal;
+  /** Where the sealed manifest is written (fsynced) at the end; the sink commits it. */
+  readonly manifestPath: string;
 }
 
 export interface BaseBackupResult {
-  readonly manifest: BackupManifest;
+  /** The manifest without its file list (that is in the file at manifestPath). */
+  readonly manifest: ManifestHead;
+  readonly fileCount: number;
+  readonly rawBytes: number;
   readonly failures: readonly ChecksumFailure[];
 }
 
@@ -93,11 +98,6 @@ async function emitSmallFile(sink: ItemSink, path: string, content: Uint8Array, 
   return { path, type: 'file', size: content.length, mode: 0o600, mtime: new Date(now).toISOString(), hash, stored: encoding, storedSize: stored.length };
 }
 
-async function readWhole(path: string): Promise<Uint8Array> {
-  const chunks: Buffer[] = [];
-  for await (const c of createReadStream(path)) chunks.push(c as Buffer);
-  return new Uint8Array(Buffer.concat(chunks));
-}
 
 /**
  * A hot base backup on one held session (non-exclusive API of the server's version), with the
@@ -110,6 +110,7 @@ export async function runBaseBackup(req: BaseBackupRequest): Promise<BaseBackupR
   let repl: ReplicationConnection | undefined;
   let inBackup = false;
   let facts: VersionFacts | undefined;
+  let writer: ManifestWriter | undefined;
   const walDir = join(req.tmpdir, `wal-${req.backupId}-${process.pid}`);
   try {
     const server = await serverBasics(session);
@@ -150,6 +151,8 @@ export async function runBaseBackup(req: BaseBackupRequest): Promise<BaseBackupR
     // WAL is streamed while the files are copied (the slot would hold it anyway, but streaming
     // now keeps the server's pg_wal from growing with a long backup).
     await mkdir(walDir, { recursive: true, mode: 0o700 });
+    writer = new ManifestWriter(join(walDir, 'manifest-entries.spool'));
+    const add = writer.add.bind(writer);
     const streamStop = new AbortController();
     let streamError: unknown;
     const during = streamWal({
@@ -181,6 +184,7 @@ export async function runBaseBackup(req: BaseBackupRequest): Promise<BaseBackupR
         verifyPages: verify,
         compress: req.compress,
         rangeSize: DEFAULT_RANGE_SIZE,
+        onFile: add,
         ...(req.signal ? { signal: req.signal } : {}),
       });
     } finally {
@@ -199,9 +203,8 @@ export async function runBaseBackup(req: BaseBackupRequest): Promise<BaseBackupR
     const stop = await stopBackup(session, facts);
     inBackup = false;
     log.info(`backup stop lsn=${stop.stopLsn}`);
-    const files: ManifestFile[] = [...emitted.files];
-    files.push(await emitSmallFile(req.sink, 'backup_label', new TextEncoder().encode(stop.labelFile), false));
-    if (stop.spcmapFile !== '') files.push(await emitSmallFile(req.sink, 'tablespace_map', new TextEncoder().encode(stop.spcmapFile), false));
+    add(await emitSmallFile(req.sink, 'backup_label', new TextEncoder().encode(stop.labelFile), false));
+    if (stop.spcmapFile !== '') add(await emitSmallFile(req.sink, 'tablespace_map', new TextEncoder().encode(stop.spcmapFile), false));
 
     // Stop the concurrent stream; if it had not yet reached the stop LSN, finish the rest from
     // where it stopped (the slot has held everything since the start).
@@ -223,20 +226,21 @@ export async function runBaseBackup(req: BaseBackupRequest): Promise<BaseBackupR
       });
     }
     const walNames = (await readdir(walDir)).filter((n) => /^[0-9A-F]{24}(\.partial)?$|^[0-9A-F]{8}\.history$/.test(n)).sort();
-    const walSegments: string[] = [];
+    // A .partial holds everything up to the stop LSN (zero-padded to the segment size): at
+    // restore it is served under its final name, where replay reads to the stop point. The
+    // segments go through the same pipeline as data files (ranges, recycled buffers).
+    const walEntries: PlanEntry[] = [];
     for (const name of walNames) {
-      const content = await readWhole(join(walDir, name));
-      // A .partial holds everything up to the stop LSN (zero-padded to the segment size): at
-      // restore it goes into pg_wal under its final name, where replay reads to the stop point.
-      const finalName = name.replace(/\.partial$/, '');
-      files.push(await emitSmallFile(req.sink, `wal/${finalName}`, content, req.compress));
-      walSegments.push(finalName);
+      const st = await stat(join(walDir, name));
+      walEntries.push({ path: `wal/${name.replace(/\.partial$/, '')}`, absPath: join(walDir, name), type: 'file', mode: 0o600, mtimeMs: st.mtimeMs, size: st.size, verifyPages: false, firstBlock: 0 });
     }
+    await emitFiles(walEntries, { pool: req.pool, sink: req.sink, log, verifyPages: false, compress: req.compress, rangeSize: DEFAULT_RANGE_SIZE, onFile: add });
+    const walSegments = walEntries.map((e) => e.path.slice('wal/'.length));
     const firstSeg = walSegments[0] ?? '';
     const lastSeg = walSegments.at(-1) ?? '';
     log.info(`WAL shipped: ${firstSeg}..${lastSeg} (${walSegments.length} segment${walSegments.length === 1 ? '' : 's'})`);
 
-    const manifest: BackupManifest = {
+    const manifest: ManifestHead = {
       format: MANIFEST_FORMAT,
       version: MANIFEST_VERSION,
       backupId: req.backupId,
@@ -262,9 +266,9 @@ export async function runBaseBackup(req: BaseBackupRequest): Promise<BaseBackupR
       checksumFailures: emitted.failures.length,
       tablespaces: plan.tablespaces,
       walSegments,
-      files,
     };
-    return { manifest, failures: emitted.failures };
+    writer.finish(manifest, req.manifestPath);
+    return { manifest, fileCount: writer.fileCount, rawBytes: writer.rawBytes, failures: emitted.failures };
   } finally {
     if (inBackup && facts) {
       // Never leave the server in backup mode: stop it (the result is discarded).
@@ -272,6 +276,7 @@ export async function runBaseBackup(req: BaseBackupRequest): Promise<BaseBackupR
     }
     await session.end().catch(() => undefined);
     await repl?.close().catch(() => undefined);
+    writer?.discard();
     await rm(walDir, { recursive: true, force: true });
   }
 }

@@ -1,7 +1,7 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { BLOCKS_PER_SEGMENT, carriesPageChecksums, parseRelationFileName } from '../format/relation-file.js';
-import type { WalkedEntry } from '../../workers/walk-dir.js';
+import { walkedEntries, type WalkedDir } from '../../workers/walk-dir.js';
 import { decideEntry, walSubdirectories } from './exclusions.js';
 import type { WorkerPool } from './pool.js';
 
@@ -19,6 +19,38 @@ export interface PlanEntry {
   readonly verifyPages: boolean;
   /** Relation-wide number of the file's first block (segment × blocks per segment). */
   readonly firstBlock: number;
+}
+
+/** The directory an entry was found in: paths are built from it on demand, not stored per entry. */
+interface PlanDir {
+  readonly absDir: string;
+  readonly pathPrefix: string;
+}
+
+/**
+ * A walked entry that stores only its name: a cluster with 100,000 relation files would
+ * otherwise hold 200,000 path strings (~70 MB) for the whole backup.
+ */
+class WalkedPlanEntry implements PlanEntry {
+  constructor(
+    private readonly dir: PlanDir,
+    readonly name: string,
+    readonly type: 'file' | 'dir' | 'symlink',
+    readonly mode: number,
+    readonly mtimeMs: number,
+    readonly size: number,
+    readonly verifyPages: boolean,
+    readonly firstBlock: number,
+    readonly linkTarget?: string,
+  ) {}
+
+  get path(): string {
+    return `${this.dir.pathPrefix}/${this.name}`;
+  }
+
+  get absPath(): string {
+    return `${this.dir.absDir}/${this.name}`;
+  }
 }
 
 export interface TablespaceLink {
@@ -48,83 +80,111 @@ interface DirJob {
  * global/pg_control last (spec §1.8 rule 7: a standby backup's end point comes from it).
  */
 export async function planCluster(pool: WorkerPool, pgdata: string, major: number, excludeTablespaces: readonly string[] = []): Promise<ClusterPlan> {
-  const entries: PlanEntry[] = [];
+  // Entries by the backup path of the directory holding them; assembled depth-first at the end.
+  const children = new Map<string, WalkedPlanEntry[]>();
   const tablespaces: TablespaceLink[] = [];
   const excluded = new Map<string, number>();
   let pgControl: PlanEntry | undefined;
+  let totalBytes = 0;
+  let fileCount = 0;
   const queue: DirJob[] = [{ absDir: pgdata, ruleDir: '', pathPrefix: 'pgdata' }];
-  const running = new Set<Promise<void>>();
   const maxParallel = Math.max(2, pool.options.maxThreads * 2);
+  const count = (reason: string) => excluded.set(reason, (excluded.get(reason) ?? 0) + 1);
+  const listOf = (prefix: string) => {
+    let l = children.get(prefix);
+    if (!l) children.set(prefix, (l = []));
+    return l;
+  };
 
-  const emitDir = (path: string, absPath: string, e: WalkedEntry) =>
-    entries.push({ path, absPath, type: 'dir', mode: e.mode, mtimeMs: e.mtimeMs, size: 0, verifyPages: false, firstBlock: 0 });
-
-  const handle = (job: DirJob, list: WalkedEntry[]) => {
-    const names = new Set(list.map((e) => e.name));
-    for (const e of list) {
-      const abs = join(job.absDir, e.name);
-      const path = `${job.pathPrefix}/${e.name}`;
-      const ruleDir = job.ruleDir === '' ? e.name : `${job.ruleDir}/${e.name}`;
+  const handle = (job: DirJob, walked: WalkedDir) => {
+    const dir: PlanDir = { absDir: job.absDir, pathPrefix: job.pathPrefix };
+    const list = listOf(job.pathPrefix);
+    // The unlogged-relation rule only asks whether <relfilenode>_init exists here.
+    const initForks = new Set<string>();
+    for (const e of walkedEntries(walked)) if (e.name.endsWith('_init')) initForks.add(e.name);
+    for (const e of walkedEntries(walked)) {
       // Tablespace links: stored under tablespaces/<oid>/, recreated from the map at restore.
       if (job.ruleDir === 'pg_tblspc' && e.kind === 'symlink' && /^\d+$/.test(e.name)) {
         if (excludeTablespaces.includes(e.name)) {
-          excluded.set('excluded tablespace', (excluded.get('excluded tablespace') ?? 0) + 1);
+          count('excluded tablespace');
           continue;
         }
         tablespaces.push({ oid: e.name, location: e.linkTarget! });
-        entries.push({ path, absPath: abs, type: 'symlink', mode: e.mode, mtimeMs: e.mtimeMs, size: 0, linkTarget: e.linkTarget!, verifyPages: false, firstBlock: 0 });
+        list.push(new WalkedPlanEntry(dir, e.name, 'symlink', e.mode, e.mtimeMs, 0, false, 0, e.linkTarget!));
         // Only the version directory of the running server belongs to this cluster.
-        const versionDirs = readdirSync(e.linkTarget!).filter((n) => n.startsWith(`PG_${major}_`));
-        for (const v of versionDirs) {
+        const tsDir: PlanDir = { absDir: e.linkTarget!, pathPrefix: `tablespaces/${e.name}` };
+        for (const v of readdirSync(e.linkTarget!).filter((n) => n.startsWith(`PG_${major}_`))) {
           queue.push({ absDir: join(e.linkTarget!, v), ruleDir: `pg_tblspc/${e.name}/${v}`, pathPrefix: `tablespaces/${e.name}/${v}` });
-          entries.push({ path: `tablespaces/${e.name}/${v}`, absPath: join(e.linkTarget!, v), type: 'dir', mode: 0o700, mtimeMs: e.mtimeMs, size: 0, verifyPages: false, firstBlock: 0 });
+          listOf(tsDir.pathPrefix).push(new WalkedPlanEntry(tsDir, v, 'dir', 0o700, e.mtimeMs, 0, false, 0));
         }
         continue;
       }
-      const decision = decideEntry(job.ruleDir, e, names, major);
+      const decision = decideEntry(job.ruleDir, e, initForks, major);
       switch (decision.action) {
         case 'skip':
-          excluded.set(decision.reason, (excluded.get(decision.reason) ?? 0) + 1);
+          count(decision.reason);
           break;
         case 'empty-dir':
-          emitDir(path, abs, e);
+          list.push(new WalkedPlanEntry(dir, e.name, 'dir', e.mode, e.mtimeMs, 0, false, 0));
           if (job.ruleDir === '' && e.name === 'pg_wal') {
-            for (const sub of walSubdirectories(major)) emitDir(`pgdata/${sub}`, join(pgdata, sub), e);
+            const walDir: PlanDir = { absDir: join(pgdata, 'pg_wal'), pathPrefix: 'pgdata/pg_wal' };
+            for (const sub of walSubdirectories(major)) listOf('pgdata/pg_wal').push(new WalkedPlanEntry(walDir, sub.split('/').pop()!, 'dir', e.mode, e.mtimeMs, 0, false, 0));
           }
-          excluded.set(`contents of ${e.name}`, (excluded.get(`contents of ${e.name}`) ?? 0) + 1);
+          count(`contents of ${e.name}`);
           break;
         case 'last':
-          pgControl = { path, absPath: abs, type: 'file', mode: e.mode, mtimeMs: e.mtimeMs, size: e.size, verifyPages: false, firstBlock: 0 };
+          pgControl = new WalkedPlanEntry(dir, e.name, 'file', e.mode, e.mtimeMs, e.size, false, 0);
+          totalBytes += e.size;
+          fileCount++;
           break;
         case 'include':
           if (e.kind === 'dir') {
-            emitDir(path, abs, e);
-            queue.push({ absDir: abs, ruleDir, pathPrefix: path });
+            list.push(new WalkedPlanEntry(dir, e.name, 'dir', e.mode, e.mtimeMs, 0, false, 0));
+            queue.push({ absDir: join(job.absDir, e.name), ruleDir: job.ruleDir === '' ? e.name : `${job.ruleDir}/${e.name}`, pathPrefix: `${job.pathPrefix}/${e.name}` });
           } else if (e.kind === 'file') {
             const verify = carriesPageChecksums(job.ruleDir, e.name);
             const seg = verify ? (parseRelationFileName(e.name)?.segment ?? 0) : 0;
-            entries.push({ path, absPath: abs, type: 'file', mode: e.mode, mtimeMs: e.mtimeMs, size: e.size, verifyPages: verify, firstBlock: seg * BLOCKS_PER_SEGMENT });
+            list.push(new WalkedPlanEntry(dir, e.name, 'file', e.mode, e.mtimeMs, e.size, verify, seg * BLOCKS_PER_SEGMENT));
+            totalBytes += e.size;
+            fileCount++;
           } else if (e.kind === 'symlink') {
-            entries.push({ path, absPath: abs, type: 'symlink', mode: e.mode, mtimeMs: e.mtimeMs, size: 0, linkTarget: e.linkTarget!, verifyPages: false, firstBlock: 0 });
+            list.push(new WalkedPlanEntry(dir, e.name, 'symlink', e.mode, e.mtimeMs, 0, false, 0, e.linkTarget!));
           }
           break;
       }
     }
   };
 
-  while (queue.length > 0 || running.size > 0) {
-    while (queue.length > 0 && running.size < maxParallel) {
+  // Results are awaited here, not handled in callbacks on the pool's promises: the pool may keep
+  // a finished task's callbacks reachable, and a callback holding the plan would pin all of it.
+  const inFlight = new Map<number, { job: DirJob; result: Promise<WalkedDir> }>();
+  let nextId = 0;
+  while (queue.length > 0 || inFlight.size > 0) {
+    while (queue.length > 0 && inFlight.size < maxParallel) {
       const job = queue.shift()!;
-      const p: Promise<void> = (pool.run({ absDir: job.absDir }, { name: 'walkDir' }) as Promise<WalkedEntry[]>)
-        .then((list) => handle(job, list))
-        .finally(() => running.delete(p));
-      running.add(p);
+      inFlight.set(nextId++, { job, result: pool.run({ absDir: job.absDir }, { name: 'walkDir' }) as Promise<WalkedDir> });
     }
-    if (running.size > 0) await Promise.race(running);
+    const [id, walked] = await Promise.race([...inFlight].map(([k, v]) => v.result.then((w) => [k, w] as const)));
+    const { job } = inFlight.get(id)!;
+    inFlight.delete(id);
+    handle(job, walked);
   }
 
-  entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  // Depth-first, names sorted in each directory (a directory's contents follow it, as in a tar),
+  // PGDATA first, then each tablespace; global/pg_control last.
+  const entries: PlanEntry[] = [];
+  const visit = (prefix: string) => {
+    const list = children.get(prefix);
+    if (!list) return;
+    list.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const e of list) {
+      entries.push(e);
+      if (e.type === 'dir') visit(`${prefix}/${e.name}`);
+    }
+    children.delete(prefix);
+  };
+  visit('pgdata');
+  for (const ts of [...tablespaces].sort((a, b) => Number(a.oid) - Number(b.oid))) visit(`tablespaces/${ts.oid}`);
   if (pgControl) entries.push(pgControl);
-  const files = entries.filter((e) => e.type === 'file');
-  return { entries, tablespaces, totalBytes: files.reduce((s, e) => s + e.size, 0), fileCount: files.length, excluded };
+  return { entries, tablespaces, totalBytes, fileCount, excluded };
 }

@@ -27,6 +27,8 @@ export interface EmitOptions {
   readonly signal?: AbortSignal;
   /** Only verify pages (no hash, no data to the sink): verify --pgdata. */
   readonly verifyOnly?: boolean;
+  /** Receives each manifest entry as it is made (then `files` stays empty: memory stays flat). */
+  readonly onFile?: (f: ManifestFile) => void;
 }
 
 export interface ChecksumFailure {
@@ -48,6 +50,7 @@ export interface EmitResult {
 }
 
 type Step =
+  | { readonly kind: 'release'; readonly buffer: ArrayBuffer }
   | { readonly kind: 'entry'; readonly entry: PlanEntry }
   | { readonly kind: 'range'; readonly entry: PlanEntry; readonly index: number; readonly count: number; readonly result: RangeResult };
 
@@ -59,7 +62,8 @@ type Step =
 export async function emitFiles(entries: readonly PlanEntry[], o: EmitOptions): Promise<EmitResult> {
   const rangeSize = o.rangeSize ?? DEFAULT_RANGE_SIZE;
   const threads = o.pool.options.maxThreads;
-  const windowBytes = o.windowBytes ?? Math.max(4, threads * 4) * rangeSize;
+  // Three ranges per worker keep every worker fed while the sink writes; more only costs memory.
+  const windowBytes = o.windowBytes ?? Math.max(4, threads * 3) * rangeSize;
   const kernels = loadKernels();
   // Recycled result buffers for large ranges (first-touch page faults of fresh 8 MiB buffers
   // cost more than the copy into them); small files get exact-size buffers.
@@ -81,19 +85,29 @@ export async function emitFiles(entries: readonly PlanEntry[], o: EmitOptions): 
 
   // Small files travel in batches: one worker round trip per file costs more than reading it.
   const BATCH_FILE_MAX = 256 * 1024;
-  const BATCH_BYTES = 4 * 1024 * 1024;
+  // A batch fills at most one pooled buffer: the same size as a range's, so one pool serves both.
+  const BATCH_BYTES = rangeSize - 2 * BATCH_FILE_MAX;
   const BATCH_COUNT = 128;
 
+  const batchBufferBytes = bufferBytes;
+  const spareBatch = spare;
+
   function batchTask(batch: { entry: PlanEntry; task: RangeTask | undefined }[], bytes: number): PlannedTask<Step[]> {
+    const withData = !o.verifyOnly && batch.some((b) => b.task !== undefined);
     return {
-      bytes,
+      bytes: withData ? batchBufferBytes : bytes,
       start: async () => {
         const work = batch.filter((b) => b.task !== undefined).map((b) => b.task!);
+        const buffer = withData ? (spareBatch.pop() ?? new ArrayBuffer(batchBufferBytes)) : undefined;
         const results = work.length
-          ? ((await o.pool.run({ tasks: work }, { name: 'backupBatch', ...(o.signal ? { signal: o.signal } : {}) })) as RangeResult[])
+          ? ((await o.pool.run(buffer ? { tasks: work, buffer } : { tasks: work }, { name: 'backupBatch', ...(buffer ? { transferList: [buffer] } : {}), ...(o.signal ? { signal: o.signal } : {}) })) as RangeResult[])
           : [];
         let i = 0;
-        return batch.map((b): Step => (b.task ? { kind: 'range', entry: b.entry, index: 0, count: 1, result: results[i++]! } : { kind: 'entry', entry: b.entry }));
+        const steps = batch.map((b): Step => (b.task ? { kind: 'range', entry: b.entry, index: 0, count: 1, result: results[i++]! } : { kind: 'entry', entry: b.entry }));
+        // The batch buffer goes back to the pool once the last of its files is written.
+        const back = results.find((r) => r.data.byteLength === batchBufferBytes)?.data;
+        if (back) steps.push({ kind: 'release', buffer: back });
+        return steps;
       },
     };
   }
@@ -138,6 +152,7 @@ export async function emitFiles(entries: readonly PlanEntry[], o: EmitOptions): 
   }
 
   const files: ManifestFile[] = [];
+  const record = o.onFile ?? ((f: ManifestFile) => void files.push(f));
   const failures: ChecksumFailure[] = [];
   const vanished: string[] = [];
   let pagesChecked = 0;
@@ -152,13 +167,17 @@ export async function emitFiles(entries: readonly PlanEntry[], o: EmitOptions): 
 
   for await (const steps of orderedMerge(tasks(), { windowBytes, maxTasks: Math.max(8, threads * 8) }, merge)) for (const step of steps) {
     if (o.signal?.aborted) throw new PgbaculaError('CANCELLED', 'cancelled');
+    if (step.kind === 'release') {
+      spareBatch.push(step.buffer);
+      continue;
+    }
     const e = step.entry;
-    const mtime = new Date(e.mtimeMs).toISOString();
+    const mtime = o.verifyOnly ? '' : new Date(e.mtimeMs).toISOString();
     if (step.kind === 'entry') {
       const header = { path: e.path, type: e.type, mode: e.mode, mtimeMs: e.mtimeMs, size: 0, encoding: 'raw' as const, ...(e.linkTarget ? { linkTarget: e.linkTarget } : {}) };
       await o.sink.begin(header);
       await o.sink.end({ hash: '', rawSize: 0, storedSize: 0 });
-      files.push({ path: e.path, type: e.type, size: 0, mode: e.mode, mtime, ...(e.linkTarget ? { linkTarget: e.linkTarget } : {}) });
+      if (!o.verifyOnly) record({ path: e.path, type: e.type, size: 0, mode: e.mode, mtime, ...(e.linkTarget ? { linkTarget: e.linkTarget } : {}) });
       continue;
     }
     const r = step.result;
@@ -178,7 +197,7 @@ export async function emitFiles(entries: readonly PlanEntry[], o: EmitOptions): 
     } else if (skipping === e.path) {
       continue;
     }
-    const data = new Uint8Array(r.data, 0, r.dataLength);
+    const data = new Uint8Array(r.data, r.dataOffset, r.dataLength);
     await o.sink.write(data);
     // The sink is done with it: back to the pool for the next range.
     if (r.data.byteLength === bufferBytes) spare.push(r.data);
@@ -202,7 +221,7 @@ export async function emitFiles(entries: readonly PlanEntry[], o: EmitOptions): 
       pagesChecked += filePages.checked;
       newPages += filePages.fresh;
       tornPages += filePages.torn;
-      files.push({ path: e.path, type: 'file', size: e.size, mode: e.mode, mtime, hash, stored: encoding, storedSize, ...(pages ? { pages } : {}) });
+      if (!o.verifyOnly) record({ path: e.path, type: 'file', size: e.size, mode: e.mode, mtime, hash, stored: encoding, storedSize, ...(pages ? { pages } : {}) });
     }
   }
   return { files, pagesChecked, newPages, tornPages, failures, vanished, rawBytes, merge };

@@ -38,5 +38,8 @@ export function createWorkerPool(threads: number): WorkerPool {
     // Concurrency is bounded by the ordered merge (bytes and tasks in flight), not here.
     maxQueue: 4096,
     idleTimeout: 60_000,
+    // Workers keep little alive between tasks (their buffers are recycled, results transferred):
+    // a small young generation keeps each worker's heap small instead of V8's 48 MiB default.
+    resourceLimits: { maxYoungGenerationSizeMb: 8, maxOldGenerationSizeMb: 256 },
   });
 }

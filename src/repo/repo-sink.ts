@@ -1,11 +1,10 @@
-import { mkdir, open, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, rename, type FileHandle } from 'node:fs/promises';
 import { writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { PgbaculaError } from '../errors.js';
-import { serializeManifest, type BackupManifest } from '../format/backup-manifest.js';
 import { encodeFrameEnd, encodeFrameHeader } from '../format/lz4-frame.js';
 import type { ItemHeader, ItemSink, ItemTrailer } from '../pipeline/item.js';
-import { fsyncAll, fsyncPath, writeFileAtomic } from './durable.js';
+import { fsyncAll, fsyncPath } from './durable.js';
 import { backupDir, backupsDir, manifestPath, storedFilePath } from './layout.js';
 
 /**
@@ -79,11 +78,20 @@ export class RepoSink implements ItemSink {
     this.current = undefined;
   }
 
-  /** Make every file durable, then seal the backup with its manifest (temp + fsync + rename). */
-  async commit(manifest: BackupManifest): Promise<void> {
+  /** Where the engine writes the sealed manifest before commit renames it into place. */
+  get manifestTempPath(): string {
+    return `${manifestPath(this.repo, this.backupId)}.tmp-${process.pid}`;
+  }
+
+  /**
+   * Make every file durable, then seal the backup: the manifest (already written and fsynced at
+   * manifestTempPath) is renamed into place, and the directories fsynced.
+   */
+  async commit(): Promise<void> {
     await fsyncAll(this.written);
     await fsyncAll([...this.dirs].sort((a, b) => b.length - a.length));
-    await writeFileAtomic(manifestPath(this.repo, this.backupId), serializeManifest(manifest));
+    await rename(this.manifestTempPath, manifestPath(this.repo, this.backupId));
+    await fsyncPath(backupDir(this.repo, this.backupId));
     await fsyncPath(backupsDir(this.repo));
   }
 

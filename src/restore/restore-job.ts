@@ -283,10 +283,9 @@ export class RestoreJob {
         });
       }
     }
-    const log = readFileSync(logFile, 'utf8');
-    if (!/database system is ready to accept/.test(log)) {
-      throw new PgbaculaError('RESTORE_PRECHECK', `the restored server in ${pgdataDir} started but its log does not say it is ready`, { hint: `See ${logFile}.` });
-    }
+    // pg_ctl -w returns as soon as the server accepts connections — during archive recovery that
+    // is read-only hot standby, before the end of recovery. Watch the log until it promotes.
+    const log = await this.watchLog(logFile, /database system is ready to accept connections/, this.req.startTimeoutSeconds * 1000);
     const pid = readFileSync(join(pgdataDir, 'postmaster.pid'), 'utf8').split('\n');
     // postmaster.pid: line 4 = port, line 5 = first socket directory (PostgreSQL ≥ 9.1).
     const port = Number(pid[3]);
@@ -301,6 +300,23 @@ export class RestoreJob {
     this.phase(4, 'start', `PostgreSQL ${major} started as uid ${owner.uid} on port ${port}: ${reached.join(', ')}; accepting connections`);
     this.saveState(4);
     return { port: Number.isInteger(port) ? port : undefined, socketDir };
+  }
+
+  /** Poll the server log until `done` matches; a FATAL/PANIC or a stopped server fails with the log's tail. */
+  private async watchLog(logFile: string, done: RegExp, timeoutMs: number): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const text = readFileSync(logFile, 'utf8');
+      if (done.test(text)) return text;
+      const fatal = /(?:FATAL|PANIC):\s+(.*)/.exec(text.split('\n').filter((l) => !/the database system is (starting up|not yet accepting)/.test(l)).join('\n'));
+      if (fatal || !readPostmasterPid(this.req.pgdataDir) || Date.now() > deadline) {
+        const tail = text.split('\n').filter(Boolean).slice(-8).join('\n  ');
+        throw new PgbaculaError('RESTORE_PRECHECK', `the restored server in ${this.req.pgdataDir} did not finish recovery${fatal ? `: ${fatal[1]}` : Date.now() > deadline ? ` within ${Math.round(timeoutMs / 1000)} s` : ' (it stopped)'}`, {
+          hint: `Its log (${logFile}) ends with:\n  ${tail}`,
+        });
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
 
   /**

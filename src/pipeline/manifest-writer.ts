@@ -1,0 +1,78 @@
+import { createHash } from 'node:crypto';
+import { closeSync, fsyncSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import { manifestFileLine, manifestHeadText, manifestSealText, MANIFEST_FILES_END, type ManifestFile, type ManifestHead } from '../format/backup-manifest.js';
+
+const FLUSH_AT = 1024 * 1024;
+
+/**
+ * Collects manifest entries on disk as they are produced, so memory does not grow with the
+ * number of files; `finish` writes the sealed manifest (head, entries, SHA-256) to its place.
+ */
+export class ManifestWriter {
+  private readonly fd: number;
+  private pending = '';
+  private count = 0;
+  rawBytes = 0;
+  fileCount = 0;
+
+  constructor(private readonly spoolPath: string) {
+    this.fd = openSync(spoolPath, 'w+', 0o600);
+  }
+
+  add(f: ManifestFile): void {
+    this.pending += manifestFileLine(f, this.count === 0);
+    this.count++;
+    if (f.type === 'file') {
+      this.fileCount++;
+      this.rawBytes += f.size;
+    }
+    if (this.pending.length >= FLUSH_AT) this.flush();
+  }
+
+  private flush(): void {
+    if (this.pending === '') return;
+    const b = Buffer.from(this.pending, 'utf8');
+    let off = 0;
+    while (off < b.length) off += writeSync(this.fd, b, off, b.length - off);
+    this.pending = '';
+  }
+
+  /** Write the sealed manifest to `dest` (fsynced); the spool file is removed. */
+  finish(head: ManifestHead, dest: string): void {
+    this.flush();
+    const hash = createHash('sha256');
+    const out = openSync(dest, 'w', 0o640);
+    try {
+      const put = (b: Buffer) => {
+        hash.update(b);
+        let off = 0;
+        while (off < b.length) off += writeSync(out, b, off, b.length - off);
+      };
+      put(Buffer.from(manifestHeadText(head), 'utf8'));
+      const chunk = Buffer.alloc(FLUSH_AT);
+      for (let pos = 0; ; ) {
+        const n = readSync(this.fd, chunk, 0, chunk.length, pos);
+        if (n === 0) break;
+        put(chunk.subarray(0, n));
+        pos += n;
+      }
+      put(Buffer.from(MANIFEST_FILES_END, 'utf8'));
+      const seal = Buffer.from(manifestSealText(hash.digest('hex')), 'utf8');
+      let off = 0;
+      while (off < seal.length) off += writeSync(out, seal, off, seal.length - off);
+      fsyncSync(out);
+    } finally {
+      closeSync(out);
+      this.discard();
+    }
+  }
+
+  discard(): void {
+    try {
+      closeSync(this.fd);
+    } catch {
+      // already closed
+    }
+    rmSync(this.spoolPath, { force: true });
+  }
+}
