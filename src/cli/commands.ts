@@ -68,6 +68,45 @@ export const COMMANDS: readonly CommandDef[] = [
     run: async (ctx) => (await import('./info.js')).runInfoCommand(ctx),
   },
   {
+    name: 'wal-push',
+    summary: 'archive one WAL file (archive_command): validated, fsynced, never overwriting different bytes',
+    usage: "pgbacula wal-push [--repo DIR | --wal-spool DIR] [--pgdata DIR] FILE      (archive_command = 'pgbacula wal-push --repo DIR %p')",
+    scopes: ['options'],
+    details:
+      'Stores FILE under <archive>/<system-identifier>/<timeline>/ (history files one level up), where\n' +
+      '<archive> is DIR/wal of a repository or the wal_spool directory. The file is checked first: its\n' +
+      'page headers (system identifier of the data directory it runs in, segment size, major, page\n' +
+      'addresses), and for timeline N > 1 the N.history file must be archived (it is taken from pg_wal\n' +
+      'when missing). An identical copy already archived is success; different bytes under an existing\n' +
+      'segment or history name are refused (exit 1). Silent on success.',
+    run: async (ctx) => (await import('./wal-push.js')).runWalPushCommand(ctx),
+  },
+  {
+    name: 'wal-fetch',
+    summary: 'copy one archived WAL file to where recovery wants it (restore_command)',
+    usage: "pgbacula wal-fetch [--repo DIR | --wal-spool DIR] [--pgdata DIR] NAME DEST   (restore_command = 'pgbacula wal-fetch --repo DIR %f %p')",
+    scopes: ['options'],
+    details:
+      'Exit 0 when the complete file is at DEST; exit 1 without output when it is not archived (recovery\n' +
+      'probes for files that do not exist). A .partial segment is never served as a complete one (a\n' +
+      'line says so when only such a copy exists). A damaged or foreign archived file is an error.',
+    run: async (ctx) => (await import('./wal-fetch.js')).runWalFetchCommand(ctx),
+  },
+  {
+    name: 'wal-receive',
+    summary: 'stream WAL continuously over a physical replication slot into the archive (long-running)',
+    usage: 'pgbacula wal-receive [--repo DIR | --wal-spool DIR] [--slot-name S] [--create-slot] [--synchronous-receive] [connection flags]',
+    scopes: ['connection', 'options'],
+    details:
+      'Like pg_receivewal into the same archive wal-push feeds: the open segment is a .partial in\n' +
+      '<archive>/<system-identifier>/.receive/, each complete segment is fsynced and moved into the\n' +
+      'archive, the slot advances only with what is fsynced (a killed receiver loses nothing), history\n' +
+      'files are archived before their timeline, a promotion upstream is followed to the new timeline,\n' +
+      'lost connections are retried with backoff. --synchronous-receive reports each write as flushed\n' +
+      'once fsynced: list its application_name in synchronous_standby_names. Stops on SIGTERM/SIGINT.',
+    run: async (ctx) => (await import('./wal-receive.js')).runWalReceiveCommand(ctx),
+  },
+  {
     name: 'bench',
     summary: 'measure the read / verify / hash / compress pipeline on a data directory, stage by stage',
     usage: 'pgbacula bench --pgdata DIR [--parallel-jobs N] [--json]',
@@ -81,6 +120,17 @@ export const COMMANDS: readonly CommandDef[] = [
     scopes: ['options'],
     details: 'Uses the newest PostgreSQL under /usr/lib/postgresql unless --pg-bin-dir names one.',
     run: async (ctx) => (await import('./demo.js')).runDemo(ctx),
+  },
+  {
+    name: 'backend',
+    summary: 'the Bacula FD plugin backend (started by pgbacula-fd.so; speaks the metaplugin protocol on stdin/stdout)',
+    usage: 'pgbacula backend',
+    scopes: [],
+    hidden: true,
+    details:
+      'Not for interactive use: the FD starts it through a launcher script (BACKEND_CMD cannot carry\n' +
+      'arguments), e.g. #!/bin/sh + exec node --no-warnings /usr/lib/pgbacula/bin/pgbacula.js backend.',
+    run: async (ctx) => (await import('./backend.js')).runBackend(ctx),
   },
   {
     name: 'shim-params',

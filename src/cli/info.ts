@@ -1,6 +1,9 @@
 import { formatBytes } from '../pipeline/job-log.js';
 import { assertRepository, listBackups } from '../repo/catalog.js';
 import { requireRepo } from './backup.js';
+import { walArchiveRoot } from '../wal/spool.js';
+import { windowToJson } from '../wal/window.js';
+import { describeWindowReport, windowReports } from '../wal/window-report.js';
 import type { CommandContext } from './context.js';
 import { ok, type CommandResult } from './output.js';
 
@@ -30,6 +33,10 @@ export async function runInfoCommand(ctx: CommandContext): Promise<CommandResult
         }
       : { id: b.id, state: b.state, reason: b.reason },
   );
+  // The recoverable window per cluster: earliest and latest restorable point, every WAL gap.
+  const manifests = backups.flatMap((b) => (b.state === 'complete' ? [b.manifest] : []));
+  const reports = await windowReports(walArchiveRoot({ repo }), manifests).catch(() => []);
+  const windowLines = reports.flatMap((r) => describeWindowReport(r));
   const text = rows.length === 0
     ? `repository ${repo}: no backups`
     : [`repository ${repo}:`, ...rows.map((r) =>
@@ -37,5 +44,8 @@ export async function runInfoCommand(ctx: CommandContext): Promise<CommandResult
           ? `  ${r.id}  INCOMPLETE  ${r.reason}`
           : `  ${r.id}  ${r.state}  ${r.mode} ${r.level}  PG ${r.pgVersion}  lsn ${r.startLsn}..${r.stopLsn} tli ${r.timeline}  ${formatBytes(r.rawBytes)} (stored ${formatBytes(r.storedBytes)})  pages ${r.pageVerification}${r.checksumFailures ? ` (${r.checksumFailures} failures)` : ''}  ${r.stopTime}`,
       )].join('\n');
-  return ok({ repo, backups: rows }, text);
+  return ok(
+    { repo, backups: rows, windows: reports.map((r) => windowToJson(r.window)) },
+    windowLines.length ? `${text}\n${windowLines.join('\n')}` : text,
+  );
 }

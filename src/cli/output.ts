@@ -15,6 +15,8 @@ export function ok(data: unknown, text: string, exitCode: number = EXIT.OK): Com
 }
 
 export function renderResult(result: CommandResult, json: boolean): string {
+  // An empty text means "print nothing" (wal-push/wal-fetch: their output lands in the server log).
+  if (!json && result.text === '') return '';
   const out = json ? JSON.stringify(result.data, null, 2) : result.text;
   return scrub(out.endsWith('\n') ? out : out + '\n');
 }

@@ -91,9 +91,11 @@ export const PARAMETERS: readonly ParameterDef[] = [
   { name: 'overwrite_existing', type: 'bool', scopes: ['restore'], default: 'false', doc: 'safety gate: a non-empty target is refused unless true', inPluginString: true, restoreOption: true },
 
   // ---- connection ([connection] of pgbacula.conf; libpq environment variables apply when unset)
-  { name: 'host', type: 'host', scopes: ['connection'], defaultDoc: 'PGHOST or the local socket', doc: 'server host name, address or socket directory', inPluginString: true },
-  { name: 'port', type: 'int', scopes: ['connection'], defaultDoc: 'PGPORT or 5432', min: 1, max: 65535, doc: 'server port', inPluginString: true },
-  { name: 'user', type: 'string', scopes: ['connection'], defaultDoc: 'PGUSER or the OS user', doc: 'role to connect as', inPluginString: true },
+  // host, port, user and config are also restore-time Plugin Options: a dump restore goes into the
+  // server they name (e.g. a fresh server next to the source), not necessarily the one backed up.
+  { name: 'host', type: 'host', scopes: ['connection'], defaultDoc: 'PGHOST or the local socket', doc: 'server host name, address or socket directory', inPluginString: true, restoreOption: true },
+  { name: 'port', type: 'int', scopes: ['connection'], defaultDoc: 'PGPORT or 5432', min: 1, max: 65535, doc: 'server port', inPluginString: true, restoreOption: true },
+  { name: 'user', type: 'string', scopes: ['connection'], defaultDoc: 'PGUSER or the OS user', doc: 'role to connect as', inPluginString: true, restoreOption: true },
   { name: 'password', type: 'string', scopes: ['connection'], defaultDoc: 'PGPASSWORD or the pgpass file', doc: 'password (config file only: never in a plugin string or on a command line)', secret: true, inPluginString: false },
   { name: 'pgpass_file', type: 'path', scopes: ['connection'], defaultDoc: 'PGPASSFILE or ~/.pgpass', doc: 'password file in libpq format', inPluginString: true },
   { name: 'dbname', type: 'string', scopes: ['connection'], defaultDoc: 'PGDATABASE or postgres', doc: 'maintenance database to connect to', inPluginString: true },
@@ -102,9 +104,15 @@ export const PARAMETERS: readonly ParameterDef[] = [
   // ---- [options] of pgbacula.conf (those shared with backup are above)
   { name: 'wal_spool', type: 'path', scopes: ['options'], default: '/var/lib/pgbacula/wal-spool', doc: 'local WAL spool fed by wal-push / wal-receive', inPluginString: true },
   { name: 'pg_bin_dir', type: 'path', scopes: ['options'], defaultDoc: 'searched', doc: 'directory of pg_dump, pg_restore and friends', inPluginString: true },
+  // ---- wal-receive (the streaming receiver that feeds the spool or a repository)
+  { name: 'slot_name', type: 'string', scopes: ['options'], default: 'pgbacula', doc: 'wal-receive: physical replication slot to stream from; it holds the WAL on the server until it is archived (empty = no slot: WAL can be lost while the receiver is down)', inPluginString: true },
+  { name: 'create_slot', type: 'bool', scopes: ['options'], default: 'false', doc: 'wal-receive: create the slot (RESERVE_WAL) when it does not exist', inPluginString: true },
+  { name: 'synchronous_receive', type: 'bool', scopes: ['options'], default: 'false', doc: 'wal-receive: fsync and report WAL as flushed as soon as it arrives, so the server can wait for it (list application_name in synchronous_standby_names)', inPluginString: true },
+  { name: 'application_name', type: 'string', scopes: ['options'], default: 'pgbacula_wal_receive', doc: 'wal-receive: application_name of its replication connection (pg_stat_replication, synchronous_standby_names)', inPluginString: true },
+  { name: 'status_interval', type: 'int', scopes: ['options'], default: '10', min: 1, max: 3600, doc: 'wal-receive: seconds between status updates to the server (keep it below wal_sender_timeout)', inPluginString: true },
 
   // ---- where pgbacula itself reads its settings
-  { name: 'config', type: 'path', scopes: ['backup', 'restore'], defaultDoc: '/etc/pgbacula/pgbacula.conf if present', doc: 'pgbacula.conf to read', inPluginString: true },
+  { name: 'config', type: 'path', scopes: ['backup', 'restore'], defaultDoc: '/etc/pgbacula/pgbacula.conf if present', doc: 'pgbacula.conf to read', inPluginString: true, restoreOption: true },
   { name: 'cluster', type: 'string', scopes: ['backup', 'restore'], defaultDoc: 'system identifier', doc: 'cluster name used in virtual paths and the repository', inPluginString: true },
 
   // ---- keys the Bacula FD adds or interprets itself (protocol spec §3.3.3)
@@ -127,7 +135,7 @@ export function parametersIn(scope: ParamScope): ParameterDef[] {
 /** Keys accepted in `[connection]` and `[options]` of pgbacula.conf. */
 export const CONFIG_FILE_SECTIONS = {
   connection: ['host', 'port', 'user', 'password', 'pgpass_file', 'dbname', 'sslmode', 'connection_timeout'],
-  options: ['backup_from_standby', 'track_replication_state', 'parallel_jobs', 'tmpdir', 'wal_spool', 'pg_bin_dir', 'cluster'],
+  options: ['backup_from_standby', 'track_replication_state', 'parallel_jobs', 'tmpdir', 'wal_spool', 'pg_bin_dir', 'cluster', 'slot_name', 'create_slot', 'synchronous_receive', 'application_name', 'status_interval'],
 } as const satisfies Record<string, readonly string[]>;
 
 export type ConfigSection = keyof typeof CONFIG_FILE_SECTIONS;

@@ -149,6 +149,12 @@ export interface StreamWalOptions {
   readonly applicationName?: string;
   /** How long to wait for the server to end the COPY after our CopyDone (default 30 s). */
   readonly closeTimeoutMs?: number;
+  /**
+   * Synchronous receiver (pg_receivewal --synchronous): fsync and report the flush position as
+   * soon as the received WAL is written (batched while more messages are already buffered), so
+   * a server listing our application_name in synchronous_standby_names can commit at once.
+   */
+  readonly synchronous?: boolean;
 }
 
 export interface StreamWalResult {
@@ -458,6 +464,7 @@ class CopySession {
       this.serverWalEnd = maxLsn(this.serverWalEnd, msg.walEnd);
       await this.writeWal(msg.dataStart, msg.data);
       if (o.stopAtLsn !== undefined && this.written >= o.stopAtLsn) return this.stopCleanly('stop-lsn', cmd);
+      if (o.synchronous && stream.readableLength === 0 && (await this.syncCurrent())) this.sendStatus(false);
     }
   }
 

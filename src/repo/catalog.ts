@@ -18,7 +18,8 @@ export async function initRepository(repo: string): Promise<void> {
   await mkdir(backupsDir(repo), { recursive: true, mode: 0o750 });
   const marker = join(repo, REPO_MARKER);
   if (!existsSync(marker)) {
-    const others = (await readdir(repo)).filter((n) => n !== 'backups' && n !== 'lock');
+    // wal/ may come first: wal-push can archive into a repository before its first backup.
+    const others = (await readdir(repo)).filter((n) => n !== 'backups' && n !== 'lock' && n !== 'wal');
     if (others.length > 0) {
       throw new PgbaculaError('REPOSITORY', `${repo} is not a pgbacula repository and is not empty (${others.slice(0, 3).join(', ')}…)`, {
         hint: 'Use an empty directory or an existing repository.',

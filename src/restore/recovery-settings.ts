@@ -40,11 +40,20 @@ export function shellQuote(value: string): string {
   return `'${value.replace(/'/g, `'\\''`)}'`;
 }
 
+/**
+ * A target time as the server reads it at startup: space-separated and with a numeric offset.
+ * Zone abbreviations (even 'Z') are not loaded yet when the configuration is first read, so
+ * '2026-04-23T17:30:00Z' would make the server refuse to start.
+ */
+export function serverTimeLiteral(iso: string): string {
+  return iso.trim().replace('T', ' ').replace(/Z$/i, '+00');
+}
+
 function settings(plan: RecoveryPlan): Array<[string, string]> {
   const out: Array<[string, string]> = [['restore_command', plan.restoreCommand]];
   const t = plan.target;
   if (t.kind === 'immediate') out.push(['recovery_target', 'immediate']);
-  else if (t.kind === 'time') out.push(['recovery_target_time', t.value]);
+  else if (t.kind === 'time') out.push(['recovery_target_time', serverTimeLiteral(t.value)]);
   else if (t.kind === 'lsn') out.push(['recovery_target_lsn', t.value]);
   else if (t.kind === 'xid') out.push(['recovery_target_xid', t.value]);
   else if (t.kind === 'name') out.push(['recovery_target_name', t.value]);

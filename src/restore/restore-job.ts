@@ -14,7 +14,7 @@ import { orderedMerge } from '../pipeline/ordered-merge.js';
 import { storedFilePath } from '../repo/layout.js';
 import { majorOf, type Major } from '../pg/versions.js';
 import type { RestoreFileResult, RestoreFileTask } from '../../workers/restore-file.js';
-import { recoveryFiles, settingsToResetAfterPromotion, shellQuote, type RecoveryPlan } from './recovery-settings.js';
+import { recoveryFiles, settingsToResetAfterPromotion, shellQuote, type RecoveryPlan, type RecoveryTarget } from './recovery-settings.js';
 import { serverBinDirFor } from './server-binaries.js';
 import { freeBytes, inspectTarget, resolveOwner, RESTORE_STATE_DIR, type Owner } from './target.js';
 import { BLOCKS_PER_SEGMENT, carriesPageChecksums, parseRelationFileName } from '../format/relation-file.js';
@@ -34,6 +34,13 @@ export interface RestoreRequest {
   readonly progressIntervalMs: number;
   readonly startTimeoutSeconds: number;
   readonly skipWalReplay: boolean;
+  /** A point in time (or LSN, xid, restore point) to stop at; default: the end of the WAL there is. */
+  readonly target?: RecoveryTarget;
+  readonly action?: 'promote' | 'pause' | 'shutdown';
+  /** Restore as a standby of this primary (standby.signal + primary_conninfo). */
+  readonly standby?: { readonly primaryConninfo?: string };
+  /** restore_command of the WAL archive to replay from after the backup's own WAL (wal-fetch). */
+  readonly archiveRestoreCommand?: string;
 }
 
 export interface RestoreSummary {
@@ -43,6 +50,9 @@ export interface RestoreSummary {
   readonly socketDir: string | undefined;
   readonly pagesVerified: number;
   readonly checksumFailures: number;
+  /** What the server said when it stopped replaying (the target reached), if a target was set. */
+  readonly stoppedAt: string | undefined;
+  readonly state: 'promoted' | 'paused' | 'shut down' | 'standby';
 }
 
 interface RestoreState {
@@ -66,12 +76,17 @@ export class RestoreJob {
   constructor(private readonly req: RestoreRequest) {
     this.stateDir = join(req.pgdataDir, RESTORE_STATE_DIR);
     this.stagedWalDir = join(this.stateDir, 'wal');
+    // The archive first, then the backup's own WAL (staged here): the backup's last segment is
+    // zero-padded after the stop LSN, and served first it would end recovery there. wal-fetch
+    // exits 1 quietly when a file is not archived. '%' in paths is doubled (§3.9).
+    const staged = `cp ${shellQuote(`${this.stagedWalDir}/`).replace(/%/g, '%%')}%f "%p"`;
     this.plan = {
-      restoreCommand: `cp ${shellQuote(`${this.stagedWalDir}/`)}%f "%p"`,
-      // skip_wal_replay: stop as soon as the backup is consistent; otherwise replay all WAL there is.
-      target: req.skipWalReplay ? { kind: 'immediate' } : { kind: 'end-of-wal' },
-      action: 'promote',
+      restoreCommand: req.archiveRestoreCommand ? `${req.archiveRestoreCommand} || ${staged}` : staged,
+      // skip_wal_replay: stop as soon as the backup is consistent; otherwise the target, or all WAL there is.
+      target: req.skipWalReplay ? { kind: 'immediate' } : (req.target ?? { kind: 'end-of-wal' }),
+      action: req.action ?? 'promote',
       timeline: 'latest',
+      ...(req.standby ? { standby: req.standby } : {}),
     };
     this.state = { backupId: req.manifest.backupId, phasesDone: [] };
   }
@@ -96,11 +111,11 @@ export class RestoreJob {
     else this.phase(2, 'lay-down', 'already done by the interrupted run');
     if (!this.state.phasesDone.includes(3)) this.walSetup();
     else this.phase(3, 'wal-setup', 'already done by the interrupted run');
-    const { port, socketDir } = await this.start(binDir, major);
+    const started = await this.start(binDir, major);
     this.phase(5, 'topology', 'no replication topology captured in this backup');
     this.saveState(5);
-    const verified = await this.verify(port, socketDir);
-    return { pgdataDir: this.req.pgdataDir, bytes: m.files.reduce((s, f) => s + f.size, 0), port, socketDir, ...verified };
+    const verified = await this.verify(started.port, started.socketDir, started.state);
+    return { pgdataDir: this.req.pgdataDir, bytes: m.files.reduce((s, f) => s + f.size, 0), port: started.port, socketDir: started.socketDir, stoppedAt: started.stoppedAt, state: started.state, ...verified };
   }
 
   /** Phase 1: nothing the user had is touched before every check has passed. */
@@ -255,19 +270,29 @@ export class RestoreJob {
       else writeFileSync(path, f.content, { mode: 0o600 });
       chownSync(path, owner.uid, owner.gid);
     }
-    const goal = this.plan.target.kind === 'immediate' ? 'stop as soon as consistent (recovery_target = immediate)' : 'replay every WAL segment there is';
-    this.phase(3, 'wal-setup', `${m.walSegments.length} WAL segment(s) ${m.walSegments[0] ?? ''}..${m.walSegments.at(-1) ?? ''} staged for restore_command; ${goal}, then promote; backup end ${m.stopLsn} (timeline ${m.stopTimeline}); ${major >= 12 ? 'recovery.signal + postgresql.auto.conf' : 'recovery.conf'}${this.req.restorePort ? `; port ${this.req.restorePort}` : ''}${dropped.length ? `; removed the source's ${dropped.join(', ')}` : ''}`);
+    const t = this.plan.target;
+    const goal = this.plan.standby
+      ? 'follow the primary as a standby'
+      : t.kind === 'immediate'
+        ? 'stop as soon as consistent (recovery_target = immediate)'
+        : t.kind === 'end-of-wal'
+          ? 'replay every WAL segment there is'
+          : `stop at recovery_target_${t.kind} '${t.value}', then ${this.plan.action}`;
+    this.phase(3, 'wal-setup', `${m.walSegments.length} WAL segment(s) ${m.walSegments[0] ?? ''}..${m.walSegments.at(-1) ?? ''} staged; restore_command: ${this.req.archiveRestoreCommand ? 'the WAL archive, then the backup\'s own WAL' : 'the backup\'s own WAL'}; ${goal}${t.kind === 'end-of-wal' || t.kind === 'immediate' ? ', then promote' : ''}; backup end ${m.stopLsn} (timeline ${m.stopTimeline}); ${major >= 12 ? 'recovery.signal + postgresql.auto.conf' : 'recovery.conf'}${this.req.restorePort ? `; port ${this.req.restorePort}` : ''}${dropped.length ? `; removed the source's ${dropped.join(', ')}` : ''}`);
     this.saveState(3);
   }
 
   /** Phase 4: start as the data directory's owner; pg_ctl waits until recovery ends and connections are accepted. */
-  private async start(binDir: string, major: number): Promise<{ port: number | undefined; socketDir: string | undefined }> {
+  private async start(binDir: string, major: number): Promise<{ port: number | undefined; socketDir: string | undefined; stoppedAt: string | undefined; state: RestoreSummary['state'] }> {
     const { pgdataDir } = this.req;
     const owner = this.owner ?? resolveOwner(pgdataDir);
     const logFile = join(this.stateDir, 'server.log');
     writeFileSync(logFile, '', { flag: 'a' });
     chownSync(this.stateDir, owner.uid, owner.gid);
     chownSync(logFile, owner.uid, owner.gid);
+    const plan = this.plan;
+    const shutdownAtTarget = !plan.standby && plan.action === 'shutdown' && plan.target.kind !== 'end-of-wal';
+    let startError: Error | undefined;
     if (!readPostmasterPid(pgdataDir)) {
       try {
         await execFileAsync(join(binDir, 'pg_ctl'), ['-D', pgdataDir, '-l', logFile, '-w', '-t', String(this.req.startTimeoutSeconds), 'start'], {
@@ -277,39 +302,57 @@ export class RestoreJob {
           env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C', LC_ALL: 'C' },
         });
       } catch (e) {
-        const tail = readFileSync(logFile, 'utf8').split('\n').filter(Boolean).slice(-8).join('\n  ');
-        throw new PgbaculaError('RESTORE_PRECHECK', `the restored server in ${pgdataDir} did not start: ${(e as Error).message.split('\n')[0]}`, {
-          hint: `Its log (${logFile}) ends with:\n  ${tail}`,
-        });
+        startError = e as Error;
       }
     }
     // pg_ctl -w returns as soon as the server accepts connections — during archive recovery that
-    // is read-only hot standby, before the end of recovery. Watch the log until it promotes.
-    const log = await this.watchLog(logFile, /database system is ready to accept connections/, this.req.startTimeoutSeconds * 1000);
-    const pid = readFileSync(join(pgdataDir, 'postmaster.pid'), 'utf8').split('\n');
-    // postmaster.pid: line 4 = port, line 5 = first socket directory (PostgreSQL ≥ 9.1).
-    const port = Number(pid[3]);
-    const socketDir = pid[4] && pid[4] !== '' ? pid[4] : undefined;
-    const reached = [/consistent recovery state reached at \S+/, /recovery stopping after reaching consistency/, /selected new timeline ID: \d+/]
-      .map((re) => re.exec(log)?.[0])
-      .filter((x): x is string => x !== undefined);
-    if (!reached.some((r) => r.startsWith('selected new timeline'))) {
-      throw new PgbaculaError('RESTORE_PRECHECK', `the restored server in ${pgdataDir} did not finish recovery (no new timeline in its log)`, { hint: `See ${logFile}.` });
+    // is read-only hot standby, long before the target. The log says when recovery is done.
+    const done = plan.standby
+      ? /database system is ready to accept read[ -]only connections/
+      : shutdownAtTarget
+        ? /shutdown at recovery target/
+        : plan.action === 'pause' && plan.target.kind !== 'end-of-wal'
+          ? /pausing at the end of recovery|recovery has paused/
+          : /database system is ready to accept connections/;
+    if (startError && !shutdownAtTarget) {
+      const tail = readFileSync(logFile, 'utf8').split('\n').filter(Boolean).slice(-8).join('\n  ');
+      throw new PgbaculaError('RESTORE_PRECHECK', `the restored server in ${pgdataDir} did not start: ${startError.message.split('\n')[0]}`, {
+        hint: `Its log (${logFile}) ends with:\n  ${tail}`,
+      });
     }
-    await this.afterPromotion(port, socketDir, major);
-    this.phase(4, 'start', `PostgreSQL ${major} started as uid ${owner.uid} on port ${port}: ${reached.join(', ')}; accepting connections`);
+    const log = await this.watchLog(logFile, done, this.req.startTimeoutSeconds * 1000, shutdownAtTarget);
+    const stoppedAt = /recovery stopping (?:before|after|at) [^\n]*/.exec(log)?.[0];
+    if (plan.target.kind !== 'end-of-wal' && !plan.standby && !stoppedAt) {
+      throw new PgbaculaError('WAL_GAP', `the restored server did not reach the recovery target (${plan.target.kind}${'value' in plan.target ? ` '${plan.target.value}'` : ''}): the WAL ended first`, {
+        hint: `pgbacula info --repo shows the recoverable window and any WAL gap; see ${logFile}.`,
+      });
+    }
+    const state: RestoreSummary['state'] = plan.standby ? 'standby' : shutdownAtTarget ? 'shut down' : done.source.includes('pausing') ? 'paused' : 'promoted';
+    const reached = [/consistent recovery state reached at \S+/, /selected new timeline ID: \d+/].map((re) => re.exec(log)?.[0]).filter((x): x is string => x !== undefined);
+    let port: number | undefined;
+    let socketDir: string | undefined;
+    if (state !== 'shut down') {
+      const pid = readFileSync(join(pgdataDir, 'postmaster.pid'), 'utf8').split('\n');
+      // postmaster.pid: line 4 = port, line 5 = first socket directory (PostgreSQL ≥ 9.1).
+      port = Number(pid[3]);
+      socketDir = pid[4] && pid[4] !== '' ? pid[4] : undefined;
+      if (state === 'promoted') await this.afterPromotion(port, socketDir, major);
+    }
+    const what = { promoted: 'promoted, accepting connections', paused: 'paused at the target (read-only; SELECT pg_wal_replay_resume() to promote)', 'shut down': 'shut down at the target as asked', standby: 'running as a standby (read-only)' }[state];
+    this.phase(4, 'start', `PostgreSQL ${major} as uid ${owner.uid}${port ? ` on port ${port}` : ''}: ${[stoppedAt, ...reached].filter(Boolean).join('; ')}; ${what}`);
     this.saveState(4);
-    return { port: Number.isInteger(port) ? port : undefined, socketDir };
+    return { port, socketDir, stoppedAt, state };
   }
 
   /** Poll the server log until `done` matches; a FATAL/PANIC or a stopped server fails with the log's tail. */
-  private async watchLog(logFile: string, done: RegExp, timeoutMs: number): Promise<string> {
+  private async watchLog(logFile: string, done: RegExp, timeoutMs: number, stopExpected = false): Promise<string> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const text = readFileSync(logFile, 'utf8');
       if (done.test(text)) return text;
       const fatal = /(?:FATAL|PANIC):\s+(.*)/.exec(text.split('\n').filter((l) => !/the database system is (starting up|not yet accepting)/.test(l)).join('\n'));
-      if (fatal || !readPostmasterPid(this.req.pgdataDir) || Date.now() > deadline) {
+      if (stopExpected && !readPostmasterPid(this.req.pgdataDir) && done.test(readFileSync(logFile, 'utf8'))) return readFileSync(logFile, 'utf8');
+      if (fatal || (!stopExpected && !readPostmasterPid(this.req.pgdataDir)) || Date.now() > deadline) {
         const tail = text.split('\n').filter(Boolean).slice(-8).join('\n  ');
         throw new PgbaculaError('RESTORE_PRECHECK', `the restored server in ${this.req.pgdataDir} did not finish recovery${fatal ? `: ${fatal[1]}` : Date.now() > deadline ? ` within ${Math.round(timeoutMs / 1000)} s` : ' (it stopped)'}`, {
           hint: `Its log (${logFile}) ends with:\n  ${tail}`,
@@ -341,8 +384,13 @@ export class RestoreJob {
   }
 
   /** Phase 6: SELECT 1, and every data page of the restored cluster verified online. */
-  private async verify(port: number | undefined, socketDir: string | undefined): Promise<{ pagesVerified: number; checksumFailures: number }> {
+  private async verify(port: number | undefined, socketDir: string | undefined, state: RestoreSummary['state']): Promise<{ pagesVerified: number; checksumFailures: number }> {
     const { manifest: m, pgdataDir, pool } = this.req;
+    if (state === 'shut down') {
+      this.phase(6, 'verify', 'the server shut down at the target as asked (recovery_target_action=shutdown): change the target or the action and start it to continue');
+      this.saveState(6);
+      return { pagesVerified: 0, checksumFailures: 0 };
+    }
     const client = new pg.Client({ host: socketDir ?? '127.0.0.1', port: port ?? 5432, user: 'postgres', database: 'postgres' });
     client.on('error', () => undefined);
     let answered = false;

@@ -1,73 +1,53 @@
 /**
- * Smoke test of the FD shim with real Bacula 15.0.3 daemons:
+ * Smoke test of the FD shim with real Bacula 15.0.3 daemons and the real backend
+ * (`pgbacula backend` behind a launcher, exactly as installed), against a small PostgreSQL 18:
  *  - a plain (non-plugin) FileSet backup and restore works on the harness site;
- *  - pgbacula-fd.so loads, spawns its backend, and a Full job of one virtual file ends T;
- *  - estimate lists the virtual file; the catalog holds /@pgbacula/...;
- *  - the restore side receives the file (written by the backend below Where=);
- *  - restore-time Plugin Options (bconsole mod → Plugin Options) reach the backend.
- * The backend here is test/e2e/fixtures/fake-backend.mjs (tests the shim + daemons only).
+ *  - pgbacula-fd.so loads, spawns its backend, and a Full job ends with status T;
+ *  - estimate lists the virtual files; the catalog holds /@pgbacula/...; `.ls` and `.query` answer;
+ *  - the restore side receives the files (written by the backend below Where=);
+ *  - restore-time Plugin Options (bconsole mod → Plugin Options) reach the backend, and —
+ *    15.0.3's metaplugin keeps one option set per job — reach every backend of the job;
+ *  - two Plugin= lines: one backend each; file= starts only the one that is needed.
+ * The dump modes themselves are proven in dump-modes.test.ts and dump-failures.test.ts.
  *
  * Needs scripts/bacula-build.sh to have run (scripts/setup.sh runs it); without it the suite fails
  * with that reason — it never skips.
  */
-import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startCluster, type Cluster } from '../harness/cluster.js';
 import { BaculaSite, findBaculaInstall, pluginLine } from './bacula-site.js';
+import { pgClientBin } from './dump-fixture.js';
+import { buildShimWithRealBackend, clientToolsFor, type ShimParams } from './real-backend.js';
 
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const install = findBaculaInstall();
-const FAKE_DATA = 'hello from the pgbacula fake backend\n';
 
-interface ShimParams {
-  params: string[];
-  restoreOptions: Array<{ name: string; type: string; doc?: string }>;
-}
-
-/** The project's parameter schema, as the shim build takes it (the built CLI must exist). */
-function shimParams(): ShimParams {
-  const cli = join(REPO, 'bin/pgbacula.js');
-  const out = execFileSync(process.execPath, ['--no-warnings', cli, 'shim-params', '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  return JSON.parse(out) as ShimParams;
-}
-
-describe('FD shim smoke test (real Bacula 15.0.3 daemons, fake backend)', () => {
+describe('FD shim smoke test (real Bacula 15.0.3 daemons, real backend)', () => {
   let work: string;
   let site: BaculaSite;
-  let fakeLog: string;
+  let pg: Cluster;
   let data: string;
   let schema: ShimParams;
 
-  const received = (): Array<{ pid: number; dir: string; status: string; text: string }> =>
-    existsSync(fakeLog)
-      ? readFileSync(fakeLog, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { pid: number; dir: string; status: string; text: string })
-      : [];
+  const line = (params: Record<string, string | number>) => pluginLine('pgbacula', { mode: 'dump', host: pg.socketDir, port: pg.port, user: 'postgres', ...params });
+  const dumpFile = (cluster: string, jobId: number | string, db: string) => `/@pgbacula/${cluster}/dump/${jobId}/${db}.dump`;
 
   beforeAll(async () => {
     if (!install) throw new Error('Bacula 15.0.3 is not built: run ./scripts/setup.sh (it runs scripts/bacula-build.sh)');
     const parent = process.env.PGBACULA_TEST_ROOT ?? tmpdir();
     work = mkdtempSync(join(parent, 'shim-smoke-'));
-    fakeLog = join(work, 'fake-backend.log');
+    const shim = buildShimWithRealBackend(work, install);
+    schema = shim.schema;
 
-    // 1. the backend launcher (BACKEND_CMD cannot carry arguments)
-    const launcher = join(work, 'fake-backend');
-    writeFileSync(launcher, `#!/bin/sh\nexec ${process.execPath} --no-warnings ${join(REPO, 'test/e2e/fixtures/fake-backend.mjs')}\n`);
-    chmodSync(launcher, 0o755);
+    pg = await startCluster({ major: 18, name: 'smoke' });
+    for (const db of ['alpha', 'beta']) {
+      await pg.sql(`CREATE DATABASE ${db}`);
+      await pg.sql(`CREATE TABLE t AS SELECT g AS id, '${db}' || g AS v FROM generate_series(1, 100) g`, [], db);
+    }
 
-    // 2. the shim, built against the cached tree, pointing at that launcher
-    schema = shimParams();
-    const paramsFile = join(work, 'shim-params.json');
-    writeFileSync(paramsFile, JSON.stringify(schema));
-    const shimDir = join(work, 'shim');
-    execFileSync(join(REPO, 'native/build.sh'), ['--params', paramsFile, '--backend', launcher, '--out', shimDir], {
-      stdio: 'pipe',
-      env: { ...process.env, BACULA_SRC: install!.src },
-    });
-
-    // 3. a local directory for the plain FileSet
+    // a local directory for the plain FileSet
     data = join(work, 'data');
     mkdirSync(join(data, 'sub'), { recursive: true });
     writeFileSync(join(data, 'a.txt'), 'plain file a\n');
@@ -75,16 +55,14 @@ describe('FD shim smoke test (real Bacula 15.0.3 daemons, fake backend)', () => 
 
     site = await BaculaSite.start({
       install,
-      plugins: [join(shimDir, 'pgbacula-fd.so')],
-      fdEnv: { PGBACULA_FAKE_LOG: fakeLog },
+      plugins: [shim.so],
       parentDir: work,
+      fdEnv: { PATH: `${pgClientBin()}:${process.env.PATH ?? '/usr/bin:/bin'}` },
       fileSets: [
         { name: 'plain', files: [data] },
-        { name: 'pg', plugins: [pluginLine('pgbacula', { mode: 'dump' })] },
-        {
-          name: 'pg-two',
-          plugins: [pluginLine('pgbacula', { mode: 'dump', database: 'alpha' }), pluginLine('pgbacula', { mode: 'dump', database: 'beta' })],
-        },
+        { name: 'pg', plugins: [line({ database: 'alpha', cluster: 'smoke' })] },
+        // two clusters in one FileSet (here: the same server under two names), one backend each
+        { name: 'pg-two', plugins: [line({ database: 'alpha', cluster: 'smoke-a' }), line({ database: 'beta', cluster: 'smoke-b' })] },
       ],
       jobs: [
         { name: 'plain-backup', fileSet: 'plain' },
@@ -96,6 +74,7 @@ describe('FD shim smoke test (real Bacula 15.0.3 daemons, fake backend)', () => 
 
   afterAll(async () => {
     await site?.stop();
+    await pg?.destroy();
   });
 
   it('runs a plain FileSet backup and restores it under where=', async () => {
@@ -117,89 +96,83 @@ describe('FD shim smoke test (real Bacula 15.0.3 daemons, fake backend)', () => 
     expect(out).toMatch(/Plugin: .*pgbacula\(/);
   });
 
-  it('estimates the virtual file through the shim', async () => {
+  it('estimates the virtual files through the shim', async () => {
     const est = await site.estimate('pg-backup', 'Full');
-    expect(est.files).toBe(1);
-    expect(est.bytes).toBe(FAKE_DATA.length);
-    expect(est.listing.join('\n')).toContain('/@pgbacula/smoke/hello.txt');
+    expect(est.files, est.raw).toBe(3);
+    const listing = est.listing.join('\n');
+    for (const f of ['manifest.json', 'globals.sql', 'alpha.dump']) expect(listing).toContain(`/@pgbacula/smoke/dump/0/${f}`);
+  });
+
+  it('answers .ls and .query through the shim', async () => {
+    const ls = await site.bconsole(`.ls client=${site.layout.names.fd} plugin="${line({ cluster: 'smoke' }).replace(/"/g, '\\"')}" path=/`);
+    expect(ls).toContain('/@pgbacula/smoke/');
+    const q = await site.bconsole(`.query client=${site.layout.names.fd} plugin="${line({ cluster: 'smoke' }).replace(/"/g, '\\"')}" parameter=databases`);
+    expect(q).toMatch(/database=alpha/);
+    expect(q).toMatch(/database=beta/);
   });
 
   it('runs a Full plugin job that ends with status T', async () => {
     const run = await site.runJob('pg-backup', 'Full');
     expect(run.status, run.log).toBe('T');
     expect(run.errors).toBe(0);
-    expect(run.log).toContain('pgbacula: fake backend: backup');
-    expect(await site.listFiles(run.jobId)).toEqual(['/@pgbacula/smoke/hello.txt']);
-
-    const pkts = received().filter((p) => p.dir === 'in');
-    const texts = pkts.map((p) => p.text);
-    expect(texts).toContain('Hello pgbacula 1\n');
-    expect(texts).toContain(`JobID=${run.jobId}\n`);
-    expect(texts).toContain('Namespace=@pgbacula\n');
-    expect(texts).toContain('mode=dump\n');
-    expect(texts).toContain('BackupStart\n');
+    expect(run.log).toContain('pgbacula: starting dump backup (Full) of 1 database: alpha');
+    expect((await site.listFiles(run.jobId)).sort()).toEqual(
+      [dumpFile('smoke', run.jobId, 'alpha'), `/@pgbacula/smoke/dump/${run.jobId}/globals.sql`, `/@pgbacula/smoke/dump/${run.jobId}/manifest.json`],
+    );
+    // shim RestoreOptions object + 3 files
+    expect(run.files).toBe(4);
   });
 
-  it('restores the virtual file through the backend under where=', async () => {
+  it('restores the files through the backend under where=', async () => {
     const backup = await site.runJob('pg-backup', 'Full');
     expect(backup.status, backup.log).toBe('T');
     const where = join(site.root, 'restore', 'pg');
     const restore = await site.restore({ jobId: backup.jobId, where });
     expect(restore.status, restore.log).toBe('T');
-    expect(readFileSync(join(where, '@pgbacula/smoke/hello.txt'), 'utf8')).toBe(FAKE_DATA);
-    const texts = received().map((p) => p.text);
-    expect(texts).toContain(`FNAME:${where}/@pgbacula/smoke/hello.txt\n`);
-    expect(texts).toContain(`Where=${where}\n`);
+    const archive = readFileSync(join(where, dumpFile('smoke', backup.jobId, 'alpha')));
+    expect(archive.subarray(0, 5).toString('latin1')).toBe('PGDMP'); // a pg_dump custom archive
+    expect(restore.log).toContain(`pgbacula: restoring the dump files under ${where}`);
   });
 
   it('passes restore-time Plugin Options (bconsole mod) to the backend', async () => {
-    const str = schema.restoreOptions.find((o) => o.type !== 'bool');
-    const bool = schema.restoreOptions.find((o) => o.type === 'bool');
-    expect(str && bool, 'the schema needs a string and a bool restore option').toBeTruthy();
+    const str = schema.restoreOptions.find((o) => o.name === 'target_database');
+    const bool = schema.restoreOptions.find((o) => o.name === 'overwrite_existing');
+    expect(str && bool, 'the schema offers target_database and overwrite_existing').toBeTruthy();
     const backup = await site.runJob('pg-backup', 'Full');
     expect(backup.status, backup.log).toBe('T');
     const where = join(site.root, 'restore', 'pg-options');
-    const before = received().length;
-    const restore = await site.restore({
-      jobId: backup.jobId,
-      where,
-      pluginOptions: { [str!.name]: '2025-03-25 10:00:00+00', [bool!.name]: true },
-    });
+    const restore = await site.restore({ jobId: backup.jobId, where, pluginOptions: { target_database: 'alpha', overwrite_existing: true } });
     expect(restore.status, restore.log).toBe('T');
-    expect(readFileSync(join(where, '@pgbacula/smoke/hello.txt'), 'utf8')).toBe(FAKE_DATA);
-    const texts = received().slice(before).filter((p) => p.dir === 'in').map((p) => p.text);
-    const params = texts.slice(texts.indexOf('Params\n'), texts.indexOf('RestoreStart\n'));
-    expect(params).toContain('mode=dump\n');
-    expect(params).toContain(`${str!.name}=2025-03-25 10:00:00+00\n`);
-    expect(params).toContain(`${bool!.name}=1\n`);
+    expect(restore.log).toMatch(/pgbacula: restore parameters: mode=dump .*database=alpha cluster=smoke target_database=alpha overwrite_existing=1/);
+    expect(existsSync(join(where, dumpFile('smoke', backup.jobId, 'alpha')))).toBe(true);
   });
 
   it('handles two Plugin= lines: one backend each, file= selection, Plugin Options are per job', async () => {
     const backup = await site.runJob('pg-two-backup', 'Full');
     expect(backup.status, backup.log).toBe('T');
-    expect((await site.listFiles(backup.jobId)).sort()).toEqual(['/@pgbacula/smoke/alpha/hello.txt', '/@pgbacula/smoke/beta/hello.txt']);
+    const files = await site.listFiles(backup.jobId);
+    expect(files).toContain(dumpFile('smoke-a', backup.jobId, 'alpha'));
+    expect(files).toContain(dumpFile('smoke-b', backup.jobId, 'beta'));
+    expect(backup.log.match(/pgbacula: Full backup parameters:/g)).toHaveLength(2);
 
     // file= picks one catalog path; only that plugin's backend is started
     const whereOne = join(site.root, 'restore', 'pg-two-file');
-    const one = await site.restore({ jobId: backup.jobId, where: whereOne, files: ['/@pgbacula/smoke/beta/hello.txt'] });
+    const one = await site.restore({ jobId: backup.jobId, where: whereOne, files: [dumpFile('smoke-b', backup.jobId, 'beta')] });
     expect(one.status, one.log).toBe('T');
-    expect(existsSync(join(whereOne, '@pgbacula/smoke/beta/hello.txt'))).toBe(true);
-    expect(existsSync(join(whereOne, '@pgbacula/smoke/alpha/hello.txt'))).toBe(false);
+    expect(existsSync(join(whereOne, dumpFile('smoke-b', backup.jobId, 'beta')))).toBe(true);
+    expect(existsSync(join(whereOne, '@pgbacula', 'smoke-a'))).toBe(false);
+    expect(one.log.match(/pgbacula: restore parameters:/g)).toHaveLength(1);
 
-    // Plugin Options for one of the two plugin strings
-    const bool = schema.restoreOptions.find((o) => o.type === 'bool')!;
+    // Plugin Options chosen for one of the two plugin strings
     const where = join(site.root, 'restore', 'pg-two-options');
-    const before = received().length;
-    const restore = await site.restore({ jobId: backup.jobId, where, plugin: 'database=beta', pluginOptions: { [bool.name]: true } });
+    const restore = await site.restore({ jobId: backup.jobId, where, plugin: 'cluster=smoke-b', pluginOptions: { target_database: 'beta' } });
     expect(restore.status, restore.log).toBe('T');
-    expect(readFileSync(join(where, '@pgbacula/smoke/alpha/hello.txt'), 'utf8')).toBe(FAKE_DATA);
-    expect(readFileSync(join(where, '@pgbacula/smoke/beta/hello.txt'), 'utf8')).toBe(FAKE_DATA);
-    const byPid = new Map<number, string[]>();
-    for (const p of received().slice(before)) if (p.dir === 'in') byPid.set(p.pid, [...(byPid.get(p.pid) ?? []), p.text]);
-    const paramsOf = (db: string): string[] | undefined => [...byPid.values()].find((t) => t.includes(`database=${db}\n`));
-    expect(paramsOf('beta')).toContain(`${bool.name}=1\n`);
+    expect(readdirSync(join(where, '@pgbacula')).sort()).toEqual(['smoke-a', 'smoke-b']);
+    const paramLines = restore.log.split('\n').filter((l) => l.includes('pgbacula: restore parameters:'));
+    expect(paramLines).toHaveLength(2);
     // 15.0.3: the metaplugin keeps ONE option set per job and plugin, so options chosen for one
     // Plugin= string reach every pgbacula backend of that restore job
-    expect(paramsOf('alpha')).toContain(`${bool.name}=1\n`);
+    for (const l of paramLines) expect(l).toContain('target_database=beta');
+    expect(clientToolsFor(pg.port)).toEqual([]);
   });
 });

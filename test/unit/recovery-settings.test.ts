@@ -24,6 +24,10 @@ describe('recovery settings per version', () => {
     expect(f[0]!.content).not.toContain('recovery_target_action');
     expect(recoveryFiles(10, { ...plan, standby: {} })[0]!.content).toContain("standby_mode = 'on'");
   });
+  it('writes target times the server can read at startup (no zone abbreviation)', () => {
+    const f = recoveryFiles(16, { ...plan, target: { kind: 'time', value: '2026-11-26T13:19:25.612Z' } });
+    expect(f[0]!.content).toContain("recovery_target_time = '2026-11-26 13:19:25.612+00'");
+  });
   it('quotes', () => {
     expect(gucQuote("a'b\\c")).toBe("'a''b\\\\c'");
     expect(shellQuote("it's")).toBe("'it'\\''s'");

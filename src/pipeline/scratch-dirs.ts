@@ -1,0 +1,29 @@
+/**
+ * Scratch directories a job stages data in (directory archives under tmpdir). They hold database
+ * contents, so every exit path removes them: the job's own `finally`, and — for a cancel or a
+ * signal that ends the process first — `removeAllScratchNow()` from the exit handler.
+ */
+import { rmSync } from 'node:fs';
+
+const dirs = new Set<string>();
+
+export function registerScratch(dir: string): void {
+  dirs.add(dir);
+}
+
+export function removeScratch(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+  dirs.delete(dir);
+}
+
+/** Synchronous: safe in a process 'exit' handler. */
+export function removeAllScratchNow(): void {
+  for (const d of dirs) {
+    try {
+      rmSync(d, { recursive: true, force: true });
+    } catch {
+      // best effort on the way out
+    }
+  }
+  dirs.clear();
+}

@@ -1,0 +1,319 @@
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { PgbaculaError } from '../../src/errors.js';
+import {
+  archiveCommandLine,
+  dataDirectorySystemId,
+  fetchWalFile,
+  listWalArchive,
+  pushWalFile,
+  readArchiveMeta,
+  restoreCommandLine,
+  storeHistoryFile,
+  walArchiveRoot,
+} from '../../src/wal/spool.js';
+import { runCli } from '../harness/run-cli.js';
+import { headerOnlySegment, SYNTH_SEG } from './wal-synth.js';
+
+const SYS_A = 7311887020705307463n;
+const SYS_B = 7311887020705307999n;
+const dirs: string[] = [];
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+function tmp(): string {
+  const d = mkdtempSync(join(tmpdir(), 'pgbacula-spool-'));
+  dirs.push(d);
+  return d;
+}
+
+/** A fake data directory: global/pg_control with a system identifier and pg_control_version 1800. */
+function fakeDataDir(systemId: bigint): string {
+  const d = tmp();
+  mkdirSync(join(d, 'global'));
+  mkdirSync(join(d, 'pg_wal'));
+  const ctl = Buffer.alloc(8192);
+  ctl.writeBigUInt64LE(systemId, 0);
+  ctl.writeUInt32LE(1800, 8);
+  writeFileSync(join(d, 'global', 'pg_control'), ctl);
+  return d;
+}
+
+function writeSeg(dir: string, name: string, bytes: Uint8Array): string {
+  const p = join(dir, name);
+  writeFileSync(p, bytes);
+  return p;
+}
+
+async function refusal(p: Promise<unknown>): Promise<PgbaculaError> {
+  const e = await p.then(() => undefined, (x: unknown) => x);
+  expect(e).toBeInstanceOf(PgbaculaError);
+  return e as PgbaculaError;
+}
+
+function noTempFiles(dir: string): void {
+  const all = readdirSync(dir, { recursive: true }) as string[];
+  expect(all.filter((n) => n.includes('.tmp-'))).toEqual([]);
+}
+
+describe('WAL archive layout and wal-push rules', () => {
+  const A1 = { systemId: SYS_A, timeline: 1 };
+
+  it('stores a validated segment under <sysid>/<TLI hex>/, fsynced, 0640, and records the archive facts', async () => {
+    const root = join(tmp(), 'spool');
+    const src = tmp();
+    const path = writeSeg(src, '000000010000000000000003', headerOnlySegment(A1, 3n));
+    const r = await pushWalFile({ root, sourcePath: path, expectedSystemId: SYS_A.toString() });
+    expect(r).toMatchObject({ status: 'stored', kind: 'segment', systemId: SYS_A.toString(), timeline: 1, bytes: SYNTH_SEG });
+    const dest = join(root, SYS_A.toString(), '00000001', '000000010000000000000003');
+    expect(r.path).toBe(dest);
+    expect(readFileSync(dest).equals(readFileSync(path))).toBe(true);
+    expect(statSync(dest).mode & 0o777).toBe(0o640);
+    expect(await readArchiveMeta(root, SYS_A.toString())).toMatchObject({ systemIdentifier: SYS_A.toString(), walSegmentSize: SYNTH_SEG, xlogPageMagic: 0xd118, pgMajor: 18 });
+    noTempFiles(root);
+  });
+
+  it('identical re-push is success; different bytes under an existing name are refused and the archived copy kept', async () => {
+    const root = tmp();
+    const src = tmp();
+    const original = headerOnlySegment(A1, 4n, 1);
+    const path = writeSeg(src, '000000010000000000000004', original);
+    expect((await pushWalFile({ root, sourcePath: path })).status).toBe('stored');
+    expect((await pushWalFile({ root, sourcePath: path })).status).toBe('identical');
+    const other = tmp();
+    const changed = writeSeg(other, '000000010000000000000004', headerOnlySegment(A1, 4n, 2));
+    const e = await refusal(pushWalFile({ root, sourcePath: changed }));
+    expect(e.code).toBe('WAL_CONFLICT');
+    expect(e.message).toMatch(/000000010000000000000004 is already archived .* with different content/);
+    expect(e.message).toContain(changed);
+    expect(e.hint).toMatch(/same system identifier/);
+    expect(readFileSync(join(root, SYS_A.toString(), '00000001', '000000010000000000000004')).equals(Buffer.from(original))).toBe(true);
+    noTempFiles(root);
+  });
+
+  it('concurrent pushes of one segment: one stores it, the others find it identical', async () => {
+    const root = tmp();
+    const path = writeSeg(tmp(), '000000010000000000000007', headerOnlySegment(A1, 7n));
+    const results = await Promise.all(Array.from({ length: 8 }, () => pushWalFile({ root, sourcePath: path })));
+    expect(results.filter((r) => r.status === 'stored').length).toBeGreaterThanOrEqual(1);
+    expect(results.every((r) => r.status === 'stored' || r.status === 'identical')).toBe(true);
+    noTempFiles(root);
+  });
+
+  it('refuses a segment of another system than the data directory that pushes it', async () => {
+    const root = tmp();
+    const pgdata = fakeDataDir(SYS_A);
+    expect(await dataDirectorySystemId(pgdata)).toBe(SYS_A.toString());
+    const foreign = writeSeg(tmp(), '000000010000000000000005', headerOnlySegment({ systemId: SYS_B, timeline: 1 }, 5n));
+    const e = await refusal(pushWalFile({ root, sourcePath: foreign, expectedSystemId: SYS_A.toString(), pgdata }));
+    expect(e.code).toBe('WAL_CONFLICT');
+    expect(e.message).toContain(`belongs to database system ${SYS_B}, not to system ${SYS_A}`);
+    expect(existsSync(join(root, SYS_B.toString()))).toBe(false);
+    expect(existsSync(join(root, SYS_A.toString(), '00000001', '000000010000000000000005'))).toBe(false);
+  });
+
+  it('a repository holds one system: a second one is refused even without a data directory', async () => {
+    const root = walArchiveRoot({ repo: tmp() });
+    await pushWalFile({ root, sourcePath: writeSeg(tmp(), '000000010000000000000001', headerOnlySegment(A1, 1n)), singleSystem: true });
+    const e = await refusal(pushWalFile({ root, sourcePath: writeSeg(tmp(), '000000010000000000000001', headerOnlySegment({ systemId: SYS_B, timeline: 1 }, 1n)), singleSystem: true }));
+    expect(e.code).toBe('WAL_CONFLICT');
+    expect(e.message).toContain(`holds WAL of system ${SYS_A}`);
+    // A spool keeps one directory per system instead.
+    const spool = tmp();
+    await pushWalFile({ root: spool, sourcePath: writeSeg(tmp(), '000000010000000000000001', headerOnlySegment(A1, 1n)) });
+    await pushWalFile({ root: spool, sourcePath: writeSeg(tmp(), '000000010000000000000001', headerOnlySegment({ systemId: SYS_B, timeline: 1 }, 1n)) });
+    expect(readdirSync(spool).sort()).toEqual([SYS_A.toString(), SYS_B.toString()].sort());
+  });
+
+  it('refuses damaged WAL, WAL of another major than the archive holds, and files that are not WAL', async () => {
+    const root = tmp();
+    await pushWalFile({ root, sourcePath: writeSeg(tmp(), '000000010000000000000001', headerOnlySegment(A1, 1n)) });
+    const bad = headerOnlySegment(A1, 2n);
+    new DataView(bad.buffer).setBigUint64(8192 * 5 + 8, 123n, true); // page 5 claims another address
+    let e = await refusal(pushWalFile({ root, sourcePath: writeSeg(tmp(), '000000010000000000000002', bad) }));
+    expect(e.code).toBe('WAL_CONFLICT');
+    expect(e.message).toMatch(/claims address/);
+    e = await refusal(pushWalFile({ root, sourcePath: writeSeg(tmp(), '000000010000000000000002', headerOnlySegment({ ...A1, magic: 0xd116 }, 2n)) }));
+    expect(e.message).toMatch(/written by PostgreSQL 17 but the archive .* holds WAL of PostgreSQL 18/);
+    e = await refusal(pushWalFile({ root, sourcePath: writeSeg(tmp(), '000000010000000000000002', headerOnlySegment(A1, 3n)) }));
+    expect(e.message).toMatch(/claims address/); // a segment under another segment's name
+    e = await refusal(pushWalFile({ root, sourcePath: writeSeg(tmp(), 'postmaster.pid', Buffer.from('1')) }));
+    expect(e.code).toBe('PARAM_INVALID');
+    e = await refusal(pushWalFile({ root, sourcePath: writeSeg(tmp(), '000000010000000000000002', Buffer.alloc(100)) }));
+    expect(e.message).toMatch(/not a WAL segment/);
+    const short = headerOnlySegment(A1, 2n).subarray(0, SYNTH_SEG / 2);
+    e = await refusal(pushWalFile({ root, sourcePath: writeSeg(tmp(), '000000010000000000000002', short) }));
+    expect(e.message).toMatch(/bytes, expected/);
+    expect(existsSync(join(root, SYS_A.toString(), '00000001', '000000010000000000000002'))).toBe(false);
+  });
+
+  it('archives the history file before any WAL of its timeline: refused without it, taken from pg_wal when there', async () => {
+    const root = tmp();
+    const A2 = { systemId: SYS_A, timeline: 2 };
+    const seg = writeSeg(tmp(), '00000002000000000000000A', headerOnlySegment(A2, 10n));
+    const e = await refusal(pushWalFile({ root, sourcePath: seg, expectedSystemId: SYS_A.toString() }));
+    expect(e.code).toBe('WAL_GAP');
+    expect(e.message).toContain('00000002.history is not archived');
+    expect(e.hint).toMatch(/Archive 00000002.history first/);
+    expect(existsSync(join(root, SYS_A.toString(), '00000002'))).toBe(false);
+
+    // Timeline 3 forked from 2, which forked from 1: both files wait in the data directory's pg_wal.
+    const pgdata = fakeDataDir(SYS_A);
+    writeFileSync(join(pgdata, 'pg_wal', '00000002.history'), '1\t0/9000110\tno recovery target specified\n');
+    writeFileSync(join(pgdata, 'pg_wal', '00000003.history'), '1\t0/9000110\tno recovery target specified\n\n2\t0/B000060\tno recovery target specified\n');
+    const A3 = { systemId: SYS_A, timeline: 3 };
+    const seg3 = writeSeg(tmp(), '00000003000000000000000B', headerOnlySegment(A3, 11n));
+    const r = await pushWalFile({ root, sourcePath: seg3, expectedSystemId: SYS_A.toString(), pgdata });
+    expect(r.status).toBe('stored');
+    expect(r.historiesArchived).toEqual(['00000002.history', '00000003.history']);
+    const sys = join(root, SYS_A.toString());
+    expect(readFileSync(join(sys, '00000003.history'), 'utf8')).toContain('2\t0/B000060');
+    expect(statSync(join(sys, '00000003.history')).mtimeMs <= statSync(join(sys, '00000003', '00000003000000000000000B')).mtimeMs).toBe(true);
+    // A timeline-1 file never needs one; a garbage history file is refused.
+    const bad = writeSeg(tmp(), '00000004.history', Buffer.from('this is not a history\n'));
+    expect((await refusal(pushWalFile({ root, sourcePath: bad, expectedSystemId: SYS_A.toString() }))).code).toBe('WAL_CONFLICT');
+  });
+
+  it('a different .partial under an existing name is kept aside (recovery never reads it), not refused', async () => {
+    const root = tmp();
+    const warnings: string[] = [];
+    const p1 = writeSeg(tmp(), '000000010000000000000009.partial', headerOnlySegment(A1, 9n, 1));
+    expect((await pushWalFile({ root, sourcePath: p1 })).status).toBe('stored');
+    const p2 = writeSeg(tmp(), '000000010000000000000009.partial', headerOnlySegment(A1, 9n, 2));
+    const r = await pushWalFile({ root, sourcePath: p2, warn: (t) => warnings.push(t) });
+    expect(r.status).toBe('kept-aside');
+    expect(r.path).toMatch(new RegExp(`${SYS_A}/aside/000000010000000000000009\\.partial\\.[0-9a-f]{16}$`));
+    expect(warnings.join()).toMatch(/kept as/);
+    const listing = await listWalArchive(root, SYS_A.toString());
+    expect(listing.partials.map((s) => s.name)).toEqual(['000000010000000000000009.partial']);
+    expect(listing.segments).toEqual([]);
+    expect(listing.aside.length).toBe(1);
+  });
+});
+
+describe('wal-fetch rules', () => {
+  const A1 = { systemId: SYS_A, timeline: 1 };
+  async function archiveWith(): Promise<string> {
+    const root = tmp();
+    for (let n = 1n; n <= 3n; n++) await pushWalFile({ root, sourcePath: writeSeg(tmp(), `00000001000000000000000${n}`, headerOnlySegment(A1, n)) });
+    await storeHistoryFile(root, SYS_A.toString(), 2, Buffer.from('1\t0/3000100\tno recovery target specified\n'), 'test');
+    await pushWalFile({ root, sourcePath: writeSeg(tmp(), '000000010000000000000004.partial', headerOnlySegment(A1, 4n)) });
+    return root;
+  }
+
+  it('serves segments and history files byte for byte, says "absent" for what is not archived', async () => {
+    const root = await archiveWith();
+    const out = tmp();
+    const r = await fetchWalFile({ root, systemId: SYS_A.toString(), fileName: '000000010000000000000002', destPath: join(out, 'RECOVERYXLOG') });
+    expect(r).toMatchObject({ status: 'fetched', bytes: SYNTH_SEG, fromPartial: false });
+    expect(readFileSync(join(out, 'RECOVERYXLOG')).equals(Buffer.from(headerOnlySegment(A1, 2n)))).toBe(true);
+    expect(await fetchWalFile({ root, systemId: SYS_A.toString(), fileName: '00000002.history', destPath: join(out, 'RECOVERYHISTORY') })).toMatchObject({ status: 'fetched' });
+    expect(readFileSync(join(out, 'RECOVERYHISTORY'), 'utf8')).toContain('0/3000100');
+    expect(await fetchWalFile({ root, systemId: SYS_A.toString(), fileName: '00000003.history', destPath: join(out, 'x') })).toEqual({ status: 'absent' });
+    expect(await fetchWalFile({ root, systemId: SYS_A.toString(), fileName: '000000010000000000000009', destPath: join(out, 'x') })).toEqual({ status: 'absent' });
+    expect(existsSync(join(out, 'x'))).toBe(false);
+  });
+
+  it('never serves a .partial as a complete segment (unless a restore asks for it explicitly)', async () => {
+    const root = await archiveWith();
+    const out = tmp();
+    const r = await fetchWalFile({ root, systemId: SYS_A.toString(), fileName: '000000010000000000000004', destPath: join(out, 'RECOVERYXLOG') });
+    expect(r.status).toBe('absent');
+    expect(r.status === 'absent' && r.partial).toMatch(/000000010000000000000004\.partial$/);
+    expect(existsSync(join(out, 'RECOVERYXLOG'))).toBe(false);
+    const e = await refusal(fetchWalFile({ root, systemId: SYS_A.toString(), fileName: '000000010000000000000004.partial', destPath: join(out, 'y') }));
+    expect(e.message).toMatch(/never serves a \.partial/);
+    const staged = await fetchWalFile({ root, systemId: SYS_A.toString(), fileName: '000000010000000000000004', destPath: join(out, 'z'), allowPartial: true });
+    expect(staged).toMatchObject({ status: 'fetched', fromPartial: true });
+  });
+
+  it('refuses to hand a damaged archived segment to the server', async () => {
+    const root = await archiveWith();
+    const p = join(root, SYS_A.toString(), '00000001', '000000010000000000000003');
+    const b = readFileSync(p);
+    b.writeBigUInt64LE(999n, 8192 * 3 + 8);
+    writeFileSync(p, b);
+    const out = tmp();
+    const e = await refusal(fetchWalFile({ root, systemId: SYS_A.toString(), fileName: '000000010000000000000003', destPath: join(out, 'RECOVERYXLOG') }));
+    expect(e.code).toBe('WAL_CONFLICT');
+    expect(e.message).toMatch(/archived 000000010000000000000003 in .* is damaged/);
+    expect(readdirSync(out)).toEqual([]);
+  });
+
+  it('lists what is archived', async () => {
+    const root = await archiveWith();
+    const l = await listWalArchive(root, SYS_A.toString());
+    expect(l.segments.map((s) => [s.name, s.segno])).toEqual([
+      ['000000010000000000000001', 1n],
+      ['000000010000000000000002', 2n],
+      ['000000010000000000000003', 3n],
+    ]);
+    expect(l.partials.map((s) => s.name)).toEqual(['000000010000000000000004.partial']);
+    expect(l.histories.map((h) => [h.name, h.entries?.length])).toEqual([['00000002.history', 1]]);
+    expect(l.segmentSize).toBe(SYNTH_SEG);
+    expect(l.problems).toEqual([]);
+  });
+});
+
+describe('the CLI commands (in-process)', () => {
+  const A1 = { systemId: SYS_A, timeline: 1 };
+
+  it('wal-push is silent on success and on an identical re-push; wal-fetch is silent with exit 1 when absent', async () => {
+    const repo = tmp();
+    const pgdata = fakeDataDir(SYS_A);
+    const seg = writeSeg(join(pgdata, 'pg_wal'), '000000010000000000000002', headerOnlySegment(A1, 2n));
+    for (let i = 0; i < 2; i++) {
+      const r = await runCli(['wal-push', '--repo', repo, '--pgdata', pgdata, seg]);
+      expect(r).toEqual({ code: 0, stdout: '', stderr: '' });
+    }
+    expect(existsSync(join(repo, 'pgbacula-repo.json'))).toBe(true); // the repository was created
+    expect(existsSync(join(repo, 'wal', SYS_A.toString(), '00000001', '000000010000000000000002'))).toBe(true);
+    const absent = await runCli(['wal-fetch', '--repo', repo, '--pgdata', pgdata, '00000002.history', join(tmp(), 'RECOVERYHISTORY')]);
+    expect(absent).toEqual({ code: 1, stdout: '', stderr: '' });
+    const dest = join(tmp(), 'RECOVERYXLOG');
+    expect(await runCli(['wal-fetch', '--repo', repo, '--pgdata', pgdata, '000000010000000000000002', dest])).toEqual({ code: 0, stdout: '', stderr: '' });
+    expect(readFileSync(dest).equals(readFileSync(seg))).toBe(true);
+    const json = await runCli(['wal-fetch', '--repo', repo, '--pgdata', pgdata, '--json', '000000010000000000000003', dest]);
+    expect(json.code).toBe(1);
+    expect(JSON.parse(json.stdout)).toMatchObject({ status: 'absent', fileName: '000000010000000000000003' });
+  });
+
+  it('errors name what, where and the fix; usage errors exit 2', async () => {
+    const repo = tmp();
+    const pgdata = fakeDataDir(SYS_A);
+    const foreign = writeSeg(tmp(), '000000010000000000000002', headerOnlySegment({ systemId: SYS_B, timeline: 1 }, 2n));
+    const r = await runCli(['wal-push', '--repo', repo, '--pgdata', pgdata, foreign]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^pgbacula: error: 000000010000000000000002 belongs to database system \d+, not to system \d+ of the data directory that archives it\nhint: /);
+    expect((await runCli(['wal-push', '--repo', repo])).code).toBe(2);
+    expect((await runCli(['wal-fetch', '--repo', repo, 'x'])).code).toBe(2);
+    const missing = await runCli(['wal-push', '--repo', repo, '--pgdata', pgdata, join(tmp(), '000000010000000000000009')]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/the file to archive .* does not exist/);
+    const noArchive = await runCli(['wal-fetch', '--wal-spool', join(tmp(), 'nowhere'), '000000010000000000000002', join(tmp(), 'p')]);
+    expect(noArchive.code).toBe(1);
+    expect(noArchive.stderr).toMatch(/no WAL archive at .*nowhere/);
+  });
+
+  it('wal-fetch says so when only a .partial exists', async () => {
+    const spool = tmp();
+    const pgdata = fakeDataDir(SYS_A);
+    const p = writeSeg(tmp(), '000000010000000000000006.partial', headerOnlySegment(A1, 6n));
+    expect((await runCli(['wal-push', '--wal-spool', spool, '--pgdata', pgdata, p])).code).toBe(0);
+    const r = await runCli(['wal-fetch', '--wal-spool', spool, '--pgdata', pgdata, '000000010000000000000006', join(tmp(), 'RECOVERYXLOG')]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/000000010000000000000006 is not archived complete; an incomplete copy exists .*\.partial\) and is never served as a complete segment/);
+  });
+});
+
+describe('command lines for postgresql.conf', () => {
+  it('quote paths for the shell and double % for PostgreSQL', () => {
+    const rc = restoreCommandLine({ repo: "/backup/it's 100%" });
+    expect(rc).toMatch(/ wal-fetch --repo '\/backup\/it'\\''s 100%%' %f %p$/);
+    expect(rc.startsWith(process.execPath)).toBe(true);
+    expect(archiveCommandLine({ spool: '/var/lib/pgbacula/wal-spool' })).toMatch(/ wal-push --wal-spool \/var\/lib\/pgbacula\/wal-spool %p$/);
+  });
+});
