@@ -18,21 +18,11 @@ import { Bench } from 'tinybench';
 import xxhash from 'xxhash-wasm';
 import { loadKernels, type Kernels } from '../../src/pipeline/kernels.js';
 import { createLz4EncodeScratch, encodeBlocks, LZ4_FRAME_BLOCK_BYTES } from '../../src/format/lz4-frame.js';
+import { seededRandom } from '../../test/harness/seeded-random.js';
 
 const RANGE_BYTES = 8 * 1024 * 1024;
 const PAGE = 8192;
 
-/** mulberry32, so every run measures the same bytes. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
 
 /** Heap pages: line pointers, tuple headers, an int key; every other row 32 hex characters. */
 function syntheticRange(): Uint8Array {

@@ -10,22 +10,12 @@ import { Bench } from 'tinybench';
 import { DEFAULT_BLOCK_SIZE } from '../../src/format/page.js';
 import { createJsPageVerifier, pageChecksum, type PageVerifier } from '../../src/format/page-checksum.js';
 import { createWasmPageVerifier, wasmKernelAvailability } from '../../src/format/page-checksum-wasm.js';
+import { seededRandom } from '../../test/harness/seeded-random.js';
 
 const INPUT_BYTES = 8 * 1024 * 1024;
 const PAGES = INPUT_BYTES / DEFAULT_BLOCK_SIZE;
 const FIRST_BLKNO = 131072; // segment .1
 
-/** mulberry32, so every run checks the same bytes. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
 
 /**
  * A full heap page like pgbench_accounts': header, line pointers, 24-byte tuple headers with xmin

@@ -112,6 +112,7 @@ export async function runRestoreCommand(ctx: CommandContext): Promise<CommandRes
       action: getString(ctx.params, 'recovery_target_action') as 'promote' | 'pause' | 'shutdown',
       ...(restoreAsStandby ? { standby: { primaryConninfo: getString(ctx.params, 'primary_conninfo')! } } : {}),
       ...(archived ? { archiveRestoreCommand: restoreCommandLine({ repo }) } : {}),
+      archiveAfterRestore: getBool(ctx.params, 'archive_after_restore'),
     });
     const s = await job.run();
     return ok(

@@ -88,6 +88,7 @@ export const PARAMETERS: readonly ParameterDef[] = [
   { name: 'skip_wal_replay', type: 'bool', scopes: ['restore'], default: 'false', doc: 'crash-consistent restore only', inPluginString: true, restoreOption: true },
   { name: 'restore_port', type: 'int', scopes: ['restore'], defaultDoc: 'as backed up', min: 1, max: 65535, doc: 'port the restored server listens on (written to postgresql.auto.conf); for restore drills next to the source', inPluginString: true, restoreOption: true },
   { name: 'remap_tablespace', type: 'list', scopes: ['restore'], defaultDoc: 'original locations', doc: 'OID=/new/dir pairs: where tablespaces are laid down instead of their original location', inPluginString: true, restoreOption: true },
+  { name: 'archive_after_restore', type: 'bool', scopes: ['restore'], default: 'false', doc: 'keep archive_mode/archive_command in the restored cluster (default off, so a restored copy never writes into the source\'s WAL archive; turn on for a real disaster recovery)', inPluginString: true, restoreOption: true },
   { name: 'overwrite_existing', type: 'bool', scopes: ['restore'], default: 'false', doc: 'safety gate: a non-empty target is refused unless true', inPluginString: true, restoreOption: true },
 
   // ---- connection ([connection] of pgbacula.conf; libpq environment variables apply when unset)

@@ -429,7 +429,6 @@ export class Lz4FrameDecoder {
   private flgBd = new Uint8Array(2);
 
   private descriptor: Lz4FrameDescriptor | undefined;
-  private frameOffset = 0;
   private frameContentBytes = 0n;
   private contentHash: { update(data: Uint8Array): void; digest(): number } | undefined;
   /** Decoded-block area, after LINKED_DICT_BYTES of room for a linked block's dictionary. */
@@ -536,7 +535,6 @@ export class Lz4FrameDecoder {
       case 'magic': {
         const magic = view.getUint32(0, true);
         if (magic === LZ4_FRAME_MAGIC) {
-          this.frameOffset = offset;
           this.state = { kind: 'flgBd' };
         } else if ((magic & SKIPPABLE_MAGIC_MASK) >>> 0 === SKIPPABLE_MAGIC_BASE) {
           this.state = { kind: 'skippableSize' };

@@ -587,9 +587,11 @@ class CopySession {
       // should one be, it is skipped rather than guessed at.
       if (data.length - at < (first ? LONG_PAGE_HEADER_SIZE : SHORT_PAGE_HEADER_SIZE)) continue;
       const segno = page / this.segSizeBig;
-      // The rest of a segment after a WAL switch is zeros, headers included (11+).
+      // The rest of a segment after a WAL switch is zeros, headers included (11+). PostgreSQL 10
+      // writes headers there, and a 10 standby's copy of the segment that ended its base backup
+      // has zeros where the primary's has headers — so on 10 zeros are skipped, not a boundary.
       if (!first && isZeroPageHeader(data, at)) {
-        this.zeroTailSegment = segno;
+        if (this.facts.major >= 11) this.zeroTailSegment = segno;
         continue;
       }
       if (this.zeroTailSegment === segno) {

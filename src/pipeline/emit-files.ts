@@ -62,8 +62,8 @@ type Step =
 export async function emitFiles(entries: readonly PlanEntry[], o: EmitOptions): Promise<EmitResult> {
   const rangeSize = o.rangeSize ?? DEFAULT_RANGE_SIZE;
   const threads = o.pool.options.maxThreads;
-  // Three ranges per worker keep every worker fed while the sink writes; more only costs memory.
-  const windowBytes = o.windowBytes ?? Math.max(4, threads * 3) * rangeSize;
+  // Two ranges per worker keep every worker fed while the sink writes; more only costs memory.
+  const windowBytes = o.windowBytes ?? Math.max(3, threads * 2) * rangeSize;
   const kernels = loadKernels();
   // Recycled result buffers for large ranges (first-touch page faults of fresh 8 MiB buffers
   // cost more than the copy into them); small files get exact-size buffers.

@@ -41,6 +41,8 @@ export interface RestoreRequest {
   readonly standby?: { readonly primaryConninfo?: string };
   /** restore_command of the WAL archive to replay from after the backup's own WAL (wal-fetch). */
   readonly archiveRestoreCommand?: string;
+  /** Keep the source's archive_mode/archive_command (default: archiving off in the copy). */
+  readonly archiveAfterRestore?: boolean;
 }
 
 export interface RestoreSummary {
@@ -258,6 +260,13 @@ export class RestoreJob {
         dropped.push(name);
       }
     }
+    if (!this.req.archiveAfterRestore) {
+      // A restored copy archiving into the source's archive would add a new timeline there that
+      // every later restore of the source would follow (Barman turns it off the same way).
+      const auto = join(pgdataDir, 'postgresql.auto.conf');
+      appendFileSync(auto, "# pgbacula restore: no archiving from the restored copy (archive_after_restore=true keeps it)\narchive_mode = 'off'\n");
+      chownSync(auto, owner.uid, owner.gid);
+    }
     if (this.req.restorePort !== undefined) {
       const auto = join(pgdataDir, 'postgresql.auto.conf');
       appendFileSync(auto, `# pgbacula restore: the restored server's port\nport = ${this.req.restorePort}\n`);
@@ -278,7 +287,7 @@ export class RestoreJob {
         : t.kind === 'end-of-wal'
           ? 'replay every WAL segment there is'
           : `stop at recovery_target_${t.kind} '${t.value}', then ${this.plan.action}`;
-    this.phase(3, 'wal-setup', `${m.walSegments.length} WAL segment(s) ${m.walSegments[0] ?? ''}..${m.walSegments.at(-1) ?? ''} staged; restore_command: ${this.req.archiveRestoreCommand ? 'the WAL archive, then the backup\'s own WAL' : 'the backup\'s own WAL'}; ${goal}${t.kind === 'end-of-wal' || t.kind === 'immediate' ? ', then promote' : ''}; backup end ${m.stopLsn} (timeline ${m.stopTimeline}); ${major >= 12 ? 'recovery.signal + postgresql.auto.conf' : 'recovery.conf'}${this.req.restorePort ? `; port ${this.req.restorePort}` : ''}${dropped.length ? `; removed the source's ${dropped.join(', ')}` : ''}`);
+    this.phase(3, 'wal-setup', `${m.walSegments.length} WAL segment(s) ${m.walSegments[0] ?? ''}..${m.walSegments.at(-1) ?? ''} staged; restore_command: ${this.req.archiveRestoreCommand ? 'the WAL archive, then the backup\'s own WAL' : 'the backup\'s own WAL'}; ${goal}${t.kind === 'end-of-wal' || t.kind === 'immediate' ? ', then promote' : ''}; backup end ${m.stopLsn} (timeline ${m.stopTimeline}); ${major >= 12 ? 'recovery.signal + postgresql.auto.conf' : 'recovery.conf'}${this.req.archiveAfterRestore ? '; archiving kept' : '; archiving off in the copy'}${this.req.restorePort ? `; port ${this.req.restorePort}` : ''}${dropped.length ? `; removed the source's ${dropped.join(', ')}` : ''}`);
     this.saveState(3);
   }
 
@@ -385,7 +394,7 @@ export class RestoreJob {
 
   /** Phase 6: SELECT 1, and every data page of the restored cluster verified online. */
   private async verify(port: number | undefined, socketDir: string | undefined, state: RestoreSummary['state']): Promise<{ pagesVerified: number; checksumFailures: number }> {
-    const { manifest: m, pgdataDir, pool } = this.req;
+    const { manifest: m, pool } = this.req;
     if (state === 'shut down') {
       this.phase(6, 'verify', 'the server shut down at the target as asked (recovery_target_action=shutdown): change the target or the action and start it to continue');
       this.saveState(6);

@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync, statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { PgbaculaError } from '../errors.js';
+import { pidAlive } from '../os/pid-lock.js';
 
 export interface Owner {
   readonly uid: number;
@@ -19,14 +20,6 @@ export interface TargetState {
   readonly runningPid: number | undefined;
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 export function inspectTarget(dir: string): TargetState {
   if (!existsSync(dir)) return { exists: false, entries: [], resumableBackupId: undefined, runningPid: undefined };

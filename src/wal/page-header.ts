@@ -209,8 +209,8 @@ export function validateWalSegment(bytes: Uint8Array, o: SegmentValidationOption
     }
     validPages++;
   }
-  if (!o.partial) {
-    // The zero tail of a switched segment: nothing may follow it.
+  if (!o.partial && (o.major ?? 11) >= 11) {
+    // The zero tail of a switched segment (11+; see wal-stream.ts for 10): nothing may follow it.
     for (; page < totalPages; page++) {
       if (!isZeroPageHeader(bytes, page * bs)) {
         problems.push(`the WAL page at ${formatLsn(o.segmentStart + BigInt(page * bs))} follows zeroed pages but is not zero (mixed content)`);

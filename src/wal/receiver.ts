@@ -18,10 +18,11 @@
  *   different segment under an existing name, WAL the server no longer has) stops the receiver
  *   with the reason.
  */
-import { mkdir, open, readdir, readFile, unlink } from 'node:fs/promises';
+import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ConnectionSettings } from '../config/connection.js';
 import { PgbaculaError } from '../errors.js';
+import { acquirePidLock } from '../os/pid-lock.js';
 import type { JobLog } from '../pipeline/job-log.js';
 import { closeClient, destroyClient, ReplicationConnection } from '../pg/replication.js';
 import { openSession } from '../pg/session.js';
@@ -341,34 +342,11 @@ async function startPoint(
 /** One receiver per archive of a system: a pid file in .receive/ (a dead owner's is taken over). */
 async function lockReceiveDir(rdir: string): Promise<() => Promise<void>> {
   const path = join(rdir, 'lock');
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fh = await open(path, 'wx', 0o640);
-      await fh.writeFile(`${process.pid}\n`);
-      await fh.close();
-      return async () => {
-        const pid = Number((await readFile(path, 'utf8').catch(() => '')).trim());
-        if (pid === process.pid) await unlink(path).catch(() => undefined);
-      };
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new PgbaculaError('IO', `cannot create ${path}: ${(e as Error).message}`, { hint: 'The archive must be writable by the OS user that runs wal-receive.' });
-      const pid = Number((await readFile(path, 'utf8').catch(() => '')).trim());
-      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
-        throw new PgbaculaError('PREREQUISITE', `another wal-receive (process ${pid}) already archives into ${rdir}`, {
-          hint: 'Run one receiver per cluster and archive; stop the other one first.',
-        });
-      }
-      await unlink(path).catch(() => undefined);
-    }
-  }
-  throw new PgbaculaError('IO', `cannot take ${path}`);
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  return acquirePidLock(path, {
+    busy: (pid) =>
+      new PgbaculaError('PREREQUISITE', `another wal-receive (process ${pid}) already archives into ${rdir}`, {
+        hint: 'Run one receiver per cluster and archive; stop the other one first.',
+      }),
+    cannotCreate: (cause) => new PgbaculaError('IO', `cannot create ${path}: ${cause.message}`, { hint: 'The archive must be writable by the OS user that runs wal-receive.' }),
+  });
 }

@@ -9,7 +9,7 @@ import { registerForCleanup, testRoot } from '../harness/registry.js';
 import { runBin } from '../harness/run-bin.js';
 import { runCli } from '../harness/run-cli.js';
 import { amcheckAllIndexes, createStaticTables, digestAt, queryAt } from '../harness/verify-cluster.js';
-import { commitRows, startWorkload, tableDigest } from '../harness/workload.js';
+import { commitRows, tableDigest } from '../harness/workload.js';
 
 function stopServer(major: number, pgdata: string): void {
   const u = serverUser();

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startCluster, type Cluster } from '../harness/cluster.js';
 import { serverUser } from '../harness/os-user.js';
-import { embeddedPgDir, type TestMajor } from '../harness/pg-binaries.js';
+import { embeddedPgDir, TEST_MAJORS } from '../harness/pg-binaries.js';
 import { registerForCleanup, testRoot } from '../harness/registry.js';
 import { runCli } from '../harness/run-cli.js';
 import { amcheckAllIndexes, createStaticTables, digestAt, queryAt } from '../harness/verify-cluster.js';
@@ -32,7 +32,7 @@ function between(a: CommittedRow, b: CommittedRow): string {
   return new Date((a.commitTime.getTime() + b.commitTime.getTime()) / 2).toISOString();
 }
 
-describe.each([10, 12, 14, 16, 18] as TestMajor[])('point-in-time restore of PostgreSQL %i', (major) => {
+describe.each(TEST_MAJORS)('point-in-time restore of PostgreSQL %i', (major) => {
   let c: Cluster;
   let repo: string;
   let rows: CommittedRow[];
@@ -81,6 +81,9 @@ describe.each([10, 12, 14, 16, 18] as TestMajor[])('point-in-time restore of Pos
     expect(got.at(-1)).toBe(rows[k]!.id);
     expect(got).not.toContain(rows[k + 1]!.id);
     expect(await amcheckAllIndexes(r.at)).toBeGreaterThan(2);
+    // The restored copy does not archive into the source's archive (archive_after_restore=false).
+    const [am] = await queryAt<{ m: string }>(r.at, "SELECT current_setting('archive_mode') AS m");
+    expect(am!.m).toBe('off');
     expect(await digestAt(r.at, 'static_a')).toBe(await digestAt({ host: c.socketDir, port: c.port }, 'static_a'));
   });
 
@@ -110,5 +113,84 @@ describe.each([10, 12, 14, 16, 18] as TestMajor[])('point-in-time restore of Pos
     expect(down.code, down.stderr).toBe(0);
     expect(down.stderr).toContain('shut down at the target as asked');
     expect(existsSync(join(down.target, 'postmaster.pid'))).toBe(false);
+  });
+});
+
+describe('a missing WAL segment (PostgreSQL 15)', () => {
+  let c: Cluster;
+  let repo: string;
+  beforeAll(async () => {
+    repo = ownedDir('gap-repo');
+    c = await startCluster({ major: 15, name: 'gap', settings: { archive_mode: 'on', archive_command: archiveCommandLine({ repo }) } });
+  });
+  afterAll(async () => {
+    await c?.destroy();
+  });
+
+  it('is reported as a gap with its name by info before any restore, and by a restore whose target lies past it', async () => {
+    const b = await runCli(['backup', '--repo', repo, '--host', c.socketDir, '--port', String(c.port), '--user', 'postgres'], { PGBACULA_PROGRESS_SECONDS: '0' });
+    expect(b.code, b.stderr).toBe(0);
+    const switched: string[] = [];
+    let late: CommittedRow[] = [];
+    for (let i = 0; i < 4; i++) {
+      late = await commitRows(c, 2, 300);
+      const [{ seg }] = (await c.sql<{ seg: string }>('SELECT pg_walfile_name(pg_switch_wal()) AS seg')) as [{ seg: string }];
+      switched.push(seg);
+    }
+    const last = switched.at(-1)!;
+    await until(`${last} is archived`, () => execFileSync('find', [join(repo, 'wal'), '-name', last], { encoding: 'utf8' }).trim() !== '', 60_000);
+    const missing = switched[1]!;
+    const path = execFileSync('find', [join(repo, 'wal'), '-name', missing], { encoding: 'utf8' }).trim();
+    expect(path).not.toBe('');
+    execFileSync('rm', [path]);
+
+    const info = await runCli(['info', '--repo', repo, '--json']);
+    expect(info.code, info.stderr).toBe(0);
+    const windows = JSON.parse(info.stdout).windows as { gaps: { names: string[] }[] }[];
+    expect(windows.flatMap((w) => w.gaps.flatMap((g) => g.names))).toContain(missing);
+    const text = await runCli(['info', '--repo', repo]);
+    expect(text.stdout).toContain(missing);
+
+    const target = join(testRoot(), 'gap-restore');
+    registerForCleanup({ pgdata: target, dir: target });
+    const r = await runCli(['restore', '--repo', repo, '--pgdata-dir', target, '--target-time', late.at(-1)!.commitTime.toISOString(), '--pg-bin-dir', join(embeddedPgDir(15), 'bin')], { PGBACULA_PROGRESS_SECONDS: '0' });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('lies past a WAL gap');
+    expect(r.stderr).toContain(missing);
+    // Refused before anything was written.
+    expect(existsSync(target)).toBe(false);
+  });
+});
+
+describe('restore as a standby (PostgreSQL 17)', () => {
+  let c: Cluster;
+  const target = join(testRoot(), 'as-standby');
+  beforeAll(async () => {
+    c = await startCluster({ major: 17, name: 'asstandby' });
+  });
+  afterAll(async () => {
+    stopServer(17, target);
+    await c?.destroy();
+  });
+
+  it('writes standby.signal and primary_conninfo, and the restored server follows the primary', async () => {
+    const repo = ownedDir('standby-repo');
+    await commitRows(c, 2);
+    const b = await runCli(['backup', '--repo', repo, '--host', c.socketDir, '--port', String(c.port), '--user', 'postgres'], { PGBACULA_PROGRESS_SECONDS: '0' });
+    expect(b.code, b.stderr).toBe(0);
+    registerForCleanup({ pgdata: target, dir: target });
+    const port = await freePort();
+    const conninfo = `host=${c.socketDir} port=${c.port} user=postgres application_name=restored_standby`;
+    const r = await runCli(['restore', '--repo', repo, '--pgdata-dir', target, '--restore-port', String(port), '--pg-bin-dir', join(embeddedPgDir(17), 'bin'), '--restore-as-standby', '--primary-conninfo', conninfo], { PGBACULA_PROGRESS_SECONDS: '0' });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain('running as a standby (read-only)');
+    expect(existsSync(join(target, 'standby.signal'))).toBe(true);
+    const at = { host: c.socketDir, port };
+    const [s] = await queryAt<{ rec: boolean }>(at, 'SELECT pg_is_in_recovery() AS rec');
+    expect(s!.rec).toBe(true);
+    const more = await commitRows(c, 1);
+    await until('the standby has replayed the new row', async () => (await queryAt<{ n: string }>(at, `SELECT count(*)::text AS n FROM workload_rows WHERE id = ${more[0]!.id}`))[0]!.n === '1', 30_000);
+    const [rep] = await c.sql<{ n: string }>("SELECT count(*)::text AS n FROM pg_stat_replication WHERE application_name = 'restored_standby'");
+    expect(rep!.n).toBe('1');
   });
 });

@@ -13,21 +13,11 @@ import {
   nativeAddonCandidates,
   type Kernels,
 } from '../../src/pipeline/kernels.js';
+import { seededRandom } from '../harness/seeded-random.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 const addonPath = join(repoRoot, 'native', 'build', 'pgbacula_kernels.node');
 
-/** mulberry32, so every run checks the same bytes. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
 
 function randomBytes(length: number, seed: number): Uint8Array {
   const random = seededRandom(seed);

@@ -18,20 +18,11 @@ import {
   xxh32Small,
 } from '../../src/format/lz4-frame.js';
 import { loadKernels, type Kernels } from '../../src/pipeline/kernels.js';
+import { seededRandom } from '../harness/seeded-random.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 const MiB = 1024 * 1024;
 
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
 
 function randomBytes(length: number, seed: number): Uint8Array {
   const random = seededRandom(seed);

@@ -24,6 +24,7 @@ import {
   wasmKernelUrls,
   type CompiledWasmModule,
 } from '../../src/format/page-checksum-wasm.js';
+import { seededRandom } from '../harness/seeded-random.js';
 
 const BLCKSZ = 8192;
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
@@ -80,17 +81,6 @@ const VECTORS: ReadonlyArray<{ name: string; page: () => Uint8Array; blkno: numb
 
 // --- Helpers --------------------------------------------------------------------------------
 
-/** mulberry32: a small seeded generator, so failures reproduce. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
 
 function randomBytes(random: () => number, length: number): Uint8Array {
   const bytes = new Uint8Array(length);
