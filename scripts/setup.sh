@@ -38,7 +38,7 @@ PG18_MAJOR=18
 
 DEB_PACKAGES=(
 	postgresql-15 postgresql-client-15
-	pgbackrest lz4 xxhash patchelf time
+	pgbackrest lz4 xxhash patchelf time acl
 	dpkg-dev build-essential pkg-config liblz4-dev libxxhash-dev libattr1-dev
 	libsqlite3-dev libssl-dev zlib1g-dev libacl1-dev sqlite3
 )
@@ -382,8 +382,27 @@ run_step() {
 }
 STEP_TIMES=()
 
+# The servers the tests start run as postgres, and so do archive_command (pgbacula wal-push)
+# and restore_command (wal-fetch), which run this checkout's CLI: postgres must be able to read
+# it. A checkout under a private home (e.g. /root) gets ACL entries for postgres only: traverse
+# on its parents, read on the tree (and by default on what the build adds later).
+step_repo_access() {
+	if runuser -u postgres -- test -r "$REPO/package.json"; then
+		return 0
+	fi
+	local d=$REPO
+	while [ "$d" != / ]; do
+		d=$(dirname "$d")
+		setfacl -m u:postgres:x "$d"
+	done
+	setfacl -R -m u:postgres:rX -m d:u:postgres:rX "$REPO"
+	runuser -u postgres -- test -r "$REPO/package.json" || die "the postgres user still cannot read $REPO"
+	log "granted the postgres user read access to $REPO (ACL)"
+}
+
 run_step user step_postgres_user
 run_step debian step_debian_packages
+run_step access step_repo_access
 run_step pg18 step_pg18_client
 if [ "${PGBACULA_SKIP_NPM:-0}" = 1 ]; then
 	log "PGBACULA_SKIP_NPM=1: leaving node_modules alone"

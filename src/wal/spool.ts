@@ -312,6 +312,7 @@ export async function pushWalFile(o: PushOptions): Promise<PushResult> {
       segmentSize: segSize,
       systemId,
       magic: h.magic,
+      major,
       timeline: parsed.timeline,
       partial: parsed.kind === 'partial',
     });
@@ -607,6 +608,7 @@ export async function fetchWalFile(o: FetchOptions): Promise<FetchResult> {
       segmentSize: segSize,
       systemId: o.systemId,
       ...(meta?.xlogPageMagic === undefined ? {} : { magic: meta.xlogPageMagic }),
+      ...(meta?.xlogPageMagic !== undefined && majorOfXlogPageMagic(meta.xlogPageMagic) !== undefined ? { major: majorOfXlogPageMagic(meta.xlogPageMagic)! } : {}),
       timeline: parsed.timeline,
       partial: fromPartial,
     });

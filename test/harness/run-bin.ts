@@ -30,3 +30,12 @@ export function runBin(args: readonly string[], opts: { env?: Record<string, str
     child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
   });
 }
+
+/**
+ * The CLI as its own process, with runCli's signature: what an operator runs, and no state
+ * (worker pools, signal handlers, clients) shared with the test process between commands.
+ */
+export async function runCliProcess(args: readonly string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  const r = await runBin(args, { env });
+  return { code: r.code ?? (r.signal ? 128 : 1), stdout: r.stdout, stderr: r.stderr };
+}

@@ -6,8 +6,7 @@ import { freePort, startCluster, startStandby, type Cluster } from '../harness/c
 import { serverUser } from '../harness/os-user.js';
 import { embeddedPgDir, type TestMajor } from '../harness/pg-binaries.js';
 import { registerForCleanup, testRoot } from '../harness/registry.js';
-import { runBin } from '../harness/run-bin.js';
-import { runCli } from '../harness/run-cli.js';
+import { runBin, runCliProcess as runCli } from '../harness/run-bin.js';
 import { amcheckAllIndexes, createStaticTables, digestAt, queryAt } from '../harness/verify-cluster.js';
 import { commitRows, tableDigest } from '../harness/workload.js';
 

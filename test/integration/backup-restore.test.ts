@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startCluster, type Cluster } from '../harness/cluster.js';
 import { embeddedPgDir, TEST_MAJORS } from '../harness/pg-binaries.js';
 import { registerForCleanup, testRoot } from '../harness/registry.js';
-import { runCli } from '../harness/run-cli.js';
+import { runCliProcess as runCli } from '../harness/run-bin.js';
 import { amcheckAllIndexes, createStaticTables, digestAt, queryAt } from '../harness/verify-cluster.js';
 import { startWorkload, tableDigest, WORKLOAD_TABLE } from '../harness/workload.js';
 import { execFileSync } from 'node:child_process';

@@ -12,7 +12,7 @@ import { freePort, startCluster, type Cluster } from '../harness/cluster.js';
 import { serverUser } from '../harness/os-user.js';
 import { embeddedPgDir, TEST_MAJORS } from '../harness/pg-binaries.js';
 import { registerForCleanup, testRoot } from '../harness/registry.js';
-import { runCli } from '../harness/run-cli.js';
+import { runCliProcess as runCli } from '../harness/run-bin.js';
 import { amcheckAllIndexes, createStaticTables, digestAt, queryAt } from '../harness/verify-cluster.js';
 import { commitRows, type CommittedRow } from '../harness/workload.js';
 import { archiveCommandLine } from '../../src/wal/spool.js';
