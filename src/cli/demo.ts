@@ -1,5 +1,4 @@
 import { appendFileSync, chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -9,17 +8,8 @@ import { findServerBinDirs, postgresOsUser, readPostmasterPid, runServerTool, ty
 import { archiveCommandLine } from '../wal/spool.js';
 import type { CommandContext } from './context.js';
 import { ok, type CommandResult } from './output.js';
+import { freePort } from '../os/free-port.js';
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const a = srv.address();
-      srv.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -24,12 +24,13 @@
  *   on the first page of each segment the system identifier and segment size); the all-zero
  *   pages after a WAL switch (11+) are accepted, but nothing non-zero after them.
  */
-import { mkdir, open, readFile, rename, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Duplex, DuplexOptions } from 'node:stream';
 import type pg from 'pg';
 import pgCopyStreams from 'pg-copy-streams';
 import { PgbaculaError } from '../errors.js';
+import { fsyncPath, writeFileAtomic } from '../os/durable.js';
 import type { ConnectionSettings } from '../config/connection.js';
 import { DEFAULT_WAL_BLOCK_SIZE, formatLsn, maxLsn, tryParseLsn, type Lsn } from '../wal/lsn.js';
 import { isZeroPageHeader, LONG_PAGE_HEADER_SIZE, SHORT_PAGE_HEADER_SIZE, walPageHeaderProblems } from '../wal/page-header.js';
@@ -191,17 +192,8 @@ export async function storeTimelineHistory(conn: ReplicationConnection, timeline
     throw new PgbaculaError('PROTOCOL', `TIMELINE_HISTORY ${timeline} on ${conn.endpoint} returned file "${h.fileName}", expected "${name}"`);
   }
   parseTimelineHistory(h.content, timeline); // refuse to store garbage
-  const tmp = `${path}.tmp`;
   try {
-    await writeFile(tmp, h.content, { mode: 0o600 });
-    const fh = await open(tmp, 'r');
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path);
-    await fsyncDir(dir);
+    await writeFileAtomic(path, h.content, 0o600);
   } catch (e) {
     throw ioError(e, `cannot store ${name} in ${dir}`);
   }
@@ -623,7 +615,7 @@ class CopySession {
       // 'w' truncates a leftover .partial of an earlier run: we rewrite the segment from its start.
       fh = await open(partialPath, 'w', 0o600);
       await fh.truncate(this.segSize);
-      await fsyncDir(this.o.targetDir);
+      await fsyncPath(this.o.targetDir);
     } catch (e) {
       await fh?.close().catch(() => undefined);
       throw ioError(e, `cannot create ${partialPath}`);
@@ -674,7 +666,7 @@ class CopySession {
         throw ioError(e, `cannot rename ${cur.partialPath} to ${cur.name}`);
       }
     }
-    await fsyncDir(this.o.targetDir);
+    await fsyncPath(this.o.targetDir);
     const endLsn = walSegmentEnd(cur.segno, this.segSize);
     this.flushed = maxLsn(this.flushed, endLsn);
     this.segments.push(cur.name);
@@ -712,14 +704,6 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
 
 function ioError(e: unknown, what: string): PgbaculaError {
   if (e instanceof PgbaculaError) return e;

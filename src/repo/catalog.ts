@@ -3,7 +3,7 @@ import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PgbaculaError } from '../errors.js';
 import { ManifestError, parseManifest, type BackupManifest } from '../format/backup-manifest.js';
-import { writeFileAtomic } from './durable.js';
+import { writeFileAtomic } from '../os/durable.js';
 import { BACKUP_ID, backupDir, backupsDir, manifestPath, REPO_FORMAT, REPO_MARKER } from './layout.js';
 
 export type BackupState =

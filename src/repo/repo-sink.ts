@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { PgbaculaError } from '../errors.js';
 import { encodeFrameEnd, encodeFrameHeader } from '../format/lz4-frame.js';
 import type { ItemHeader, ItemSink, ItemTrailer } from '../pipeline/item.js';
-import { fsyncAll, fsyncPath } from './durable.js';
+import { fsyncAll, fsyncPath } from '../os/durable.js';
 import { backupDir, backupsDir, manifestPath, storedFilePath } from './layout.js';
 
 /**

@@ -39,6 +39,7 @@ import { link, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PgbaculaError } from '../errors.js';
+import { fsyncPath } from '../os/durable.js';
 import { majorOfXlogPageMagic, parseWalPageHeader, validateWalSegment, XLP_LONG_HEADER } from './page-header.js';
 import {
   isValidWalSegmentSize,
@@ -840,14 +841,8 @@ async function readIfExists(path: string): Promise<Buffer | undefined> {
   }
 }
 
-export async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
+/** fsync a directory (a rename or link inside it becomes durable). */
+export const fsyncDir = fsyncPath;
 
 /** mkdir -p, fsyncing the parent of each directory created so the new entries are durable. */
 async function ensureDir(dir: string): Promise<void> {

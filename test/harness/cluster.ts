@@ -1,12 +1,13 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { appendFileSync, chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { serverUser } from './os-user.js';
 import { clientBin, pgBin, type TestMajor } from './pg-binaries.js';
 import { registerForCleanup, testRoot, unregister } from './registry.js';
+import { freePort } from '../../src/os/free-port.js';
+export { freePort };
 
 const execFileAsync = promisify(execFile);
 
@@ -21,17 +22,6 @@ export interface ClusterOptions {
   readonly name?: string;
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 function confValue(v: string | number | boolean): string {
   if (typeof v === 'number') return String(v);

@@ -22,7 +22,6 @@ import {
   rmSync,
   writeSync,
 } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -30,6 +29,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { absoluteBlockNumber, DEFAULT_BLOCK_SIZE, readPageHeader } from '../../src/format/page.js';
 import { createJsPageVerifier, type PageChecksumFailure, type PageVerifier } from '../../src/format/page-checksum.js';
 import { compilePageChecksumModule, createWasmPageVerifier } from '../../src/format/page-checksum-wasm.js';
+import { freePort } from '../../src/os/free-port.js';
 
 const PG_BIN = '/usr/lib/postgresql/15/bin';
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
@@ -49,17 +49,6 @@ interface LocalCluster {
   destroy(): void;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** PostgreSQL refuses to run as root: when we are root, run its programs as `postgres`. */
 function postgresIdentity(): { uid: number; gid: number } | undefined {
