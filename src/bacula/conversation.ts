@@ -82,6 +82,31 @@ export function abortText(e: unknown): string {
   return truncateUtf8(scrub(err.toOperatorText()));
 }
 
+/** The restore target of a restore refused before its first entry: says why once, takes nothing. */
+class RefusedRestoreTarget implements RestoreTarget {
+  private said = false;
+
+  constructor(private readonly reason: PgbaculaError) {}
+
+  async begin(): Promise<'skip'> {
+    if (!this.said) {
+      this.said = true;
+      throw this.reason;
+    }
+    return 'skip';
+  }
+
+  async write(): Promise<void> {}
+
+  async end(): Promise<void> {}
+
+  async settle(): Promise<void> {}
+
+  async finish(): Promise<void> {
+    if (!this.said) throw this.reason;
+  }
+}
+
 class EndOfInput extends Error {
   constructor() {
     super('end of input');
@@ -274,7 +299,17 @@ export class Conversation {
   }
 
   private async restore(): Promise<ConversationEnd> {
-    const target = await this.pj.prepareRestore();
+    // A refusal here (non-empty target, missing parameter) must not be an `A` to RestoreStart:
+    // the FD then leaves the restore job waiting on the storage daemon. It is answered `E` to the
+    // first entry instead, which ends the job "Restore Error" with the reason in its log.
+    let target: RestoreTarget;
+    try {
+      target = await this.pj.prepareRestore();
+    } catch (e) {
+      const err = asPgbaculaError(e);
+      if (err.code === 'CANCELLED' || err.code === 'INTERNAL') throw e;
+      target = new RefusedRestoreTarget(err);
+    }
     await this.send(EOD); // never PIPE: vestigial in 15.0.3 (§3.4)
     const end = await runRestoreStream({ next: () => this.next() }, this.out, target, {
       namespace: this.namespace,

@@ -24,6 +24,7 @@ import { encodeName } from '../modes/dump-layout.js';
 import { FileRestoreTarget, ServerRestoreTarget } from '../modes/dump-restore.js';
 import { dumpSettings } from '../modes/dump-settings.js';
 import { planDump, runDump } from '../modes/dump.js';
+import { PitrPluginJob } from './backend-pitr.js';
 
 const BACKUP_SCOPES: readonly ParamScope[] = ['backup', 'connection', 'options', 'protocol'];
 const RESTORE_SCOPES: readonly ParamScope[] = ['backup', 'restore', 'connection', 'options', 'protocol'];
@@ -73,22 +74,23 @@ export function pgbaculaJobs(settings: BackendSettings): JobFactory {
       const mode = getString(params, 'mode')!;
       if (restore) {
         const restoreMode = getString(params, 'restore_mode')!;
-        if (restoreMode !== 'auto' && restoreMode !== 'dump') {
+        const physical = mode === 'pitr';
+        if (restoreMode !== 'auto' && restoreMode !== (physical ? 'pitr' : 'dump')) {
           throw new PgbaculaError('PARAM_INVALID', `restore_mode=${restoreMode} cannot restore this backup: it was made with mode=${mode}`, {
             hint: 'Leave restore_mode=auto (the mode is read from the backup).',
           });
         }
       }
-      if (mode !== 'dump' && mode !== 'parallel_dump') {
+      if (mode !== 'dump' && mode !== 'parallel_dump' && mode !== 'pitr') {
         throw new PgbaculaError('PARAM_INVALID', `mode=${mode} is not available through Bacula in this version of pgbacula`, {
-          hint: 'Use mode=dump or mode=parallel_dump in the FileSet; physical modes run standalone (pgbacula backup --repo DIR) for now.',
+          hint: 'Use mode=pitr (base backups + WAL, point-in-time restore) or mode=dump / parallel_dump in the FileSet.',
         });
       }
       if (ctx.job.type !== 'E' || !raw.some((p) => /^(listing|query)$/i.test(p.key))) {
         const what = restore ? 'restore' : ctx.job.type === 'E' ? 'estimate' : `${levelName(ctx.job.level)} backup`;
         ctx.log.info(`${what} parameters: ${scrub(describeParams(raw)) || '(defaults)'}${defaultConfig ? ` (+ ${DEFAULT_CONFIG_PATH})` : ''}`);
       }
-      return new DumpPluginJob(params, ctx, settings);
+      return mode === 'pitr' ? new PitrPluginJob(params, ctx, settings) : new DumpPluginJob(params, ctx, settings);
     },
   };
 }

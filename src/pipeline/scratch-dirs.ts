@@ -27,3 +27,8 @@ export function removeAllScratchNow(): void {
   }
   dirs.clear();
 }
+
+/** Keep a directory after all (it now holds something the user needs): no exit path removes it. */
+export function forgetScratch(dir: string): void {
+  dirs.delete(dir);
+}

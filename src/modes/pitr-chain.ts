@@ -1,0 +1,258 @@
+/**
+ * The chain of pitr jobs run through Bacula, and the decisions made from it at the start of
+ * every job (pure: records and spool facts in, a plan out).
+ *
+ * Bacula decides the level; it cannot tell the plugin which earlier job it counts as the
+ * reference — only the reference *time* (`Since=`): for an Incremental the start of the last
+ * successful job of any level, for a Differential the start of the last successful Full. Each
+ * of our jobs records the moment its backend started; the reference is the earliest recorded
+ * job that started at or after `Since` (the Director stamps StartTime before it contacts the FD,
+ * and the previous job had ended before this one started). A job that Bacula failed after we
+ * had finished is therefore never a reference, and its WAL, still in the spool, is shipped again.
+ *
+ * A chain is the base backup of a job that stored one, then WAL segments without a gap: each
+ * record says through which segment the chain it ends has every segment (`walThrough`). An
+ * Incremental/Differential continues its reference only when the system identifier is the same,
+ * the server's timeline descends from the reference's without leaving it before `walThrough`,
+ * and the spool holds every segment after `walThrough`. Otherwise the job stores a new base
+ * backup and says why.
+ */
+import type { TimelineHistoryEntry } from '../wal/timeline-history.js';
+import { timelineSpans } from '../wal/timeline-history.js';
+import { walSegmentName, walSegmentNumber } from '../wal/segment.js';
+import { timelineOfSegment } from '../wal/window.js';
+
+export const CHAIN_FORMAT = 1;
+
+export type BaculaLevel = 'F' | 'I' | 'D';
+
+export interface ChainSegmentRef {
+  readonly timeline: number;
+  /** Segment number as a decimal string (JSON has no bigint). */
+  readonly segno: string;
+  readonly name: string;
+}
+
+export interface ChainRecord {
+  readonly jobId: number;
+  readonly jobName: string;
+  /** The level Bacula ran the job at. */
+  readonly level: BaculaLevel;
+  /** What the job stored: a base backup (+ WAL), or WAL only. */
+  readonly stored: 'base' | 'wal';
+  /** The base backup's id (virtual path `pitr/<id>/`), when stored = base. */
+  readonly backupId?: string;
+  /** The job whose chain this WAL-only job continues. */
+  readonly referenceJobId?: number;
+  /** When our backend started the job (ms since the epoch): what Bacula's `Since=` is matched against. */
+  readonly startedAtMs: number;
+  readonly completedAtMs: number;
+  readonly systemId: string;
+  /** The server's timeline when the job ended. */
+  readonly timeline: number;
+  readonly walSegmentSize: number;
+  /** Base backups: the segment of the start LSN (pruning keeps everything from it on). */
+  readonly startSegno?: string;
+  readonly startLsn?: string;
+  readonly stopLsn?: string;
+  /** Every segment from the chain's base backup through this one is in Bacula (jobs of the chain). */
+  readonly walThrough: ChainSegmentRef;
+  /** Segments this job shipped. */
+  readonly shippedFirst?: string;
+  readonly shippedLast?: string;
+  readonly shippedCount: number;
+}
+
+export interface ChainFile {
+  readonly format: number;
+  readonly records: readonly ChainRecord[];
+}
+
+/** The spool's facts about one segment (from listWalArchive). */
+export interface SpoolSegment {
+  readonly name: string;
+  readonly timeline: number;
+  readonly segno: bigint;
+}
+
+export interface ServerNow {
+  readonly systemId: string;
+  readonly timeline: number;
+  readonly walSegmentSize: number;
+  /** History of the server's timeline (empty for timeline 1, undefined when the spool lacks it). */
+  readonly history: readonly TimelineHistoryEntry[] | undefined;
+}
+
+/** Seconds of clock slack when matching `Since=` (the FD's skew correction works in whole seconds). */
+export const SINCE_SLACK_MS = 1000;
+
+/** The job Bacula names as the reference by its start time (see above), if we recorded it. */
+export function findReference(records: readonly ChainRecord[], sinceSeconds: number): ChainRecord | undefined {
+  const from = sinceSeconds * 1000 - SINCE_SLACK_MS;
+  return [...records].sort((a, b) => a.startedAtMs - b.startedAtMs).find((r) => r.startedAtMs >= from);
+}
+
+function isoSeconds(s: number): string {
+  return new Date(s * 1000).toISOString().replace('.000Z', 'Z');
+}
+
+/** The record that holds the base backup a record's chain starts from. */
+export function chainRoot(records: readonly ChainRecord[], r: ChainRecord): ChainRecord | undefined {
+  let at: ChainRecord | undefined = r;
+  const seen = new Set<number>();
+  while (at && at.stored !== 'base') {
+    if (seen.has(at.jobId)) return undefined;
+    seen.add(at.jobId);
+    at = records.find((x) => x.jobId === at!.referenceJobId);
+  }
+  return at;
+}
+
+/** Segments of the server's lineage in segment order: for each number, the timeline recovery reads it from. */
+export function lineageSegments(segments: readonly SpoolSegment[], server: ServerNow): SpoolSegment[] {
+  const spans = timelineSpans(server.history ?? [], server.timeline);
+  const out: SpoolSegment[] = [];
+  for (const s of segments) {
+    if (timelineOfSegment(spans, s.segno, server.walSegmentSize) === s.timeline) out.push(s);
+  }
+  return out.sort((a, b) => (a.segno < b.segno ? -1 : a.segno > b.segno ? 1 : 0));
+}
+
+export interface ContiguousRun {
+  /** Segments from `from` on without a hole (possibly empty). */
+  readonly run: SpoolSegment[];
+  /** The first missing segment number, when segments exist after a hole. */
+  readonly missing?: bigint;
+}
+
+/** The run of lineage segments starting exactly at `from`. */
+export function contiguousFrom(lineage: readonly SpoolSegment[], from: bigint): ContiguousRun {
+  const run: SpoolSegment[] = [];
+  let next = from;
+  const after = lineage.filter((s) => s.segno >= from);
+  for (const s of after) {
+    if (s.segno !== next) return { run, missing: next };
+    run.push(s);
+    next++;
+  }
+  return { run };
+}
+
+export type WalJobPlan =
+  | {
+      readonly kind: 'wal';
+      readonly reference: ChainRecord;
+      /** Segments to ship (the contiguous run after the reference's walThrough). */
+      readonly ship: SpoolSegment[];
+      readonly walThrough: ChainSegmentRef;
+    }
+  | { readonly kind: 'base'; readonly reason: string };
+
+/**
+ * What an Incremental or Differential job does: continue the chain of the reference Bacula names
+ * (WAL since it), or store a base backup because the chain is broken — with the reason.
+ */
+export function planWalJob(o: {
+  readonly level: 'I' | 'D';
+  readonly since: number | undefined;
+  readonly records: readonly ChainRecord[];
+  readonly server: ServerNow;
+  readonly segments: readonly SpoolSegment[];
+}): WalJobPlan {
+  const what = o.level === 'I' ? 'the previous job' : 'the last Full';
+  if (o.since === undefined) return { kind: 'base', reason: `the FD gave no reference time for this ${o.level === 'I' ? 'Incremental' : 'Differential'} job` };
+  const ref = findReference(o.records, o.since);
+  if (!ref) {
+    return { kind: 'base', reason: `no pitr job of this FileSet started at or after ${isoSeconds(o.since)} (${what} as Bacula counts it) is recorded in the spool` };
+  }
+  if (o.level === 'D' && ref.stored !== 'base') {
+    return { kind: 'base', reason: `the job recorded at ${what}'s time (JobId ${ref.jobId}) stored no base backup` };
+  }
+  const root = chainRoot(o.records, ref);
+  if (!root) return { kind: 'base', reason: `the chain of JobId ${ref.jobId} has no recorded base backup` };
+  if (ref.systemId !== o.server.systemId) {
+    return { kind: 'base', reason: `the system identifier changed from ${ref.systemId} (JobId ${ref.jobId}) to ${o.server.systemId}: the cluster was re-created or replaced` };
+  }
+  if (ref.walSegmentSize !== o.server.walSegmentSize) {
+    return { kind: 'base', reason: `the WAL segment size changed from ${ref.walSegmentSize} to ${o.server.walSegmentSize} bytes` };
+  }
+  const through = BigInt(ref.walThrough.segno);
+  if (o.server.timeline !== ref.timeline) {
+    const history = o.server.history;
+    if (!history) {
+      return { kind: 'base', reason: `the server is on timeline ${hex8(o.server.timeline)} but its history file ${hex8(o.server.timeline)}.history is not in the spool` };
+    }
+    const sw = history.find((e) => e.parentTimeline === ref.walThrough.timeline);
+    const lineageOk = ref.walThrough.timeline === o.server.timeline || sw !== undefined;
+    if (!lineageOk) {
+      return { kind: 'base', reason: `timeline ${hex8(o.server.timeline)} does not descend from timeline ${hex8(ref.walThrough.timeline)} of JobId ${ref.jobId}` };
+    }
+    if (sw && walSegmentNumber(sw.switchLsn, o.server.walSegmentSize) <= through) {
+      return { kind: 'base', reason: `timeline ${hex8(o.server.timeline)} branched off timeline ${hex8(ref.walThrough.timeline)} inside WAL that JobId ${ref.jobId} had already shipped (before ${ref.walThrough.name})` };
+    }
+  }
+  const lineage = lineageSegments(o.segments, o.server);
+  const { run, missing } = contiguousFrom(lineage, through + 1n);
+  if (missing !== undefined) {
+    const spans = timelineSpans(o.server.history ?? [], o.server.timeline);
+    const name = walSegmentName(timelineOfSegment(spans, missing, o.server.walSegmentSize), missing, o.server.walSegmentSize);
+    return { kind: 'base', reason: `WAL segment ${name} is missing from the spool (a gap after ${ref.walThrough.name}, shipped by JobId ${ref.jobId})` };
+  }
+  const last = run.at(-1);
+  return {
+    kind: 'wal',
+    reference: ref,
+    ship: run,
+    walThrough: last ? { timeline: last.timeline, segno: String(last.segno), name: last.name } : ref.walThrough,
+  };
+}
+
+/**
+ * What a base-backup job ships from the spool and how far its chain reaches: the lineage
+ * segments from the backup's start segment on; the chain reaches through the contiguous run
+ * that begins at the stop segment (the backup's own WAL covers start..stop, the stop segment
+ * only up to the stop LSN).
+ */
+export function planBaseWal(o: {
+  readonly server: ServerNow;
+  readonly segments: readonly SpoolSegment[];
+  readonly startSegno: bigint;
+  readonly stopSegno: bigint;
+}): { ship: SpoolSegment[]; walThrough: ChainSegmentRef; gapAfter?: { missing: string; after: string } } {
+  const lineage = lineageSegments(o.segments, o.server);
+  const { run, missing } = contiguousFrom(lineage, o.stopSegno);
+  const spans = timelineSpans(o.server.history ?? [], o.server.timeline);
+  const nameOf = (segno: bigint): string => walSegmentName(timelineOfSegment(spans, segno, o.server.walSegmentSize), segno, o.server.walSegmentSize);
+  const last = run.at(-1);
+  const throughSegno = last ? last.segno : o.stopSegno - 1n;
+  const ship = lineage.filter((s) => s.segno >= o.startSegno && s.segno <= throughSegno);
+  const walThrough = last ? { timeline: last.timeline, segno: String(last.segno), name: last.name } : { timeline: o.server.timeline, segno: String(throughSegno), name: nameOf(throughSegno) };
+  return {
+    ship,
+    walThrough,
+    ...(missing !== undefined ? { gapAfter: { missing: nameOf(missing), after: walThrough.name } } : {}),
+  };
+}
+
+/**
+ * What the spool may lose once Bacula has confirmed `reference`: every segment before the start
+ * of the base backup its chain begins with, less `overlap` extra segments. Everything later is
+ * kept — a Differential needs all WAL since the last Full.
+ */
+export function pruneLimit(records: readonly ChainRecord[], reference: ChainRecord, overlap: number): bigint | undefined {
+  const root = chainRoot(records, reference);
+  if (!root?.startSegno) return undefined;
+  const limit = BigInt(root.startSegno) - BigInt(overlap);
+  return limit > 0n ? limit : undefined;
+}
+
+/** Records worth keeping: the last `keep`, and every one the confirmed chain still needs. */
+export function retainRecords(records: readonly ChainRecord[], reference: ChainRecord | undefined, keep = 50): ChainRecord[] {
+  const sorted = [...records].sort((a, b) => a.startedAtMs - b.startedAtMs);
+  const root = reference ? chainRoot(records, reference) : undefined;
+  return sorted.filter((r, i) => i >= sorted.length - keep || (root !== undefined && r.startedAtMs >= root.startedAtMs));
+}
+
+function hex8(n: number): string {
+  return n.toString(16).toUpperCase().padStart(8, '0');
+}

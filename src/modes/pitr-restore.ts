@@ -1,0 +1,255 @@
+/**
+ * Restore of mode pitr through Bacula: the items of the selected jobs (a Full, then later
+ * Incrementals/Differentials — see pitr.ts for their paths) arrive from the FD and are staged as
+ * a repository next to the target data directory:
+ *
+ *   <pgdata_dir>.pgbacula-restore-<job>/backups/<id>/files/...   base backups, stored form kept
+ *   <pgdata_dir>.pgbacula-restore-<job>/backups/<id>/manifest.json
+ *   <pgdata_dir>.pgbacula-restore-<job>/wal/<system>/...          WAL, validated by the archive's rules
+ *
+ * When the stream ends the standalone restore runs on that repository: the base backup is the
+ * latest that ends before the target, the target is checked against the WAL there is (gaps named)
+ * before anything is written, then the six phases, with wal-fetch serving the staged WAL. The
+ * staged base backups go when the restore is done; the staged WAL stays while the server may
+ * still read it (paused, shut down at the target, standby).
+ */
+import { chownSync, lstatSync, readdirSync, writeSync } from 'node:fs';
+import { mkdir, open, readdir, rename, rm, type FileHandle } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { getBool, getString, type ParamMap } from '../config/params.js';
+import { PgbaculaError } from '../errors.js';
+import type { ItemTrailer } from '../pipeline/item.js';
+import { formatBytes, formatCount } from '../pipeline/job-log.js';
+import type { RestoreDecision, RestoreEntry, RestoreTarget } from '../pipeline/restore-target.js';
+import { forgetScratch, registerScratch, removeScratch } from '../pipeline/scratch-dirs.js';
+import { initRepository, listBackups } from '../repo/catalog.js';
+import { BACKUP_ID } from '../repo/layout.js';
+import { inspectTarget, resolveOwner, RESTORE_STATE_DIR } from '../restore/target.js';
+import { restoreFromRepository } from '../restore/repo-restore.js';
+import { parseWalFileName } from '../wal/segment.js';
+import { pushWalFile, walArchiveRoot } from '../wal/spool.js';
+import type { RestoreLog } from './dump-restore.js';
+
+export interface PitrRestoreSettings {
+  readonly params: ParamMap;
+  readonly jobId: number;
+  readonly progressIntervalMs: number;
+}
+
+type Placement =
+  | { readonly kind: 'file'; readonly path: string }
+  | { readonly kind: 'manifest'; readonly backupId: string; readonly path: string }
+  | { readonly kind: 'wal'; readonly name: string; readonly path: string }
+  | { readonly kind: 'dir'; readonly path: string }
+  | { readonly kind: 'ignore' };
+
+/** Where an item of `<cluster>/pitr/...` or `<cluster>/wal/...` goes in the staging repository. */
+export function placeItem(staging: string, namespacePath: string, type: RestoreEntry['type']): Placement | undefined {
+  const parts = namespacePath.split('/');
+  if (parts.length < 3 || parts.some((p) => p === '' || p === '.' || p === '..')) return undefined;
+  const [, area, ...rest] = parts;
+  if (area === 'pitr') {
+    const [id, ...inner] = rest;
+    if (!id || !BACKUP_ID.test(id)) return undefined;
+    if (inner.length === 0) return type === 'dir' ? { kind: 'dir', path: join(staging, 'backups', id) } : undefined;
+    if (inner.length === 1 && inner[0] === 'manifest.json') return { kind: 'manifest', backupId: id, path: join(staging, 'backups', id, 'manifest.json') };
+    const path = join(staging, 'backups', id, 'files', ...inner);
+    if (type === 'dir') return { kind: 'dir', path };
+    // Links are recorded in the manifest and made by the restore itself.
+    if (type === 'symlink') return { kind: 'ignore' };
+    return { kind: 'file', path };
+  }
+  if (area === 'wal') {
+    if (type === 'dir') return { kind: 'ignore' };
+    if (rest.length !== 2 || !/^[0-9A-F]{8}$/.test(rest[0]!)) return undefined;
+    const name = rest[1]!;
+    const parsed = parseWalFileName(name);
+    if (!parsed || parsed.kind === 'partial' || parsed.kind === 'backup') return parsed ? { kind: 'ignore' } : undefined;
+    return { kind: 'wal', name, path: join(staging, 'incoming', name) };
+  }
+  return undefined;
+}
+
+export class PitrRestoreTarget implements RestoreTarget {
+  private readonly pgdataDir: string;
+  private readonly staging: string;
+  private current: { placement: Placement; fh: FileHandle | undefined; tmp: string | undefined; bytes: number } | undefined;
+  private readonly walNames = new Set<string>();
+  private readonly backupIds = new Set<string>();
+  private files = 0;
+  private bytes = 0;
+  private ignored = 0;
+
+  constructor(
+    private readonly s: PitrRestoreSettings,
+    private readonly log: RestoreLog,
+  ) {
+    const dir = getString(s.params, 'pgdata_dir');
+    if (!dir) {
+      throw new PgbaculaError('PARAM_MISSING', 'a pitr restore through Bacula needs pgdata_dir (the directory to lay PGDATA in)', {
+        hint: 'In bconsole: mod → Plugin Options → pgdata_dir=/new/data/dir (an empty or new directory). Or restore the files with where=/some/dir.',
+      });
+    }
+    this.pgdataDir = dir.replace(/\/+$/, '');
+    this.staging = `${this.pgdataDir}.pgbacula-restore-${s.jobId}`;
+  }
+
+  /** Before the first byte: the target must be usable, or nothing is received. */
+  async prepare(): Promise<void> {
+    const t = inspectTarget(this.pgdataDir);
+    if (t.runningPid) {
+      throw new PgbaculaError('RESTORE_PRECHECK', `PostgreSQL is running in ${this.pgdataDir} (pid ${t.runningPid})`, { hint: 'Stop it first, or choose another pgdata_dir.' });
+    }
+    const foreign = t.entries.filter((e) => e !== RESTORE_STATE_DIR);
+    if (foreign.length > 0 && !getBool(this.s.params, 'overwrite_existing')) {
+      throw new PgbaculaError('RESTORE_PRECHECK', `restore target ${this.pgdataDir} is not empty (${foreign.slice(0, 5).join(', ')}${foreign.length > 5 ? ', …' : ''})`, {
+        hint: 'Choose an empty or new pgdata_dir, or set the Plugin Option overwrite_existing=yes to replace its contents.',
+      });
+    }
+    await rm(this.staging, { recursive: true, force: true });
+    await initRepository(this.staging);
+    registerScratch(this.staging);
+    this.log.info(`staging the restored jobs in ${this.staging} (a repository; removed when the restore is done)`);
+  }
+
+  async begin(entry: RestoreEntry): Promise<RestoreDecision> {
+    const placement = entry.namespacePath === undefined ? undefined : placeItem(this.staging, entry.namespacePath, entry.type);
+    if (!placement) {
+      throw new PgbaculaError('RESTORE_PRECHECK', `${entry.fname} is not a file of a pitr backup`, {
+        hint: 'Select only /@pgbacula/<cluster>/pitr/... and /@pgbacula/<cluster>/wal/... files, or restore with where=/some/dir.',
+      });
+    }
+    if (placement.kind === 'ignore') {
+      this.ignored++;
+      this.current = { placement, fh: undefined, tmp: undefined, bytes: 0 };
+      return 'restore';
+    }
+    if (placement.kind === 'dir') {
+      await mkdir(placement.path, { recursive: true, mode: 0o750 });
+      this.current = { placement, fh: undefined, tmp: undefined, bytes: 0 };
+      return 'restore';
+    }
+    await mkdir(dirname(placement.path), { recursive: true, mode: 0o750 });
+    // Written under a temporary name: a manifest marks its backup complete, a WAL file is
+    // archived from incoming/ only when whole.
+    const tmp = `${placement.path}.part`;
+    const fh = await open(tmp, 'w', 0o640);
+    this.current = { placement, fh, tmp, bytes: 0 };
+    return 'restore';
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    const c = this.current;
+    if (!c?.fh) return;
+    let off = 0;
+    while (off < chunk.length) off += writeSync(c.fh.fd, chunk, off, chunk.length - off);
+    c.bytes += chunk.length;
+  }
+
+  async end(_trailer: ItemTrailer): Promise<void> {
+    const c = this.current;
+    this.current = undefined;
+    if (!c?.fh || !c.tmp) return;
+    await c.fh.close();
+    const p = c.placement as Exclude<Placement, { kind: 'ignore' | 'dir' }>;
+    await rename(c.tmp, p.path);
+    this.files++;
+    this.bytes += c.bytes;
+    if (p.kind === 'manifest') this.backupIds.add(p.backupId);
+    if (p.kind === 'wal') this.walNames.add(p.name);
+  }
+
+  async settle(): Promise<void> {
+    // Entries are independent.
+  }
+
+  async finish(): Promise<void> {
+    try {
+      await this.restore();
+    } catch (e) {
+      await this.cleanup(false);
+      throw e;
+    }
+  }
+
+  private async restore(): Promise<void> {
+    if (this.files === 0) throw new PgbaculaError('RESTORE_PRECHECK', 'nothing was restored: the selection held no pitr files');
+    // WAL into the staged archive: history files first (a timeline's history before its WAL),
+    // then segments in order; each validated (system, size, page headers) like wal-push does.
+    const root = walArchiveRoot({ repo: this.staging });
+    const incoming = join(this.staging, 'incoming');
+    const names = [...this.walNames].sort((a, b) => {
+      const ha = a.endsWith('.history') ? 0 : 1;
+      const hb = b.endsWith('.history') ? 0 : 1;
+      return ha - hb || (a.slice(8) < b.slice(8) ? -1 : a.slice(8) > b.slice(8) ? 1 : a < b ? -1 : 1);
+    });
+    const complete = (await listBackups(this.staging)).filter((b) => b.state === 'complete');
+    if (complete.length === 0) {
+      throw new PgbaculaError('RESTORE_PRECHECK', `the restored files hold no complete base backup${this.backupIds.size === 0 ? ' (no manifest.json among them)' : ''}`, {
+        hint: 'Select the Full job of the chain together with the later jobs (bconsole: restore … current, or the JobIds of the Full and of every later job).',
+      });
+    }
+    const systemId = complete[0]!.state === 'complete' ? complete[0]!.manifest.systemIdentifier : undefined;
+    let segments = 0;
+    let first = '';
+    let last = '';
+    for (const name of names) {
+      const res = await pushWalFile({ root, sourcePath: join(incoming, name), expectedSystemId: systemId, singleSystem: true, warn: (t) => this.log.warning(t) });
+      if (res.kind === 'segment') {
+        segments++;
+        first ||= name;
+        last = name;
+      }
+    }
+    await rm(incoming, { recursive: true, force: true });
+    const ids = complete.map((b) => b.id).join(', ');
+    this.log.info(`received ${formatCount(this.files)} files (${formatBytes(this.bytes)}): base backup${complete.length === 1 ? '' : 's'} ${ids}; WAL ${segments ? `${first}..${last} (${segments} segments)` : 'none beyond the backups\' own'}`);
+    const owner = resolveOwner(this.pgdataDir);
+    chownTree(this.staging, owner.uid, owner.gid);
+    const result = await restoreFromRepository({
+      repo: this.staging,
+      params: this.s.params,
+      log: this.log,
+      progressIntervalMs: this.s.progressIntervalMs,
+      describe: 'the restored Bacula jobs',
+      onChosen: (m) => this.log.info(`base backup ${m.backupId} chosen (lsn ${m.startLsn}..${m.stopLsn}, ended ${m.stopTime}, PostgreSQL ${m.pgVersion})`),
+    });
+    this.log.info(
+      `restore complete: ${result.pgdataDir}${result.stoppedAt ? `; ${result.stoppedAt}` : ''}; PostgreSQL ${result.state === 'shut down' ? 'shut down at the target' : `is ${result.state} on port ${result.port}`}`,
+    );
+    await this.cleanup(result.state !== 'promoted');
+  }
+
+  /** The staged base backups always go; the staged WAL stays while a server may read it. */
+  private async cleanup(keepWal: boolean): Promise<void> {
+    if (!keepWal) {
+      await rm(this.staging, { recursive: true, force: true });
+      removeScratch(this.staging);
+      return;
+    }
+    await rm(join(this.staging, 'backups'), { recursive: true, force: true });
+    await rm(join(this.staging, 'incoming'), { recursive: true, force: true });
+    forgetScratch(this.staging);
+    if (await readdir(join(this.staging, 'wal')).then((l) => l.length > 0, () => false)) {
+      this.log.info(`the staged WAL stays in ${this.staging} while the restored server may still read it (restore_command); remove it once recovery has ended`);
+    } else {
+      await rm(this.staging, { recursive: true, force: true });
+    }
+  }
+
+  dispose(): void {
+    void this.current?.fh?.close().catch(() => undefined);
+  }
+}
+
+/** chown -R without following links. */
+function chownTree(dir: string, uid: number, gid: number): void {
+  chownSync(dir, uid, gid);
+  for (const e of readdirSync(dir)) {
+    const p = join(dir, e);
+    const st = lstatSync(p);
+    if (st.isSymbolicLink()) continue;
+    chownSync(p, uid, gid);
+    if (st.isDirectory()) chownTree(p, uid, gid);
+  }
+}

@@ -1,0 +1,435 @@
+/**
+ * Mode `pitr` as a source of items for a Bacula job (ARCHITECTURE.md, virtual namespace):
+ *
+ *   <cluster>/pitr/<backup-id>/...            a base backup in the repository's stored form
+ *                                             (files/ of a repository backup, then manifest.json)
+ *   <cluster>/wal/<TLI>/<segment>             WAL segments from the local spool
+ *   <cluster>/wal/<TLI>/<TLI>.history         timeline history files
+ *
+ * Full = base backup + the spool's WAL from its start on; Incremental = the spool's WAL since the
+ * job Bacula counts as the previous one; Differential = since the last Full. Which job that is,
+ * whether its chain still holds and what the spool may lose: pitr-chain.ts. Before WAL is
+ * shipped the primary switches to a new segment and we wait for it to reach the spool, so a job
+ * holds the WAL up to its own start of shipping.
+ */
+import { mkdir, open, readdir, rm, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ConnectionSettings } from '../config/connection.js';
+import { PgbaculaError } from '../errors.js';
+import { levelName } from '../bacula/job-info.js';
+import { encodeName } from './dump-layout.js';
+import { runBaseBackup } from './base-backup.js';
+import { ReplicationConnection } from '../pg/replication.js';
+import { openSession } from '../pg/session.js';
+import { majorOf } from '../pg/versions.js';
+import { planCluster, type PlanEntry } from '../pipeline/cluster-walk.js';
+import { DEFAULT_RANGE_SIZE, emitFiles } from '../pipeline/emit-files.js';
+import type { ItemSink } from '../pipeline/item.js';
+import { formatBytes, formatCount, type JobLog } from '../pipeline/job-log.js';
+import { createWorkerPool, workerCount, type WorkerPool } from '../pipeline/pool.js';
+import { PrefixedSink } from '../pipeline/prefixed-sink.js';
+import { newBackupId } from '../repo/layout.js';
+import { writeFileAtomic } from '../os/durable.js';
+import { parseLsn } from '../wal/lsn.js';
+import { parseWalFileName, segmentNumberOfName, walSegmentName, walSegmentNumber } from '../wal/segment.js';
+import { listWalArchive, storeHistoryFile, type WalArchiveListing } from '../wal/spool.js';
+import { parseTimelineHistory, type TimelineHistoryEntry } from '../wal/timeline-history.js';
+import {
+  CHAIN_FORMAT, lineageSegments, planBaseWal, planWalJob, pruneLimit, retainRecords, findReference,
+  type BaculaLevel, type ChainFile, type ChainRecord, type ChainSegmentRef, type ServerNow, type SpoolSegment,
+} from './pitr-chain.js';
+
+export interface PitrSettings {
+  readonly connection: ConnectionSettings;
+  /** The spool root (wal_spool): what wal-push / wal-receive fill. */
+  readonly spoolRoot: string;
+  /** Configured cluster name, or undefined for the system identifier. */
+  readonly cluster: string | undefined;
+  readonly overlap: number;
+  readonly tmpdir: string;
+  readonly verifyChecksums: boolean;
+  readonly compress: boolean;
+  readonly backupFromStandby: boolean;
+  readonly excludeTablespaces: readonly string[];
+  /** pitr_label: 'auto' → pgbacula_<backup-id>. */
+  readonly label: string;
+  readonly parallelJobs: number;
+  readonly progressIntervalMs: number;
+  /** How long to wait for the switched segment to reach the spool. */
+  readonly archiveWaitMs: number;
+}
+
+export interface PitrJob {
+  readonly jobId: number;
+  readonly name: string;
+  readonly level: BaculaLevel;
+  readonly since: number | undefined;
+}
+
+export interface PitrRunOptions {
+  readonly log: JobLog;
+  readonly signal: AbortSignal;
+  /** Estimate: names and sizes only, nothing changes on the server or in the spool. */
+  readonly estimate: boolean;
+}
+
+/**
+ * `ROOT/.bacula-chain/<cluster>.json`: dot directories are not systems of the archive. One file per
+ * cluster; each record names its Job, and a job continues only records of its own Job (Bacula's
+ * Since= is per Job) — console estimates (Job `-Console-`) look at all of them.
+ */
+export const CHAIN_DIR = '.bacula-chain';
+
+/** The Job name without Bacula's `.YYYY-MM-DD_HH.MM.SS_NN` suffix: Since= is per Job. */
+export function jobBaseName(name: string): string {
+  return name.replace(/\.\d{4}-\d{2}-\d{2}_\d{2}\.\d{2}\.\d{2}_\d+$/, '') || 'job';
+}
+
+export function chainFilePath(spoolRoot: string, cluster: string): string {
+  return join(spoolRoot, CHAIN_DIR, `${cluster.replace(/[^A-Za-z0-9_.-]/g, '_')}.json`);
+}
+
+/** The records a job may continue: its own Job's (all of them for a console estimate). */
+export function recordsOfJob(records: readonly ChainRecord[], jobName: string): ChainRecord[] {
+  const base = jobBaseName(jobName);
+  return base === '-Console-' ? [...records] : records.filter((r) => jobBaseName(r.jobName) === base);
+}
+
+export async function loadChain(path: string): Promise<ChainRecord[]> {
+  let text: string;
+  try {
+    const fh = await open(path, 'r');
+    try {
+      text = await fh.readFile('utf8');
+    } finally {
+      await fh.close();
+    }
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw new PgbaculaError('IO', `cannot read the chain record ${path}: ${(e as Error).message}`);
+  }
+  try {
+    const f = JSON.parse(text) as ChainFile;
+    if (f.format !== CHAIN_FORMAT || !Array.isArray(f.records)) throw new Error(`format ${String(f.format)}`);
+    return [...f.records];
+  } catch (e) {
+    // A damaged record only costs a Full: say so, never fail the job for it.
+    throw new PgbaculaError('REPOSITORY', `the chain record ${path} is damaged (${(e as Error).message})`, {
+      hint: 'Remove it: the next job stores a base backup and starts a new chain.',
+    });
+  }
+}
+
+async function saveChain(path: string, records: readonly ChainRecord[]): Promise<void> {
+  await mkdir(join(path, '..'), { recursive: true, mode: 0o750 });
+  await writeFileAtomic(path, JSON.stringify({ format: CHAIN_FORMAT, records } satisfies ChainFile, null, 1) + '\n', 0o640);
+}
+
+function hex8(n: number): string {
+  return n.toString(16).toUpperCase().padStart(8, '0');
+}
+
+interface Situation {
+  readonly server: ServerNow;
+  readonly version: string;
+  readonly inRecovery: boolean;
+  readonly dataDirectory: string | null;
+  readonly listing: WalArchiveListing;
+  readonly cluster: string;
+}
+
+/** Who the server is, where it stands, and what the spool holds for it. */
+async function situation(s: PitrSettings, repl: ReplicationConnection): Promise<Omit<Situation, 'cluster'>> {
+  const ident = await repl.identifySystem();
+  const walSegmentSize = await repl.walSegmentSize();
+  const session = await openSession(s.connection, { applicationName: 'pgbacula pitr' });
+  let version: string;
+  let inRecovery: boolean;
+  let dataDirectory: string | null;
+  try {
+    const r = await session.query<{ v: string; rec: boolean }>("SELECT current_setting('server_version') AS v, pg_is_in_recovery() AS rec");
+    version = r.rows[0]!.v;
+    inRecovery = r.rows[0]!.rec;
+    const dd = await session.query<{ setting: string }>("SELECT setting FROM pg_settings WHERE name = 'data_directory'");
+    dataDirectory = dd.rows[0]?.setting ?? null;
+  } finally {
+    await session.end().catch(() => undefined);
+  }
+  let listing = await listWalArchive(s.spoolRoot, ident.systemId);
+  let history: TimelineHistoryEntry[] | undefined = ident.timeline === 1 ? [] : listing.histories.find((h) => h.timeline === ident.timeline)?.entries;
+  if (history === undefined && ident.timeline > 1) {
+    // The server has it: fetch it over replication and keep it in the spool (history first, §3.5).
+    const file = await repl.timelineHistory(ident.timeline);
+    await storeHistoryFile(s.spoolRoot, ident.systemId, ident.timeline, file.content, `TIMELINE_HISTORY ${ident.timeline}`);
+    history = parseTimelineHistory(file.content, ident.timeline);
+    listing = await listWalArchive(s.spoolRoot, ident.systemId);
+  }
+  return { server: { systemId: ident.systemId, timeline: ident.timeline, walSegmentSize, history }, version, inRecovery, dataDirectory, listing };
+}
+
+/**
+ * On a primary: close the current segment (pg_switch_wal) and wait until the spool has it, so the
+ * job ships WAL up to now. On a standby nothing can be switched: what the spool has is shipped.
+ */
+async function switchAndAwait(s: PitrSettings, systemId: string, log: JobLog, signal: AbortSignal): Promise<void> {
+  const session = await openSession(s.connection, { applicationName: 'pgbacula pitr' });
+  let segment: string;
+  try {
+    if ((await session.query<{ rec: boolean }>('SELECT pg_is_in_recovery() AS rec')).rows[0]!.rec) {
+      log.info('WAL: the server is a standby (no segment switch): shipping what the spool holds');
+      return;
+    }
+    segment = (await session.query<{ f: string }>('SELECT pg_walfile_name(pg_switch_wal()) AS f')).rows[0]!.f;
+  } finally {
+    await session.end().catch(() => undefined);
+  }
+  const tli = segment.slice(0, 8);
+  const deadline = Date.now() + s.archiveWaitMs;
+  for (;;) {
+    const present = await stat(join(s.spoolRoot, systemId, tli, segment)).then(() => true, () => false);
+    if (present) return;
+    if (signal.aborted) throw new PgbaculaError('CANCELLED', 'the job was canceled while waiting for WAL');
+    if (Date.now() > deadline) {
+      log.warning(`WAL segment ${segment} has not reached the spool ${s.spoolRoot} after ${Math.round(s.archiveWaitMs / 1000)} s: shipping what is there. Check archive_command = 'pgbacula wal-push %p' (or wal-receive) and pg_stat_archiver`);
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function walItemEntries(listing: WalArchiveListing, segments: readonly SpoolSegment[], histories: readonly number[]): Promise<PlanEntry[]> {
+  return Promise.all([
+    ...listing.histories
+      .filter((h) => histories.includes(h.timeline))
+      .map(async (h): Promise<PlanEntry> => {
+        const st = await stat(h.path);
+        return { path: `${hex8(h.timeline)}/${h.name}`, absPath: h.path, type: 'file', mode: 0o640, mtimeMs: st.mtimeMs, size: st.size, verifyPages: false, firstBlock: 0 };
+      }),
+    ...segments.map(async (seg): Promise<PlanEntry> => {
+      const path = join(listing.dir, hex8(seg.timeline), seg.name);
+      const st = await stat(path);
+      return { path: `${hex8(seg.timeline)}/${seg.name}`, absPath: path, type: 'file', mode: 0o640, mtimeMs: st.mtimeMs, size: st.size, verifyPages: false, firstBlock: 0 };
+    }),
+  ]);
+}
+
+function describeRange(ship: readonly SpoolSegment[]): string {
+  if (ship.length === 0) return 'none (no new segment in the spool)';
+  return `${ship[0]!.name}..${ship.at(-1)!.name} (${ship.length} segment${ship.length === 1 ? '' : 's'})`;
+}
+
+/** Timelines whose history a restore along the server's lineage needs. */
+function lineageTimelines(server: ServerNow): number[] {
+  return [...(server.history ?? []).map((e) => e.parentTimeline), server.timeline].filter((t) => t > 1);
+}
+
+/**
+ * Run one pitr job of Bacula into `sink` (paths relative to the plugin namespace). Returns when
+ * every item is written; the chain record is saved before returning (estimates change nothing).
+ */
+export async function runPitrJob(s: PitrSettings, job: PitrJob, sink: ItemSink, o: PitrRunOptions): Promise<void> {
+  const { log } = o;
+  const startedAtMs = Date.now();
+  const repl = await ReplicationConnection.open(s.connection, { applicationName: 'pgbacula pitr' });
+  let pool: WorkerPool | undefined;
+  try {
+    const sit = await situation(s, repl);
+    const { server } = sit;
+    const cluster = encodeName(s.cluster ?? server.systemId);
+    const chainPath = chainFilePath(s.spoolRoot, cluster);
+    let allRecords: ChainRecord[];
+    try {
+      allRecords = await loadChain(chainPath);
+    } catch (e) {
+      // A damaged record breaks the chain like a gap does: a new one starts, and the job says why.
+      if (job.level !== 'F') log.warning(`${(e as Error).message}; a new chain starts with this job`);
+      allRecords = [];
+    }
+    const records = recordsOfJob(allRecords, job.name);
+    pool = createWorkerPool(workerCount(s.parallelJobs));
+
+    let plan: ReturnType<typeof planWalJob> = { kind: 'base', reason: '' };
+    let listing = sit.listing;
+    if (job.level !== 'F') {
+      // WAL up to now: close the current segment first, then judge the chain on what the spool has.
+      if (!o.estimate) {
+        await switchAndAwait(s, server.systemId, log, o.signal);
+        listing = await listWalArchive(s.spoolRoot, server.systemId);
+      }
+      plan = planWalJob({ level: job.level, since: job.since, records, server, segments: listing.segments });
+      if (plan.kind === 'wal') {
+        log.info(`${levelName(job.level)}: WAL since JobId ${plan.reference.jobId} (${plan.reference.stored === 'base' ? `base backup ${plan.reference.backupId}` : 'WAL'}, through ${plan.reference.walThrough.name}); chain checked: system ${server.systemId}, timeline ${hex8(server.timeline)}, no gap in the spool`);
+      } else {
+        log.warning(`backup chain broken: ${plan.reason}. This ${levelName(job.level)} job stores a full base backup instead`);
+      }
+    }
+
+    if (o.estimate) {
+      await estimateItems(s, sit, plan, cluster, pool, sink);
+      return;
+    }
+
+    let record: ChainRecord;
+    if (plan.kind === 'wal') {
+      const final = plan;
+      const entries = await walItemEntries(listing, final.ship, lineageTimelines(server));
+      await emitFiles(entries, { pool, sink: new PrefixedSink(sink, `${cluster}/wal/`), log, verifyPages: false, compress: s.compress, rangeSize: DEFAULT_RANGE_SIZE, signal: o.signal });
+      log.info(`WAL shipped: ${describeRange(final.ship)}`);
+      record = {
+        jobId: job.jobId,
+        jobName: job.name,
+        level: job.level,
+        stored: 'wal',
+        referenceJobId: final.reference.jobId,
+        startedAtMs,
+        completedAtMs: Date.now(),
+        systemId: server.systemId,
+        timeline: server.timeline,
+        walSegmentSize: server.walSegmentSize,
+        walThrough: final.walThrough,
+        ...(final.ship.length ? { shippedFirst: final.ship[0]!.name, shippedLast: final.ship.at(-1)!.name } : {}),
+        shippedCount: final.ship.length,
+      };
+    } else {
+      record = await baseJob(s, job, sit, cluster, pool, sink, o, startedAtMs);
+    }
+
+    // Prune what Bacula has confirmed (the reference it named is in its catalog as successful).
+    const reference = job.level !== 'F' && job.since !== undefined ? findReference(records, job.since) : undefined;
+    const others = allRecords.filter((r) => !records.includes(r));
+    const kept = [...others, ...retainRecords([...records.filter((r) => r.jobId !== job.jobId || job.jobId === 0), record], reference)];
+    await saveChain(chainPath, kept);
+    if (reference) await pruneSpool(s, records, reference, log);
+  } finally {
+    await repl.close().catch(() => undefined);
+    await pool?.destroy();
+  }
+}
+
+async function baseJob(s: PitrSettings, job: PitrJob, sit: Omit<Situation, 'cluster'>, cluster: string, pool: WorkerPool, sink: ItemSink, o: PitrRunOptions, startedAtMs: number): Promise<ChainRecord> {
+  const { log } = o;
+  const now = new Date();
+  const backupId = newBackupId(now, 'full');
+  const label = s.label === 'auto' ? `bacula_${job.jobId}` : s.label;
+  const work = join(s.tmpdir, `pitr-${job.jobId}-${process.pid}`);
+  await mkdir(work, { recursive: true, mode: 0o700 });
+  try {
+    const manifestPath = join(work, 'manifest.json');
+    const result = await runBaseBackup({
+      connection: s.connection,
+      pool,
+      sink: new PrefixedSink(sink, `${cluster}/pitr/${backupId}/`),
+      log,
+      backupId,
+      label,
+      verifyChecksums: s.verifyChecksums,
+      compress: s.compress,
+      backupFromStandby: s.backupFromStandby,
+      excludeTablespaces: s.excludeTablespaces,
+      tmpdir: work,
+      progressIntervalMs: s.progressIntervalMs,
+      signal: o.signal,
+      manifestPath,
+    });
+    // The sealed manifest last: a restore treats a backup without it as incomplete.
+    await emitFiles([{ path: 'manifest.json', absPath: manifestPath, type: 'file', mode: 0o640, mtimeMs: Date.now(), size: (await stat(manifestPath)).size, verifyPages: false, firstBlock: 0 }], {
+      pool, sink: new PrefixedSink(sink, `${cluster}/pitr/${backupId}/`), log, verifyPages: false, compress: false, rangeSize: DEFAULT_RANGE_SIZE, signal: o.signal,
+    });
+    const m = result.manifest;
+    const S = sit.server.walSegmentSize;
+    await switchAndAwait(s, sit.server.systemId, log, o.signal);
+    const listing = await listWalArchive(s.spoolRoot, sit.server.systemId);
+    const startSegno = walSegmentNumber(parseLsn(m.startLsn), S);
+    const stopSegno = walSegmentNumber(parseLsn(m.stopLsn), S);
+    const wal = planBaseWal({ server: sit.server, segments: listing.segments, startSegno, stopSegno });
+    if (listing.segments.length === 0) {
+      log.warning(`the spool ${s.spoolRoot} holds no WAL of system ${sit.server.systemId}: this backup restores to its end only. Set archive_command = 'pgbacula wal-push %p' (or run pgbacula wal-receive) for point-in-time recovery`);
+    } else if (wal.gapAfter) {
+      log.warning(`WAL gap in the spool: ${wal.gapAfter.missing} is missing after ${wal.gapAfter.after}: point-in-time recovery reaches ${wal.gapAfter.after} at most, and the next job stores a base backup again unless the segment comes back`);
+    }
+    const entries = await walItemEntries(listing, wal.ship, lineageTimelines(sit.server));
+    await emitFiles(entries, { pool, sink: new PrefixedSink(sink, `${cluster}/wal/`), log, verifyPages: false, compress: s.compress, rangeSize: DEFAULT_RANGE_SIZE, signal: o.signal });
+    log.info(`WAL shipped from the spool: ${describeRange(wal.ship)}`);
+    log.info(`base backup ${backupId} complete: ${formatCount(result.fileCount)} files, ${formatBytes(result.rawBytes)}, lsn ${m.startLsn}..${m.stopLsn}, page verification ${m.pageVerification}`);
+    return {
+      jobId: job.jobId,
+      jobName: job.name,
+      level: job.level,
+      stored: 'base',
+      backupId,
+      startedAtMs,
+      completedAtMs: Date.now(),
+      systemId: sit.server.systemId,
+      timeline: sit.server.timeline,
+      walSegmentSize: S,
+      startSegno: String(startSegno),
+      startLsn: m.startLsn,
+      stopLsn: m.stopLsn,
+      walThrough: wal.walThrough satisfies ChainSegmentRef,
+      ...(wal.ship.length ? { shippedFirst: wal.ship[0]!.name, shippedLast: wal.ship.at(-1)!.name } : {}),
+      shippedCount: wal.ship.length,
+    };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** Header-only items: what a job of this level would store now. */
+async function estimateItems(s: PitrSettings, sit: Omit<Situation, 'cluster'>, plan: ReturnType<typeof planWalJob>, cluster: string, pool: WorkerPool, sink: ItemSink): Promise<void> {
+  const emitHeader = async (path: string, size: number, mtimeMs: number): Promise<void> => {
+    await sink.begin({ path, type: 'file', mode: 0o640, mtimeMs, size, encoding: 'raw' });
+    await sink.end({ hash: '', rawSize: size, storedSize: size });
+  };
+  const walPrefix = `${cluster}/wal/`;
+  if (plan.kind === 'wal') {
+    for (const e of await walItemEntries(sit.listing, plan.ship, lineageTimelines(sit.server))) await emitHeader(walPrefix + e.path, e.size, e.mtimeMs);
+    return;
+  }
+  if (!sit.dataDirectory) throw new PgbaculaError('PREREQUISITE', 'cannot read data_directory from the server (the role lacks pg_read_all_settings)');
+  const session = await openSession(s.connection, { applicationName: 'pgbacula pitr' });
+  let major: number;
+  try {
+    major = majorOf(Number((await session.query<{ n: string }>("SELECT current_setting('server_version_num') AS n")).rows[0]!.n));
+  } finally {
+    await session.end().catch(() => undefined);
+  }
+  const cplan = await planCluster(pool, sit.dataDirectory, major, s.excludeTablespaces);
+  const prefix = `${cluster}/pitr/${newBackupId(new Date(), 'full')}/`;
+  for (const e of cplan.entries) {
+    if (e.type !== 'file') continue;
+    await emitHeader(prefix + e.path, e.size, e.mtimeMs);
+  }
+  // The newest spool segments the base backup would start with are not known before it starts;
+  // the estimate counts the WAL of the current lineage from the newest segment on.
+  const lineage = lineageSegments(sit.listing.segments, sit.server);
+  for (const e of await walItemEntries(sit.listing, lineage.slice(-1), [])) await emitHeader(walPrefix + e.path, e.size, e.mtimeMs);
+}
+
+/** Remove spool files before the prune limit of the confirmed reference. */
+async function pruneSpool(s: PitrSettings, records: readonly ChainRecord[], reference: ChainRecord, log: JobLog): Promise<void> {
+  const limit = pruneLimit(records, reference, s.overlap);
+  if (limit === undefined) return;
+  const listing = await listWalArchive(s.spoolRoot, reference.systemId);
+  const victims = [...listing.segments, ...listing.partials].filter((seg) => seg.segno < limit);
+  let removed = 0;
+  for (const v of victims) {
+    try {
+      await unlink(v.path);
+      removed++;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') log.warning(`cannot prune ${v.path}: ${(e as Error).message}`);
+    }
+  }
+  // Backup history files (informational) of pruned segments go with them.
+  for (const tli of await readdir(listing.dir).catch(() => [] as string[])) {
+    if (!/^[0-9A-F]{8}$/.test(tli)) continue;
+    for (const f of await readdir(join(listing.dir, tli)).catch(() => [] as string[])) {
+      const p = parseWalFileName(f, reference.walSegmentSize);
+      if (p?.kind === 'backup' && segmentNumberOfName(p, reference.walSegmentSize) < limit) await unlink(join(listing.dir, tli, f)).catch(() => undefined);
+    }
+  }
+  if (removed > 0) {
+    const firstKept = walSegmentName(reference.walThrough.timeline, limit, reference.walSegmentSize);
+    log.info(`spool pruned: ${removed} WAL file${removed === 1 ? '' : 's'} before ${firstKept} (Bacula confirmed JobId ${reference.jobId}; the spool keeps all WAL since the start of that chain's base backup, + ${s.overlap} segments of overlap)`);
+  }
+}

@@ -1,0 +1,141 @@
+/**
+ * A point-in-time restore from a repository: choose the base backup for the target, check
+ * before anything is written that the WAL there is reaches the target, then run the six phases.
+ * Shared by `pgbacula restore --repo` and the Bacula restore of mode pitr (which first stages
+ * what the FD sends as a repository).
+ */
+import { getBool, getInt, getList, getString, type ParamMap } from '../config/params.js';
+import { PgbaculaError } from '../errors.js';
+import type { BackupManifest } from '../format/backup-manifest.js';
+import type { JobLog } from '../pipeline/job-log.js';
+import { createWorkerPool, workerCount } from '../pipeline/pool.js';
+import { assertRepository, listBackups, loadBackup } from '../repo/catalog.js';
+import { parseLsn } from '../wal/lsn.js';
+import { listArchivedSystems, restoreCommandLine, walArchiveRoot } from '../wal/spool.js';
+import { judgeRecoveryTarget } from '../wal/window.js';
+import { windowReport } from '../wal/window-report.js';
+import type { RecoveryTarget } from './recovery-settings.js';
+import { RestoreJob, type RestoreSummary } from './restore-job.js';
+
+function parseRemap(pairs: readonly string[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const p of pairs) {
+    const m = /^(\d+)=(\/.*)$/.exec(p);
+    if (!m) {
+      throw new PgbaculaError('PARAM_INVALID', `invalid value "${p}" for parameter remap_tablespace`, { hint: 'Accepted: OID=/absolute/dir, comma-separated.' });
+    }
+    out.set(m[1]!, m[2]!);
+  }
+  return out;
+}
+
+/** The stop point asked for: lsn wins over time (PRODUCT.md), then xid, name. */
+export function recoveryTargetOf(params: ParamMap): RecoveryTarget | undefined {
+  if (params.has('target_lsn')) return { kind: 'lsn', value: getString(params, 'target_lsn')! };
+  if (params.has('target_time')) return { kind: 'time', value: getString(params, 'target_time')! };
+  if (params.has('target_xid')) return { kind: 'xid', value: getString(params, 'target_xid')! };
+  if (params.has('target_name')) return { kind: 'name', value: getString(params, 'target_name')! };
+  return undefined;
+}
+
+/** ISO-8601 as the schema accepts it ('2026-04-23 14:30:00-03') → epoch milliseconds. */
+export function isoTimeMs(text: string): number {
+  const t = text.trim().replace(' ', 'T').replace(/([+-]\d{2})$/, '$1:00').replace(/([+-]\d{2})(\d{2})$/, '$1:$2');
+  return Date.parse(t);
+}
+
+/**
+ * The base backup for a target: the latest complete one that ends before it (time or LSN);
+ * for xid and restore-point targets, which no backup records, the latest.
+ */
+export async function chooseBaseBackup(repo: string, target: RecoveryTarget | undefined, where = `repository ${repo}`): Promise<BackupManifest> {
+  const complete = (await listBackups(repo)).filter((b): b is Extract<typeof b, { state: 'complete' }> => b.state === 'complete').map((b) => b.manifest);
+  if (complete.length === 0) throw new PgbaculaError('REPOSITORY', `${where} holds no complete backup`, { hint: 'Run pgbacula backup first.' });
+  let fits = complete;
+  if (target?.kind === 'time') {
+    const at = isoTimeMs(target.value);
+    fits = complete.filter((m) => Date.parse(m.stopTime) <= at);
+  } else if (target?.kind === 'lsn') {
+    const at = parseLsn(target.value);
+    fits = complete.filter((m) => parseLsn(m.stopLsn) <= at);
+  }
+  const chosen = fits.at(-1);
+  if (!chosen) {
+    const first = complete[0]!;
+    throw new PgbaculaError('RESTORE_PRECHECK', `no backup ends before the target ${(target as { value: string }).value}: the earliest ends at ${first.stopTime} (lsn ${first.stopLsn})`, {
+      hint: 'A point in time can only be reached from a backup that finished before it; choose a later target.',
+    });
+  }
+  return chosen;
+}
+
+export interface RepoRestoreRequest {
+  readonly repo: string;
+  readonly params: ParamMap;
+  readonly log: JobLog;
+  readonly progressIntervalMs: number;
+  /** Restore this backup instead of choosing one for the target. */
+  readonly backupId?: string;
+  /** How the repository is named in messages. */
+  readonly describe?: string;
+  /** Called with the chosen backup before anything is written (e.g. to log it). */
+  readonly onChosen?: (m: BackupManifest) => void;
+}
+
+export interface RepoRestoreResult extends RestoreSummary {
+  readonly manifest: BackupManifest;
+}
+
+export async function restoreFromRepository(req: RepoRestoreRequest): Promise<RepoRestoreResult> {
+  const { repo, params } = req;
+  await assertRepository(repo);
+  const target = recoveryTargetOf(params);
+  const manifest = req.backupId !== undefined ? await loadBackup(repo, req.backupId) : await chooseBaseBackup(repo, target, req.describe);
+  req.onChosen?.(manifest);
+  // WAL after the backup's own comes from the repository's WAL archive (wal-push / wal-receive).
+  const archiveRoot = walArchiveRoot({ repo });
+  const archived = (await listArchivedSystems(archiveRoot).catch(() => [] as string[])).includes(manifest.systemIdentifier);
+  // Before anything is written: is the target reachable from this backup with the WAL there is?
+  if (archived && (target?.kind === 'time' || target?.kind === 'lsn')) {
+    const { window } = await windowReport({ root: archiveRoot, systemId: manifest.systemIdentifier, backups: [manifest] });
+    const verdict = judgeRecoveryTarget(window, target.kind === 'lsn' ? { lsn: parseLsn(target.value), backupId: manifest.backupId } : { time: target.value, backupId: manifest.backupId });
+    if (!verdict.ok) {
+      throw new PgbaculaError('WAL_GAP', `recovery target ${target.value} cannot be reached from backup ${manifest.backupId}: ${verdict.reason}`, {
+        hint: 'pgbacula info shows the recoverable window and every gap; choose a target inside it, or bring the missing WAL back into the archive.',
+      });
+    }
+  }
+  const restoreAsStandby = getBool(params, 'restore_as_standby');
+  if (restoreAsStandby && !params.has('primary_conninfo')) {
+    throw new PgbaculaError('PARAM_MISSING', 'restore_as_standby=true needs primary_conninfo (the primary to follow)', {
+      hint: "Give primary_conninfo='host=db1 user=replicator' (a password belongs in the standby's ~/.pgpass).",
+    });
+  }
+  const pgdataDir = getString(params, 'pgdata_dir') ?? manifest.dataDirectory;
+  const pool = createWorkerPool(workerCount(undefined));
+  try {
+    const job = new RestoreJob({
+      repo,
+      manifest,
+      pgdataDir,
+      overwriteExisting: getBool(params, 'overwrite_existing'),
+      pgBinDir: getString(params, 'pg_bin_dir'),
+      restorePort: params.has('restore_port') ? getInt(params, 'restore_port') : undefined,
+      remapTablespaces: parseRemap(getList(params, 'remap_tablespace')),
+      pool,
+      log: req.log,
+      progressIntervalMs: req.progressIntervalMs,
+      startTimeoutSeconds: 600,
+      skipWalReplay: getBool(params, 'skip_wal_replay'),
+      ...(target ? { target } : {}),
+      action: getString(params, 'recovery_target_action') as 'promote' | 'pause' | 'shutdown',
+      ...(restoreAsStandby ? { standby: { primaryConninfo: getString(params, 'primary_conninfo')! } } : {}),
+      ...(archived ? { archiveRestoreCommand: restoreCommandLine({ repo }) } : {}),
+      archiveAfterRestore: getBool(params, 'archive_after_restore'),
+    });
+    const s = await job.run();
+    return { ...s, manifest };
+  } finally {
+    await pool.destroy();
+  }
+}
