@@ -64,6 +64,9 @@ export class PitrPluginJob implements PluginJob {
   async prepareBackup(kind: 'backup' | 'estimate'): Promise<ItemProducer> {
     const s = this.pitrSettings();
     const job = this.ctx.job;
+    // Reject an unreachable server or a refused login now, with A to the start command (spec §3.4).
+    const probe = await openSession(s.connection, { applicationName: 'pgbacula pitr' });
+    await probe.end().catch(() => undefined);
     return (sink) =>
       runPitrJob(s, { jobId: job.jobId, name: job.name, level: job.level ?? 'F', since: job.since }, sink, {
         log: this.ctx.log,

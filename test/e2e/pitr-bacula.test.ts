@@ -195,6 +195,31 @@ describe('mode pitr through real Bacula daemons (issue 5, acceptance 3 and 4)', 
     expect(existsSync(`${target}.pgbacula-restore-${res.jobId}`)).toBe(false);
   });
 
+  it('target_xid with recovery_target_action=pause stops read-only after that transaction; the staged WAL stays for the paused server', async () => {
+    expect(jobs.incr2, 'the backup test ran').toBeDefined();
+    const k = 6;
+    const target = join(testRoot(), 'pitr-bacula-paused');
+    registerForCleanup({ pgdata: target, dir: target });
+    restored.push(target);
+    const port = await freePort();
+    const res = await site.restore({
+      jobId: [jobs.full!.jobId, jobs.incr1!.jobId, jobs.diff!.jobId, jobs.incr2!.jobId],
+      where: '',
+      pluginOptions: { target_xid: rows[k]!.xid, recovery_target_action: 'pause', pgdata_dir: target, restore_port: port },
+      timeoutMs: 600_000,
+    });
+    expect(res.status, res.log).toBe('T');
+    expect(res.log).toContain(`recovery stopping after commit of transaction ${rows[k]!.xid}`);
+    expect(res.log).toMatch(/PostgreSQL is paused on port \d+/);
+    const staging = `${target}.pgbacula-restore-${res.jobId}`;
+    expect(res.log).toContain(`the staged WAL stays in ${staging}`);
+    expect(readdirSync(staging).sort()).toEqual(['pgbacula-repo.json', 'wal']);
+    const at = { host: c.socketDir, port };
+    const [state] = await queryAt<{ rec: boolean }>(at, 'SELECT pg_is_in_recovery() AS rec');
+    expect(state!.rec).toBe(true);
+    expect(await ids(at)).toEqual(rows.slice(0, k + 1).map((r) => r.id));
+  });
+
   it('a non-empty pgdata_dir is refused before anything is received', async () => {
     const target = join(work, 'occupied');
     mkdirSync(target);

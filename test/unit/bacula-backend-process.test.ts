@@ -118,10 +118,22 @@ describe('pgbacula backend (process)', () => {
     expect(await c.exited).toMatchObject({ code: 0, stderr: '' });
   });
 
-  it('refuses physical modes under Bacula for now, clearly', async () => {
+  it('refuses the modes not built yet (pitr_block, cdp) under Bacula, clearly', async () => {
+    for (const mode of ['pitr_block', 'cdp']) {
+      const b = backend();
+      await prologue(b, [`mode=${mode}`]);
+      expect(describePacket(await b.next())).toMatch(new RegExp(`^A"E_PARAM_INVALID: mode=${mode} is not available through Bacula in this version`));
+      b.close();
+      expect(await b.exited).toMatchObject({ code: 0, stderr: '' });
+    }
+  });
+
+  it('mode pitr fails the start command with A when the server cannot be reached', async () => {
     const b = backend();
-    await prologue(b, ['mode=pitr']);
-    expect(describePacket(await b.next())).toMatch(/^A"E_PARAM_INVALID: mode=pitr is not available through Bacula in this version/);
+    await prologue(b, ['mode=pitr', 'host=127.0.0.1', 'port=1', 'connection_timeout=3']);
+    expect(describePacket(await b.next())).toBe('F');
+    b.cmd('BackupStart');
+    expect(describePacket(await b.next())).toMatch(/^A"E_CONNECTION: cannot connect to 127\.0\.0\.1:1 as \S+: nothing listens there \(ECONNREFUSED\)/);
     b.close();
     expect(await b.exited).toMatchObject({ code: 0, stderr: '' });
   });
