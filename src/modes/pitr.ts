@@ -12,7 +12,7 @@
  * shipped the primary switches to a new segment and we wait for it to reach the spool, so a job
  * holds the WAL up to its own start of shipping.
  */
-import { mkdir, open, readdir, rm, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ConnectionSettings } from '../config/connection.js';
 import { PgbaculaError } from '../errors.js';
@@ -28,6 +28,7 @@ import type { ItemSink } from '../pipeline/item.js';
 import { formatBytes, formatCount, type JobLog } from '../pipeline/job-log.js';
 import { createWorkerPool, workerCount, type WorkerPool } from '../pipeline/pool.js';
 import { PrefixedSink } from '../pipeline/prefixed-sink.js';
+import { registerScratch, removeScratch } from '../pipeline/scratch-dirs.js';
 import { newBackupId } from '../repo/layout.js';
 import { writeFileAtomic } from '../os/durable.js';
 import { parseLsn } from '../wal/lsn.js';
@@ -171,7 +172,7 @@ async function situation(s: PitrSettings, repl: ReplicationConnection): Promise<
  * On a primary: close the current segment (pg_switch_wal) and wait until the spool has it, so the
  * job ships WAL up to now. On a standby nothing can be switched: what the spool has is shipped.
  */
-async function switchAndAwait(s: PitrSettings, systemId: string, log: JobLog, signal: AbortSignal): Promise<void> {
+async function switchAndAwait(s: PitrSettings, systemId: string, segmentSize: number, log: JobLog, signal: AbortSignal): Promise<void> {
   const session = await openSession(s.connection, { applicationName: 'pgbacula pitr' });
   let segment: string;
   try {
@@ -179,12 +180,20 @@ async function switchAndAwait(s: PitrSettings, systemId: string, log: JobLog, si
       log.info('WAL: the server is a standby (no segment switch): shipping what the spool holds');
       return;
     }
-    segment = (await session.query<{ f: string }>('SELECT pg_walfile_name(pg_switch_wal()) AS f')).rows[0]!.f;
+    // Wait for the newest complete segment: the one before the segment now in use. The value
+    // pg_switch_wal returns is no guide — with no WAL since the last switch it does nothing and
+    // returns a position inside the segment in use (which is not complete).
+    await session.query('SELECT pg_switch_wal()');
+    const now = (await session.query<{ lsn: string; f: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn, pg_walfile_name(pg_current_wal_insert_lsn()) AS f')).rows[0]!;
+    const inUse = walSegmentNumber(parseLsn(now.lsn), segmentSize);
+    segment = walSegmentName(parseInt(now.f.slice(0, 8), 16), inUse - 1n, segmentSize);
   } finally {
     await session.end().catch(() => undefined);
   }
   const tli = segment.slice(0, 8);
   const deadline = Date.now() + s.archiveWaitMs;
+  let said = false;
+  const sayAfter = Date.now() + 5000;
   for (;;) {
     const present = await stat(join(s.spoolRoot, systemId, tli, segment)).then(() => true, () => false);
     if (present) return;
@@ -192,6 +201,10 @@ async function switchAndAwait(s: PitrSettings, systemId: string, log: JobLog, si
     if (Date.now() > deadline) {
       log.warning(`WAL segment ${segment} has not reached the spool ${s.spoolRoot} after ${Math.round(s.archiveWaitMs / 1000)} s: shipping what is there. Check archive_command = 'pgbacula wal-push %p' (or wal-receive) and pg_stat_archiver`);
       return;
+    }
+    if (!said && Date.now() > sayAfter) {
+      said = true;
+      log.info(`waiting for WAL segment ${segment} to reach the spool (up to ${Math.round(s.archiveWaitMs / 1000)} s)`);
     }
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -253,7 +266,7 @@ export async function runPitrJob(s: PitrSettings, job: PitrJob, sink: ItemSink, 
     if (job.level !== 'F') {
       // WAL up to now: close the current segment first, then judge the chain on what the spool has.
       if (!o.estimate) {
-        await switchAndAwait(s, server.systemId, log, o.signal);
+        await switchAndAwait(s, server.systemId, server.walSegmentSize, log, o.signal);
         listing = await listWalArchive(s.spoolRoot, server.systemId);
       }
       plan = planWalJob({ level: job.level, since: job.since, records, server, segments: listing.segments });
@@ -313,6 +326,8 @@ async function baseJob(s: PitrSettings, job: PitrJob, sit: Omit<Situation, 'clus
   const label = s.label === 'auto' ? `bacula_${job.jobId}` : s.label;
   const work = join(s.tmpdir, `pitr-${job.jobId}-${process.pid}`);
   await mkdir(work, { recursive: true, mode: 0o700 });
+  // Removed by every exit path, a cancel (SIGUSR1 ends the process) included.
+  registerScratch(work);
   try {
     const manifestPath = join(work, 'manifest.json');
     const result = await runBaseBackup({
@@ -337,7 +352,7 @@ async function baseJob(s: PitrSettings, job: PitrJob, sit: Omit<Situation, 'clus
     });
     const m = result.manifest;
     const S = sit.server.walSegmentSize;
-    await switchAndAwait(s, sit.server.systemId, log, o.signal);
+    await switchAndAwait(s, sit.server.systemId, sit.server.walSegmentSize, log, o.signal);
     const listing = await listWalArchive(s.spoolRoot, sit.server.systemId);
     const startSegno = walSegmentNumber(parseLsn(m.startLsn), S);
     const stopSegno = walSegmentNumber(parseLsn(m.stopLsn), S);
@@ -370,7 +385,7 @@ async function baseJob(s: PitrSettings, job: PitrJob, sit: Omit<Situation, 'clus
       shippedCount: wal.ship.length,
     };
   } finally {
-    await rm(work, { recursive: true, force: true });
+    removeScratch(work);
   }
 }
 

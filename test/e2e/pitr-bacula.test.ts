@@ -14,13 +14,13 @@
  * Needs scripts/setup.sh (Bacula build); a missing part fails the suite with its reason.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startCluster, type Cluster } from '../harness/cluster.js';
 import { serverUser } from '../harness/os-user.js';
-import { embeddedPgDir } from '../harness/pg-binaries.js';
+import { embeddedPgDir, type TestMajor } from '../harness/pg-binaries.js';
 import { registerForCleanup, testRoot } from '../harness/registry.js';
 import { amcheckAllIndexes, createStaticTables, digestAt, queryAt } from '../harness/verify-cluster.js';
 import { commitRows, type CommittedRow } from '../harness/workload.js';
@@ -29,16 +29,17 @@ import { ownedDir, until } from '../integration/wal-helpers.js';
 import { BaculaSite, findBaculaInstall, pluginLine, type JobResult } from './bacula-site.js';
 import { buildShimWithRealBackend } from './real-backend.js';
 
-const MAJOR = 16 as const;
+/** The oldest (recovery.conf, pg_start_backup) and the newest supported major. */
+const MAJORS = (process.env.PITR_BACULA_MAJORS ? process.env.PITR_BACULA_MAJORS.split(",").map(Number) : [10, 18]) as readonly TestMajor[];
 
 function between(a: CommittedRow, b: CommittedRow): string {
   return new Date((a.commitTime.getTime() + b.commitTime.getTime()) / 2).toISOString();
 }
 
-function stopServer(pgdata: string): void {
+function stopServer(major: number, pgdata: string): void {
   const u = serverUser();
   try {
-    execFileSync(join(embeddedPgDir(MAJOR), 'bin', 'pg_ctl'), ['-D', pgdata, '-m', 'immediate', '-w', 'stop'], { uid: u.uid, gid: u.gid, stdio: 'ignore' });
+    execFileSync(join(embeddedPgDir(major), 'bin', 'pg_ctl'), ['-D', pgdata, '-m', 'immediate', '-w', 'stop'], { uid: u.uid, gid: u.gid, stdio: 'ignore' });
   } catch {
     // not running
   }
@@ -49,7 +50,7 @@ function spoolSegments(spool: string, sysid: string): string[] {
   return existsSync(dir) ? readdirSync(dir).filter((n) => /^[0-9A-F]{24}$/.test(n)).sort() : [];
 }
 
-describe('mode pitr through real Bacula daemons (issue 5, acceptance 3 and 4)', () => {
+describe.each(MAJORS)('mode pitr of PostgreSQL %i through real Bacula daemons (issue 5, acceptance 3 and 4)', (MAJOR) => {
   const install = findBaculaInstall();
   let work: string;
   let site: BaculaSite;
@@ -71,10 +72,10 @@ describe('mode pitr through real Bacula daemons (issue 5, acceptance 3 and 4)', 
 
   beforeAll(async () => {
     if (!install) throw new Error('Bacula 15.0.3 is not built: run ./scripts/setup.sh (it runs scripts/bacula-build.sh)');
-    work = mkdtempSync(join(process.env.PGBACULA_TEST_ROOT ?? tmpdir(), 'pitr-bacula-'));
+    work = mkdtempSync(join(process.env.PGBACULA_TEST_ROOT ?? tmpdir(), `pitr-bacula-${MAJOR}-`));
     const shim = buildShimWithRealBackend(work, install);
-    spool = ownedDir('pitr-bacula-spool');
-    c = await startCluster({ major: MAJOR, name: 'pitr-bacula', settings: { archive_mode: 'on', archive_command: archiveCommandLine({ spool }) } });
+    spool = ownedDir(`pitr-bacula-spool-${MAJOR}`);
+    c = await startCluster({ major: MAJOR, name: `pitr-bacula-${MAJOR}`, settings: { archive_mode: 'on', archive_command: archiveCommandLine({ spool }) } });
     sysid = (await c.sql<{ id: string }>('SELECT system_identifier::text AS id FROM pg_control_system()'))[0]!.id;
     await createStaticTables(c, 2000);
     await commit(2);
@@ -99,7 +100,7 @@ describe('mode pitr through real Bacula daemons (issue 5, acceptance 3 and 4)', 
   }, 240_000);
 
   afterAll(async () => {
-    for (const t of restored) stopServer(t);
+    for (const t of restored) stopServer(MAJOR, t);
     await site?.stop();
     await c?.destroy();
     if (work) rmSync(work, { recursive: true, force: true });
@@ -119,7 +120,7 @@ describe('mode pitr through real Bacula daemons (issue 5, acceptance 3 and 4)', 
     const full = await site.runJob('pitr', 'Full');
     jobs.full = full;
     expect(full.status, full.log).toBe('T');
-    expect(full.log).toMatch(/pgbacula: starting pitr backup \(PG 16\.\d+ on /);
+    expect(full.log).toMatch(new RegExp(`pgbacula: starting pitr backup \\(PG ${MAJOR}\\.\\d+ on `));
     expect(full.log).toContain(`pgbacula: backup start label='bacula_${full.jobId}' lsn=`);
     expect(full.log).toMatch(/pgbacula: PGDATA walk: [\d,]+ files, [\d.]+ MiB/);
     expect(full.log).toMatch(/pgbacula: page checksums verified: [\d,]+ pages, 0 failures/);
@@ -164,14 +165,16 @@ describe('mode pitr through real Bacula daemons (issue 5, acceptance 3 and 4)', 
     const incr2 = await site.runJob('pitr', 'Incremental');
     jobs.incr2 = incr2;
     expect(incr2.status, incr2.log).toBe('T');
+    // each job found its switched segment in the spool at once (no 60 s wait, no warning)
+    for (const j of [full, incr, diff, incr2]) expect(j.log).not.toMatch(/has not reached the spool|waiting for WAL segment/);
     expect(incr2.log).toMatch(new RegExp(`pgbacula: Incremental: WAL since JobId ${diff.jobId} \\(WAL, through`));
-  });
+  }, 400_000);
 
   it('a restore of Full + Differential + Incremental with target_time recovers exactly the rows of that second into a new pgdata_dir', async () => {
     expect(jobs.incr2, 'the backup test ran').toBeDefined();
     // rows: 2 before the Full, 3 before the Incremental, 3 before the Differential, 3 before the last Incremental
     const k = 9; // rows[0..9] committed up to the target, rows[10] after it
-    const target = join(testRoot(), 'pitr-bacula-restored');
+    const target = join(testRoot(), `pitr-bacula-${MAJOR}-restored`);
     registerForCleanup({ pgdata: target, dir: target });
     restored.push(target);
     const port = await freePort();
@@ -198,7 +201,7 @@ describe('mode pitr through real Bacula daemons (issue 5, acceptance 3 and 4)', 
   it('target_xid with recovery_target_action=pause stops read-only after that transaction; the staged WAL stays for the paused server', async () => {
     expect(jobs.incr2, 'the backup test ran').toBeDefined();
     const k = 6;
-    const target = join(testRoot(), 'pitr-bacula-paused');
+    const target = join(testRoot(), `pitr-bacula-${MAJOR}-paused`);
     registerForCleanup({ pgdata: target, dir: target });
     restored.push(target);
     const port = await freePort();
@@ -256,5 +259,40 @@ describe('mode pitr through real Bacula daemons (issue 5, acceptance 3 and 4)', 
     const after = spoolSegments(spool, sysid);
     expect(after.length).toBeLessThan(before.length);
     expect(after.length).toBeGreaterThan(2);
+  });
+  it('a Full canceled while it waits for WAL leaves no chain record, no work directory and no slot; the next Incremental continues the last confirmed job', async () => {
+    expect(jobs.incr2, 'the backup test ran').toBeDefined();
+    const chain = join(spool, '.bacula-chain', `${sysid}.json`);
+    const recorded = (): number[] => (JSON.parse(readFileSync(chain, 'utf8')) as { records: Array<{ jobId: number }> }).records.map((r) => r.jobId);
+    const lastGood = Math.max(...recorded());
+    await c.sql("ALTER SYSTEM SET archive_command = '/bin/false'");
+    await c.sql('SELECT pg_reload_conf()');
+    let jobId = 0;
+    try {
+      const out = await site.bconsole('run job=pitr level=Full yes');
+      jobId = Number(/JobId=(\d+)/.exec(out)![1]);
+      // the base backup is done and the job waits for its switched segment, which cannot be archived
+      await until('the archiver fails on the switched segment', async () => {
+        const [a] = await c.sql<{ n: string; w: string | null }>('SELECT failed_count::text AS n, last_failed_wal AS w FROM pg_stat_archiver');
+        const [b] = await c.sql<{ n: string }>("SELECT count(*)::text AS n FROM pg_stat_activity WHERE application_name = 'pgbacula pitr'");
+        return Number(a!.n) > 0 && b!.n !== '0' && readdirSync(join(work, 'staging')).some((d) => d.startsWith(`pitr-${jobId}-`));
+      }, 120_000);
+      await site.bconsole(`cancel jobid=${jobId}\nyes`);
+      const run = await site.waitJob(jobId);
+      expect(run.status, run.log).toBe('A');
+      expect(run.log).not.toMatch(/Error closing backend|Backend reported error/);
+    } finally {
+      await c.sql('ALTER SYSTEM RESET archive_command');
+      await c.sql('SELECT pg_reload_conf()');
+    }
+    expect(recorded()).not.toContain(jobId);
+    await until('the work directory is gone', () => !readdirSync(join(work, 'staging')).some((d) => d.startsWith(`pitr-${jobId}-`)), 15_000);
+    await until('the temporary slot is gone', async () => (await c.sql<{ n: string }>('SELECT count(*)::text AS n FROM pg_replication_slots'))[0]!.n === '0', 15_000);
+    await until('no pgbacula session is left on the server', async () => (await c.sql<{ n: string }>("SELECT count(*)::text AS n FROM pg_stat_activity WHERE application_name LIKE 'pgbacula%'"))[0]!.n === '0', 15_000);
+
+    await commit(1);
+    const next = await site.runJob('pitr', 'Incremental');
+    expect(next.status, next.log).toBe('T');
+    expect(next.log).toMatch(new RegExp(`pgbacula: Incremental: WAL since JobId ${lastGood} `));
   });
 });
