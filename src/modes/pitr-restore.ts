@@ -212,6 +212,8 @@ export class PitrRestoreTarget implements RestoreTarget {
       log: this.log,
       progressIntervalMs: this.s.progressIntervalMs,
       describe: 'the restored Bacula jobs',
+      // The staging sits next to the target: files are moved into place, not written twice.
+      consume: true,
       onChosen: (m) => this.log.info(`base backup ${m.backupId} chosen (lsn ${m.startLsn}..${m.stopLsn}, ended ${m.stopTime}, PostgreSQL ${m.pgVersion})`),
     });
     this.log.info(

@@ -80,6 +80,8 @@ export interface RepoRestoreRequest {
   readonly describe?: string;
   /** Called with the chosen backup before anything is written (e.g. to log it). */
   readonly onChosen?: (m: BackupManifest) => void;
+  /** A staging repository: its files are moved into place rather than copied. */
+  readonly consume?: boolean;
 }
 
 export interface RepoRestoreResult extends RestoreSummary {
@@ -132,6 +134,7 @@ export async function restoreFromRepository(req: RepoRestoreRequest): Promise<Re
       ...(restoreAsStandby ? { standby: { primaryConninfo: getString(params, 'primary_conninfo')! } } : {}),
       ...(archived ? { archiveRestoreCommand: restoreCommandLine({ repo }) } : {}),
       archiveAfterRestore: getBool(params, 'archive_after_restore'),
+      ...(req.consume ? { consumeRepository: true } : {}),
     });
     const s = await job.run();
     return { ...s, manifest };

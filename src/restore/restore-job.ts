@@ -43,6 +43,8 @@ export interface RestoreRequest {
   readonly archiveRestoreCommand?: string;
   /** Keep the source's archive_mode/archive_command (default: archiving off in the copy). */
   readonly archiveAfterRestore?: boolean;
+  /** The repository is a staging copy this restore may consume (files moved, not copied). */
+  readonly consumeRepository?: boolean;
 }
 
 export interface RestoreSummary {
@@ -147,7 +149,8 @@ export class RestoreJob {
     }
     const needed = m.files.reduce((s, f) => s + f.size, 0);
     const free = freeBytes(pgdataDir);
-    if (free < needed * 1.05) {
+    // A staging repository next to the target is moved into place: no space beyond what it holds.
+    if (!this.req.consumeRepository && free < needed * 1.05) {
       throw new PgbaculaError('RESTORE_PRECHECK', `not enough space for ${pgdataDir}: ${formatBytes(needed)} needed, ${formatBytes(free)} free`, { hint: 'Free space or choose another target.' });
     }
     this.owner = resolveOwner(pgdataDir);
@@ -227,6 +230,7 @@ export class RestoreJob {
           uid: owner.uid,
           gid: owner.gid,
           label: f.path,
+          ...(this.req.consumeRepository ? { move: true } : {}),
         };
         return { bytes: Math.min(f.size, m.rangeSize), start: async () => ({ f, r: (await pool.run(task, { name: 'restoreFile' })) as RestoreFileResult }) };
       });
