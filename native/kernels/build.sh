@@ -37,6 +37,8 @@ while (($#)); do
 done
 
 SRC=$HERE/kernels.c
+# page_verify.c: page checksums on native threads (verify --pgdata)
+SRCS=("$HERE/kernels.c" "$HERE/page_verify.c")
 TARGET=$OUT/pgbacula_kernels.node
 STAMP=$OUT/pgbacula_kernels.cmd
 CC=${CC:-cc}
@@ -68,10 +70,10 @@ NODE_INC=$(find_node_api_include) \
 
 CFLAGS=(-std=c11 -O3 -fPIC -fvisibility=hidden -Wall -Wextra -Wno-unused-parameter -I"$NODE_INC")
 LDFLAGS=(-shared -Wl,-z,relro,-z,now -Wl,--as-needed)
-LIBS=(-llz4 -lxxhash)
-COMMAND="$CC ${CFLAGS[*]} $SRC -o $TARGET ${LDFLAGS[*]} ${LIBS[*]}"
+LIBS=(-llz4 -lxxhash -lpthread)
+COMMAND="$CC ${CFLAGS[*]} ${SRCS[*]} -o $TARGET ${LDFLAGS[*]} ${LIBS[*]}"
 
-if [[ $FORCE == 0 && -f $TARGET && -f $STAMP && $TARGET -nt $SRC && $TARGET -nt ${BASH_SOURCE[0]} ]] \
+if [[ $FORCE == 0 && -f $TARGET && -f $STAMP && $TARGET -nt $SRC && $TARGET -nt $HERE/page_verify.c && $TARGET -nt $HERE/page_verify.h && $TARGET -nt ${BASH_SOURCE[0]} ]] \
   && [[ $(cat "$STAMP") == "$COMMAND" ]]; then
   say "up to date: $TARGET"
   exit 0
@@ -86,7 +88,7 @@ done
 mkdir -p "$OUT"
 TMP=$(mktemp "$OUT/.pgbacula_kernels.XXXXXX")
 trap 'rm -f "$TMP"' EXIT
-"$CC" "${CFLAGS[@]}" "$SRC" -o "$TMP" "${LDFLAGS[@]}" "${LIBS[@]}"
+"$CC" "${CFLAGS[@]}" "${SRCS[@]}" -o "$TMP" "${LDFLAGS[@]}" "${LIBS[@]}"
 # Prove it loads (all symbols resolve, the module registers) before it replaces a working one.
 node -e 'const m = { exports: {} }; process.dlopen(m, process.argv[1]); if (m.exports.abiVersion !== 1) throw new Error("abiVersion " + m.exports.abiVersion)' "$TMP" \
   || die "the built addon does not load in node"

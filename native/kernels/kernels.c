@@ -26,7 +26,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <errno.h>
 #include <lz4.h>
+#include "page_verify.h"
 
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t / XXH64_state_t layouts, for caller-owned states */
 #include <xxhash.h>
@@ -551,6 +553,199 @@ static napi_value xxh32_digest(napi_env env, napi_callback_info info) {
   return make_u32(env, XXH32_digest(state));
 }
 
+/* ---- page checksums ---------------------------------------------------------------------------- */
+
+/* pageChecksum(page, blkno): what PostgreSQL stores in pd_checksum for this page as block blkno. */
+static napi_value page_checksum(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 2) {
+    throw_type_error(env, "pageChecksum(page, blkno) needs two arguments");
+    return NULL;
+  }
+  uint8_t *page = NULL;
+  size_t length = 0;
+  uint32_t blkno = 0;
+  if (!get_bytes(env, argv[0], "page", &page, &length)) return NULL;
+  if (!get_optional_u32(env, argv[1], "blkno", 0, &blkno)) return NULL;
+  if (length == 0 || length % 128 != 0 || length > 32768 || ((uintptr_t)page & 3) != 0) {
+    throw_range_error(env, "page must be a 4-byte aligned block of 128-byte rows (at most 32 KiB)");
+    return NULL;
+  }
+  return make_u32(env, pgb_page_checksum(page, (uint32_t)length, blkno));
+}
+
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  pgb_verify_job job;
+  int rc;
+} verify_call_t;
+
+static void verify_call_free(verify_call_t *call) {
+  if (call == NULL) return;
+  for (uint32_t i = 0; i < call->job.path_count; i++) free(call->job.paths[i]);
+  free(call->job.paths);
+  free(call->job.ranges);
+  pthread_mutex_destroy(&call->job.lock);
+  free(call);
+}
+
+static void verify_execute(napi_env env, void *data) {
+  verify_call_t *call = data;
+  call->rc = pgb_verify_run(&call->job);
+}
+
+static napi_value make_f64(napi_env env, double value) {
+  napi_value out = NULL;
+  napi_create_double(env, value, &out);
+  return out;
+}
+
+static void verify_complete(napi_env env, napi_status status, void *data) {
+  verify_call_t *call = data;
+  napi_value result = NULL;
+  if (status != napi_ok || call->rc != 0) {
+    napi_value message = NULL;
+    char text[128];
+    snprintf(text, sizeof text, "pgbacula kernels: verifyRanges failed (%s)", call->rc != 0 ? strerror(call->rc) : "the work was cancelled");
+    napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &message);
+    napi_value error = NULL;
+    napi_create_error(env, NULL, message, &error);
+    napi_reject_deferred(env, call->deferred, error);
+  } else {
+    pgb_verify_job *job = &call->job;
+    napi_create_object(env, &result);
+    napi_set_named_property(env, result, "pages", make_f64(env, (double)job->totals.pages));
+    napi_set_named_property(env, result, "newPages", make_f64(env, (double)job->totals.new_pages));
+    napi_set_named_property(env, result, "tornPages", make_f64(env, (double)job->totals.torn_pages));
+    napi_set_named_property(env, result, "bytes", make_f64(env, (double)job->totals.bytes));
+    napi_set_named_property(env, result, "failuresDropped", make_u32(env, job->failures_dropped));
+    napi_value failures = NULL;
+    napi_create_array_with_length(env, job->failure_count, &failures);
+    for (uint32_t i = 0; i < job->failure_count; i++) {
+      napi_value f = NULL;
+      napi_create_object(env, &f);
+      napi_set_named_property(env, f, "file", make_u32(env, job->failures[i].file));
+      napi_set_named_property(env, f, "blkno", make_u32(env, job->failures[i].blkno));
+      napi_set_named_property(env, f, "stored", make_u32(env, job->failures[i].stored));
+      napi_set_named_property(env, f, "computed", make_u32(env, job->failures[i].computed));
+      napi_set_element(env, failures, i, f);
+    }
+    napi_set_named_property(env, result, "failures", failures);
+    napi_value problems = NULL;
+    napi_create_array_with_length(env, job->problem_count, &problems);
+    for (uint32_t i = 0; i < job->problem_count; i++) {
+      napi_value p = NULL, code = NULL, vanished = NULL;
+      napi_create_object(env, &p);
+      napi_set_named_property(env, p, "file", make_u32(env, job->problems[i].file));
+      napi_create_string_utf8(env, strerror(job->problems[i].err), NAPI_AUTO_LENGTH, &code);
+      napi_set_named_property(env, p, "error", code);
+      napi_get_boolean(env, job->problems[i].vanished != 0, &vanished);
+      napi_set_named_property(env, p, "vanished", vanished);
+      napi_set_element(env, problems, i, p);
+    }
+    napi_set_named_property(env, result, "problems", problems);
+    napi_resolve_deferred(env, call->deferred, result);
+  }
+  napi_delete_async_work(env, call->work);
+  verify_call_free(call);
+}
+
+/*
+ * verifyRanges(paths, ranges, blockSize, threads) → Promise<{pages, newPages, tornPages, bytes,
+ * failures: [{file, blkno, stored, computed}], failuresDropped, problems: [{file, error, vanished}]}>
+ * `ranges`: Float64Array of (file index, first block number of the file, offset, length) quads.
+ * Runs off the JS thread; the JS thread stays free for progress and signals.
+ */
+static napi_value verify_ranges(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 4) {
+    throw_type_error(env, "verifyRanges(paths, ranges, blockSize, threads) needs four arguments");
+    return NULL;
+  }
+  bool is_array = false;
+  CHECK_NAPI(napi_is_array(env, argv[0], &is_array));
+  if (!is_array) {
+    throw_type_error(env, "paths must be an array of strings");
+    return NULL;
+  }
+  uint32_t block_size = 0, threads = 0;
+  if (!get_optional_u32(env, argv[2], "blockSize", 8192, &block_size)) return NULL;
+  if (!get_optional_u32(env, argv[3], "threads", 1, &threads)) return NULL;
+  if (block_size < 1024 || block_size > 32768 || (block_size & (block_size - 1)) != 0) {
+    throw_range_error(env, "blockSize must be a power of two from 1024 to 32768");
+    return NULL;
+  }
+  bool is_typedarray = false;
+  napi_typedarray_type type;
+  size_t count = 0;
+  void *raw = NULL;
+  CHECK_NAPI(napi_is_typedarray(env, argv[1], &is_typedarray));
+  if (!is_typedarray || napi_get_typedarray_info(env, argv[1], &type, &count, &raw, NULL, NULL) != napi_ok || type != napi_float64_array || count % 4 != 0) {
+    throw_type_error(env, "ranges must be a Float64Array of (file, firstBlkno, offset, length) quads");
+    return NULL;
+  }
+  verify_call_t *call = calloc(1, sizeof *call);
+  if (call == NULL) {
+    throw_error(env, "ERR_PGBACULA_KERNELS", "pgbacula kernels: out of memory");
+    return NULL;
+  }
+  pthread_mutex_init(&call->job.lock, NULL);
+  uint32_t path_count = 0;
+  CHECK_NAPI(napi_get_array_length(env, argv[0], &path_count));
+  call->job.paths = calloc(path_count == 0 ? 1 : path_count, sizeof(char *));
+  call->job.ranges = calloc(count / 4 == 0 ? 1 : count / 4, sizeof(pgb_verify_range));
+  if (call->job.paths == NULL || call->job.ranges == NULL) {
+    verify_call_free(call);
+    throw_error(env, "ERR_PGBACULA_KERNELS", "pgbacula kernels: out of memory");
+    return NULL;
+  }
+  call->job.path_count = path_count;
+  for (uint32_t i = 0; i < path_count; i++) {
+    napi_value element = NULL;
+    size_t length = 0;
+    if (napi_get_element(env, argv[0], i, &element) != napi_ok || napi_get_value_string_utf8(env, element, NULL, 0, &length) != napi_ok) {
+      verify_call_free(call);
+      throw_type_error(env, "paths must be an array of strings");
+      return NULL;
+    }
+    call->job.paths[i] = malloc(length + 1);
+    if (call->job.paths[i] == NULL) {
+      verify_call_free(call);
+      throw_error(env, "ERR_PGBACULA_KERNELS", "pgbacula kernels: out of memory");
+      return NULL;
+    }
+    napi_get_value_string_utf8(env, element, call->job.paths[i], length + 1, &length);
+  }
+  const double *quads = raw;
+  call->job.range_count = (uint32_t)(count / 4);
+  for (uint32_t i = 0; i < call->job.range_count; i++) {
+    double file = quads[4 * i], first = quads[4 * i + 1], offset = quads[4 * i + 2], length = quads[4 * i + 3];
+    if (file < 0 || file >= path_count || first < 0 || first > 4294967294.0 || offset < 0 || length < 0 || (uint64_t)offset % block_size != 0) {
+      verify_call_free(call);
+      throw_range_error(env, "a range names no file, or its offset is not a block boundary");
+      return NULL;
+    }
+    call->job.ranges[i] = (pgb_verify_range){(uint32_t)file, (uint32_t)first, (uint64_t)offset, (uint64_t)length};
+  }
+  call->job.block_size = block_size;
+  call->job.threads = threads;
+  napi_value promise = NULL, name = NULL;
+  CHECK_NAPI(napi_create_promise(env, &call->deferred, &promise));
+  CHECK_NAPI(napi_create_string_utf8(env, "pgbacula.verifyRanges", NAPI_AUTO_LENGTH, &name));
+  if (napi_create_async_work(env, NULL, name, verify_execute, verify_complete, call, &call->work) != napi_ok ||
+      napi_queue_async_work(env, call->work) != napi_ok) {
+    verify_call_free(call);
+    throw_last_error(env, "napi_queue_async_work");
+    return NULL;
+  }
+  return promise;
+}
+
 /* ---- module ---------------------------------------------------------------------------------- */
 
 static bool set_u32(napi_env env, napi_value exports, const char *name, uint32_t value) {
@@ -593,6 +788,8 @@ NAPI_MODULE_INIT() {
       {"xxh32Init", NULL, xxh32_init, NULL, NULL, NULL, napi_enumerable, NULL},
       {"xxh32Update", NULL, xxh32_update, NULL, NULL, NULL, napi_enumerable, NULL},
       {"xxh32Digest", NULL, xxh32_digest, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"pageChecksum", NULL, page_checksum, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"verifyRanges", NULL, verify_ranges, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions) != napi_ok) {
     throw_last_error(env, "napi_define_properties");

@@ -4,6 +4,8 @@ import { BLOCKS_PER_SEGMENT, carriesPageChecksums, parseRelationFileName } from 
 import { walkedEntries, type WalkedDir } from '../../workers/walk-dir.js';
 import { decideEntry, walSubdirectories } from './exclusions.js';
 import type { WorkerPool } from './pool.js';
+import { valueSymbol } from 'piscina';
+import { walkDir } from '../../workers/walk-dir.js';
 
 /** One file, directory or link of the backup plan, in the order it will be emitted. */
 export interface PlanEntry {
@@ -79,7 +81,7 @@ interface DirJob {
  * the server's exclusion rules, and return the plan sorted by backup path with
  * global/pg_control last (spec §1.8 rule 7: a standby backup's end point comes from it).
  */
-export async function planCluster(pool: WorkerPool, pgdata: string, major: number, excludeTablespaces: readonly string[] = []): Promise<ClusterPlan> {
+export async function planCluster(pool: Pick<WorkerPool, 'run'> & { options: { maxThreads: number } }, pgdata: string, major: number, excludeTablespaces: readonly string[] = []): Promise<ClusterPlan> {
   // Entries by the backup path of the directory holding them; assembled depth-first at the end.
   const children = new Map<string, WalkedPlanEntry[]>();
   const tablespaces: TablespaceLink[] = [];
@@ -187,4 +189,18 @@ export async function planCluster(pool: WorkerPool, pgdata: string, major: numbe
   for (const ts of [...tablespaces].sort((a, b) => Number(a.oid) - Number(b.oid))) visit(`tablespaces/${ts.oid}`);
   if (pgControl) entries.push(pgControl);
   return { entries, tablespaces, totalBytes, fileCount, excluded };
+}
+
+/**
+ * Walks directories on the calling thread: for a short-lived command that would spend longer
+ * starting worker threads than walking (verify --pgdata on a native verifier).
+ */
+export function inlineWalker(): Pick<WorkerPool, 'run'> & { options: { maxThreads: number } } {
+  return {
+    options: { maxThreads: 1 },
+    run: async (task: unknown) => {
+      const moved = walkDir(task as { absDir: string }) as { [valueSymbol]?: unknown };
+      return moved[valueSymbol] ?? moved;
+    },
+  } as unknown as Pick<WorkerPool, 'run'> & { options: { maxThreads: number } };
 }

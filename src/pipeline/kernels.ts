@@ -97,6 +97,26 @@ interface NativeAddon {
   xxh32Init(state: Uint8Array, seed?: number): void;
   xxh32Update(state: Uint8Array, data: Uint8Array): void;
   xxh32Digest(state: Uint8Array): number;
+  /** Present in addons built with page_verify.c. */
+  pageChecksum?(page: Uint8Array, blkno: number): number;
+  verifyRanges?(paths: readonly string[], ranges: Float64Array, blockSize: number, threads: number): Promise<NativeVerifyResult>;
+}
+
+/** What the addon's verifyRanges reports (native/kernels/page_verify.c). */
+export interface NativeVerifyResult {
+  readonly pages: number;
+  readonly newPages: number;
+  readonly tornPages: number;
+  readonly bytes: number;
+  readonly failures: ReadonlyArray<{ readonly file: number; readonly blkno: number; readonly stored: number; readonly computed: number }>;
+  readonly failuresDropped: number;
+  readonly problems: ReadonlyArray<{ readonly file: number; readonly error: string; readonly vanished: boolean }>;
+}
+
+/** Page checksums of relation files on native threads, off the JS thread. */
+export interface NativePageVerifier {
+  pageChecksum(page: Uint8Array, blkno: number): number;
+  verifyRanges(paths: readonly string[], ranges: Float64Array, blockSize: number, threads: number): Promise<NativeVerifyResult>;
 }
 
 const require = createRequire(import.meta.url);
@@ -306,6 +326,18 @@ export function kernelModeFromEnv(env: NodeJS.ProcessEnv = process.env): KernelM
 }
 
 const loaded = new Map<KernelMode, Kernels>();
+
+/**
+ * The addon's page verifier, when the kernel mode allows the addon and it was built with one;
+ * undefined otherwise (callers use the worker pipeline then).
+ */
+export function nativePageVerifier(mode: KernelMode = kernelModeFromEnv()): NativePageVerifier | undefined {
+  if (mode === 'fallback') return undefined;
+  const native = loadNativeAddon();
+  if (!native.ok || typeof native.addon.verifyRanges !== 'function' || typeof native.addon.pageChecksum !== 'function') return undefined;
+  const addon = native.addon;
+  return { pageChecksum: (page, blkno) => addon.pageChecksum!(page, blkno), verifyRanges: (p, r, b, t) => addon.verifyRanges!(p, r, b, t) };
+}
 
 /**
  * The kernels of this thread, loaded once per mode: the native addon when it loads (mode `auto`,

@@ -208,6 +208,10 @@ describe('page checksum failures and damaged backups (PostgreSQL 15)', () => {
     const v = await runCli(['verify', '--pgdata', c.pgdata]);
     expect(v.code).toBe(4);
     expect(v.stdout).toContain(`checksum failure: ${path} (main fork) block 3`);
+    // the worker pipeline (no native addon) finds the same page, with the same words
+    const viaWorkers = await runCli(['verify', '--pgdata', c.pgdata], { PGBACULA_KERNELS: 'fallback' });
+    expect(viaWorkers.code).toBe(4);
+    expect(viaWorkers.stdout.split('\n').filter((l) => l.includes('checksum failure'))).toEqual(v.stdout.split('\n').filter((l) => l.includes('checksum failure')));
     // pg_checksums agrees (offline).
     await c.stop();
     let pgChecksums = '';
@@ -248,7 +252,8 @@ describe('no false positive under heavy concurrent writes (pgbench, PostgreSQL 1
         const b = await runCli(['backup', '--repo', join(testRoot(), 'repo-torn'), ...conn(c), '--json'], quiet);
         expect(b.code, b.stderr).toBe(0);
         expect(JSON.parse(b.stdout).manifest.checksumFailures).toBe(0);
-        const v = await runCli(['verify', '--pgdata', c.pgdata, '--json']);
+        // native threads and the worker pipeline in turn
+        const v = await runCli(['verify', '--pgdata', c.pgdata, '--json'], i === 1 ? { PGBACULA_KERNELS: 'fallback' } : {});
         expect(v.code, v.stdout).toBe(0);
         expect(JSON.parse(v.stdout).pagesChecked).toBeGreaterThan(1000);
       }
