@@ -17,11 +17,10 @@ import type { ItemProducer, JobContext, JobFactory, PluginJob, QueryAnswer } fro
 import { levelName } from '../bacula/job-info.js';
 import { findClientTools } from '../pg/client-tools.js';
 import { openSession } from '../pg/session.js';
-import { stopAllTools } from '../pg/tool-process.js';
 import type { RestoreTarget } from '../pipeline/restore-target.js';
-import { removeAllScratchNow } from '../pipeline/scratch-dirs.js';
 import { encodeName } from '../modes/dump-layout.js';
-import { FileRestoreTarget, ServerRestoreTarget } from '../modes/dump-restore.js';
+import { ServerRestoreTarget } from '../modes/dump-restore.js';
+import { filesRestoreTarget, releaseJobResources } from './backend-common.js';
 import { dumpSettings } from '../modes/dump-settings.js';
 import { planDump, runDump } from '../modes/dump.js';
 import { PitrPluginJob } from './backend-pitr.js';
@@ -172,12 +171,8 @@ class DumpPluginJob implements PluginJob {
     for (const name of PHYSICAL_RESTORE_ONLY) {
       if (this.params.has(name)) this.ctx.log.warning(`${name}=${formatParamValue(this.params.get(name)!)} applies to physical restores; ignored for a dump restore`);
     }
-    const toFiles = (job.regexWhere !== undefined && job.regexWhere !== '') || (job.where !== undefined && job.where !== '' && job.where !== '/');
-    if (toFiles) {
-      const where = job.regexWhere ? `regexwhere ${job.regexWhere}` : job.where!;
-      this.ctx.log.info(`restoring the dump files under ${where} (where= set: no database is touched)`);
-      return new FileRestoreTarget({ where, replace: job.replace ?? 'a' }, this.ctx.log);
-    }
+    const files = filesRestoreTarget(this.ctx, 'dump files', 'no database is touched');
+    if (files) return files;
     const target = new ServerRestoreTarget(
       {
         connection: resolveConnection(this.params, this.settings.env),
@@ -202,7 +197,6 @@ class DumpPluginJob implements PluginJob {
     if (this.disposed) return;
     this.disposed = true;
     this.restoreTarget?.dispose();
-    await stopAllTools();
-    removeAllScratchNow();
+    await releaseJobResources();
   }
 }

@@ -8,14 +8,12 @@ import { getBool, getInt, getList, getString, mergeParams, type ParamMap } from 
 import { formatParamValue } from '../config/values.js';
 import { PgbaculaError } from '../errors.js';
 import type { ItemProducer, JobContext, PluginJob, QueryAnswer } from '../bacula/conversation.js';
-import { FileRestoreTarget } from '../modes/dump-restore.js';
 import { encodeName } from '../modes/dump-layout.js';
 import { runPitrJob, type PitrSettings } from '../modes/pitr.js';
 import { PitrRestoreTarget } from '../modes/pitr-restore.js';
 import { openSession } from '../pg/session.js';
-import { stopAllTools } from '../pg/tool-process.js';
 import type { RestoreTarget } from '../pipeline/restore-target.js';
-import { removeAllScratchNow } from '../pipeline/scratch-dirs.js';
+import { filesRestoreTarget, releaseJobResources } from './backend-common.js';
 import type { BackendSettings } from './backend-jobs.js';
 
 /** Parameters that mean something for dump modes only. */
@@ -107,12 +105,8 @@ export class PitrPluginJob implements PluginJob {
 
   async prepareRestore(): Promise<RestoreTarget> {
     const job = this.ctx.job;
-    const toFiles = (job.regexWhere !== undefined && job.regexWhere !== '') || (job.where !== undefined && job.where !== '' && job.where !== '/');
-    if (toFiles) {
-      const where = job.regexWhere ? `regexwhere ${job.regexWhere}` : job.where!;
-      this.ctx.log.info(`restoring the pitr files under ${where} (where= set: no server is touched)`);
-      return new FileRestoreTarget({ where, replace: job.replace ?? 'a' }, this.ctx.log);
-    }
+    const files = filesRestoreTarget(this.ctx, 'pitr files', 'no server is touched');
+    if (files) return files;
     const target = new PitrRestoreTarget({ params: this.params, jobId: job.jobId, progressIntervalMs: this.settings.progressIntervalMs }, this.ctx.log);
     await target.prepare();
     this.restoreTarget = target;
@@ -123,7 +117,6 @@ export class PitrPluginJob implements PluginJob {
     if (this.disposed) return;
     this.disposed = true;
     this.restoreTarget?.dispose();
-    await stopAllTools();
-    removeAllScratchNow();
+    await releaseJobResources();
   }
 }

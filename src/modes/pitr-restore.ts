@@ -78,7 +78,6 @@ export class PitrRestoreTarget implements RestoreTarget {
   private readonly backupIds = new Set<string>();
   private files = 0;
   private bytes = 0;
-  private ignored = 0;
 
   constructor(
     private readonly s: PitrRestoreSettings,
@@ -120,7 +119,6 @@ export class PitrRestoreTarget implements RestoreTarget {
       });
     }
     if (placement.kind === 'ignore') {
-      this.ignored++;
       this.current = { placement, fh: undefined, tmp: undefined, bytes: 0 };
       return 'restore';
     }
