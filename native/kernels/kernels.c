@@ -622,6 +622,7 @@ static void verify_complete(napi_env env, napi_status status, void *data) {
     napi_set_named_property(env, result, "tornPages", make_f64(env, (double)job->totals.torn_pages));
     napi_set_named_property(env, result, "bytes", make_f64(env, (double)job->totals.bytes));
     napi_set_named_property(env, result, "failuresDropped", make_u32(env, job->failures_dropped));
+    napi_set_named_property(env, result, "problemsDropped", make_u32(env, job->problems_dropped));
     napi_value failures = NULL;
     napi_create_array_with_length(env, job->failure_count, &failures);
     for (uint32_t i = 0; i < job->failure_count; i++) {
@@ -696,7 +697,11 @@ static napi_value verify_ranges(napi_env env, napi_callback_info info) {
   }
   pthread_mutex_init(&call->job.lock, NULL);
   uint32_t path_count = 0;
-  CHECK_NAPI(napi_get_array_length(env, argv[0], &path_count));
+  if (napi_get_array_length(env, argv[0], &path_count) != napi_ok) {
+    verify_call_free(call);
+    throw_last_error(env, "napi_get_array_length");
+    return NULL;
+  }
   call->job.paths = calloc(path_count == 0 ? 1 : path_count, sizeof(char *));
   call->job.ranges = calloc(count / 4 == 0 ? 1 : count / 4, sizeof(pgb_verify_range));
   if (call->job.paths == NULL || call->job.ranges == NULL) {
@@ -725,7 +730,9 @@ static napi_value verify_ranges(napi_env env, napi_callback_info info) {
   call->job.range_count = (uint32_t)(count / 4);
   for (uint32_t i = 0; i < call->job.range_count; i++) {
     double file = quads[4 * i], first = quads[4 * i + 1], offset = quads[4 * i + 2], length = quads[4 * i + 3];
-    if (file < 0 || file >= path_count || first < 0 || first > 4294967294.0 || offset < 0 || length < 0 || (uint64_t)offset % block_size != 0) {
+    /* Written so that NaN fails every test. */
+    if (!(file >= 0 && file < path_count && first >= 0 && first <= 4294967294.0 && offset >= 0 && offset < 9.0e15 && length >= 0 && length < 9.0e15) ||
+        (uint64_t)offset % block_size != 0) {
       verify_call_free(call);
       throw_range_error(env, "a range names no file, or its offset is not a block boundary");
       return NULL;
@@ -735,13 +742,27 @@ static napi_value verify_ranges(napi_env env, napi_callback_info info) {
   call->job.block_size = block_size;
   call->job.threads = threads;
   napi_value promise = NULL, name = NULL;
-  CHECK_NAPI(napi_create_promise(env, &call->deferred, &promise));
-  CHECK_NAPI(napi_create_string_utf8(env, "pgbacula.verifyRanges", NAPI_AUTO_LENGTH, &name));
-  if (napi_create_async_work(env, NULL, name, verify_execute, verify_complete, call, &call->work) != napi_ok ||
-      napi_queue_async_work(env, call->work) != napi_ok) {
+  if (napi_create_promise(env, &call->deferred, &promise) != napi_ok) {
     verify_call_free(call);
-    throw_last_error(env, "napi_queue_async_work");
+    throw_last_error(env, "napi_create_promise");
     return NULL;
+  }
+  if (napi_create_string_utf8(env, "pgbacula.verifyRanges", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_async_work(env, NULL, name, verify_execute, verify_complete, call, &call->work) != napi_ok) {
+    napi_value message = NULL, error = NULL;
+    napi_create_string_utf8(env, "pgbacula kernels: verifyRanges could not be queued", NAPI_AUTO_LENGTH, &message);
+    napi_create_error(env, NULL, message, &error);
+    napi_reject_deferred(env, call->deferred, error);
+    verify_call_free(call);
+    return promise;
+  }
+  if (napi_queue_async_work(env, call->work) != napi_ok) {
+    napi_value message = NULL, error = NULL;
+    napi_create_string_utf8(env, "pgbacula kernels: verifyRanges could not be queued", NAPI_AUTO_LENGTH, &message);
+    napi_create_error(env, NULL, message, &error);
+    napi_reject_deferred(env, call->deferred, error);
+    napi_delete_async_work(env, call->work);
+    verify_call_free(call);
   }
   return promise;
 }

@@ -105,6 +105,8 @@ static void add_problem(pgb_verify_job *job, uint32_t file, int err, int vanishe
     job->problems[job->problem_count].err = err;
     job->problems[job->problem_count].vanished = vanished;
     job->problem_count++;
+  } else {
+    job->problems_dropped++;
   }
   pthread_mutex_unlock(&job->lock);
 }

@@ -52,6 +52,7 @@ typedef struct {
   uint32_t failures_dropped;
   pgb_verify_problem problems[PGB_MAX_PROBLEMS];
   uint32_t problem_count;
+  uint32_t problems_dropped;
 } pgb_verify_job;
 
 uint16_t pgb_page_checksum(const uint8_t *page, uint32_t block_size, uint32_t blkno);

@@ -307,7 +307,7 @@ export class Conversation {
       target = await this.pj.prepareRestore();
     } catch (e) {
       const err = asPgbaculaError(e);
-      if (err.code === 'CANCELLED' || err.code === 'INTERNAL') throw e;
+      if (err.code === 'CANCELLED') throw e;
       target = new RefusedRestoreTarget(err);
     }
     await this.send(EOD); // never PIPE: vestigial in 15.0.3 (§3.4)

@@ -80,33 +80,46 @@ async function verifyPgdataNative(ctx: CommandContext, pgdata: string, major: nu
   let newPages = 0;
   let tornPages = 0;
   let vanished = 0;
+  let unlisted = 0;
   try {
-    const paths = relationFiles.map((e) => e.absPath);
+    // Each call gets only its own files (renumbered): a multi-terabyte cluster makes many calls.
+    let batchPaths: string[] = [];
+    let batchIndex: number[] = [];
     let batch: number[] = [];
     let batchBytes = 0;
     const flush = async (): Promise<void> => {
       if (batch.length === 0) return;
-      const r = await native.verifyRanges(paths, Float64Array.from(batch), BLCKSZ, threads);
+      const r = await native.verifyRanges(batchPaths, Float64Array.from(batch), BLCKSZ, threads);
       pagesChecked += r.pages;
       newPages += r.newPages;
       tornPages += r.tornPages;
-      for (const f of r.failures) failures.push({ path: relationFiles[f.file]!.path, blkno: f.blkno, stored: f.stored, computed: f.computed });
-      for (const p of r.problems) {
-        if (p.vanished) vanished++;
-        else throw new PgbaculaError('IO', `cannot read ${paths[p.file]}: ${p.error}`, { hint: 'Run verify as root or as the data directory\'s owner.' });
+      unlisted += r.failuresDropped;
+      for (const f of r.failures) failures.push({ path: relationFiles[batchIndex[f.file]!]!.path, blkno: f.blkno, stored: f.stored, computed: f.computed });
+      const unreadable = r.problems.filter((p) => !p.vanished);
+      vanished += r.problems.length - unreadable.length;
+      if (unreadable.length > 0 || r.problemsDropped > 0) {
+        const p = unreadable[0];
+        throw new PgbaculaError('IO', `${unreadable.length + r.problemsDropped} relation files could not be read${p ? `, first ${batchPaths[p.file]}: ${p.error}` : ''}`, {
+          hint: 'Permission denied: run verify as root or as the data directory\'s owner. An I/O error is itself a finding: the disk or file system holding the file needs a look.',
+        });
       }
       progress.add(batchBytes);
+      batchPaths = [];
+      batchIndex = [];
       batch = [];
       batchBytes = 0;
     };
     for (let i = 0; i < relationFiles.length; i++) {
       const e = relationFiles[i]!;
+      const local = batchPaths.length;
+      batchPaths.push(e.absPath);
+      batchIndex.push(i);
       for (let off = 0; off < e.size; off += NATIVE_RANGE_BYTES) {
         const len = Math.min(NATIVE_RANGE_BYTES, e.size - off);
-        batch.push(i, e.firstBlock, off, len);
+        batch.push(local, e.firstBlock, off, len);
         batchBytes += len;
-        if (batchBytes >= NATIVE_BATCH_BYTES) await flush();
       }
+      if (batchBytes >= NATIVE_BATCH_BYTES) await flush();
     }
     await flush();
   } finally {
@@ -116,15 +129,16 @@ async function verifyPgdataNative(ctx: CommandContext, pgdata: string, major: nu
   const seconds = (Date.now() - t0) / 1000;
   const lines = [
     `verified ${formatCount(pagesChecked)} pages in ${formatCount(relationFiles.length)} relation files (${formatBytes(total)}) in ${seconds.toFixed(2)} s (${(total / 1e6 / Math.max(seconds, 0.001)).toFixed(0)} MB/s)`,
-    `  new (all-zero) pages ${formatCount(newPages)}, torn by concurrent writes (re-read) ${tornPages}, checksum failures ${failures.length}`,
+    `  new (all-zero) pages ${formatCount(newPages)}, torn by concurrent writes (re-read) ${tornPages}, checksum failures ${failures.length + unlisted}`,
     ...failures.map((f) => `  checksum failure: ${f.path.replace(/^pgdata\//, '')} (${forkOf(f.path)} fork) block ${f.blkno}: calculated 0x${f.computed.toString(16).toUpperCase()} but the page holds 0x${f.stored.toString(16).toUpperCase()}`),
   ];
+  if (unlisted) lines.push(`  … and ${unlisted} more checksum failures not listed`);
   if (vanished) lines.push(`  ${vanished} files vanished during the run (dropped relations)`);
   if (pagesChecked === 0 && newPages === 0 && total > 0) lines.push('  note: no page was checked');
   return ok(
-    { pgdata, files: relationFiles.length, bytes: total, pagesChecked, newPages, tornPages, failures, seconds },
+    { pgdata, files: relationFiles.length, bytes: total, pagesChecked, newPages, tornPages, failures, failuresNotListed: unlisted, seconds },
     lines.join('\n'),
-    failures.length > 0 ? EXIT.WARNING : EXIT.OK,
+    failures.length + unlisted > 0 ? EXIT.WARNING : EXIT.OK,
   );
 }
 

@@ -165,8 +165,8 @@ export function planWalJob(o: {
   if (!ref) {
     return { kind: 'base', reason: `no pitr job of this FileSet started at or after ${isoSeconds(o.since)} (${what} as Bacula counts it) is recorded in the spool` };
   }
-  if (o.level === 'D' && ref.stored !== 'base') {
-    return { kind: 'base', reason: `the job recorded at ${what}'s time (JobId ${ref.jobId}) stored no base backup` };
+  if (o.level === 'D' && (ref.stored !== 'base' || ref.level !== 'F')) {
+    return { kind: 'base', reason: `the job recorded at ${what}'s time (JobId ${ref.jobId}) is not a Full job with a base backup` };
   }
   const root = chainRoot(o.records, ref);
   if (!root) return { kind: 'base', reason: `the chain of JobId ${ref.jobId} has no recorded base backup` };
@@ -234,23 +234,34 @@ export function planBaseWal(o: {
   };
 }
 
+/** The newest Full job (level F, a base backup) recorded at or before `r`. */
+export function lastFullAtOrBefore(records: readonly ChainRecord[], r: ChainRecord): ChainRecord | undefined {
+  return [...records].filter((x) => x.level === 'F' && x.stored === 'base' && x.startedAtMs <= r.startedAtMs).sort((a, b) => a.startedAtMs - b.startedAtMs).at(-1);
+}
+
 /**
  * What the spool may lose once Bacula has confirmed `reference`: every segment before the start
- * of the base backup its chain begins with, less `overlap` extra segments. Everything later is
- * kept — a Differential needs all WAL since the last Full.
+ * of the base backup its chain begins with — and before the start of the last Full job, whose WAL
+ * a Differential needs even when a later Incremental stored a base backup — less `overlap`
+ * extra segments.
  */
 export function pruneLimit(records: readonly ChainRecord[], reference: ChainRecord, overlap: number): bigint | undefined {
   const root = chainRoot(records, reference);
   if (!root?.startSegno) return undefined;
-  const limit = BigInt(root.startSegno) - BigInt(overlap);
+  let keepFrom = BigInt(root.startSegno);
+  const full = lastFullAtOrBefore(records, reference);
+  if (full?.startSegno && BigInt(full.startSegno) < keepFrom) keepFrom = BigInt(full.startSegno);
+  const limit = keepFrom - BigInt(overlap);
   return limit > 0n ? limit : undefined;
 }
 
-/** Records worth keeping: the last `keep`, and every one the confirmed chain still needs. */
+/** Records worth keeping: the last `keep`, every one the confirmed chain needs, and the last Full's on. */
 export function retainRecords(records: readonly ChainRecord[], reference: ChainRecord | undefined, keep = 50): ChainRecord[] {
   const sorted = [...records].sort((a, b) => a.startedAtMs - b.startedAtMs);
   const root = reference ? chainRoot(records, reference) : undefined;
-  return sorted.filter((r, i) => i >= sorted.length - keep || (root !== undefined && r.startedAtMs >= root.startedAtMs));
+  const lastFull = sorted.filter((r) => r.level === 'F' && r.stored === 'base').at(-1);
+  const from = Math.min(root?.startedAtMs ?? Infinity, lastFull?.startedAtMs ?? Infinity);
+  return sorted.filter((r, i) => i >= sorted.length - keep || r.startedAtMs >= from);
 }
 
 function hex8(n: number): string {

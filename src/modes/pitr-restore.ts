@@ -25,7 +25,7 @@ import { forgetScratch, registerScratch, removeScratch } from '../pipeline/scrat
 import { initRepository, listBackups } from '../repo/catalog.js';
 import { BACKUP_ID } from '../repo/layout.js';
 import { inspectTarget, resolveOwner, RESTORE_STATE_DIR } from '../restore/target.js';
-import { restoreFromRepository } from '../restore/repo-restore.js';
+import { chooseBaseBackup, recoveryTargetOf, restoreFromRepository } from '../restore/repo-restore.js';
 import { parseWalFileName } from '../wal/segment.js';
 import { pushWalFile, walArchiveRoot } from '../wal/spool.js';
 import type { RestoreLog } from './dump-restore.js';
@@ -88,6 +88,9 @@ export class PitrRestoreTarget implements RestoreTarget {
       throw new PgbaculaError('PARAM_MISSING', 'a pitr restore through Bacula needs pgdata_dir (the directory to lay PGDATA in)', {
         hint: 'In bconsole: mod → Plugin Options → pgdata_dir=/new/data/dir (an empty or new directory). Or restore the files with where=/some/dir.',
       });
+    }
+    if (!dir.startsWith('/')) {
+      throw new PgbaculaError('PARAM_INVALID', `pgdata_dir=${dir} is not an absolute path`, { hint: 'Give the new data directory as an absolute path, e.g. /srv/pg/restored.' });
     }
     this.pgdataDir = dir.replace(/\/+$/, '');
     this.staging = `${this.pgdataDir}.pgbacula-restore-${s.jobId}`;
@@ -165,7 +168,8 @@ export class PitrRestoreTarget implements RestoreTarget {
     try {
       await this.restore();
     } catch (e) {
-      await this.cleanup(false);
+      // A server started by the failed restore may still read the staged WAL (restore_command).
+      await this.cleanup(inspectTarget(this.pgdataDir).runningPid !== undefined);
       throw e;
     }
   }
@@ -187,18 +191,30 @@ export class PitrRestoreTarget implements RestoreTarget {
         hint: 'Select the Full job of the chain together with the later jobs (bconsole: restore … current, or the JobIds of the Full and of every later job).',
       });
     }
-    const systemId = complete[0]!.state === 'complete' ? complete[0]!.manifest.systemIdentifier : undefined;
+    // The WAL of the system whose backup the restore will use (a chain may span a re-created cluster).
+    const systemId = (await chooseBaseBackup(this.staging, recoveryTargetOf(this.s.params), 'the restored Bacula jobs')).systemIdentifier;
     let segments = 0;
+    let foreign = 0;
     let first = '';
     let last = '';
     for (const name of names) {
-      const res = await pushWalFile({ root, sourcePath: join(incoming, name), expectedSystemId: systemId, singleSystem: true, warn: (t) => this.log.warning(t) });
+      let res;
+      try {
+        res = await pushWalFile({ root, sourcePath: join(incoming, name), expectedSystemId: systemId, singleSystem: true, warn: (t) => this.log.warning(t) });
+      } catch (e) {
+        if (e instanceof PgbaculaError && e.code === 'WAL_CONFLICT' && /belongs to database system/.test(e.message)) {
+          foreign++;
+          continue;
+        }
+        throw e;
+      }
       if (res.kind === 'segment') {
         segments++;
         first ||= name;
         last = name;
       }
     }
+    if (foreign) this.log.info(`${foreign} WAL segments of another system (an earlier cluster of this chain) were left out`);
     await rm(incoming, { recursive: true, force: true });
     const ids = complete.map((b) => b.id).join(', ');
     this.log.info(`received ${formatCount(this.files)} files (${formatBytes(this.bytes)}): base backup${complete.length === 1 ? '' : 's'} ${ids}; WAL ${segments ? `${first}..${last} (${segments} segments)` : 'none beyond the backups\' own'}`);

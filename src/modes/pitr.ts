@@ -28,9 +28,10 @@ import type { ItemSink } from '../pipeline/item.js';
 import { formatBytes, formatCount, type JobLog } from '../pipeline/job-log.js';
 import { createWorkerPool, workerCount, type WorkerPool } from '../pipeline/pool.js';
 import { PrefixedSink } from '../pipeline/prefixed-sink.js';
-import { registerScratch, removeScratch } from '../pipeline/scratch-dirs.js';
+import { forgetScratch, registerScratch, removeScratch } from '../pipeline/scratch-dirs.js';
 import { newBackupId } from '../repo/layout.js';
 import { writeFileAtomic } from '../os/durable.js';
+import { acquirePidLock } from '../os/pid-lock.js';
 import { parseLsn } from '../wal/lsn.js';
 import { parseWalFileName, segmentNumberOfName, walSegmentName, walSegmentNumber } from '../wal/segment.js';
 import { listWalArchive, storeHistoryFile, type WalArchiveListing } from '../wal/spool.js';
@@ -190,13 +191,18 @@ async function switchAndAwait(s: PitrSettings, systemId: string, segmentSize: nu
   } finally {
     await session.end().catch(() => undefined);
   }
-  const tli = segment.slice(0, 8);
+  // Right after a promotion the newest complete segment may be the old timeline's: any timeline counts.
+  const suffix = segment.slice(8);
+  const present = async (): Promise<boolean> => {
+    const dirs = (await readdir(join(s.spoolRoot, systemId)).catch(() => [] as string[])).filter((d) => /^[0-9A-F]{8}$/.test(d));
+    for (const d of dirs) if (await stat(join(s.spoolRoot, systemId, d, `${d}${suffix}`)).then(() => true, () => false)) return true;
+    return false;
+  };
   const deadline = Date.now() + s.archiveWaitMs;
   let said = false;
   const sayAfter = Date.now() + 5000;
   for (;;) {
-    const present = await stat(join(s.spoolRoot, systemId, tli, segment)).then(() => true, () => false);
-    if (present) return;
+    if (await present()) return;
     if (signal.aborted) throw new PgbaculaError('CANCELLED', 'the job was canceled while waiting for WAL');
     if (Date.now() > deadline) {
       log.warning(`WAL segment ${segment} has not reached the spool ${s.spoolRoot} after ${Math.round(s.archiveWaitMs / 1000)} s: shipping what is there. Check archive_command = 'pgbacula wal-push %p' (or wal-receive) and pg_stat_archiver`);
@@ -245,11 +251,31 @@ export async function runPitrJob(s: PitrSettings, job: PitrJob, sink: ItemSink, 
   const startedAtMs = Date.now();
   const repl = await ReplicationConnection.open(s.connection, { applicationName: 'pgbacula pitr' });
   let pool: WorkerPool | undefined;
+  let release: (() => Promise<void>) | undefined;
   try {
     const sit = await situation(s, repl);
     const { server } = sit;
     const cluster = encodeName(s.cluster ?? server.systemId);
     const chainPath = chainFilePath(s.spoolRoot, cluster);
+    if (!o.estimate) {
+      // One pitr job per cluster at a time: the chain record is read, extended and written back,
+      // and pruning must not race another job's shipping.
+      await mkdir(join(s.spoolRoot, CHAIN_DIR), { recursive: true, mode: 0o750 });
+      const lockPath = chainPath.replace(/\.json$/, '.lock');
+      const unlock = await acquirePidLock(lockPath, {
+        busy: (pid) =>
+          new PgbaculaError('PREREQUISITE', `another pgbacula pitr job of cluster ${cluster} is running (process ${pid})`, {
+            hint: 'Let it finish: Bacula can run the jobs of one cluster one after the other (Maximum Concurrent Jobs = 1 on the Job, or Allow Duplicate Jobs = no).',
+          }),
+        cannotCreate: (cause) => new PgbaculaError('IO', `cannot lock the chain record of cluster ${cluster} in ${s.spoolRoot}: ${cause.message}`, { cause }),
+      });
+      // A cancel ends the process without unwinding: the exit handler removes the lock then.
+      registerScratch(lockPath);
+      release = async () => {
+        forgetScratch(lockPath);
+        await unlock();
+      };
+    }
     let allRecords: ChainRecord[];
     try {
       allRecords = await loadChain(chainPath);
@@ -312,10 +338,11 @@ export async function runPitrJob(s: PitrSettings, job: PitrJob, sink: ItemSink, 
     const others = allRecords.filter((r) => !records.includes(r));
     const kept = [...others, ...retainRecords([...records.filter((r) => r.jobId !== job.jobId || job.jobId === 0), record], reference)];
     await saveChain(chainPath, kept);
-    if (reference) await pruneSpool(s, records, reference, log);
+    if (reference) await pruneSpool(s, records, reference, others, log);
   } finally {
     await repl.close().catch(() => undefined);
     await pool?.destroy();
+    await release?.();
   }
 }
 
@@ -421,9 +448,16 @@ async function estimateItems(s: PitrSettings, sit: Omit<Situation, 'cluster'>, p
 }
 
 /** Remove spool files before the prune limit of the confirmed reference. */
-async function pruneSpool(s: PitrSettings, records: readonly ChainRecord[], reference: ChainRecord, log: JobLog): Promise<void> {
-  const limit = pruneLimit(records, reference, s.overlap);
+async function pruneSpool(s: PitrSettings, records: readonly ChainRecord[], reference: ChainRecord, others: readonly ChainRecord[], log: JobLog): Promise<void> {
+  let limit = pruneLimit(records, reference, s.overlap);
   if (limit === undefined) return;
+  // Another Job of the same cluster keeps what its newest chain may still need.
+  for (const base of new Set(others.map((r) => jobBaseName(r.jobName)))) {
+    const mine = others.filter((r) => jobBaseName(r.jobName) === base).sort((a, b) => a.startedAtMs - b.startedAtMs);
+    const theirs = pruneLimit(mine, mine.at(-1)!, s.overlap);
+    if (theirs === undefined) return;
+    if (theirs < limit) limit = theirs;
+  }
   const listing = await listWalArchive(s.spoolRoot, reference.systemId);
   const victims = [...listing.segments, ...listing.partials].filter((seg) => seg.segno < limit);
   let removed = 0;

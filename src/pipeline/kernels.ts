@@ -110,6 +110,8 @@ export interface NativeVerifyResult {
   readonly bytes: number;
   readonly failures: ReadonlyArray<{ readonly file: number; readonly blkno: number; readonly stored: number; readonly computed: number }>;
   readonly failuresDropped: number;
+  /** Problems beyond the 10,000 listed (each one a file that could not be read). */
+  readonly problemsDropped: number;
   readonly problems: ReadonlyArray<{ readonly file: number; readonly error: string; readonly vanished: boolean }>;
 }
 

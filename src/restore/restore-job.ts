@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { appendFileSync, chownSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chownSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
@@ -149,8 +149,10 @@ export class RestoreJob {
     }
     const needed = m.files.reduce((s, f) => s + f.size, 0);
     const free = freeBytes(pgdataDir);
-    // A staging repository next to the target is moved into place: no space beyond what it holds.
-    if (!this.req.consumeRepository && free < needed * 1.05) {
+    // A staging repository on the target's file system is moved into place: only what is copied
+    // (LZ4-stored files, tablespaces elsewhere, everything when the file systems differ) needs room.
+    const copied = this.req.consumeRepository ? this.bytesCopiedFromStaging() : needed;
+    if (free < copied * 1.05) {
       throw new PgbaculaError('RESTORE_PRECHECK', `not enough space for ${pgdataDir}: ${formatBytes(needed)} needed, ${formatBytes(free)} free`, { hint: 'Free space or choose another target.' });
     }
     this.owner = resolveOwner(pgdataDir);
@@ -166,6 +168,14 @@ export class RestoreJob {
     this.phase(1, 'pre-check', `backup ${m.backupId} (PostgreSQL ${m.pgVersion}, ${formatBytes(needed)}) into ${pgdataDir}; ${formatBytes(free)} free; server binaries ${binDir} (major ${major})${resumable ? '; resuming an interrupted restore' : ''}`);
     this.saveState(1);
     return resumable;
+  }
+
+  private bytesCopiedFromStaging(): number {
+    const { manifest: m, pgdataDir, repo } = this.req;
+    let probe = pgdataDir;
+    while (!existsSync(probe)) probe = dirname(probe);
+    if (statSync(probe).dev !== statSync(repo).dev) return m.files.reduce((s, f) => s + f.size, 0);
+    return m.files.filter((f) => f.stored === 'lz4' || f.path.startsWith('tablespaces/')).reduce((s, f) => s + f.size, 0);
   }
 
   private tablespaceLocation(oid: string, original: string): string {

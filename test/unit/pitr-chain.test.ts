@@ -78,7 +78,11 @@ describe('planWalJob', () => {
     const lost = planWalJob({ level: 'I', since: since(incr), records: [], server, segments: segs(18, 34) });
     expect(lost.kind === 'base' && lost.reason).toMatch(/^no pitr job of this FileSet started at or after 2026-11-27T10:00:00Z/);
     const diff = planWalJob({ level: 'D', since: since(incr), records: [full, incr], server, segments: segs(18, 34) });
-    expect(diff.kind === 'base' && diff.reason).toContain('stored no base backup');
+    expect(diff.kind === 'base' && diff.reason).toContain('is not a Full job with a base backup');
+    // an Incremental that fell back to a base backup is no reference for a Differential either
+    const fellBack: ChainRecord = { ...incr, stored: 'base', backupId: '20261127-100001F', startSegno: '28', referenceJobId: undefined } as ChainRecord;
+    const d2 = planWalJob({ level: 'D', since: since(fellBack), records: [full, fellBack], server, segments: segs(18, 34) });
+    expect(d2.kind).toBe('base');
     const noSince = planWalJob({ level: 'I', since: undefined, records: [full, incr], server, segments: segs(18, 34) });
     expect(noSince.kind).toBe('base');
   });
@@ -127,13 +131,23 @@ describe('pruning and retention', () => {
     expect(pruneLimit([full, incr], full, 32)).toBeUndefined();
     // a chain whose base record is gone cannot be pruned by
     expect(pruneLimit([incr], incr, 2)).toBeUndefined();
+    // an Incremental that stored a base backup later: the last Full's WAL stays (a Differential needs it)
+    const fellBack: ChainRecord = { ...incr, jobId: 12, stored: 'base', backupId: '20261127-100001F', startSegno: '28', referenceJobId: undefined, startedAtMs: incr.startedAtMs + 1000 } as ChainRecord;
+    const after: ChainRecord = { ...incr, jobId: 13, referenceJobId: 12, startedAtMs: incr.startedAtMs + 2000 };
+    expect(pruneLimit([full, incr, fellBack, after], after, 2)).toBe(18n);
   });
 
   it('records are kept while the confirmed chain needs them, and the last 50 always', () => {
     const many = Array.from({ length: 60 }, (_, i): ChainRecord => ({ ...incr, jobId: 100 + i, startedAtMs: T0 + 1000 + i * 1000, referenceJobId: i === 0 ? 10 : 100 + i - 1 }));
-    const kept = retainRecords([full, ...many], undefined);
-    expect(kept.length).toBe(50);
-    expect(retainRecords([full, ...many], many[59]).length).toBe(61);
+    const older = Array.from({ length: 20 }, (_, i): ChainRecord => ({ ...incr, jobId: 1 + i, startedAtMs: T0 - 100_000 + i * 1000, referenceJobId: 1 }));
+    // the last 50, and everything from the last Full on (it and its 60 followers)
+    const kept = retainRecords([...older, full, ...many], undefined);
+    expect(kept.length).toBe(61);
+    expect(kept.map((r) => r.jobId)).toContain(10);
+    expect(kept.some((r) => r.jobId < 10)).toBe(false);
+    // without a Full among them, only the last 50
+    expect(retainRecords(many, undefined).length).toBe(50);
+    expect(retainRecords([...older, full, ...many], many[59]).length).toBe(61);
   });
 
   it('contiguousFrom stops at the first hole', () => {
