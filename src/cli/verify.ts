@@ -1,13 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EXIT, PgbaculaError } from '../errors.js';
-import { inlineWalker, planCluster } from '../pipeline/cluster-walk.js';
+import { inlineWalker, planCluster, type PlanEntry } from '../pipeline/cluster-walk.js';
 import { BLCKSZ } from '../format/relation-file.js';
 import { nativePageVerifier, type NativePageVerifier } from '../pipeline/kernels.js';
 import { emitFiles } from '../pipeline/emit-files.js';
 import { formatBytes, formatCount, ProgressTracker } from '../pipeline/job-log.js';
 import { orderedMerge } from '../pipeline/ordered-merge.js';
-import { createWorkerPool, workerCount } from '../pipeline/pool.js';
+import { createWorkerPool, workerCount, type WorkerPool } from '../pipeline/pool.js';
 import { assertRepository, listBackups, loadBackup } from '../repo/catalog.js';
 import { storedFilePath } from '../repo/layout.js';
 import { parseLsn } from '../wal/lsn.js';
@@ -18,7 +18,24 @@ import { ok, type CommandResult } from './output.js';
 
 const nullSink = { begin: async () => undefined, write: async () => undefined, end: async () => undefined };
 
-/** `verify --pgdata DIR`: every data page checksum of a cluster, online or offline. */
+/** What one verification of a cluster's pages found, whichever engine checked them. */
+interface PageVerification {
+  pagesChecked: number;
+  newPages: number;
+  tornPages: number;
+  failures: Array<{ path: string; blkno: number; stored: number; computed: number }>;
+  /** Failures beyond those listed (the native engine keeps 10,000). */
+  unlisted: number;
+  /** Files dropped between the walk and the read. */
+  vanished: number;
+}
+
+/**
+ * `verify --pgdata DIR`: every data page checksum of a cluster, online or offline — on the
+ * addon's native threads when it has them (no worker start-up, no copy into JS memory: the walk
+ * runs on this thread, native/kernels/page_verify.c checks pages where it reads them), else in
+ * the worker pipeline. Same rules, same report.
+ */
 async function verifyPgdata(ctx: CommandContext, pgdata: string): Promise<CommandResult> {
   let major: number;
   try {
@@ -27,35 +44,43 @@ async function verifyPgdata(ctx: CommandContext, pgdata: string): Promise<Comman
     throw new PgbaculaError('PARAM_INVALID', `${pgdata} is not a PostgreSQL data directory (no PG_VERSION)`, { hint: 'Give --pgdata the cluster\'s data directory.' });
   }
   const native = nativePageVerifier();
-  if (native) return verifyPgdataNative(ctx, pgdata, major, native);
-  const pool = createWorkerPool(workerCount(undefined));
+  const pool = native ? undefined : createWorkerPool(workerCount(undefined));
   const t0 = Date.now();
   try {
-    const plan = await planCluster(pool, pgdata, major);
+    const plan = await planCluster(pool ?? inlineWalker(), pgdata, major);
     const relationFiles = plan.entries.filter((e) => e.type === 'file' && e.verifyPages);
     const total = relationFiles.reduce((s, e) => s + e.size, 0);
     const progress = new ProgressTracker(ctx.log, 'verify', total, ctx.progressIntervalMs);
-    let r;
+    let v: PageVerification;
     try {
-      r = await emitFiles(relationFiles, { pool, sink: nullSink, log: ctx.log, progress, verifyPages: true, compress: false, verifyOnly: true });
+      v = native ? await verifyNatively(relationFiles, native, progress) : await verifyInWorkers(relationFiles, pool!, ctx, progress);
     } finally {
       progress.stop();
     }
+    v.failures.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : a.blkno - b.blkno));
     const seconds = (Date.now() - t0) / 1000;
+    const failed = v.failures.length + v.unlisted;
     const lines = [
-      `verified ${formatCount(r.pagesChecked)} pages in ${formatCount(relationFiles.length)} relation files (${formatBytes(total)}) in ${seconds.toFixed(2)} s (${(total / 1e6 / Math.max(seconds, 0.001)).toFixed(0)} MB/s)`,
-      `  new (all-zero) pages ${formatCount(r.newPages)}, torn by concurrent writes (re-read) ${r.tornPages}, checksum failures ${r.failures.length}`,
-      ...r.failures.map((f) => `  checksum failure: ${f.path.replace(/^pgdata\//, '')} (${forkOf(f.path)} fork) block ${f.blkno}: calculated 0x${f.computed.toString(16).toUpperCase()} but the page holds 0x${f.stored.toString(16).toUpperCase()}`),
+      `verified ${formatCount(v.pagesChecked)} pages in ${formatCount(relationFiles.length)} relation files (${formatBytes(total)}) in ${seconds.toFixed(2)} s (${(total / 1e6 / Math.max(seconds, 0.001)).toFixed(0)} MB/s)`,
+      `  new (all-zero) pages ${formatCount(v.newPages)}, torn by concurrent writes (re-read) ${v.tornPages}, checksum failures ${failed}`,
+      ...v.failures.map((f) => `  checksum failure: ${f.path.replace(/^pgdata\//, '')} (${forkOf(f.path)} fork) block ${f.blkno}: calculated 0x${f.computed.toString(16).toUpperCase()} but the page holds 0x${f.stored.toString(16).toUpperCase()}`),
     ];
-    if (r.pagesChecked === 0 && r.newPages === 0 && total > 0) lines.push('  note: no page was checked');
+    if (v.unlisted) lines.push(`  … and ${v.unlisted} more checksum failures not listed`);
+    if (v.vanished) lines.push(`  ${v.vanished} files vanished during the run (dropped relations)`);
+    if (v.pagesChecked === 0 && v.newPages === 0 && total > 0) lines.push('  note: no page was checked');
     return ok(
-      { pgdata, files: relationFiles.length, bytes: total, pagesChecked: r.pagesChecked, newPages: r.newPages, tornPages: r.tornPages, failures: r.failures, seconds },
+      { pgdata, files: relationFiles.length, bytes: total, pagesChecked: v.pagesChecked, newPages: v.newPages, tornPages: v.tornPages, failures: v.failures, failuresNotListed: v.unlisted, seconds },
       lines.join('\n'),
-      r.failures.length > 0 ? EXIT.WARNING : EXIT.OK,
+      failed > 0 ? EXIT.WARNING : EXIT.OK,
     );
   } finally {
-    await pool.destroy();
+    await pool?.destroy();
   }
+}
+
+async function verifyInWorkers(files: PlanEntry[], pool: WorkerPool, ctx: CommandContext, progress: ProgressTracker): Promise<PageVerification> {
+  const r = await emitFiles(files, { pool, sink: nullSink, log: ctx.log, progress, verifyPages: true, compress: false, verifyOnly: true });
+  return { pagesChecked: r.pagesChecked, newPages: r.newPages, tornPages: r.tornPages, failures: [...r.failures], unlisted: 0, vanished: 0 };
 }
 
 /** Ranges of at most this many bytes: two threads stay busy to the end of a batch. */
@@ -63,83 +88,50 @@ const NATIVE_RANGE_BYTES = 64 * 1024 * 1024;
 /** Bytes per native call: progress lines and cancellation come between calls. */
 const NATIVE_BATCH_BYTES = 4 * 1024 * 1024 * 1024;
 
-/**
- * The same verification on the addon's native threads (native/kernels/page_verify.c): no worker
- * start-up, no copy into JS memory — the walk runs on this thread, the pages are checked where
- * they are read. Same rules, same output as the pipeline.
- */
-async function verifyPgdataNative(ctx: CommandContext, pgdata: string, major: number, native: NativePageVerifier): Promise<CommandResult> {
-  const t0 = Date.now();
-  const plan = await planCluster(inlineWalker(), pgdata, major);
-  const relationFiles = plan.entries.filter((e) => e.type === 'file' && e.verifyPages);
-  const total = relationFiles.reduce((s, e) => s + e.size, 0);
-  const progress = new ProgressTracker(ctx.log, 'verify', total, ctx.progressIntervalMs);
+async function verifyNatively(files: PlanEntry[], native: NativePageVerifier, progress: ProgressTracker): Promise<PageVerification> {
+  const v: PageVerification = { pagesChecked: 0, newPages: 0, tornPages: 0, failures: [], unlisted: 0, vanished: 0 };
   const threads = workerCount(undefined);
-  const failures: Array<{ path: string; blkno: number; stored: number; computed: number }> = [];
-  let pagesChecked = 0;
-  let newPages = 0;
-  let tornPages = 0;
-  let vanished = 0;
-  let unlisted = 0;
-  try {
-    // Each call gets only its own files (renumbered): a multi-terabyte cluster makes many calls.
-    let batchPaths: string[] = [];
-    let batchIndex: number[] = [];
-    let batch: number[] = [];
-    let batchBytes = 0;
-    const flush = async (): Promise<void> => {
-      if (batch.length === 0) return;
-      const r = await native.verifyRanges(batchPaths, Float64Array.from(batch), BLCKSZ, threads);
-      pagesChecked += r.pages;
-      newPages += r.newPages;
-      tornPages += r.tornPages;
-      unlisted += r.failuresDropped;
-      for (const f of r.failures) failures.push({ path: relationFiles[batchIndex[f.file]!]!.path, blkno: f.blkno, stored: f.stored, computed: f.computed });
-      const unreadable = r.problems.filter((p) => !p.vanished);
-      vanished += r.problems.length - unreadable.length;
-      if (unreadable.length > 0 || r.problemsDropped > 0) {
-        const p = unreadable[0];
-        throw new PgbaculaError('IO', `${unreadable.length + r.problemsDropped} relation files could not be read${p ? `, first ${batchPaths[p.file]}: ${p.error}` : ''}`, {
-          hint: 'Permission denied: run verify as root or as the data directory\'s owner. An I/O error is itself a finding: the disk or file system holding the file needs a look.',
-        });
-      }
-      progress.add(batchBytes);
-      batchPaths = [];
-      batchIndex = [];
-      batch = [];
-      batchBytes = 0;
-    };
-    for (let i = 0; i < relationFiles.length; i++) {
-      const e = relationFiles[i]!;
-      const local = batchPaths.length;
-      batchPaths.push(e.absPath);
-      batchIndex.push(i);
-      for (let off = 0; off < e.size; off += NATIVE_RANGE_BYTES) {
-        const len = Math.min(NATIVE_RANGE_BYTES, e.size - off);
-        batch.push(local, e.firstBlock, off, len);
-        batchBytes += len;
-      }
-      if (batchBytes >= NATIVE_BATCH_BYTES) await flush();
+  // Each call gets only its own files (renumbered): a multi-terabyte cluster makes many calls.
+  let batchPaths: string[] = [];
+  let batchIndex: number[] = [];
+  let batch: number[] = [];
+  let batchBytes = 0;
+  const flush = async (): Promise<void> => {
+    if (batch.length === 0) return;
+    const r = await native.verifyRanges(batchPaths, Float64Array.from(batch), BLCKSZ, threads);
+    v.pagesChecked += r.pages;
+    v.newPages += r.newPages;
+    v.tornPages += r.tornPages;
+    v.unlisted += r.failuresDropped;
+    for (const f of r.failures) v.failures.push({ path: files[batchIndex[f.file]!]!.path, blkno: f.blkno, stored: f.stored, computed: f.computed });
+    const unreadable = r.problems.filter((p) => !p.vanished);
+    v.vanished += r.problems.length - unreadable.length;
+    if (unreadable.length > 0 || r.problemsDropped > 0) {
+      const p = unreadable[0];
+      throw new PgbaculaError('IO', `${unreadable.length + r.problemsDropped} relation files could not be read${p ? `, first ${batchPaths[p.file]}: ${p.error}` : ''}`, {
+        hint: 'Permission denied: run verify as root or as the data directory\'s owner. An I/O error is itself a finding: the disk or file system holding the file needs a look.',
+      });
     }
-    await flush();
-  } finally {
-    progress.stop();
+    progress.add(batchBytes);
+    batchPaths = [];
+    batchIndex = [];
+    batch = [];
+    batchBytes = 0;
+  };
+  for (let i = 0; i < files.length; i++) {
+    const e = files[i]!;
+    const local = batchPaths.length;
+    batchPaths.push(e.absPath);
+    batchIndex.push(i);
+    for (let off = 0; off < e.size; off += NATIVE_RANGE_BYTES) {
+      const len = Math.min(NATIVE_RANGE_BYTES, e.size - off);
+      batch.push(local, e.firstBlock, off, len);
+      batchBytes += len;
+    }
+    if (batchBytes >= NATIVE_BATCH_BYTES) await flush();
   }
-  failures.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : a.blkno - b.blkno));
-  const seconds = (Date.now() - t0) / 1000;
-  const lines = [
-    `verified ${formatCount(pagesChecked)} pages in ${formatCount(relationFiles.length)} relation files (${formatBytes(total)}) in ${seconds.toFixed(2)} s (${(total / 1e6 / Math.max(seconds, 0.001)).toFixed(0)} MB/s)`,
-    `  new (all-zero) pages ${formatCount(newPages)}, torn by concurrent writes (re-read) ${tornPages}, checksum failures ${failures.length + unlisted}`,
-    ...failures.map((f) => `  checksum failure: ${f.path.replace(/^pgdata\//, '')} (${forkOf(f.path)} fork) block ${f.blkno}: calculated 0x${f.computed.toString(16).toUpperCase()} but the page holds 0x${f.stored.toString(16).toUpperCase()}`),
-  ];
-  if (unlisted) lines.push(`  … and ${unlisted} more checksum failures not listed`);
-  if (vanished) lines.push(`  ${vanished} files vanished during the run (dropped relations)`);
-  if (pagesChecked === 0 && newPages === 0 && total > 0) lines.push('  note: no page was checked');
-  return ok(
-    { pgdata, files: relationFiles.length, bytes: total, pagesChecked, newPages, tornPages, failures, failuresNotListed: unlisted, seconds },
-    lines.join('\n'),
-    failures.length + unlisted > 0 ? EXIT.WARNING : EXIT.OK,
-  );
+  await flush();
+  return v;
 }
 
 function forkOf(path: string): string {

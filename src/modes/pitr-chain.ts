@@ -19,7 +19,7 @@
  */
 import type { TimelineHistoryEntry } from '../wal/timeline-history.js';
 import { timelineSpans } from '../wal/timeline-history.js';
-import { walSegmentName, walSegmentNumber } from '../wal/segment.js';
+import { hex8, walSegmentName, walSegmentNumber } from '../wal/segment.js';
 import { timelineOfSegment } from '../wal/window.js';
 
 export const CHAIN_FORMAT = 1;
@@ -262,8 +262,4 @@ export function retainRecords(records: readonly ChainRecord[], reference: ChainR
   const lastFull = sorted.filter((r) => r.level === 'F' && r.stored === 'base').at(-1);
   const from = Math.min(root?.startedAtMs ?? Infinity, lastFull?.startedAtMs ?? Infinity);
   return sorted.filter((r, i) => i >= sorted.length - keep || r.startedAtMs >= from);
-}
-
-function hex8(n: number): string {
-  return n.toString(16).toUpperCase().padStart(8, '0');
 }

@@ -22,10 +22,10 @@ import type { ItemTrailer } from '../pipeline/item.js';
 import { formatBytes, formatCount } from '../pipeline/job-log.js';
 import type { RestoreDecision, RestoreEntry, RestoreTarget } from '../pipeline/restore-target.js';
 import { forgetScratch, registerScratch, removeScratch } from '../pipeline/scratch-dirs.js';
-import { initRepository, listBackups } from '../repo/catalog.js';
+import { initRepository } from '../repo/catalog.js';
 import { BACKUP_ID } from '../repo/layout.js';
 import { inspectTarget, resolveOwner, RESTORE_STATE_DIR } from '../restore/target.js';
-import { chooseBaseBackup, recoveryTargetOf, restoreFromRepository } from '../restore/repo-restore.js';
+import { completeBackups, pickBaseBackup, recoveryTargetOf, restoreFromRepository } from '../restore/repo-restore.js';
 import { parseWalFileName } from '../wal/segment.js';
 import { pushWalFile, walArchiveRoot } from '../wal/spool.js';
 import type { RestoreLog } from './dump-restore.js';
@@ -185,14 +185,15 @@ export class PitrRestoreTarget implements RestoreTarget {
       const hb = b.endsWith('.history') ? 0 : 1;
       return ha - hb || (a.slice(8) < b.slice(8) ? -1 : a.slice(8) > b.slice(8) ? 1 : a < b ? -1 : 1);
     });
-    const complete = (await listBackups(this.staging)).filter((b) => b.state === 'complete');
+    const complete = await completeBackups(this.staging);
     if (complete.length === 0) {
       throw new PgbaculaError('RESTORE_PRECHECK', `the restored files hold no complete base backup${this.backupIds.size === 0 ? ' (no manifest.json among them)' : ''}`, {
         hint: 'Select the Full job of the chain together with the later jobs (bconsole: restore … current, or the JobIds of the Full and of every later job).',
       });
     }
     // The WAL of the system whose backup the restore will use (a chain may span a re-created cluster).
-    const systemId = (await chooseBaseBackup(this.staging, recoveryTargetOf(this.s.params), 'the restored Bacula jobs')).systemIdentifier;
+    const chosen = pickBaseBackup(complete, recoveryTargetOf(this.s.params), 'the restored Bacula jobs');
+    const systemId = chosen.systemIdentifier;
     let segments = 0;
     let foreign = 0;
     let first = '';
@@ -216,7 +217,7 @@ export class PitrRestoreTarget implements RestoreTarget {
     }
     if (foreign) this.log.info(`${foreign} WAL segments of another system (an earlier cluster of this chain) were left out`);
     await rm(incoming, { recursive: true, force: true });
-    const ids = complete.map((b) => b.id).join(', ');
+    const ids = complete.map((m) => m.backupId).join(', ');
     this.log.info(`received ${formatCount(this.files)} files (${formatBytes(this.bytes)}): base backup${complete.length === 1 ? '' : 's'} ${ids}; WAL ${segments ? `${first}..${last} (${segments} segments)` : 'none beyond the backups\' own'}`);
     const owner = resolveOwner(this.pgdataDir);
     chownTree(this.staging, owner.uid, owner.gid);
@@ -225,7 +226,7 @@ export class PitrRestoreTarget implements RestoreTarget {
       params: this.s.params,
       log: this.log,
       progressIntervalMs: this.s.progressIntervalMs,
-      describe: 'the restored Bacula jobs',
+      manifest: chosen,
       // The staging sits next to the target: files are moved into place, not written twice.
       consume: true,
       onChosen: (m) => this.log.info(`base backup ${m.backupId} chosen (lsn ${m.startLsn}..${m.stopLsn}, ended ${m.stopTime}, PostgreSQL ${m.pgVersion})`),

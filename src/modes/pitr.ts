@@ -33,7 +33,7 @@ import { newBackupId } from '../repo/layout.js';
 import { writeFileAtomic } from '../os/durable.js';
 import { acquirePidLock } from '../os/pid-lock.js';
 import { parseLsn } from '../wal/lsn.js';
-import { parseWalFileName, segmentNumberOfName, walSegmentName, walSegmentNumber } from '../wal/segment.js';
+import { hex8, parseWalFileName, segmentNumberOfName, walSegmentName, walSegmentNumber } from '../wal/segment.js';
 import { listWalArchive, storeHistoryFile, type WalArchiveListing } from '../wal/spool.js';
 import { parseTimelineHistory, type TimelineHistoryEntry } from '../wal/timeline-history.js';
 import {
@@ -127,31 +127,22 @@ async function saveChain(path: string, records: readonly ChainRecord[]): Promise
   await writeFileAtomic(path, JSON.stringify({ format: CHAIN_FORMAT, records } satisfies ChainFile, null, 1) + '\n', 0o640);
 }
 
-function hex8(n: number): string {
-  return n.toString(16).toUpperCase().padStart(8, '0');
-}
-
 interface Situation {
   readonly server: ServerNow;
-  readonly version: string;
-  readonly inRecovery: boolean;
+  readonly major: number;
   readonly dataDirectory: string | null;
   readonly listing: WalArchiveListing;
-  readonly cluster: string;
 }
 
 /** Who the server is, where it stands, and what the spool holds for it. */
-async function situation(s: PitrSettings, repl: ReplicationConnection): Promise<Omit<Situation, 'cluster'>> {
+async function situation(s: PitrSettings, repl: ReplicationConnection): Promise<Situation> {
   const ident = await repl.identifySystem();
   const walSegmentSize = await repl.walSegmentSize();
   const session = await openSession(s.connection, { applicationName: 'pgbacula pitr' });
-  let version: string;
-  let inRecovery: boolean;
+  let major: number;
   let dataDirectory: string | null;
   try {
-    const r = await session.query<{ v: string; rec: boolean }>("SELECT current_setting('server_version') AS v, pg_is_in_recovery() AS rec");
-    version = r.rows[0]!.v;
-    inRecovery = r.rows[0]!.rec;
+    major = majorOf(Number((await session.query<{ n: string }>("SELECT current_setting('server_version_num') AS n")).rows[0]!.n));
     const dd = await session.query<{ setting: string }>("SELECT setting FROM pg_settings WHERE name = 'data_directory'");
     dataDirectory = dd.rows[0]?.setting ?? null;
   } finally {
@@ -166,7 +157,7 @@ async function situation(s: PitrSettings, repl: ReplicationConnection): Promise<
     history = parseTimelineHistory(file.content, ident.timeline);
     listing = await listWalArchive(s.spoolRoot, ident.systemId);
   }
-  return { server: { systemId: ident.systemId, timeline: ident.timeline, walSegmentSize, history }, version, inRecovery, dataDirectory, listing };
+  return { server: { systemId: ident.systemId, timeline: ident.timeline, walSegmentSize, history }, major, dataDirectory, listing };
 }
 
 /**
@@ -346,7 +337,7 @@ export async function runPitrJob(s: PitrSettings, job: PitrJob, sink: ItemSink, 
   }
 }
 
-async function baseJob(s: PitrSettings, job: PitrJob, sit: Omit<Situation, 'cluster'>, cluster: string, pool: WorkerPool, sink: ItemSink, o: PitrRunOptions, startedAtMs: number): Promise<ChainRecord> {
+async function baseJob(s: PitrSettings, job: PitrJob, sit: Situation, cluster: string, pool: WorkerPool, sink: ItemSink, o: PitrRunOptions, startedAtMs: number): Promise<ChainRecord> {
   const { log } = o;
   const now = new Date();
   const backupId = newBackupId(now, 'full');
@@ -417,7 +408,7 @@ async function baseJob(s: PitrSettings, job: PitrJob, sit: Omit<Situation, 'clus
 }
 
 /** Header-only items: what a job of this level would store now. */
-async function estimateItems(s: PitrSettings, sit: Omit<Situation, 'cluster'>, plan: ReturnType<typeof planWalJob>, cluster: string, pool: WorkerPool, sink: ItemSink): Promise<void> {
+async function estimateItems(s: PitrSettings, sit: Situation, plan: ReturnType<typeof planWalJob>, cluster: string, pool: WorkerPool, sink: ItemSink): Promise<void> {
   const emitHeader = async (path: string, size: number, mtimeMs: number): Promise<void> => {
     await sink.begin({ path, type: 'file', mode: 0o640, mtimeMs, size, encoding: 'raw' });
     await sink.end({ hash: '', rawSize: size, storedSize: size });
@@ -428,14 +419,7 @@ async function estimateItems(s: PitrSettings, sit: Omit<Situation, 'cluster'>, p
     return;
   }
   if (!sit.dataDirectory) throw new PgbaculaError('PREREQUISITE', 'cannot read data_directory from the server (the role lacks pg_read_all_settings)');
-  const session = await openSession(s.connection, { applicationName: 'pgbacula pitr' });
-  let major: number;
-  try {
-    major = majorOf(Number((await session.query<{ n: string }>("SELECT current_setting('server_version_num') AS n")).rows[0]!.n));
-  } finally {
-    await session.end().catch(() => undefined);
-  }
-  const cplan = await planCluster(pool, sit.dataDirectory, major, s.excludeTablespaces);
+  const cplan = await planCluster(pool, sit.dataDirectory, sit.major, s.excludeTablespaces);
   const prefix = `${cluster}/pitr/${newBackupId(new Date(), 'full')}/`;
   for (const e of cplan.entries) {
     if (e.type !== 'file') continue;

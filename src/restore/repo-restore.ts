@@ -49,7 +49,16 @@ export function isoTimeMs(text: string): number {
  * for xid and restore-point targets, which no backup records, the latest.
  */
 export async function chooseBaseBackup(repo: string, target: RecoveryTarget | undefined, where = `repository ${repo}`): Promise<BackupManifest> {
-  const complete = (await listBackups(repo)).filter((b): b is Extract<typeof b, { state: 'complete' }> => b.state === 'complete').map((b) => b.manifest);
+  return pickBaseBackup(await completeBackups(repo), target, where);
+}
+
+/** The manifests of the complete backups of a repository, oldest first. */
+export async function completeBackups(repo: string): Promise<BackupManifest[]> {
+  return (await listBackups(repo)).filter((b): b is Extract<typeof b, { state: 'complete' }> => b.state === 'complete').map((b) => b.manifest);
+}
+
+/** chooseBaseBackup over manifests already read. */
+export function pickBaseBackup(complete: readonly BackupManifest[], target: RecoveryTarget | undefined, where: string): BackupManifest {
   if (complete.length === 0) throw new PgbaculaError('REPOSITORY', `${where} holds no complete backup`, { hint: 'Run pgbacula backup first.' });
   let fits = complete;
   if (target?.kind === 'time') {
@@ -76,6 +85,8 @@ export interface RepoRestoreRequest {
   readonly progressIntervalMs: number;
   /** Restore this backup instead of choosing one for the target. */
   readonly backupId?: string;
+  /** Or this one, already read (and chosen) by the caller. */
+  readonly manifest?: BackupManifest;
   /** How the repository is named in messages. */
   readonly describe?: string;
   /** Called with the chosen backup before anything is written (e.g. to log it). */
@@ -92,7 +103,7 @@ export async function restoreFromRepository(req: RepoRestoreRequest): Promise<Re
   const { repo, params } = req;
   await assertRepository(repo);
   const target = recoveryTargetOf(params);
-  const manifest = req.backupId !== undefined ? await loadBackup(repo, req.backupId) : await chooseBaseBackup(repo, target, req.describe);
+  const manifest = req.manifest ?? (req.backupId !== undefined ? await loadBackup(repo, req.backupId) : await chooseBaseBackup(repo, target, req.describe));
   req.onChosen?.(manifest);
   // WAL after the backup's own comes from the repository's WAL archive (wal-push / wal-receive).
   const archiveRoot = walArchiveRoot({ repo });

@@ -76,7 +76,8 @@ export function walSegmentStartOf(lsn: Lsn, segSize: number): Lsn {
   return walSegmentStart(walSegmentNumber(lsn, segSize), segSize);
 }
 
-function hex8(n: bigint | number): string {
+/** Eight upper-case hexadecimal digits, as timelines and the fields of WAL file names are written. */
+export function hex8(n: bigint | number): string {
   return n.toString(16).toUpperCase().padStart(8, '0');
 }
 

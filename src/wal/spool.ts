@@ -42,6 +42,7 @@ import { PgbaculaError } from '../errors.js';
 import { fsyncPath } from '../os/durable.js';
 import { majorOfXlogPageMagic, parseWalPageHeader, validateWalSegment, XLP_LONG_HEADER } from './page-header.js';
 import {
+  hex8,
   isValidWalSegmentSize,
   parseWalFileName,
   segmentNumberOfName,
@@ -67,10 +68,6 @@ export function walArchiveRoot(o: { readonly repo?: string | undefined; readonly
   if (o.repo !== undefined) return join(o.repo, 'wal');
   if (o.spool !== undefined) return o.spool;
   throw new PgbaculaError('INTERNAL', 'a WAL archive needs a repository or a spool directory');
-}
-
-function hex8(n: number): string {
-  return n.toString(16).toUpperCase().padStart(8, '0');
 }
 
 /** `ROOT/<system-identifier>` */

@@ -5,19 +5,17 @@
  * and a restore to a second between two commits made on the primary recovers exactly those rows.
  */
 import { appendFileSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startCluster, startStandby, type Cluster } from '../harness/cluster.js';
-import { serverUser } from '../harness/os-user.js';
-import { embeddedPgDir } from '../harness/pg-binaries.js';
 import { registerForCleanup, testRoot } from '../harness/registry.js';
 import { amcheckAllIndexes, createStaticTables, digestAt, queryAt } from '../harness/verify-cluster.js';
 import { commitRows, type CommittedRow } from '../harness/workload.js';
 import { archiveCommandLine } from '../../src/wal/spool.js';
 import { ownedDir, until } from '../integration/wal-helpers.js';
-import { BaculaSite, findBaculaInstall, pluginLine } from './bacula-site.js';
+import { findBaculaInstall, type BaculaSite } from './bacula-site.js';
+import { startPitrSite, stopRestoredServer } from './pitr-fixture.js';
 import { buildShimWithRealBackend } from './real-backend.js';
 
 const MAJOR = 16 as const;
@@ -58,35 +56,11 @@ describe('mode pitr from a standby through real Bacula daemons', () => {
     await standby.start();
     rows.push(...(await commitRows(primary, 2)));
     await shipToSpool();
-    const plugin = pluginLine('pgbacula', {
-      mode: 'pitr',
-      host: standby.socketDir,
-      port: standby.port,
-      user: 'postgres',
-      backup_from_standby: true,
-      wal_spool: spool,
-      tmpdir: join(work, 'staging'),
-      pg_bin_dir: join(embeddedPgDir(MAJOR), 'bin'),
-    });
-    site = await BaculaSite.start({
-      install,
-      plugins: [shim.so],
-      parentDir: work,
-      fdEnv: { PGBACULA_PROGRESS_SECONDS: '0', PGBACULA_ARCHIVE_WAIT_SECONDS: '60' },
-      fileSets: [{ name: 'pitr', plugins: [plugin] }],
-      jobs: [{ name: 'pitr', fileSet: 'pitr' }],
-    });
+    site = await startPitrSite({ install, shimSo: shim.so, work, major: MAJOR, spool, params: { host: standby.socketDir, port: standby.port, backup_from_standby: true } });
   }, 240_000);
 
   afterAll(async () => {
-    if (restored) {
-      const u = serverUser();
-      try {
-        execFileSync(join(embeddedPgDir(MAJOR), 'bin', 'pg_ctl'), ['-D', restored, '-m', 'immediate', '-w', 'stop'], { uid: u.uid, gid: u.gid, stdio: 'ignore' });
-      } catch {
-        // not running
-      }
-    }
+    if (restored) stopRestoredServer(MAJOR, restored);
     await site?.stop();
     await standby?.destroy();
     await primary?.destroy();

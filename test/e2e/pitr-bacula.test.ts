@@ -13,20 +13,19 @@
  *
  * Needs scripts/setup.sh (Bacula build); a missing part fails the suite with its reason.
  */
-import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startCluster, type Cluster } from '../harness/cluster.js';
-import { serverUser } from '../harness/os-user.js';
-import { embeddedPgDir, type TestMajor } from '../harness/pg-binaries.js';
+import type { TestMajor } from '../harness/pg-binaries.js';
 import { registerForCleanup, testRoot } from '../harness/registry.js';
 import { amcheckAllIndexes, createStaticTables, digestAt, queryAt } from '../harness/verify-cluster.js';
 import { commitRows, type CommittedRow } from '../harness/workload.js';
 import { archiveCommandLine } from '../../src/wal/spool.js';
 import { ownedDir, until } from '../integration/wal-helpers.js';
-import { BaculaSite, findBaculaInstall, pluginLine, type JobResult } from './bacula-site.js';
+import { findBaculaInstall, type BaculaSite, type JobResult } from './bacula-site.js';
+import { startPitrSite, stopRestoredServer } from './pitr-fixture.js';
 import { buildShimWithRealBackend } from './real-backend.js';
 
 /** The oldest (recovery.conf, pg_start_backup) and the newest supported major. */
@@ -34,15 +33,6 @@ const MAJORS = (process.env.PITR_BACULA_MAJORS ? process.env.PITR_BACULA_MAJORS.
 
 function between(a: CommittedRow, b: CommittedRow): string {
   return new Date((a.commitTime.getTime() + b.commitTime.getTime()) / 2).toISOString();
-}
-
-function stopServer(major: number, pgdata: string): void {
-  const u = serverUser();
-  try {
-    execFileSync(join(embeddedPgDir(major), 'bin', 'pg_ctl'), ['-D', pgdata, '-m', 'immediate', '-w', 'stop'], { uid: u.uid, gid: u.gid, stdio: 'ignore' });
-  } catch {
-    // not running
-  }
 }
 
 function spoolSegments(spool: string, sysid: string): string[] {
@@ -79,28 +69,11 @@ describe.each(MAJORS)('mode pitr of PostgreSQL %i through real Bacula daemons (i
     sysid = (await c.sql<{ id: string }>('SELECT system_identifier::text AS id FROM pg_control_system()'))[0]!.id;
     await createStaticTables(c, 2000);
     await commit(2);
-    const plugin = pluginLine('pgbacula', {
-      mode: 'pitr',
-      host: c.socketDir,
-      port: c.port,
-      user: 'postgres',
-      wal_spool: spool,
-      tmpdir: join(work, 'staging'),
-      pg_bin_dir: join(embeddedPgDir(MAJOR), 'bin'),
-      parallel_jobs: 2,
-    });
-    site = await BaculaSite.start({
-      install,
-      plugins: [shim.so],
-      parentDir: work,
-      fdEnv: { PGBACULA_PROGRESS_SECONDS: '0', PGBACULA_ARCHIVE_WAIT_SECONDS: '60' },
-      fileSets: [{ name: 'pitr', plugins: [plugin] }],
-      jobs: [{ name: 'pitr', fileSet: 'pitr' }],
-    });
+    site = await startPitrSite({ install, shimSo: shim.so, work, major: MAJOR, spool, params: { host: c.socketDir, port: c.port, parallel_jobs: 2 } });
   }, 240_000);
 
   afterAll(async () => {
-    for (const t of restored) stopServer(MAJOR, t);
+    for (const t of restored) stopRestoredServer(MAJOR, t);
     await site?.stop();
     await c?.destroy();
     if (work) rmSync(work, { recursive: true, force: true });
