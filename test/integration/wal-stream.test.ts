@@ -424,6 +424,9 @@ describe.each(TEST_MAJORS)('WAL streaming from PostgreSQL %i', (major) => {
         const [row] = await sb.sql<{ r: boolean }>('SELECT pg_is_in_recovery() AS r');
         return row!.r === false;
       });
+      // pg_is_in_recovery() turns false before the startup process exits; when the postmaster
+      // reaps it, it tells the walsenders of that moment to finish and exit. Connect after that.
+      await until('the startup process has exited', async () => (await sb.sql("SELECT 1 FROM pg_stat_activity WHERE backend_type = 'startup'")).length === 0);
       const historyOnServer = readFileSync(join(sb.pgdata, 'pg_wal', '00000002.history'));
       const [entry] = parseTimelineHistory(historyOnServer, 2);
       expect(entry?.parentTimeline).toBe(1);
@@ -455,18 +458,19 @@ describe.each(TEST_MAJORS)('WAL streaming from PostgreSQL %i', (major) => {
         expect(hist.contentTypeOid).toBe(major >= 14 ? 25 : 17); // declared bytea ≤ 13, sent raw
         expect(formatTimelineHistory(parseTimelineHistory(hist.content, 2))).toBe(historyOnServer.toString('latin1'));
         const streamTl2 = (connection: ReplicationConnection) => streamWal({ connection, startLsn: switchLsn, timeline: 2, targetDir: tl1Dir, stopAtLsn: stop2, statusIntervalMs: 200 });
-        let t2: Awaited<ReturnType<typeof streamWal>>;
-        try {
-          t2 = await streamTl2(conn2);
-        } catch (e) {
-          // The server can end a walsender session opened just after a promotion (seen in CI
-          // under load on 10 and 13); a client reconnects, which is what this retry does once.
-          if (!(e instanceof PgbaculaError && e.code === 'CONNECTION')) throw e;
-          const again = await ReplicationConnection.open(settingsOf(sb));
+        let t2: Awaited<ReturnType<typeof streamWal>> | undefined;
+        // The server can still end a walsender session opened around a promotion (seen in CI
+        // under load on 10, 13 and 17, after it had sent what was flushed); a client reconnects,
+        // which is what these retries do, a moment apart.
+        for (let attempt = 0; t2 === undefined; attempt++) {
+          const conn = attempt === 0 ? conn2 : await ReplicationConnection.open(settingsOf(sb));
           try {
-            t2 = await streamTl2(again);
+            t2 = await streamTl2(conn);
+          } catch (e) {
+            if (!(e instanceof PgbaculaError && e.code === 'CONNECTION') || attempt === 3) throw e;
+            await new Promise((r) => setTimeout(r, 500));
           } finally {
-            await again.close().catch(() => undefined);
+            if (attempt > 0) await conn.close().catch(() => undefined);
           }
         }
         expect(t2.stoppedBy).toBe('stop-lsn');
