@@ -1,4 +1,4 @@
-import { chmodSync, chownSync, closeSync, fchownSync, fsyncSync, futimesSync, openSync, readSync, renameSync, utimesSync, writeSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, constants as fsc, fchownSync, fsyncSync, futimesSync, openSync, readSync, renameSync, utimesSync, writeSync } from 'node:fs';
 import { combineRangeHashes } from '../src/format/content-hash.js';
 import { Lz4FrameDecoder } from '../src/format/lz4-frame.js';
 import { loadKernels } from '../src/pipeline/kernels.js';
@@ -80,7 +80,8 @@ function copyOrCheck(task: RestoreFileTask): RestoreFileResult {
     return { ok: false, problem: `stored file is missing or unreadable: ${(e as NodeJS.ErrnoException).code ?? e}`, bytes: 0 };
   }
   try {
-    if (task.targetPath) out = openSync(task.targetPath, 'w', task.mode & 0o777);
+    // O_NOFOLLOW: a symbolic link where the file goes is never written through.
+    if (task.targetPath) out = openSync(task.targetPath, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC | fsc.O_NOFOLLOW, task.mode & 0o777);
     const flushRange = () => {
       const data = range.subarray(0, inRange);
       hashes.push(kernels.hash(data).toString(16).padStart(16, '0'));

@@ -3,7 +3,7 @@ import { EXIT, PgbaculaError } from '../errors.js';
 import { runBaseBackup } from '../modes/base-backup.js';
 import { formatBytes, formatCount } from '../pipeline/job-log.js';
 import { createWorkerPool, workerCount } from '../pipeline/pool.js';
-import { initRepository, removeIncompleteBackups } from '../repo/catalog.js';
+import { createBackupDir, initRepository, removeInterruptedBackups } from '../repo/catalog.js';
 import { newBackupId } from '../repo/layout.js';
 import { acquireRepoLock } from '../repo/lock.js';
 import { RepoSink } from '../repo/repo-sink.js';
@@ -38,9 +38,8 @@ export async function runBackupCommand(ctx: CommandContext): Promise<CommandResu
   process.once('SIGTERM', onSignal);
   const pool = createWorkerPool(workerCount(ctx.params.has('parallel_jobs') ? getInt(ctx.params, 'parallel_jobs') : undefined));
   try {
-    for (const id of await removeIncompleteBackups(repo)) log.info(`removed incomplete backup ${id} (an earlier run was interrupted)`);
-    const now = new Date();
-    const backupId = newBackupId(now, 'full');
+    for (const id of await removeInterruptedBackups(repo)) log.info(`removed incomplete backup ${id} (an earlier run was interrupted)`);
+    const backupId = await createBackupDir(repo, newBackupId(new Date(), 'full'));
     const sink = new RepoSink(repo, backupId);
     await sink.open();
     const label = getString(ctx.params, 'pitr_label') === 'auto' ? `pgbacula_${backupId}` : getString(ctx.params, 'pitr_label')!;

@@ -1,3 +1,4 @@
+import { EXIT } from '../errors.js';
 import { formatBytes } from '../pipeline/job-log.js';
 import { assertRepository, listBackups } from '../repo/catalog.js';
 import { requireRepo } from './backup.js';
@@ -41,11 +42,14 @@ export async function runInfoCommand(ctx: CommandContext): Promise<CommandResult
     ? `repository ${repo}: no backups`
     : [`repository ${repo}:`, ...rows.map((r) =>
         'reason' in r
-          ? `  ${r.id}  INCOMPLETE  ${r.reason}`
+          ? `  ${r.id}  ${r.state.toUpperCase()}  ${r.reason}`
           : `  ${r.id}  ${r.state}  ${r.mode} ${r.level}  PG ${r.pgVersion}  lsn ${r.startLsn}..${r.stopLsn} tli ${r.timeline}  ${formatBytes(r.rawBytes)} (stored ${formatBytes(r.storedBytes)})  pages ${r.pageVerification}${r.checksumFailures ? ` (${r.checksumFailures} failures)` : ''}  ${r.stopTime}`,
       )].join('\n');
+  const damaged = rows.filter((r) => r.state === 'damaged');
+  const tail = damaged.length ? `\n${damaged.length} damaged backup(s): kept as found; pgbacula verify --repo ${repo} says what is wrong` : '';
   return ok(
     { repo, backups: rows, windows: reports.map((r) => windowToJson(r.window)) },
-    windowLines.length ? `${text}\n${windowLines.join('\n')}` : text,
+    (windowLines.length ? `${text}\n${windowLines.join('\n')}` : text) + tail,
+    damaged.length ? EXIT.FAILURE : EXIT.OK,
   );
 }

@@ -8,7 +8,7 @@ import { emitFiles } from '../pipeline/emit-files.js';
 import { formatBytes, formatCount, ProgressTracker } from '../pipeline/job-log.js';
 import { orderedMerge } from '../pipeline/ordered-merge.js';
 import { createWorkerPool, workerCount, type WorkerPool } from '../pipeline/pool.js';
-import { assertRepository, listBackups, loadBackup } from '../repo/catalog.js';
+import { assertRepository, listBackups } from '../repo/catalog.js';
 import { storedFilePath } from '../repo/layout.js';
 import { parseLsn } from '../wal/lsn.js';
 import { walSegmentNameForLsn } from '../wal/segment.js';
@@ -139,17 +139,28 @@ function forkOf(path: string): string {
   return m ? m[1]! : 'main';
 }
 
-/** `verify --repo DIR [--backup ID]`: every file present with its hash, and the WAL from start to stop. */
+/**
+ * `verify --repo DIR [--backup ID]`: every file present with its hash, and the WAL from start to
+ * stop. A backup whose manifest is damaged is reported DAMAGED (exit 1), never left out.
+ */
 async function verifyRepo(ctx: CommandContext, repo: string): Promise<CommandResult> {
   await assertRepository(repo);
   const id = typeof ctx.argv.globals.backup === 'string' ? ctx.argv.globals.backup : undefined;
-  const ids = id ? [id] : (await listBackups(repo)).filter((b) => b.state === 'complete').map((b) => b.id);
-  if (ids.length === 0) throw new PgbaculaError('REPOSITORY', `repository ${repo} holds no complete backup`, { hint: 'Nothing to verify.' });
+  const all = await listBackups(repo);
+  const chosen = id ? all.filter((b) => b.id === id) : all;
+  if (id && chosen.length === 0) throw new PgbaculaError('REPOSITORY', `no backup ${id} in repository ${repo}`, { hint: 'pgbacula info --repo lists them.' });
+  if (chosen.length === 0) throw new PgbaculaError('REPOSITORY', `repository ${repo} holds no backup`, { hint: 'Nothing to verify.' });
   const pool = createWorkerPool(workerCount(undefined));
-  const report: { backupId: string; files: number; bytes: number; problems: string[] }[] = [];
+  const report: { backupId: string; state: string; files: number; bytes: number; problems: string[]; note?: string }[] = [];
   try {
-    for (const backupId of ids) {
-      const m = await loadBackup(repo, backupId);
+    for (const b of chosen) {
+      if (b.state !== 'complete') {
+        if (b.state === 'damaged') report.push({ backupId: b.id, state: b.state, files: 0, bytes: 0, problems: [b.reason] });
+        else report.push({ backupId: b.id, state: b.state, files: 0, bytes: 0, problems: [], note: b.state === 'incomplete' ? `${b.reason}; the next backup removes it` : b.reason });
+        continue;
+      }
+      const backupId = b.id;
+      const m = b.manifest;
       const problems: string[] = [];
       const files = m.files.filter((f) => f.type === 'file');
       const tasks = files.map((f) => {
@@ -172,14 +183,18 @@ async function verifyRepo(ctx: CommandContext, repo: string): Promise<CommandRes
       const seg = m.walSegmentSize;
       const need = [walSegmentNameForLsn(m.startTimeline, parseLsn(m.startLsn), seg), walSegmentNameForLsn(m.stopTimeline, parseLsn(m.stopLsn) - 1n, seg)];
       for (const name of new Set(need)) if (!m.walSegments.includes(name)) problems.push(`wal/${name}: the WAL segment needed for consistency is not in the backup`);
-      report.push({ backupId, files: files.length, bytes: files.reduce((s, f) => s + f.size, 0), problems });
+      report.push({ backupId, state: b.state, files: files.length, bytes: files.reduce((s, f) => s + f.size, 0), problems });
     }
   } finally {
     await pool.destroy();
   }
   const bad = report.filter((r) => r.problems.length > 0);
   const text = report
-    .map((r) => `${r.backupId}: ${r.problems.length === 0 ? 'OK' : 'DAMAGED'} — ${formatCount(r.files)} files, ${formatBytes(r.bytes)}${r.problems.map((p) => `\n  ${p}`).join('')}`)
+    .map((r) =>
+      r.state !== 'complete' && r.state !== 'damaged'
+        ? `${r.backupId}: ${r.state.toUpperCase()} — ${r.note ?? ''}`
+        : `${r.backupId}: ${r.problems.length === 0 ? 'OK' : 'DAMAGED'} — ${r.state === 'damaged' ? 'not restorable' : `${formatCount(r.files)} files, ${formatBytes(r.bytes)}`}${r.problems.map((p) => `\n  ${p}`).join('')}`,
+    )
     .join('\n');
   return ok({ repo, backups: report }, text, bad.length > 0 ? EXIT.FAILURE : EXIT.OK);
 }

@@ -107,5 +107,66 @@ export function parseManifest(text: string): BackupManifest {
   if (parsed.format !== MANIFEST_FORMAT) throw new ManifestError(`not a pgbacula manifest (format ${String(parsed.format)})`);
   if (parsed.version !== MANIFEST_VERSION) throw new ManifestError(`manifest version ${parsed.version} is not supported by this pgbacula`);
   delete parsed.manifestSha256;
+  const problem = manifestPathProblem(parsed);
+  if (problem) throw new ManifestError(problem);
   return parsed;
+}
+
+/** One path component as stored: a name, never empty, `.`, `..` or carrying a NUL. */
+function badComponent(c: string): boolean {
+  return c === '' || c === '.' || c === '..' || c.includes('\0');
+}
+
+const WAL_NAME = /^(?:[0-9A-F]{24}|[0-9A-F]{8}\.history)$/;
+
+/**
+ * The paths of a manifest are untrusted input (a repository, a Bacula stream, a staged chain):
+ * each must be one of the shapes a backup writes, with every component a plain name, so that
+ * joined to its restore root it can only name something inside that root. Symbolic links are
+ * recorded only as tablespace links (`pgdata/pg_tblspc/<oid>`), and nothing is stored beneath
+ * one: a restore writes through no link. Returns the first problem, or undefined.
+ */
+export function manifestPathProblem(m: Pick<BackupManifest, 'files' | 'tablespaces'> & { readonly walSegments?: readonly string[] }): string | undefined {
+  if (!Array.isArray(m.files) || !Array.isArray(m.tablespaces)) return 'manifest lists no files or no tablespaces';
+  const oids = new Set<string>();
+  for (const ts of m.tablespaces) {
+    if (typeof ts.oid !== 'string' || !/^[1-9]\d{0,9}$/.test(ts.oid) || oids.has(ts.oid)) return `tablespace oid ${JSON.stringify(ts.oid)} is not a unique object identifier`;
+    if (typeof ts.location !== 'string' || !ts.location.startsWith('/') || ts.location.length < 2 || ts.location.split('/').slice(1).some(badComponent)) {
+      return `tablespace ${ts.oid} has location ${JSON.stringify(ts.location)}, which is not a normalised absolute path`;
+    }
+    oids.add(ts.oid);
+  }
+  for (const f of m.files) {
+    const path = f.path;
+    if (typeof path !== 'string') return 'a file entry has no path';
+    const parts = path.split('/');
+    const bad = `file entry ${JSON.stringify(path.slice(0, 200))}`;
+    if (parts.some(badComponent)) return `${bad} is not a plain relative path (empty, '.', '..' or NUL component)`;
+    if (f.type !== 'file' && f.type !== 'dir' && f.type !== 'symlink') return `${bad} has type ${JSON.stringify(f.type)}`;
+    const [root, ...rest] = parts;
+    if (f.type === 'symlink') {
+      if (!(root === 'pgdata' && rest.length === 2 && rest[0] === 'pg_tblspc' && oids.has(rest[1]!))) {
+        return `${bad} is a symbolic link; only tablespace links pgdata/pg_tblspc/<oid> of a listed tablespace are restored`;
+      }
+      continue;
+    }
+    if (root === 'pgdata') {
+      if (rest.length === 0 && f.type !== 'dir') return `${bad} must be a directory`;
+      if (rest[0] === 'pg_tblspc' && rest.length >= 2) return `${bad} lies beneath a tablespace link; tablespace contents are stored under tablespaces/<oid>/`;
+      continue;
+    }
+    if (root === 'tablespaces') {
+      if (rest.length === 0 && f.type === 'dir') continue;
+      if (!oids.has(rest[0] ?? '')) return `${bad} belongs to no tablespace of the manifest`;
+      if (rest.length === 1 && f.type !== 'dir') return `${bad} must be a directory`;
+      continue;
+    }
+    if ((path === 'backup_label' || path === 'tablespace_map') && f.type === 'file') continue;
+    if (root === 'wal' && (rest.length === 0 ? f.type === 'dir' : rest.length === 1 && WAL_NAME.test(rest[0]!))) continue;
+    return `${bad} is outside the areas of a backup (pgdata/, tablespaces/<oid>/, wal/<WAL file>, backup_label, tablespace_map)`;
+  }
+  if (m.walSegments !== undefined && (!Array.isArray(m.walSegments) || m.walSegments.some((n) => typeof n !== 'string' || !WAL_NAME.test(n)))) {
+    return 'walSegments holds a name that is not a WAL file name';
+  }
+  return undefined;
 }

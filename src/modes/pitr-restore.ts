@@ -24,7 +24,7 @@ import type { RestoreDecision, RestoreEntry, RestoreTarget } from '../pipeline/r
 import { forgetScratch, registerScratch, removeScratch } from '../pipeline/scratch-dirs.js';
 import { initRepository } from '../repo/catalog.js';
 import { BACKUP_ID } from '../repo/layout.js';
-import { inspectTarget, resolveOwner, RESTORE_STATE_DIR } from '../restore/target.js';
+import { assertOutsideProtected, inspectTarget, resolveOwner, RESTORE_STATE_DIR } from '../restore/target.js';
 import { completeBackups, pickBaseBackup, recoveryTargetOf, restoreFromRepository } from '../restore/repo-restore.js';
 import { parseWalFileName } from '../wal/segment.js';
 import { pushWalFile, walArchiveRoot } from '../wal/spool.js';
@@ -98,6 +98,7 @@ export class PitrRestoreTarget implements RestoreTarget {
 
   /** Before the first byte: the target must be usable, or nothing is received. */
   async prepare(): Promise<void> {
+    assertOutsideProtected([{ what: 'restore target', path: this.pgdataDir }], [{ what: 'WAL spool', path: getString(this.s.params, 'wal_spool')! }]);
     const t = inspectTarget(this.pgdataDir);
     if (t.runningPid) {
       throw new PgbaculaError('RESTORE_PRECHECK', `PostgreSQL is running in ${this.pgdataDir} (pid ${t.runningPid})`, { hint: 'Stop it first, or choose another pgdata_dir.' });

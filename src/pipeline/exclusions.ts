@@ -6,6 +6,9 @@ import { isRelationDirectory, parseRelationFileName } from '../format/relation-f
  * would. Pure: the walker asks, these answer.
  */
 
+/** The directory a pgbacula restore keeps its state in, at the top of the restored data directory. */
+export const RESTORE_STATE_DIR_NAME = 'pgbacula_restore';
+
 /** Directories emitted empty (contents skipped). */
 const EXCLUDE_CONTENTS_ALL = ['pg_stat_tmp', 'pg_replslot'];
 const EXCLUDE_CONTENTS_10 = ['pg_dynshmem', 'pg_notify', 'pg_serial', 'pg_snapshots', 'pg_subtrans'];
@@ -51,6 +54,9 @@ export function decideEntry(relDir: string, entry: DirEntryInfo, siblings: Reado
     }
   }
   if (path === 'global/pg_control') return { action: 'last' };
+  // A restore's own state (audit log, state, the log of the server it started) belongs to that
+  // restore, not to the cluster: carried into a backup it would be mistaken for the next restore's.
+  if (relDir === '' && name === RESTORE_STATE_DIR_NAME) return { action: 'skip', reason: 'pgbacula restore state' };
   if (relDir === '' && (kind === 'dir' || kind === 'symlink')) {
     if (name === 'pg_wal') return { action: 'empty-dir' };
     if (EXCLUDE_CONTENTS_ALL.includes(name) || (major >= 10 && EXCLUDE_CONTENTS_10.includes(name))) return { action: 'empty-dir' };

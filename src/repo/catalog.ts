@@ -1,32 +1,82 @@
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { link, mkdir, open, readdir, readFile, rm, stat, unlink } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { PgbaculaError } from '../errors.js';
 import { ManifestError, parseManifest, type BackupManifest } from '../format/backup-manifest.js';
-import { writeFileAtomic } from '../os/durable.js';
-import { BACKUP_ID, backupDir, backupsDir, manifestPath, REPO_FORMAT, REPO_MARKER } from './layout.js';
+import { fsyncPath, writeFileAtomic } from '../os/durable.js';
+import { pidAlive } from '../os/pid-lock.js';
+import { BACKUP_ID, backupDir, backupsDir, inProgressPath, manifestPath, REPO_FORMAT, REPO_MARKER } from './layout.js';
 
 export type BackupState =
   | { readonly id: string; readonly state: 'complete'; readonly manifest: BackupManifest; readonly storedBytes: number }
-  | { readonly id: string; readonly state: 'incomplete'; readonly reason: string };
+  /** Left by a pgbacula run that was interrupted (its marker, no manifest): the next backup removes it. */
+  | { readonly id: string; readonly state: 'incomplete'; readonly reason: string }
+  /** A backup being written by a live process. */
+  | { readonly id: string; readonly state: 'running'; readonly reason: string }
+  /** Anything else: a manifest that does not parse or check, or a directory pgbacula did not leave. Kept and reported. */
+  | { readonly id: string; readonly state: 'damaged'; readonly reason: string };
 
-/** Create the repository if needed; refuse a directory that holds something else. */
+const MARKER_TMP = `${REPO_MARKER}.tmp-`;
+
+/**
+ * Create the repository if needed; refuse a directory that holds something else. Safe when
+ * several processes do it at once (four archivers pushing their first segments): the marker is
+ * published with link(2), which never replaces, and a marker's temporary file left by a process
+ * that died (a full disk) neither blocks the repository nor stays.
+ */
 export async function initRepository(repo: string): Promise<void> {
   if (!repo.startsWith('/')) {
     throw new PgbaculaError('PARAM_INVALID', `repository path ${repo} is not absolute`, { hint: 'Give --repo an absolute path.' });
   }
-  await mkdir(backupsDir(repo), { recursive: true, mode: 0o750 });
+  await mkdir(backupsDir(repo), { recursive: true, mode: 0o750 }).catch((e: unknown) => {
+    throw repoIoError(e, `cannot create the repository ${repo}`);
+  });
   const marker = join(repo, REPO_MARKER);
-  if (!existsSync(marker)) {
-    // wal/ may come first: wal-push can archive into a repository before its first backup.
-    const others = (await readdir(repo)).filter((n) => n !== 'backups' && n !== 'lock' && n !== 'wal');
-    if (others.length > 0) {
-      throw new PgbaculaError('REPOSITORY', `${repo} is not a pgbacula repository and is not empty (${others.slice(0, 3).join(', ')}…)`, {
-        hint: 'Use an empty directory or an existing repository.',
-      });
-    }
-    await writeFileAtomic(marker, JSON.stringify({ format: REPO_FORMAT, created: new Date().toISOString() }) + '\n');
+  if (existsSync(marker)) return;
+  // wal/ may come first: wal-push can archive into a repository before its first backup.
+  const entries = await readdir(repo);
+  const others = entries.filter((n) => n !== 'backups' && n !== 'lock' && n !== 'wal' && !n.startsWith(MARKER_TMP));
+  if (others.length > 0) {
+    throw new PgbaculaError('REPOSITORY', `${repo} is not a pgbacula repository and is not empty (${others.slice(0, 3).join(', ')}…)`, {
+      hint: 'Use an empty directory or an existing repository.',
+    });
   }
+  for (const n of entries) {
+    const pid = Number(/^.*\.tmp-(\d+)-/.exec(n)?.[1]);
+    if (n.startsWith(MARKER_TMP) && Number.isInteger(pid) && pid !== process.pid && !pidAlive(pid)) await unlink(join(repo, n)).catch(() => undefined);
+  }
+  const tmp = `${marker}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  try {
+    const fh = await open(tmp, 'wx', 0o640);
+    try {
+      await fh.writeFile(JSON.stringify({ format: REPO_FORMAT, created: new Date().toISOString() }) + '\n');
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await link(tmp, marker).catch((e: unknown) => {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e; // another process made it first: same content
+    });
+    await fsyncPath(repo);
+  } catch (e) {
+    throw repoIoError(e, `cannot create the repository marker ${marker}`);
+  } finally {
+    await unlink(tmp).catch(() => undefined);
+  }
+}
+
+function repoIoError(e: unknown, what: string): PgbaculaError {
+  if (e instanceof PgbaculaError) return e;
+  const err = e as NodeJS.ErrnoException;
+  const hint =
+    err.code === 'ENOSPC'
+      ? 'The file system of the repository is full: free space there and run the command again.'
+      : err.code === 'EACCES' || err.code === 'EPERM'
+        ? 'The repository must be writable by the OS user that runs pgbacula (archive_command runs as the server\'s user, usually postgres).'
+        : 'Check the repository directory: permissions, free space, file system errors.';
+  return new PgbaculaError('IO', `${what}: ${err.message ?? String(e)}`, { hint, cause: e });
 }
 
 export async function assertRepository(repo: string): Promise<void> {
@@ -53,26 +103,93 @@ async function sizeOfTree(dir: string): Promise<number> {
   return total;
 }
 
-/** Every backup directory with its state. Only a sealed, parseable manifest makes "complete". */
+/** Every backup directory with its state. Only a sealed, checked manifest makes "complete". */
 export async function listBackups(repo: string, withSizes = false): Promise<BackupState[]> {
-  const ids = (await readdir(backupsDir(repo)).catch(() => [] as string[])).filter((n) => BACKUP_ID.test(n)).sort();
+  const ids = sortBackupIds((await readdir(backupsDir(repo)).catch(() => [] as string[])).filter((n) => BACKUP_ID.test(n)));
   const out: BackupState[] = [];
   for (const id of ids) {
-    let text: string;
+    let text: string | undefined;
     try {
       text = await readFile(manifestPath(repo, id), 'utf8');
-    } catch {
-      out.push({ id, state: 'incomplete', reason: 'no manifest (interrupted or still running)' });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
+        out.push({ id, state: 'damaged', reason: `manifest.json cannot be read: ${(e as Error).message}` });
+        continue;
+      }
+    }
+    if (text === undefined) {
+      const marker = await readInProgressMarker(repo, id);
+      if (marker === undefined) {
+        out.push({ id, state: 'damaged', reason: 'no manifest.json and no in-progress marker: not left by an interrupted pgbacula backup (kept; remove it by hand if it is not needed)' });
+      } else if (marker.pid !== process.pid && pidAlive(marker.pid) && marker.host === hostname()) {
+        out.push({ id, state: 'running', reason: `being written by process ${marker.pid}` });
+      } else {
+        out.push({ id, state: 'incomplete', reason: 'no manifest (interrupted)' });
+      }
       continue;
     }
     try {
       const manifest = parseManifest(text);
+      if (manifest.backupId !== id) throw new ManifestError(`manifest names backup ${JSON.stringify(manifest.backupId)}, stored under ${id}`);
       out.push({ id, state: 'complete', manifest, storedBytes: withSizes ? await sizeOfTree(backupDir(repo, id)) : 0 });
     } catch (e) {
-      out.push({ id, state: 'incomplete', reason: e instanceof ManifestError ? e.message : String(e) });
+      out.push({ id, state: 'damaged', reason: `manifest.json is damaged: ${e instanceof ManifestError ? e.message : (e as Error).message}` });
     }
   }
   return out;
+}
+
+/** Backup ids in time order: `…F` before `…F-2` before `…F-10`. */
+export function sortBackupIds(ids: readonly string[]): string[] {
+  const key = (id: string): [string, number] => {
+    const dash = id.indexOf('-', 9);
+    return dash < 0 ? [id, 0] : [id.slice(0, dash), Number(id.slice(dash + 1))];
+  };
+  return [...ids].sort((a, b) => {
+    const [sa, na] = key(a);
+    const [sb, nb] = key(b);
+    return sa < sb ? -1 : sa > sb ? 1 : na - nb;
+  });
+}
+
+export interface InProgressMarker {
+  readonly pid: number;
+  readonly host: string;
+  readonly started: string;
+}
+
+async function readInProgressMarker(repo: string, id: string): Promise<InProgressMarker | undefined> {
+  try {
+    const m = JSON.parse(await readFile(inProgressPath(repo, id), 'utf8')) as InProgressMarker;
+    return Number.isInteger(m.pid) && m.pid > 0 ? m : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Create a new backup's directory exclusively, with its in-progress marker: two backups that
+ * start in the same second get distinct ids (`…F`, `…F-2`), never one directory.
+ */
+export async function createBackupDir(repo: string, baseId: string): Promise<string> {
+  for (let n = 1; n < 1000; n++) {
+    const id = n === 1 ? baseId : `${baseId}-${n}`;
+    try {
+      await mkdir(backupDir(repo, id), { mode: 0o750 });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') continue;
+      throw repoIoError(e, `cannot create backup directory ${backupDir(repo, id)}`);
+    }
+    const marker: InProgressMarker = { pid: process.pid, host: hostname(), started: new Date().toISOString() };
+    try {
+      await writeFileAtomic(inProgressPath(repo, id), JSON.stringify(marker) + '\n');
+      await fsyncPath(backupsDir(repo));
+    } catch (e) {
+      throw repoIoError(e, `cannot create backup directory ${backupDir(repo, id)}`);
+    }
+    return id;
+  }
+  throw new PgbaculaError('REPOSITORY', `more than 999 backups named ${baseId} in ${repo}`);
 }
 
 export async function loadBackup(repo: string, id?: string): Promise<BackupManifest> {
@@ -85,12 +202,18 @@ export async function loadBackup(repo: string, id?: string): Promise<BackupManif
   }
   const found = all.find((b) => b.id === id);
   if (!found) throw new PgbaculaError('REPOSITORY', `no backup ${id} in repository ${repo}`, { hint: 'pgbacula info --repo lists them.' });
-  if (found.state !== 'complete') throw new PgbaculaError('REPOSITORY', `backup ${id} is incomplete: ${found.reason}`, { hint: 'Use a complete backup.' });
+  if (found.state !== 'complete') {
+    throw new PgbaculaError('REPOSITORY', `backup ${id} is ${found.state}: ${found.reason}`, { hint: found.state === 'damaged' ? 'pgbacula verify --repo reports what is wrong; use another backup.' : 'Use a complete backup.' });
+  }
   return found.manifest;
 }
 
-/** Remove incomplete backups (call with the repository lock held). Returns the ids removed. */
-export async function removeIncompleteBackups(repo: string): Promise<string[]> {
+/**
+ * Remove the backups pgbacula itself knows were interrupted (call with the repository lock
+ * held): their in-progress marker is there, no manifest, and the process that wrote them is gone.
+ * A damaged backup is never removed on a guess. Returns the ids removed.
+ */
+export async function removeInterruptedBackups(repo: string): Promise<string[]> {
   const removed: string[] = [];
   for (const b of await listBackups(repo)) {
     if (b.state === 'incomplete') {

@@ -6,6 +6,7 @@ import { join } from 'node:path';
  *   REPO/pgbacula-repo.json           format marker
  *   REPO/lock                         pid of the process writing to the repository
  *   REPO/backups/<id>/files/<path>    one stored file per backed-up file (".lz4": a standard LZ4 frame)
+ *   REPO/backups/<id>/backup.in-progress  while the backup is written (removed after the manifest)
  *   REPO/backups/<id>/manifest.json   written last: a backup without it is incomplete
  */
 export const REPO_MARKER = 'pgbacula-repo.json';
@@ -21,6 +22,11 @@ export function backupDir(repo: string, id: string): string {
 
 export function storedFilePath(repo: string, id: string, itemPath: string, encoding: 'raw' | 'lz4'): string {
   return join(repo, 'backups', id, 'files', encoding === 'lz4' ? `${itemPath}.lz4` : itemPath);
+}
+
+/** Present while a backup is written; with no manifest beside it, the backup was interrupted. */
+export function inProgressPath(repo: string, id: string): string {
+  return join(repo, 'backups', id, 'backup.in-progress');
 }
 
 export function manifestPath(repo: string, id: string): string {

@@ -1,17 +1,17 @@
-import { mkdir, open, rename, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { PgbaculaError } from '../errors.js';
 import { encodeFrameEnd, encodeFrameHeader } from '../format/lz4-frame.js';
 import type { ItemHeader, ItemSink, ItemTrailer } from '../pipeline/item.js';
 import { fsyncAll, fsyncPath } from '../os/durable.js';
-import { backupDir, backupsDir, manifestPath, storedFilePath } from './layout.js';
+import { backupDir, backupsDir, inProgressPath, manifestPath, storedFilePath } from './layout.js';
 
 /**
- * Writes one backup into the repository. Files go straight to their final names inside the
- * backup's directory — the backup as a whole is the unit of atomicity: until manifest.json is
- * renamed into place (after every file and directory is fsynced) it is "incomplete" and the
- * next run removes it.
+ * Writes one backup into the repository, into a directory made for it alone (createBackupDir,
+ * with its in-progress marker). Files go straight to their final names inside it — the backup as
+ * a whole is the unit of atomicity: until manifest.json is renamed into place (after every file
+ * and directory is fsynced) it is "incomplete", and the next run removes it.
  */
 export class RepoSink implements ItemSink {
   private current: { header: ItemHeader; fh: FileHandle | undefined; path: string } | undefined;
@@ -91,6 +91,7 @@ export class RepoSink implements ItemSink {
     await fsyncAll(this.written);
     await fsyncAll([...this.dirs].sort((a, b) => b.length - a.length));
     await rename(this.manifestTempPath, manifestPath(this.repo, this.backupId));
+    await unlink(inProgressPath(this.repo, this.backupId));
     await fsyncPath(backupDir(this.repo, this.backupId));
     await fsyncPath(backupsDir(this.repo));
   }

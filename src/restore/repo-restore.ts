@@ -16,6 +16,7 @@ import { judgeRecoveryTarget } from '../wal/window.js';
 import { windowReport } from '../wal/window-report.js';
 import type { RecoveryTarget } from './recovery-settings.js';
 import { RestoreJob, type RestoreSummary } from './restore-job.js';
+import type { NamedPath } from './target.js';
 
 function parseRemap(pairs: readonly string[]): Map<string, string> {
   const out = new Map<string, string>();
@@ -93,6 +94,8 @@ export interface RepoRestoreRequest {
   readonly onChosen?: (m: BackupManifest) => void;
   /** A staging repository: its files are moved into place rather than copied. */
   readonly consume?: boolean;
+  /** More places no restore target may touch (the spool a Bacula job reads, …). */
+  readonly protect?: readonly NamedPath[];
 }
 
 export interface RepoRestoreResult extends RestoreSummary {
@@ -104,6 +107,12 @@ export async function restoreFromRepository(req: RepoRestoreRequest): Promise<Re
   await assertRepository(repo);
   const target = recoveryTargetOf(params);
   const manifest = req.manifest ?? (req.backupId !== undefined ? await loadBackup(repo, req.backupId) : await chooseBaseBackup(repo, target, req.describe));
+  // A newer backup that cannot be used is said, never passed over in silence.
+  for (const b of await listBackups(repo)) {
+    if ((b.state === 'damaged' || b.state === 'running') && b.id > manifest.backupId) {
+      req.log.warning(`backup ${b.id} is newer than the one restored (${manifest.backupId}) but ${b.state === 'damaged' ? 'damaged' : 'still being written'}: ${b.reason}${b.state === 'damaged' ? ' — pgbacula verify --repo reports it' : ''}`);
+    }
+  }
   req.onChosen?.(manifest);
   // WAL after the backup's own comes from the repository's WAL archive (wal-push / wal-receive).
   const archiveRoot = walArchiveRoot({ repo });
@@ -146,6 +155,11 @@ export async function restoreFromRepository(req: RepoRestoreRequest): Promise<Re
       ...(archived ? { archiveRestoreCommand: restoreCommandLine({ repo }) } : {}),
       archiveAfterRestore: getBool(params, 'archive_after_restore'),
       ...(req.consume ? { consumeRepository: true } : {}),
+      protectedPaths: [
+        { what: req.consume ? 'staged restore' : 'repository', path: repo },
+        { what: 'WAL spool', path: getString(params, 'wal_spool')! },
+        ...(req.protect ?? []),
+      ],
     });
     const s = await job.run();
     return { ...s, manifest };

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
-import { appendFileSync, chownSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { appendFileSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
@@ -16,7 +17,7 @@ import { majorOf, type Major } from '../pg/versions.js';
 import type { RestoreFileResult, RestoreFileTask } from '../../workers/restore-file.js';
 import { recoveryFiles, settingsToResetAfterPromotion, shellQuote, type RecoveryPlan, type RecoveryTarget } from './recovery-settings.js';
 import { serverBinDirFor } from './server-binaries.js';
-import { freeBytes, inspectTarget, resolveOwner, RESTORE_STATE_DIR, type Owner } from './target.js';
+import { assertOutsideProtected, freeBytes, inspectTarget, resolveOwner, RESTORE_STATE_DIR, type NamedPath, type Owner } from './target.js';
 import { BLOCKS_PER_SEGMENT, carriesPageChecksums, parseRelationFileName } from '../format/relation-file.js';
 
 const execFileAsync = promisify(execFile);
@@ -45,6 +46,26 @@ export interface RestoreRequest {
   readonly archiveAfterRestore?: boolean;
   /** The repository is a staging copy this restore may consume (files moved, not copied). */
   readonly consumeRepository?: boolean;
+  /** Where no target may lie (default: the repository): the repository, the WAL archive, the spool. */
+  readonly protectedPaths?: readonly NamedPath[];
+}
+
+/** A digest of what was asked: resuming is for the same request only. No secret is stored in clear. */
+function restoreFingerprint(req: RestoreRequest): string {
+  const asked = {
+    backup: req.manifest.backupId,
+    system: req.manifest.systemIdentifier,
+    pgdata: req.pgdataDir,
+    port: req.restorePort ?? null,
+    remap: [...req.remapTablespaces].sort(([a], [b]) => (a < b ? -1 : 1)),
+    skip: req.skipWalReplay,
+    target: req.target ?? null,
+    action: req.action ?? 'promote',
+    standby: req.standby ? (req.standby.primaryConninfo ?? '') : null,
+    archive: req.archiveRestoreCommand ?? null,
+    archiveAfter: req.archiveAfterRestore ?? false,
+  };
+  return createHash('sha256').update(JSON.stringify(asked)).digest('hex');
 }
 
 export interface RestoreSummary {
@@ -61,13 +82,20 @@ export interface RestoreSummary {
 
 interface RestoreState {
   backupId: string;
+  /** SHA-256 of what was asked (backup, target, action, port, standby, remaps, …): only the same request resumes. */
+  fingerprint: string;
   phasesDone: number[];
+  /** Where in server.log the server started by this restore begins (older lines are another run's). */
+  logOffset?: number;
+  /** Set when every phase is done: the directory then holds a restored cluster, not an interrupted restore. */
+  finished?: string;
 }
 
 /**
- * The six restore phases of PRODUCT.md, each logged to the job log and to an audit file in
- * the target (<pgdata>/pgbacula_restore/audit.log). Re-running an interrupted restore of the
- * same backup into the same directory resumes: phases already done are skipped.
+ * The six restore phases, each logged to the job log and to an audit file in the target
+ * (<pgdata>/pgbacula_restore/audit.log; backups never carry that directory). Re-running an
+ * interrupted restore with the same request into the same directory resumes: phases already done
+ * are skipped. A finished restore is a restored cluster like any other: a non-empty target.
  */
 export class RestoreJob {
   private readonly stateDir: string;
@@ -76,6 +104,9 @@ export class RestoreJob {
 
   private readonly stagedWalDir: string;
   private readonly plan: RecoveryPlan;
+  private readonly fingerprint: string;
+  /** Directories checked (or made) by ensureDirBelow in this run. */
+  private readonly madeDirs = new Set<string>();
 
   constructor(private readonly req: RestoreRequest) {
     this.stateDir = join(req.pgdataDir, RESTORE_STATE_DIR);
@@ -92,7 +123,8 @@ export class RestoreJob {
       timeline: 'latest',
       ...(req.standby ? { standby: req.standby } : {}),
     };
-    this.state = { backupId: req.manifest.backupId, phasesDone: [] };
+    this.fingerprint = restoreFingerprint(req);
+    this.state = { backupId: req.manifest.backupId, fingerprint: this.fingerprint, phasesDone: [] };
   }
 
   private phase(n: number, name: string, text: string): void {
@@ -119,23 +151,40 @@ export class RestoreJob {
     this.phase(5, 'topology', 'no replication topology captured in this backup');
     this.saveState(5);
     const verified = await this.verify(started.port, started.socketDir, started.state);
+    this.state.finished = new Date().toISOString();
+    this.saveState(6);
     return { pgdataDir: this.req.pgdataDir, bytes: m.files.reduce((s, f) => s + f.size, 0), port: started.port, socketDir: started.socketDir, stoppedAt: started.stoppedAt, state: started.state, ...verified };
   }
 
   /** Phase 1: nothing the user had is touched before every check has passed. */
   private precheck(major: number, binDir: string): boolean {
     const { pgdataDir, manifest: m } = this.req;
+    const locations = m.tablespaces.map((ts) => ({ what: `tablespace ${ts.oid} location`, path: this.tablespaceLocation(ts.oid, ts.location) }));
+    assertOutsideProtected([{ what: 'restore target', path: pgdataDir }, ...locations], this.req.protectedPaths ?? [{ what: 'repository', path: this.req.repo }]);
     const t = inspectTarget(pgdataDir);
-    const resumable = t.resumableBackupId === m.backupId;
-    let earlier: RestoreState | undefined;
-    if (resumable) earlier = JSON.parse(readFileSync(join(this.stateDir, 'state.json'), 'utf8')) as RestoreState;
+    const earlier = t.restoreState;
+    const resumable = earlier !== undefined && earlier.finished === undefined && earlier.backupId === m.backupId && earlier.fingerprint === this.fingerprint;
+    if (earlier && !resumable && !this.req.overwriteExisting) {
+      throw new PgbaculaError(
+        'RESTORE_PRECHECK',
+        earlier.finished !== undefined
+          ? `restore target ${pgdataDir} holds a finished restore of backup ${earlier.backupId} (completed ${earlier.finished}): it is a restored cluster, not an interrupted restore`
+          : `restore target ${pgdataDir} holds an interrupted restore of backup ${earlier.backupId} that was asked with other arguments`,
+        {
+          hint:
+            earlier.finished !== undefined
+              ? 'Restore into an empty directory, or set overwrite_existing=true to replace that cluster.'
+              : 'Run the interrupted restore again with the same arguments to resume it, or set overwrite_existing=true to start over.',
+        },
+      );
+    }
     // A server we started ourselves in an interrupted run may keep running: phases 5–6 resume.
-    if (t.runningPid && !earlier?.phasesDone.includes(4)) {
+    if (t.runningPid && !(resumable && earlier.phasesDone.includes(4))) {
       throw new PgbaculaError('RESTORE_PRECHECK', `PostgreSQL is running in ${pgdataDir} (pid ${t.runningPid})`, { hint: 'Stop it first; a restore never writes under a running server.' });
     }
-    const foreign = t.entries.filter((e) => e !== RESTORE_STATE_DIR);
-    if (t.exists && foreign.length > 0 && !resumable && !this.req.overwriteExisting) {
-      throw new PgbaculaError('RESTORE_PRECHECK', `restore target ${pgdataDir} is not empty (${foreign.slice(0, 5).join(', ')}${foreign.length > 5 ? ', …' : ''})`, {
+    if (t.exists && t.entries.length > 0 && !resumable && !this.req.overwriteExisting) {
+      const shown = t.entries.filter((e) => e !== RESTORE_STATE_DIR);
+      throw new PgbaculaError('RESTORE_PRECHECK', `restore target ${pgdataDir} is not empty (${(shown.length ? shown : t.entries).slice(0, 5).join(', ')}${t.entries.length > 5 ? ', …' : ''})`, {
         hint: 'Restore into an empty directory, or set overwrite_existing=true to replace its contents.',
       });
     }
@@ -156,7 +205,7 @@ export class RestoreJob {
       throw new PgbaculaError('RESTORE_PRECHECK', `not enough space for ${pgdataDir}: ${formatBytes(needed)} needed, ${formatBytes(free)} free`, { hint: 'Free space or choose another target.' });
     }
     this.owner = resolveOwner(pgdataDir);
-    if (t.exists && foreign.length > 0 && !resumable) {
+    if (t.exists && t.entries.length > 0 && !resumable) {
       // overwrite_existing=true: the explicit gate. Only now is anything removed.
       for (const e of t.entries) rmSync(join(pgdataDir, e), { recursive: true, force: true });
     }
@@ -164,9 +213,9 @@ export class RestoreJob {
     chownSync(pgdataDir, this.owner.uid, this.owner.gid);
     mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
     chownSync(this.stateDir, this.owner.uid, this.owner.gid);
-    if (earlier) this.state = earlier;
-    this.phase(1, 'pre-check', `backup ${m.backupId} (PostgreSQL ${m.pgVersion}, ${formatBytes(needed)}) into ${pgdataDir}; ${formatBytes(free)} free; server binaries ${binDir} (major ${major})${resumable ? '; resuming an interrupted restore' : ''}`);
+    if (resumable) this.state = { backupId: earlier.backupId, fingerprint: this.fingerprint, phasesDone: [...earlier.phasesDone], ...(earlier.logOffset !== undefined ? { logOffset: earlier.logOffset } : {}) };
     this.saveState(1);
+    this.phase(1, 'pre-check', `backup ${m.backupId} (PostgreSQL ${m.pgVersion}, ${formatBytes(needed)}) into ${pgdataDir}; ${formatBytes(free)} free; server binaries ${binDir} (major ${major})${resumable ? '; resuming an interrupted restore' : ''}`);
     return resumable;
   }
 
@@ -182,21 +231,69 @@ export class RestoreJob {
     return this.req.remapTablespaces.get(oid) ?? original;
   }
 
-  /** Where a stored item goes in the restored cluster, or undefined when it is not laid down as a file. */
-  private targetOf(f: ManifestFile): string | undefined {
+  /**
+   * Where a stored item goes in the restored cluster — a root (the data directory, a tablespace
+   * location, the staged WAL) and the components below it — or undefined when it is not laid
+   * down as a file. The manifest's paths were checked when it was read (plain components only);
+   * this checks again, so no entry can name a place outside its root.
+   */
+  private placeOf(f: ManifestFile): { root: string; parts: string[] } | undefined {
     const { pgdataDir, manifest: m } = this.req;
-    if (f.path.startsWith('pgdata/')) return join(pgdataDir, f.path.slice('pgdata/'.length));
-    if (f.path.startsWith('tablespaces/')) {
-      const [, oid, ...rest] = f.path.split('/');
+    const parts = f.path.split('/');
+    if (parts.some((c) => c === '' || c === '.' || c === '..' || c.includes('\0'))) {
+      throw new PgbaculaError('REPOSITORY', `backup ${m.backupId} is damaged: its manifest names ${JSON.stringify(f.path)}`, { hint: 'Run pgbacula verify --repo; restore another backup.' });
+    }
+    const [area, ...rest] = parts;
+    if (area === 'pgdata') {
+      // Restore state of an earlier restore, in backups made before it was excluded: never ours to lay down.
+      if (rest[0] === RESTORE_STATE_DIR) return undefined;
+      return { root: pgdataDir, parts: rest };
+    }
+    if (area === 'tablespaces') {
+      const [oid, ...inner] = rest;
       const ts = m.tablespaces.find((t) => t.oid === oid);
       if (!ts) return undefined;
-      return join(this.tablespaceLocation(oid!, ts.location), ...rest);
+      return { root: this.tablespaceLocation(oid!, ts.location), parts: inner };
     }
-    if (f.path === 'backup_label') return join(pgdataDir, 'backup_label');
+    if (f.path === 'backup_label') return { root: pgdataDir, parts: ['backup_label'] };
     // The backup's WAL is staged for restore_command (archive recovery), not put in pg_wal.
-    if (f.path.startsWith('wal/')) return join(this.stagedWalDir, f.path.slice('wal/'.length));
+    if (area === 'wal') return { root: this.stagedWalDir, parts: rest };
     // tablespace_map: the links are made here, to the (possibly remapped) locations.
     return undefined;
+  }
+
+  private targetOf(f: ManifestFile): string | undefined {
+    const p = this.placeOf(f);
+    return p && join(p.root, ...p.parts);
+  }
+
+  /**
+   * Make the directories from `root` down to `parts` (owned by the cluster's owner), refusing to
+   * pass through anything that is not a plain directory: a symbolic link on the way (left in a
+   * target, or made by a crafted entry) would carry the writes outside the root.
+   */
+  private ensureDirBelow(root: string, parts: readonly string[], owner: Owner, mode = 0o700): string {
+    let dir = root;
+    for (const c of parts) {
+      dir = join(dir, c);
+      if (this.madeDirs.has(dir)) continue;
+      let st;
+      try {
+        st = lstatSync(dir);
+      } catch {
+        mkdirSync(dir, { mode });
+        chownSync(dir, owner.uid, owner.gid);
+        this.madeDirs.add(dir);
+        continue;
+      }
+      if (!st.isDirectory()) {
+        throw new PgbaculaError('RESTORE_PRECHECK', `${dir} is ${st.isSymbolicLink() ? 'a symbolic link' : 'not a directory'}: the restore does not write through it`, {
+          hint: `Remove it, or restore into an empty directory (a backup never needs ${dir} to be anything but a directory).`,
+        });
+      }
+      this.madeDirs.add(dir);
+    }
+    return dir;
   }
 
   /** Phase 2: every file decoded, hash-checked and written by the worker pool. */
@@ -208,16 +305,20 @@ export class RestoreJob {
       chownSync(dir, owner.uid, owner.gid);
     };
     for (const ts of m.tablespaces) mkdirOwned(this.tablespaceLocation(ts.oid, ts.location));
+    mkdirOwned(this.stagedWalDir);
     for (const f of m.files) {
       if (f.type === 'dir') {
-        const target = this.targetOf(f);
-        if (target) mkdirOwned(target, f.mode & 0o777);
+        const place = this.placeOf(f);
+        if (place) this.ensureDirBelow(place.root, place.parts, owner, f.mode & 0o777);
       } else if (f.type === 'symlink' && f.path.startsWith('pgdata/pg_tblspc/')) {
+        // The link goes where the manifest's tablespace list (or remap) says, not where the entry says.
         const oid = f.path.split('/').pop()!;
-        const link = join(this.req.pgdataDir, 'pg_tblspc', oid);
-        mkdirOwned(dirname(link));
+        const ts = m.tablespaces.find((t) => t.oid === oid);
+        if (!ts) continue;
+        const dir = this.ensureDirBelow(this.req.pgdataDir, ['pg_tblspc'], owner);
+        const link = join(dir, oid);
         rmSync(link, { force: true });
-        symlinkSync(this.tablespaceLocation(oid, f.linkTarget!), link);
+        symlinkSync(this.tablespaceLocation(oid, ts.location), link);
       }
     }
     const files = m.files.filter((f) => f.type === 'file' && this.targetOf(f) !== undefined);
@@ -226,8 +327,8 @@ export class RestoreJob {
     const problems: string[] = [];
     try {
       const tasks = files.map((f) => {
-        const target = this.targetOf(f)!;
-        mkdirOwned(dirname(target));
+        const place = this.placeOf(f)!;
+        const target = join(this.ensureDirBelow(place.root, place.parts.slice(0, -1), owner), place.parts.at(-1)!);
         const task: RestoreFileTask = {
           storedPath: storedFilePath(repo, m.backupId, f.path, f.stored ?? 'raw'),
           encoding: f.stored ?? 'raw',
@@ -311,12 +412,20 @@ export class RestoreJob {
     const owner = this.owner ?? resolveOwner(pgdataDir);
     const logFile = join(this.stateDir, 'server.log');
     writeFileSync(logFile, '', { flag: 'a' });
+    // Only what the server started now (or by the interrupted run being resumed) writes counts:
+    // earlier lines are another start's, and would announce a recovery that has not happened.
+    const alreadyRunning = readPostmasterPid(pgdataDir) !== undefined;
+    if (!alreadyRunning || this.state.logOffset === undefined) {
+      this.state.logOffset = alreadyRunning ? 0 : statSync(logFile).size;
+      this.saveState(3);
+    }
+    const logFrom = this.state.logOffset;
     chownSync(this.stateDir, owner.uid, owner.gid);
     chownSync(logFile, owner.uid, owner.gid);
     const plan = this.plan;
     const shutdownAtTarget = !plan.standby && plan.action === 'shutdown' && plan.target.kind !== 'end-of-wal';
     let startError: Error | undefined;
-    if (!readPostmasterPid(pgdataDir)) {
+    if (!alreadyRunning) {
       try {
         await execFileAsync(join(binDir, 'pg_ctl'), ['-D', pgdataDir, '-l', logFile, '-w', '-t', String(this.req.startTimeoutSeconds), 'start'], {
           uid: owner.uid,
@@ -338,12 +447,12 @@ export class RestoreJob {
           ? /pausing at the end of recovery|recovery has paused/
           : /database system is ready to accept connections/;
     if (startError && !shutdownAtTarget) {
-      const tail = readFileSync(logFile, 'utf8').split('\n').filter(Boolean).slice(-8).join('\n  ');
+      const tail = readLogFrom(logFile, logFrom).split('\n').filter(Boolean).slice(-8).join('\n  ');
       throw new PgbaculaError('RESTORE_PRECHECK', `the restored server in ${pgdataDir} did not start: ${startError.message.split('\n')[0]}`, {
         hint: `Its log (${logFile}) ends with:\n  ${tail}`,
       });
     }
-    const log = await this.watchLog(logFile, done, this.req.startTimeoutSeconds * 1000, shutdownAtTarget);
+    const log = await this.watchLog(logFile, logFrom, done, this.req.startTimeoutSeconds * 1000, shutdownAtTarget);
     const stoppedAt = /recovery stopping (?:before|after|at) [^\n]*/.exec(log)?.[0];
     if (plan.target.kind !== 'end-of-wal' && !plan.standby && !stoppedAt) {
       throw new PgbaculaError('WAL_GAP', `the restored server did not reach the recovery target (${plan.target.kind}${'value' in plan.target ? ` '${plan.target.value}'` : ''}): the WAL ended first`, {
@@ -368,13 +477,16 @@ export class RestoreJob {
   }
 
   /** Poll the server log until `done` matches; a FATAL/PANIC or a stopped server fails with the log's tail. */
-  private async watchLog(logFile: string, done: RegExp, timeoutMs: number, stopExpected = false): Promise<string> {
+  private async watchLog(logFile: string, from: number, done: RegExp, timeoutMs: number, stopExpected = false): Promise<string> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const text = readFileSync(logFile, 'utf8');
+      const text = readLogFrom(logFile, from);
       if (done.test(text)) return text;
       const fatal = /(?:FATAL|PANIC):\s+(.*)/.exec(text.split('\n').filter((l) => !/the database system is (starting up|not yet accepting)/.test(l)).join('\n'));
-      if (stopExpected && !readPostmasterPid(this.req.pgdataDir) && done.test(readFileSync(logFile, 'utf8'))) return readFileSync(logFile, 'utf8');
+      if (stopExpected && !readPostmasterPid(this.req.pgdataDir)) {
+        const last = readLogFrom(logFile, from);
+        if (done.test(last)) return last;
+      }
       if (fatal || (!stopExpected && !readPostmasterPid(this.req.pgdataDir)) || Date.now() > deadline) {
         const tail = text.split('\n').filter(Boolean).slice(-8).join('\n  ');
         throw new PgbaculaError('RESTORE_PRECHECK', `the restored server in ${this.req.pgdataDir} did not finish recovery${fatal ? `: ${fatal[1]}` : Date.now() > deadline ? ` within ${Math.round(timeoutMs / 1000)} s` : ' (it stopped)'}`, {
@@ -447,4 +559,10 @@ export class RestoreJob {
     this.saveState(6);
     return { pagesVerified, checksumFailures: failures };
   }
+}
+
+/** The server log from a byte offset on (a whole file when it was truncated since). */
+function readLogFrom(logFile: string, from: number): string {
+  const all = readFileSync(logFile);
+  return (all.length >= from ? all.subarray(from) : all).toString('utf8');
 }

@@ -1,7 +1,8 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync, statfsSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { existsSync, readdirSync, readFileSync, realpathSync, statSync, statfsSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { PgbaculaError } from '../errors.js';
+import { RESTORE_STATE_DIR_NAME } from '../pipeline/exclusions.js';
 import { pidAlive } from '../os/pid-lock.js';
 
 export interface Owner {
@@ -10,19 +11,28 @@ export interface Owner {
 }
 
 /** Our own marker in a restore target: an interrupted restore of the same backup may resume. */
-export const RESTORE_STATE_DIR = 'pgbacula_restore';
+export const RESTORE_STATE_DIR = RESTORE_STATE_DIR_NAME;
+
+export interface SavedRestoreState {
+  readonly backupId: string;
+  readonly fingerprint: string;
+  readonly phasesDone: number[];
+  readonly logOffset?: number;
+  /** When the restore finished (every phase done); undefined for an interrupted one. */
+  readonly finished?: string;
+}
 
 export interface TargetState {
   readonly exists: boolean;
   readonly entries: readonly string[];
-  /** The backup id of an interrupted pgbacula restore found there, if any. */
-  readonly resumableBackupId: string | undefined;
+  /** What a pgbacula restore left there (state.json), if one did. */
+  readonly restoreState: SavedRestoreState | undefined;
   readonly runningPid: number | undefined;
 }
 
 
 export function inspectTarget(dir: string): TargetState {
-  if (!existsSync(dir)) return { exists: false, entries: [], resumableBackupId: undefined, runningPid: undefined };
+  if (!existsSync(dir)) return { exists: false, entries: [], restoreState: undefined, runningPid: undefined };
   if (!statSync(dir).isDirectory()) {
     throw new PgbaculaError('RESTORE_PRECHECK', `restore target ${dir} exists and is not a directory`, { hint: 'Choose another pgdata_dir.' });
   }
@@ -32,13 +42,77 @@ export function inspectTarget(dir: string): TargetState {
     const pid = Number(readFileSync(`${dir}/postmaster.pid`, 'utf8').split('\n')[0]);
     if (Number.isInteger(pid) && pid > 0 && pidAlive(pid)) runningPid = pid;
   }
-  let resumableBackupId: string | undefined;
+  return { exists: true, entries, restoreState: readRestoreState(dir), runningPid };
+}
+
+function readRestoreState(dir: string): SavedRestoreState | undefined {
+  let raw: Partial<SavedRestoreState>;
   try {
-    resumableBackupId = (JSON.parse(readFileSync(`${dir}/${RESTORE_STATE_DIR}/state.json`, 'utf8')) as { backupId?: string }).backupId;
+    raw = JSON.parse(readFileSync(join(dir, RESTORE_STATE_DIR, 'state.json'), 'utf8')) as Partial<SavedRestoreState>;
   } catch {
-    resumableBackupId = undefined;
+    return undefined;
   }
-  return { exists: true, entries, resumableBackupId, runningPid };
+  if (typeof raw.backupId !== 'string' || !Array.isArray(raw.phasesDone)) return undefined;
+  // A state written before restores recorded their end: all six phases done is a finished restore.
+  const finished = typeof raw.finished === 'string' ? raw.finished : raw.phasesDone.includes(6) ? 'in an earlier run' : undefined;
+  return {
+    backupId: raw.backupId,
+    fingerprint: typeof raw.fingerprint === 'string' ? raw.fingerprint : '',
+    phasesDone: raw.phasesDone,
+    ...(typeof raw.logOffset === 'number' ? { logOffset: raw.logOffset } : {}),
+    ...(finished !== undefined ? { finished } : {}),
+  };
+}
+
+/**
+ * The absolute path a (possibly not yet existing) path will have once created: the deepest
+ * existing ancestor with its symbolic links resolved, then the rest.
+ */
+export function canonicalPath(path: string): string {
+  let probe = resolve(path);
+  const rest: string[] = [];
+  while (!existsSync(probe)) {
+    rest.unshift(basename(probe));
+    const up = dirname(probe);
+    if (up === probe) break;
+    probe = up;
+  }
+  let real: string;
+  try {
+    real = realpathSync(probe);
+  } catch {
+    real = probe;
+  }
+  return rest.length ? join(real, ...rest) : real;
+}
+
+function within(inner: string, outer: string): boolean {
+  return inner === outer || inner.startsWith(outer.endsWith('/') ? outer : `${outer}/`);
+}
+
+export interface NamedPath {
+  readonly what: string;
+  readonly path: string;
+}
+
+/**
+ * A restore never writes into what it restores from: no target (data directory, tablespace
+ * location) may be, lie inside, or contain the repository, the WAL archive or the spool.
+ * Checked before anything is touched, through symbolic links.
+ */
+export function assertOutsideProtected(targets: readonly NamedPath[], protectedPaths: readonly NamedPath[]): void {
+  for (const t of targets) {
+    const tc = canonicalPath(t.path);
+    for (const p of protectedPaths) {
+      const pc = canonicalPath(p.path);
+      if (within(tc, pc) || within(pc, tc)) {
+        const how = tc === pc ? 'is' : within(tc, pc) ? 'lies inside' : 'contains';
+        throw new PgbaculaError('RESTORE_PRECHECK', `${t.what} ${t.path} ${how} the ${p.what} ${p.path}: a restore never writes where its backups or WAL are kept`, {
+          hint: `Choose a ${t.what} outside ${p.path} (and not containing it).`,
+        });
+      }
+    }
+  }
 }
 
 /** Free bytes where `dir` is (or would be created). */
