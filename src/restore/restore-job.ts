@@ -178,8 +178,9 @@ export class RestoreJob {
         },
       );
     }
-    // A server we started ourselves in an interrupted run may keep running: phases 5–6 resume.
-    if (t.runningPid && !(resumable && earlier.phasesDone.includes(4))) {
+    // A server the interrupted run started (it records where the server's log begins just before
+    // starting it) may keep running: the restore resumes by watching it.
+    if (t.runningPid && !(resumable && earlier.logOffset !== undefined)) {
       throw new PgbaculaError('RESTORE_PRECHECK', `PostgreSQL is running in ${pgdataDir} (pid ${t.runningPid})`, { hint: 'Stop it first; a restore never writes under a running server.' });
     }
     if (t.exists && t.entries.length > 0 && !resumable && !this.req.overwriteExisting) {

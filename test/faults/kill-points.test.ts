@@ -1,0 +1,126 @@
+/**
+ * kill -9 of `backup` and `restore` at seeded random moments (the same moments every run). After
+ * each kill what the user is promised must hold: a backup is either complete and verifies, or is
+ * visibly incomplete and removed by the next run; a killed restore run again with the same
+ * arguments finishes with exactly the source's data; nothing outside the target is written.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort, startCluster, type Cluster } from '../harness/cluster.js';
+import { serverUser } from '../harness/os-user.js';
+import { embeddedPgDir, repoRoot } from '../harness/pg-binaries.js';
+import { registerForCleanup, testRoot } from '../harness/registry.js';
+import { runCliProcess as runCli } from '../harness/run-bin.js';
+import { seededRandom } from '../harness/seeded-random.js';
+import { digestAt } from '../harness/verify-cluster.js';
+import { tableDigest } from '../harness/workload.js';
+
+const MAJOR = 16;
+const binDir = () => join(embeddedPgDir(MAJOR), 'bin');
+const quiet = { PGBACULA_PROGRESS_SECONDS: '0' };
+
+function stopServer(pgdata: string): void {
+  const u = serverUser();
+  try {
+    execFileSync(join(binDir(), 'pg_ctl'), ['-D', pgdata, '-m', 'immediate', '-w', 'stop'], { uid: u.uid, gid: u.gid, stdio: 'ignore' });
+  } catch {
+    // not running
+  }
+}
+
+/** Run the CLI and SIGKILL it after `ms` (if it is still running); resolves with how it ended. */
+function runAndKillAfter(args: readonly string[], ms: number): Promise<{ killed: boolean; code: number | null; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [join(repoRoot(), 'bin', 'pgbacula.js'), ...args], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/nonexistent', ...quiet }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    let killed = false;
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      killed = child.exitCode === null;
+      child.kill('SIGKILL');
+    }, ms);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ killed, code, stderr });
+    });
+  });
+}
+
+describe(`kill -9 at random moments (PostgreSQL ${MAJOR})`, () => {
+  let c: Cluster;
+  const repo = () => join(testRoot(), 'kill-repo');
+  const conn = () => ['--host', c.socketDir, '--port', String(c.port), '--user', 'postgres'];
+  const random = seededRandom(20261203);
+  beforeAll(async () => {
+    c = await startCluster({ major: MAJOR, name: 'killed' });
+    await c.sql("CREATE TABLE big AS SELECT g, md5(g::text) || md5((g+1)::text) AS v FROM generate_series(1, 800000) g");
+    await c.sql('CHECKPOINT');
+  });
+  afterAll(async () => {
+    for (const d of readdirSync(testRoot())) if (d.startsWith('kill-target')) stopServer(join(testRoot(), d));
+    await c?.destroy();
+  });
+
+  it('a backup killed anywhere is complete and verified, or incomplete and removed by the next backup', async () => {
+    // How long a whole backup takes here, so kill moments fall inside it.
+    const t0 = Date.now();
+    const whole = await runCli(['backup', '--repo', repo(), ...conn()], quiet);
+    expect(whole.code, whole.stderr).toBe(0);
+    const span = Date.now() - t0;
+    let kills = 0;
+    for (let round = 0; round < 5; round++) {
+      const at = 100 + (random() % Math.max(1, span));
+      const r = await runAndKillAfter(['backup', '--repo', repo(), ...conn()], at);
+      if (r.killed) kills++;
+      const info = JSON.parse((await runCli(['info', '--repo', repo(), '--json'])).stdout) as { backups: { id: string; state: string }[] };
+      // Never a damaged backup, never two incomplete ones: each kill leaves at most its own.
+      expect(info.backups.filter((b) => b.state === 'damaged'), `kill at ${at} ms`).toEqual([]);
+      expect(info.backups.filter((b) => b.state === 'incomplete').length, `kill at ${at} ms`).toBeLessThanOrEqual(1);
+      const v = await runCli(['verify', '--repo', repo()]);
+      expect(v.code, `kill at ${at} ms (${r.killed ? 'killed' : `exited ${r.code}`}):\n${v.stdout}`).toBe(0);
+      // The server's backup and the temporary slot of the killed session are gone with it.
+      for (let i = 0; i < 100; i++) {
+        const [s] = await c.sql<{ n: string }>("SELECT count(*)::text AS n FROM pg_replication_slots");
+        if (s!.n === '0') break;
+        await new Promise((res) => setTimeout(res, 100));
+      }
+    }
+    expect(kills, 'the seeded moments fall inside the backups').toBeGreaterThan(1);
+    const next = await runCli(['backup', '--repo', repo(), ...conn()], quiet);
+    expect(next.code, next.stderr).toBe(0);
+    const after = JSON.parse((await runCli(['info', '--repo', repo(), '--json'])).stdout) as { backups: { state: string }[] };
+    expect(after.backups.every((b) => b.state === 'complete')).toBe(true);
+  });
+
+  it('a restore killed anywhere and run again with the same arguments ends with the source data; nothing is written beside the target', async () => {
+    const expected = await tableDigest(c, 'big');
+    let kills = 0;
+    for (let round = 0; round < 3; round++) {
+      const target = join(testRoot(), `kill-target-${round}`);
+      registerForCleanup({ pgdata: target, dir: target });
+      const port = await freePort();
+      const args = ['restore', '--repo', repo(), '--pgdata-dir', target, '--restore-port', String(port), '--pg-bin-dir', binDir()];
+      const siblings = readdirSync(testRoot()).sort();
+      const at = 200 + (random() % 6000);
+      const r = await runAndKillAfter(args, at);
+      if (r.killed) kills++;
+      else expect(r.code, r.stderr).toBe(0);
+      const again = await runCli(args, quiet);
+      if (r.killed) {
+        // Killed after the server was up and verified: the restore had finished, and says so.
+        const finished = again.code !== 0 && /holds a finished restore/.test(again.stderr);
+        expect(again.code === 0 || finished, `kill at ${at} ms:\n${again.stderr}`).toBe(true);
+      } else {
+        expect(again.code).toBe(1);
+        expect(again.stderr).toContain('holds a finished restore');
+      }
+      if (existsSync(join(target, 'postmaster.pid'))) expect(await digestAt({ host: c.socketDir, port }, 'big')).toBe(expected);
+      stopServer(target);
+      expect(readdirSync(testRoot()).sort(), 'nothing new beside the target').toEqual([...new Set([...siblings, `kill-target-${round}`])].sort());
+    }
+    expect(kills, 'the seeded moments fall inside the restores').toBeGreaterThan(0);
+  });
+});
