@@ -13,7 +13,7 @@
  * Every failure of a database is that database's error (the others are still restored); the job
  * ends with an error status whenever anything failed.
  */
-import { createWriteStream, symlinkSync, utimesSync, type WriteStream } from 'node:fs';
+import { constants as fsConstants, createWriteStream, openSync, symlinkSync, utimesSync, type WriteStream } from 'node:fs';
 import { lstat, mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
@@ -59,16 +59,41 @@ export class FileRestoreTarget implements RestoreTarget {
     private readonly log: RestoreLog,
   ) {}
 
-  private checkName(fname: string): string {
+  /** Links this restore made: nothing is written through them. */
+  private readonly links = new Set<string>();
+
+  /**
+   * A name from the stream is untrusted: it must be absolute without '.' or '..' components,
+   * under where= (when that is a plain directory), and reach its place through no symbolic link
+   * below where= (one left there, or one this restore made from an earlier entry).
+   */
+  private async checkName(fname: string): Promise<string> {
     const path = fname.replace(/\/+$/, '');
-    if (!path.startsWith('/') || path.split('/').some((c) => c === '..')) {
-      throw new PgbaculaError('RESTORE_PRECHECK', `refusing to write ${fname}: not an absolute path without ".."`);
+    if (!path.startsWith('/') || path.split('/').slice(1).some((c) => c === '..' || c === '.' || c === '')) {
+      throw new PgbaculaError('RESTORE_PRECHECK', `refusing to write ${fname}: not an absolute path without "." or ".." components`);
+    }
+    const where = this.s.where.replace(/\/+$/, '');
+    const plainWhere = where.startsWith('/') && !where.startsWith('regexwhere ');
+    if (plainWhere && !path.startsWith(`${where}/`)) {
+      throw new PgbaculaError('RESTORE_PRECHECK', `refusing to write ${fname}: it is not under where=${where}`);
+    }
+    for (const l of this.links) {
+      if (path.startsWith(`${l}/`)) throw new PgbaculaError('RESTORE_PRECHECK', `refusing to write ${fname}: it lies beneath the symbolic link ${l} restored just before`);
+    }
+    if (plainWhere) {
+      let dir = where;
+      for (const c of path.slice(where.length + 1).split('/').slice(0, -1)) {
+        dir = `${dir}/${c}`;
+        const st = await lstat(dir).catch(() => undefined);
+        if (!st) break;
+        if (st.isSymbolicLink()) throw new PgbaculaError('RESTORE_PRECHECK', `refusing to write ${fname}: ${dir} is a symbolic link`, { hint: 'Restore into an empty where= directory.' });
+      }
     }
     return path;
   }
 
   async begin(entry: RestoreEntry): Promise<RestoreDecision> {
-    const path = this.checkName(entry.fname);
+    const path = await this.checkName(entry.fname);
     if (entry.type === 'dir') {
       await mkdir(path, { recursive: true, mode: entry.mode || 0o700 });
       this.current = entry;
@@ -92,10 +117,13 @@ export class FileRestoreTarget implements RestoreTarget {
     if (exists) await rm(path, { force: true, recursive: true });
     if (entry.type === 'symlink') {
       symlinkSync(entry.linkTarget ?? '', path);
+      this.links.add(path);
       this.current = entry;
       return 'restore';
     }
-    this.out = createWriteStream(path, { mode: entry.mode || 0o600 });
+    // O_NOFOLLOW: never written through a link that appears at the last moment either.
+    const fd = openSync(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC | fsConstants.O_NOFOLLOW, entry.mode || 0o600);
+    this.out = createWriteStream(path, { fd });
     this.out.on('error', () => undefined);
     this.current = entry;
     return 'restore';
@@ -121,7 +149,7 @@ export class FileRestoreTarget implements RestoreTarget {
     }
     if (entry && entry.type !== 'symlink' && entry.mtimeMs > 0) {
       const t = entry.mtimeMs / 1000;
-      utimesSync(this.checkName(entry.fname), t, t);
+      utimesSync(entry.fname.replace(/\/+$/, ''), t, t);
     }
     if (entry?.type === 'file') this.files++;
   }
@@ -330,7 +358,7 @@ export class ServerRestoreTarget implements RestoreTarget {
             hint: 'Select the whole directory archive, or restore with where=/some/dir.',
           });
         }
-        if (at.member!.includes('/')) throw new PgbaculaError('RESTORE_PRECHECK', `unexpected nested file ${at.member} in a directory archive`);
+        if (at.member!.includes('/') || at.member === '.' || at.member === '..') throw new PgbaculaError('RESTORE_PRECHECK', `unexpected nested file ${at.member} in a directory archive`);
         const out = createWriteStream(join(this.pending.dir, at.member!), { mode: 0o600 });
         out.on('error', () => undefined);
         this.sink = { kind: 'staged-file', db: at.database!, out };
