@@ -20,12 +20,28 @@ export interface BackupStop {
  * client, no timeouts that could end it, kept for the whole copy.
  */
 export async function prepareBackupSession(client: pg.Client, facts: VersionFacts): Promise<void> {
+  // What ended the session, if something does: the operator is told that, not the driver's echo.
+  client.on('error', (e: Error) => {
+    if (!sessionEnd.has(client)) sessionEnd.set(client, e);
+  });
+  client.on('end', () => {
+    if (!sessionEnd.has(client)) sessionEnd.set(client, new Error('the connection was closed'));
+  });
   await client.query('SET statement_timeout = 0');
   await client.query('SET idle_in_transaction_session_timeout = 0');
   if (facts.major >= 14) await client.query('SET idle_session_timeout = 0');
 }
 
-function backupError(what: string, e: unknown): PgbaculaError {
+const sessionEnd = new WeakMap<pg.Client, Error>();
+
+function backupError(what: string, e: unknown, client?: pg.Client): PgbaculaError {
+  const ended = client && sessionEnd.get(client);
+  if (ended) {
+    return new PgbaculaError('CONNECTION', `${what} failed: the session holding the backup ended during the backup (${scrub(ended.message)}): the server ended it (pg_terminate_backend, a restart or a crash) or the network dropped it; this backup is incomplete and is not kept`, {
+      hint: 'Run the backup again; if sessions are ended on purpose (idle or statement timeouts, a pooler), exempt the backup role.',
+      cause: e,
+    });
+  }
   const err = e as { message?: string; hint?: string };
   return new PgbaculaError('PREREQUISITE', `${what} failed: ${scrub(err.message ?? String(e))}`, {
     hint: err.hint ? scrub(err.hint) : 'Run pgbacula check for the prerequisites of physical backups.',
@@ -45,7 +61,7 @@ export async function startBackup(client: pg.Client, facts: VersionFacts, label:
     const r = await client.query<{ lsn: string }>(sql, [label, fast]);
     return { startLsn: r.rows[0]!.lsn };
   } catch (e) {
-    throw backupError(`${facts.backupStart}('${label}')`, e);
+    throw backupError(`${facts.backupStart}('${label}')`, e, client);
   }
 }
 
@@ -62,7 +78,7 @@ export async function stopBackup(client: pg.Client, facts: VersionFacts): Promis
     const row = r.rows[0]!;
     return { stopLsn: row.lsn, labelFile: row.labelfile, spcmapFile: row.spcmapfile ?? '' };
   } catch (e) {
-    throw backupError(facts.backupStop, e);
+    throw backupError(facts.backupStop, e, client);
   }
 }
 

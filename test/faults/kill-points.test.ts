@@ -123,4 +123,54 @@ describe(`kill -9 at random moments (PostgreSQL ${MAJOR})`, () => {
     }
     expect(kills, 'the seeded moments fall inside the restores').toBeGreaterThan(0);
   });
+
+  it('concurrent commands on one repository: a second backup is refused while one runs; info and verify see it as running, not damaged', async () => {
+    const runner = spawn(process.execPath, [join(repoRoot(), 'bin', 'pgbacula.js'), 'backup', '--repo', repo(), ...conn()], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/nonexistent', PGBACULA_PROGRESS_SECONDS: '0.05' }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    const done = new Promise<number | null>((resolve) => runner.on('close', resolve));
+    await new Promise<void>((resolve) => runner.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+      if (/progress: backup/.test(err)) resolve();
+    }));
+    const second = await runCli(['backup', '--repo', repo(), ...conn()], quiet);
+    const info = await runCli(['info', '--repo', repo(), '--json']);
+    const verify = await runCli(['verify', '--repo', repo()]);
+    const code = await done;
+    expect(code, err).toBe(0);
+    expect(second.code).toBe(1);
+    expect(second.stderr).toMatch(/repository .* is in use by process \d+/);
+    const states = (JSON.parse(info.stdout) as { backups: { state: string }[] }).backups.map((b) => b.state);
+    expect(states).not.toContain('damaged');
+    expect(verify.stdout).not.toContain('DAMAGED');
+    if (states.includes('running')) expect(verify.stdout).toMatch(/RUNNING — being written by process/);
+    expect(verify.code, verify.stdout).toBe(0);
+  });
+
+  it('a backup whose session is terminated, or whose server restarts, fails saying so; nothing shows as complete; the next backup works', async () => {
+    const before = (existsSync(repo()) ? JSON.parse((await runCli(['info', '--repo', repo(), '--json'])).stdout) : { backups: [] }) as { backups: { id: string }[] };
+    for (const fault of ['terminate', 'restart'] as const) {
+      const runner = spawn(process.execPath, [join(repoRoot(), 'bin', 'pgbacula.js'), 'backup', '--repo', repo(), ...conn()], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/nonexistent', PGBACULA_PROGRESS_SECONDS: '0.05' }, stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      const done = new Promise<number | null>((resolve) => runner.on('close', resolve));
+      await new Promise<void>((resolve) => runner.stderr.on('data', (d: Buffer) => {
+        err += d.toString();
+        if (/progress: backup/.test(err)) resolve();
+      }));
+      if (fault === 'terminate') await c.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'pgbacula%'");
+      else {
+        await c.stop('fast');
+        await c.start();
+      }
+      const code = await done;
+      expect(code, `${fault}: ${err}`).not.toBe(0);
+      expect(err, fault).toMatch(/pgbacula: error: .*the session holding the backup ended during the backup \(.*(terminat|shut ?down|closed).*\).*this backup is incomplete/i);
+      expect(err, fault).toMatch(/hint: Run the backup again/);
+      expect(err, fault).not.toMatch(/backup \S+ complete/);
+      const info = JSON.parse((await runCli(['info', '--repo', repo(), '--json'])).stdout) as { backups: { id: string; state: string }[] };
+      const added = info.backups.filter((b) => !before.backups.some((x) => x.id === b.id));
+      expect(added.filter((b) => b.state === 'complete'), fault).toEqual([]);
+    }
+    const next = await runCli(['backup', '--repo', repo(), ...conn()], quiet);
+    expect(next.code, next.stderr).toBe(0);
+  });
 });
