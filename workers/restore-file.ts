@@ -75,7 +75,8 @@ function copyOrCheck(task: RestoreFileTask): RestoreFileResult {
   let out: number | undefined;
   let input: number;
   try {
-    input = openSync(task.storedPath, 'r');
+    // A stored file is a plain file of the repository: a link in its place is not followed.
+    input = openSync(task.storedPath, fsc.O_RDONLY | fsc.O_NOFOLLOW);
   } catch (e) {
     return { ok: false, problem: `stored file is missing or unreadable: ${(e as NodeJS.ErrnoException).code ?? e}`, bytes: 0 };
   }

@@ -358,6 +358,16 @@ export class RestoreJob {
         hint: 'Run pgbacula verify --repo to see every damaged file; restore another backup.',
       });
     }
+    // The manifest is untrusted too: the cluster laid down must be the system it claims, or WAL of
+    // that system (from its archive) would be replayed into another cluster.
+    const control = join(this.req.pgdataDir, 'global', 'pg_control');
+    const laid = existsSync(control) ? readFileSync(control).subarray(0, 8) : undefined;
+    const systemId = laid && laid.length === 8 ? laid.readBigUInt64LE(0).toString() : 'none';
+    if (systemId !== m.systemIdentifier) {
+      throw new PgbaculaError('REPOSITORY', `backup ${m.backupId} is damaged: its global/pg_control belongs to database system ${systemId}, its manifest says ${m.systemIdentifier}`, {
+        hint: 'Run pgbacula verify --repo; restore another backup.',
+      });
+    }
     this.phase(2, 'lay-down', `${formatBytes(total)} restored (${formatCount(files.length)} files, every hash checked)`);
     this.saveState(2);
   }

@@ -4,7 +4,8 @@
  * user had lost, no success for work not done, a message that says what to do.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -310,5 +311,77 @@ describe(`restore targets that must be refused, and restores that must not be "r
     expect(same.stderr).toContain('resuming an interrupted restore');
     expect(await digestAt({ host: c.socketDir, port }, 't')).toBe(await tableDigest(c, 't'));
     stopServer(target);
+  });
+
+  it('a restore whose server cannot start (port taken) fails in phase 4, claims nothing, and completes when run again once the port is free', async () => {
+    const target = join(testRoot(), 'trust2-port');
+    const port = await freePort();
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(port, '127.0.0.1', resolve));
+    let r;
+    try {
+      r = await restore(repo(), target, [], port);
+    } finally {
+      await new Promise((resolve) => blocker.close(resolve));
+    }
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('RESTORE PHASE 3/6');
+    expect(r.stderr).not.toContain('RESTORE PHASE 4/6');
+    expect(r.stderr).toMatch(/did not (start|finish recovery)/);
+    const again = await restore(repo(), target, [], port);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toContain('resuming an interrupted restore');
+    expect(again.stderr).toContain('RESTORE PHASE 6/6 verify: SELECT 1 answered');
+    expect(await digestAt({ host: c.socketDir, port }, 't')).toBe(await tableDigest(c, 't'));
+    stopServer(target);
+  });
+
+  it('refuses a backup whose manifest names another database system than its pg_control', async () => {
+    const src = JSON.parse((await runCli(['info', '--repo', repo(), '--json'])).stdout).backups[0].id as string;
+    const id = '20200101-000007F';
+    craftBackup(repo(), src, id, (m) => ({ ...m, systemIdentifier: '7000000000000000001' }));
+    const target = join(testRoot(), 'trust2-sysid');
+    const r = await restore(repo(), target, ['--backup', id]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('belongs to database system');
+    expect(r.stderr).not.toContain('RESTORE PHASE 4/6');
+    rmSync(join(repo(), 'backups', id), { recursive: true, force: true });
+  });
+
+  it('a stored file with a flipped byte, one missing, or a link in its place: restore fails in lay-down naming it, verify names it, the file is not followed', async () => {
+    const src = JSON.parse((await runCli(['info', '--repo', repo(), '--json'])).stdout).backups[0].id as string;
+    const m = readManifest(repo(), src);
+    const victim = m.files.find((f) => f.type === 'file' && f.path.startsWith('pgdata/base/') && f.size > 8192)!;
+    const stored = (id: string) => join(repo(), 'backups', id, 'files', victim.stored === 'lz4' ? `${victim.path}.lz4` : victim.path);
+    const damage: Array<[string, (p: string) => void, RegExp]> = [
+      ['20200101-000008F', (p) => {
+        const b = readFileSync(p);
+        b[b.length >> 1]! ^= 0x40;
+        writeFileSync(p, b);
+      }, /content hash|LZ4|frame|checksum/i],
+      ['20200101-000009F', (p) => rmSync(p), /missing or unreadable/],
+      ['20200101-000010F', (p) => {
+        rmSync(p);
+        symlinkSync('/etc/passwd', p);
+      }, /missing or unreadable: ELOOP/],
+    ];
+    for (const [id, hurt, why] of damage) {
+      craftBackup(repo(), src, id, (x) => x);
+      hurt(stored(id));
+      try {
+        const v = await runCli(['verify', '--repo', repo(), '--backup', id]);
+        expect(v.code, id).toBe(1);
+        expect(v.stdout, id).toContain(victim.path);
+        expect(v.stdout, id).toMatch(why);
+        const target = join(testRoot(), `trust2-hurt-${id}`);
+        const r = await restore(repo(), target, ['--backup', id]);
+        expect(r.code, id).toBe(1);
+        expect(r.stderr, id).toContain(`backup ${id} is damaged`);
+        expect(r.stderr, id).toContain(victim.path);
+        expect(r.stderr, id).not.toContain('RESTORE PHASE 2/6');
+      } finally {
+        rmSync(join(repo(), 'backups', id), { recursive: true, force: true });
+      }
+    }
   });
 });
