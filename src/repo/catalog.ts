@@ -121,7 +121,10 @@ export async function listBackups(repo: string, withSizes = false): Promise<Back
       const marker = await readInProgressMarker(repo, id);
       if (marker === undefined) {
         out.push({ id, state: 'damaged', reason: 'no manifest.json and no in-progress marker: not left by an interrupted pgbacula backup (kept; remove it by hand if it is not needed)' });
-      } else if (marker.pid !== process.pid && pidAlive(marker.pid) && marker.host === hostname()) {
+      } else if (marker.host !== hostname()) {
+        // A process on another host cannot be asked whether it still runs: never removed on a guess.
+        out.push({ id, state: 'running', reason: `being written on host ${marker.host} by process ${marker.pid} (if it no longer runs there, remove ${backupDir(repo, id)} by hand)` });
+      } else if (marker.pid !== process.pid && pidAlive(marker.pid)) {
         out.push({ id, state: 'running', reason: `being written by process ${marker.pid}` });
       } else {
         out.push({ id, state: 'incomplete', reason: 'no manifest (interrupted)' });
