@@ -16,7 +16,7 @@
 import { chownSync, lstatSync, readdirSync, writeSync } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { getBool, getString, type ParamMap } from '../config/params.js';
+import { getBool, getString, mergeParams, type ParamMap } from '../config/params.js';
 import { PgbaculaError } from '../errors.js';
 import type { ItemTrailer } from '../pipeline/item.js';
 import { formatBytes, formatCount } from '../pipeline/job-log.js';
@@ -27,8 +27,14 @@ import { BACKUP_ID } from '../repo/layout.js';
 import { inspectTarget, resolveOwner, RESTORE_STATE_DIR } from '../restore/target.js';
 import { completeBackups, pickBaseBackup, recoveryTargetOf, restoreFromRepository } from '../restore/repo-restore.js';
 import { parseWalFileName } from '../wal/segment.js';
+import { majorOf } from '../pg/versions.js';
+import { serverBinDirFor } from '../restore/server-binaries.js';
 import { pushWalFile, walArchiveRoot } from '../wal/spool.js';
 import type { RestoreLog } from './dump-restore.js';
+
+/** How a Bacula restore names the server binaries (bconsole cannot pass CLI flags). */
+export const BACULA_BIN_DIR_OPTION =
+  "with the restore's Plugin Option pg_bin_dir=/usr/lib/postgresql/<major>/bin (bconsole: restore … → mod → Plugin Options), or pg_bin_dir in the FileSet's Plugin string or in [options] of pgbacula.conf on the client";
 
 export interface PitrRestoreSettings {
   readonly params: ParamMap;
@@ -193,6 +199,9 @@ export class PitrRestoreTarget implements RestoreTarget {
     }
     // The WAL of the system whose backup the restore will use (a chain may span a re-created cluster).
     const chosen = pickBaseBackup(complete, recoveryTargetOf(this.s.params), 'the restored Bacula jobs');
+    // The server binaries before any work: the hint names the Plugin Option, the one place a
+    // bconsole restore can name them (the CLI's --pg-bin-dir does not exist here).
+    const binDir = serverBinDirFor(majorOf(chosen.pgVersionNum), getString(this.s.params, 'pg_bin_dir'), BACULA_BIN_DIR_OPTION);
     const systemId = chosen.systemIdentifier;
     let segments = 0;
     let foreign = 0;
@@ -223,7 +232,7 @@ export class PitrRestoreTarget implements RestoreTarget {
     chownTree(this.staging, owner.uid, owner.gid);
     const result = await restoreFromRepository({
       repo: this.staging,
-      params: this.s.params,
+      params: mergeParams(this.s.params, new Map([['pg_bin_dir', binDir]])),
       log: this.log,
       progressIntervalMs: this.s.progressIntervalMs,
       manifest: chosen,

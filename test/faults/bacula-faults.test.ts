@@ -8,23 +8,20 @@
  * The FileSets carry no pg_bin_dir and the machine has no PostgreSQL 16 under /usr/lib/postgresql,
  * so a restore finds the server binaries only through the restore's Plugin Option pg_bin_dir.
  */
-import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCluster, type Cluster } from '../harness/cluster.js';
 import { serverUser } from '../harness/os-user.js';
-import { embeddedPgDir } from '../harness/pg-binaries.js';
 import { registerForCleanup, testRoot } from '../harness/registry.js';
 import { archiveCommandLine } from '../../src/wal/spool.js';
 import { ownedDir, until } from '../integration/wal-helpers.js';
 import { BaculaSite, findBaculaInstall, pluginLine, type JobResult } from '../e2e/bacula-site.js';
 import { stopRestoredServer } from '../e2e/pitr-fixture.js';
-import { backendsOf, buildShimWithRealBackend, sleep, waitFor } from '../e2e/real-backend.js';
+import { buildShimWithRealBackend } from '../e2e/real-backend.js';
 
 const MAJOR = 16 as const;
-const BIN = join(embeddedPgDir(MAJOR), 'bin');
 const NOT_OK = ['T', 'W'];
 
 describe('mode pitr faults through real Bacula daemons (issue 9)', () => {
@@ -48,7 +45,6 @@ describe('mode pitr faults through real Bacula daemons (issue 9)', () => {
     const f = join(spool, '.bacula-chain', `${sysid}.json`);
     return existsSync(f) ? (JSON.parse(readFileSync(f, 'utf8')) as { records: Array<{ jobId: number }> }).records.map((r) => r.jobId) : [];
   };
-  const noPgbaculaSessions = async (): Promise<boolean> => (await c.sql<{ n: string }>("SELECT count(*)::text AS n FROM pg_stat_activity WHERE application_name LIKE 'pgbacula%'"))[0]!.n === '0';
   const noSlots = async (): Promise<boolean> => (await c.sql<{ n: string }>('SELECT count(*)::text AS n FROM pg_replication_slots'))[0]!.n === '0';
   const workDirs = (): string[] => readdirSync(join(work, 'staging')).filter((d) => d.startsWith('pitr-'));
 
