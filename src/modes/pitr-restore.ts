@@ -84,6 +84,8 @@ export class PitrRestoreTarget implements RestoreTarget {
   private readonly backupIds = new Set<string>();
   private files = 0;
   private bytes = 0;
+  /** What pgdata_dir was before this job: a failed restore puts it back (undefined: leave it). */
+  private targetBefore: 'absent' | 'empty' | undefined;
 
   constructor(
     private readonly s: PitrRestoreSettings,
@@ -114,6 +116,7 @@ export class PitrRestoreTarget implements RestoreTarget {
         hint: 'Choose an empty or new pgdata_dir, or set the Plugin Option overwrite_existing=yes to replace its contents.',
       });
     }
+    this.targetBefore = !t.exists ? 'absent' : foreign.length === 0 ? 'empty' : undefined;
     await rm(this.staging, { recursive: true, force: true });
     await initRepository(this.staging);
     registerScratch(this.staging);
@@ -175,8 +178,17 @@ export class PitrRestoreTarget implements RestoreTarget {
       await this.restore();
     } catch (e) {
       // A server started by the failed restore may still read the staged WAL (restore_command).
-      await this.cleanup(inspectTarget(this.pgdataDir).runningPid !== undefined);
-      throw e;
+      const running = inspectTarget(this.pgdataDir).runningPid !== undefined;
+      await this.cleanup(running);
+      // The staged files were moved into the target, so a Bacula restore cannot resume: put an
+      // empty or new pgdata_dir back as it was, so the same restore can simply be run again.
+      let reset = '';
+      if (!running && this.targetBefore) {
+        if (this.targetBefore === 'absent') await rm(this.pgdataDir, { recursive: true, force: true });
+        else for (const name of await readdir(this.pgdataDir).catch(() => [] as string[])) await rm(join(this.pgdataDir, name), { recursive: true, force: true });
+        reset = ` ${this.pgdataDir} is as it was before the restore (${this.targetBefore}).`;
+      }
+      throw forBacula(e, reset);
     }
   }
 
@@ -266,6 +278,22 @@ export class PitrRestoreTarget implements RestoreTarget {
   dispose(): void {
     void this.current?.fh?.close().catch(() => undefined);
   }
+}
+
+/**
+ * A failed restore's error as a Bacula operator can act on it: the CLI's remedies (verify --repo
+ * on a repository) do not exist here, the staging repository is gone.
+ */
+function forBacula(e: unknown, reset: string): unknown {
+  if (!(e instanceof PgbaculaError)) return e;
+  if (e.code === 'REPOSITORY' && /is damaged/.test(e.message)) {
+    return new PgbaculaError('REPOSITORY', e.message, {
+      hint: `The files Bacula restored do not match the manifest sealed at backup time (a damaged volume, or a change on the way): run the restore again, or restore an earlier Full with its later jobs.${reset}`,
+      cause: e,
+    });
+  }
+  if (!reset) return e;
+  return new PgbaculaError(e.code, e.message, { hint: `${e.hint ? `${e.hint.replace(/\.?$/, '.')}` : ''}${reset}`, cause: e });
 }
 
 /** chown -R without following links. */

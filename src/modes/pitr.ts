@@ -12,7 +12,7 @@
  * shipped the primary switches to a new segment and we wait for it to reach the spool, so a job
  * holds the WAL up to its own start of shipping.
  */
-import { mkdir, open, readdir, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ConnectionSettings } from '../config/connection.js';
 import { PgbaculaError } from '../errors.js';
@@ -31,7 +31,7 @@ import { PrefixedSink } from '../pipeline/prefixed-sink.js';
 import { forgetScratch, registerScratch, removeScratch } from '../pipeline/scratch-dirs.js';
 import { newBackupId } from '../repo/layout.js';
 import { writeFileAtomic } from '../os/durable.js';
-import { acquirePidLock } from '../os/pid-lock.js';
+import { acquirePidLock, pidAlive } from '../os/pid-lock.js';
 import { parseLsn } from '../wal/lsn.js';
 import { hex8, parseWalFileName, segmentNumberOfName, walSegmentName, walSegmentNumber } from '../wal/segment.js';
 import { ARCHIVE_META_FILE, listWalArchive, storeHistoryFile, type WalArchiveListing } from '../wal/spool.js';
@@ -373,6 +373,7 @@ async function baseJob(s: PitrSettings, job: PitrJob, sit: Situation, cluster: s
   const backupId = newBackupId(now, 'full');
   const label = s.label === 'auto' ? `bacula_${job.jobId}` : s.label;
   const work = join(s.tmpdir, `pitr-${job.jobId}-${process.pid}`);
+  await removeStaleWork(s.tmpdir, log);
   await mkdir(work, { recursive: true, mode: 0o700 });
   // Removed by every exit path, a cancel (SIGUSR1 ends the process) included.
   registerScratch(work);
@@ -436,6 +437,19 @@ async function baseJob(s: PitrSettings, job: PitrJob, sit: Situation, cluster: s
     };
   } finally {
     removeScratch(work);
+  }
+}
+
+/**
+ * Work directories of earlier backends that did not live to remove them (kill -9, an FD that died
+ * and took its children): `pitr-<jobid>-<pid>` whose process is gone.
+ */
+async function removeStaleWork(tmpdir: string, log: JobLog): Promise<void> {
+  for (const name of await readdir(tmpdir).catch(() => [] as string[])) {
+    const m = /^pitr-\d+-(\d+)$/.exec(name);
+    if (!m || Number(m[1]) === process.pid || pidAlive(Number(m[1]))) continue;
+    await rm(join(tmpdir, name), { recursive: true, force: true });
+    log.info(`removed work directory ${join(tmpdir, name)} left by an interrupted job`);
   }
 }
 

@@ -8,21 +8,38 @@
  * The FileSets carry no pg_bin_dir and the machine has no PostgreSQL 16 under /usr/lib/postgresql,
  * so a restore finds the server binaries only through the restore's Plugin Option pg_bin_dir.
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCluster, type Cluster } from '../harness/cluster.js';
+import { freePort, startCluster, type Cluster } from '../harness/cluster.js';
 import { serverUser } from '../harness/os-user.js';
+import { embeddedPgDir } from '../harness/pg-binaries.js';
 import { registerForCleanup, testRoot } from '../harness/registry.js';
+import { queryAt } from '../harness/verify-cluster.js';
 import { archiveCommandLine } from '../../src/wal/spool.js';
 import { ownedDir, until } from '../integration/wal-helpers.js';
 import { BaculaSite, findBaculaInstall, pluginLine, type JobResult } from '../e2e/bacula-site.js';
 import { stopRestoredServer } from '../e2e/pitr-fixture.js';
-import { buildShimWithRealBackend } from '../e2e/real-backend.js';
+import { backendsOf, buildShimWithRealBackend, sleep } from '../e2e/real-backend.js';
 
 const MAJOR = 16 as const;
+const BIN = join(embeddedPgDir(MAJOR), 'bin');
 const NOT_OK = ['T', 'W'];
+
+/** Regular files under dir (recursively), skipping names that end in .part (still arriving). */
+function completeFiles(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string): void => {
+    for (const e of (() => { try { return readdirSync(d, { withFileTypes: true }); } catch { return []; } })()) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile() && !e.name.endsWith('.part')) out.push(p);
+    }
+  };
+  walk(dir);
+  return out;
+}
 
 describe('mode pitr faults through real Bacula daemons (issue 9)', () => {
   const install = findBaculaInstall();
@@ -139,7 +156,147 @@ describe('mode pitr faults through real Bacula daemons (issue 9)', () => {
     expect(res.log).toContain(`no PostgreSQL ${MAJOR} server binaries found`);
     expect(res.log).toContain('pg_bin_dir');
     expect(res.log).not.toContain('--pg-bin-dir');
-    expect(existsSync(target) ? readdirSync(target) : []).toEqual([]);
+    expect(existsSync(target)).toBe(false);
     expect(existsSync(`${target}.pgbacula-restore-${res.jobId}`)).toBe(false);
   }, 360_000);
+
+  it("README: `restore … fileset=<FileSet> current select` selects the Full and later jobs; the Plugin Option pg_bin_dir finds the server binaries; the restore ends T", async () => {
+    expect(full, 'the first Full ran').toBeDefined();
+    await c.sql('INSERT INTO keep VALUES (20001, $$after the Full$$)');
+    const incr = await site.runJob('pitr', 'Incremental');
+    expect(incr.status, incr.log).toBe('T');
+    const target = join(testRoot(), 'bacula-faults-restored');
+    registerForCleanup({ pgdata: target, dir: target });
+    restored.push(target);
+    const port = await freePort();
+    const res = await site.restore({ selection: 'fileset=pitr current select', where: '/', pluginOptions: { pgdata_dir: target, pg_bin_dir: BIN, restore_port: port }, timeoutMs: 300_000 });
+    expect(res.dialogue).toContain(`You have selected the following JobIds: ${full!.jobId},${incr.jobId}`);
+    expect(res.status, res.log).toBe('T');
+    expect(res.log).toMatch(/pgbacula: restore complete: .*PostgreSQL is promoted on port \d+/);
+    const [n] = await queryAt<{ n: string }>({ host: c.socketDir, port }, 'SELECT count(*)::text AS n FROM keep');
+    expect(n!.n).toBe('20001');
+    stopRestoredServer(MAJOR, target);
+  }, 360_000);
+
+  it('a non-empty pgdata_dir is refused (status E, the reason and the fix in the log); what was there is kept', async () => {
+    const target = join(work, 'occupied');
+    mkdirSync(target);
+    writeFileSync(join(target, 'precious.txt'), 'keep me');
+    const res = await site.restore({ jobId: [full!.jobId], where: '/', pluginOptions: { pgdata_dir: target, pg_bin_dir: BIN } });
+    expect(NOT_OK, res.log).not.toContain(res.status);
+    expect(res.log).toContain(`restore target ${target} is not empty (precious.txt)`);
+    expect(res.log).toContain('overwrite_existing=yes');
+    expect(readdirSync(target)).toEqual(['precious.txt']);
+    expect(readFileSync(join(target, 'precious.txt'), 'utf8')).toBe('keep me');
+    expect(existsSync(`${target}.pgbacula-restore-${res.jobId}`)).toBe(false);
+  });
+
+  /** Start a restore, and freeze the FD at the first moment `ready(staging)` holds (the backend then waits for data). */
+  const restoreFrozenWhen = async (target: string, ready: (staging: string) => string | undefined): Promise<{ jobId: number; found: string; resume: () => void }> => {
+    const started = await site.restore({ jobId: [full!.jobId], where: '/', pluginOptions: { pgdata_dir: target, pg_bin_dir: BIN }, wait: false });
+    const staging = `${target}.pgbacula-restore-${started.jobId}`;
+    const fd = site.daemonPid('fd');
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      if (existsSync(staging)) {
+        process.kill(fd, 'SIGSTOP');
+        const found = ready(staging);
+        if (found) return { jobId: started.jobId, found, resume: () => process.kill(fd, 'SIGCONT') };
+        process.kill(fd, 'SIGCONT');
+      }
+      if (Date.now() > deadline) throw new Error(`restore ${started.jobId}: staging never reached the wanted state`);
+      await sleep(5);
+    }
+  };
+
+  it('a staged file damaged on its way fails the restore (not T) naming the file and what to do; pgdata_dir is left as it was, no server runs', async () => {
+    const target = join(testRoot(), 'bacula-faults-damaged');
+    registerForCleanup({ pgdata: target, dir: target });
+    const r = await restoreFrozenWhen(target, (staging) => completeFiles(join(staging, 'backups')).find((f) => /\/files\/pgdata\/base\/\d+\/\d+$/.test(f) && statSync(f).size >= 16384));
+    try {
+      const fh = openSync(r.found, 'r+');
+      const b = Buffer.alloc(1);
+      readSync(fh, b, 0, 1, 12_000);
+      b[0] = b[0]! ^ 0xff;
+      writeSync(fh, b, 0, 1, 12_000);
+      closeSync(fh);
+    } finally {
+      r.resume();
+    }
+    const res = await site.waitJob(r.jobId, 300_000);
+    expect(NOT_OK, res.log).not.toContain(res.status);
+    const rel = r.found.slice(r.found.indexOf('/files/') + '/files/'.length);
+    expect(res.log).toContain('is damaged');
+    expect(res.log).toContain(rel);
+    expect(res.log).toContain('run the restore again, or restore an earlier Full');
+    expect(res.log).toContain(`${target} is as it was before the restore (absent)`);
+    expect(existsSync(target)).toBe(false);
+    expect(existsSync(`${target}.pgbacula-restore-${r.jobId}`)).toBe(false);
+  }, 360_000);
+
+  it('a restore canceled while the files arrive ends A; the staging goes, pgdata_dir is not created, no server runs', async () => {
+    const target = join(testRoot(), 'bacula-faults-canceled');
+    registerForCleanup({ pgdata: target, dir: target });
+    const r = await restoreFrozenWhen(target, (staging) => (completeFiles(join(staging, 'backups')).length >= 3 ? staging : undefined));
+    try {
+      // the Director's cancel reaches the frozen FD when it runs again
+      const out = site.bconsole(`cancel jobid=${r.jobId}\nyes`);
+      await sleep(500);
+      r.resume();
+      await out;
+    } catch (e) {
+      r.resume();
+      throw e;
+    }
+    const res = await site.waitJob(r.jobId, 120_000);
+    expect(res.status, res.log).toBe('A');
+    await until('the staging is gone', () => !existsSync(r.found), 30_000);
+    expect(existsSync(target)).toBe(false);
+  }, 180_000);
+
+  /** Hold a Full after its base backup: the archiver fails, so it waits for its switched segment. */
+  const fullWaitingForWal = async (): Promise<number> => {
+    const [{ n: before }] = (await c.sql<{ n: string }>('SELECT failed_count::text AS n FROM pg_stat_archiver')) as [{ n: string }];
+    await setArchiveCommand('/bin/false');
+    const out = await site.bconsole('run job=pitr level=Full yes');
+    const jobId = Number(/JobId=(\d+)/.exec(out)![1]);
+    await until('the Full waits for its WAL', async () => {
+      const [a] = await c.sql<{ n: string }>('SELECT failed_count::text AS n FROM pg_stat_archiver');
+      return Number(a!.n) > Number(before) && workDirs().some((d) => d.startsWith(`pitr-${jobId}-`));
+    }, 60_000);
+    return jobId;
+  };
+
+  it('the backend killed (kill -9) mid-job: the job is not T, no chain record or slot stays; the FD restarted mid-job: the same', async () => {
+    expect(full, 'the first Full ran').toBeDefined();
+    let killed: JobResult;
+    let restarted: JobResult;
+    try {
+      const j1 = await fullWaitingForWal();
+      const backends = backendsOf(marker);
+      expect(backends.length).toBeGreaterThan(0);
+      for (const b of backends) process.kill(b.pid, 'SIGKILL');
+      killed = await site.waitJob(j1, 120_000);
+
+      const j2 = await fullWaitingForWal();
+      await site.restartDaemon('fd');
+      restarted = await site.waitJob(j2, 120_000);
+    } finally {
+      await setArchiveCommand(undefined);
+    }
+    for (const run of [killed, restarted]) {
+      expect(NOT_OK, run.log).not.toContain(run.status);
+      expect(chainIds()).not.toContain(run.jobId);
+    }
+    await until('no slot', noSlots, 30_000);
+    await until('no pgbacula session', async () => (await c.sql<{ n: string }>("SELECT count(*)::text AS n FROM pg_stat_activity WHERE application_name LIKE 'pgbacula%'"))[0]!.n === '0', 30_000);
+
+    // the next Full works, and removes the work directory the killed backend could not
+    const stale = workDirs();
+    const next = await site.runJob('pitr', 'Full');
+    expect(next.status, next.log).toBe('T');
+    for (const d of stale) expect(next.log).toContain(`removed work directory ${join(work, 'staging', d)} left by an interrupted job`);
+    expect(workDirs()).toEqual([]);
+    expect(chainIds()).toContain(next.jobId);
+  }, 400_000);
 });
