@@ -648,11 +648,17 @@ export class BaculaSite {
     return d.child.pid;
   }
 
-  /** Kill a daemon (SIGKILL: no clean shutdown) and start it again on the same port and config. */
-  async restartDaemon(name: 'dir' | 'sd' | 'fd'): Promise<void> {
+  /**
+   * Stop a daemon (SIGTERM, as `systemctl restart` does; SIGKILL for a crash) and start it again
+   * on the same port and configuration.
+   */
+  async restartDaemon(name: 'dir' | 'sd' | 'fd', signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM'): Promise<void> {
     const d = this.daemons.find((x) => x.name === name && !x.exited);
     if (d) {
-      d.child.kill('SIGKILL');
+      d.child.kill(signal);
+      const deadline = Date.now() + 10_000;
+      while (!d.exited && Date.now() < deadline) await sleep(20);
+      if (!d.exited) d.child.kill('SIGKILL');
       while (!d.exited) await sleep(20);
       this.daemons.splice(this.daemons.indexOf(d), 1);
     }
