@@ -8,7 +8,8 @@
  * The FileSets carry no pg_bin_dir and the machine has no PostgreSQL 16 under /usr/lib/postgresql,
  * so a restore finds the server binaries only through the restore's Plugin Option pg_bin_dir.
  */
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -21,7 +22,7 @@ import { archiveCommandLine } from '../../src/wal/spool.js';
 import { ownedDir, until } from '../integration/wal-helpers.js';
 import { BaculaSite, findBaculaInstall, pluginLine, type JobResult } from '../e2e/bacula-site.js';
 import { stopRestoredServer } from '../e2e/pitr-fixture.js';
-import { backendsOf, buildShimWithRealBackend, sleep } from '../e2e/real-backend.js';
+import { backendsOf, buildShimWithRealBackend, REPO, sleep } from '../e2e/real-backend.js';
 
 const MAJOR = 16 as const;
 const BIN = join(embeddedPgDir(MAJOR), 'bin');
@@ -49,6 +50,8 @@ describe('mode pitr faults through real Bacula daemons (issue 9)', () => {
   let c: Cluster;
   let spool: string;
   let sysid: string;
+  /** Stands for /var/lib in the README's commands (postgres can enter it). */
+  let varLib: string;
   let missingSpool: string;
   let rootSpool: string;
   let full: JobResult | undefined;
@@ -71,7 +74,9 @@ describe('mode pitr faults through real Bacula daemons (issue 9)', () => {
     mkdirSync(join(work, 'staging'));
     const shim = buildShimWithRealBackend(work, install);
     spool = ownedDir('bacula-faults-spool');
-    missingSpool = join(work, 'no-such-spool');
+    varLib = mkdtempSync(join(testRoot(), 'bacula-faults-varlib-'));
+    chmodSync(varLib, 0o755);
+    missingSpool = join(varLib, 'pgbacula', 'wal-spool');
     rootSpool = join(work, 'root-spool');
     mkdirSync(rootSpool, { mode: 0o755 });
     c = await startCluster({ major: MAJOR, name: 'bacula-faults', settings: { archive_mode: 'on', archive_command: archiveCommandLine({ spool }) } });
@@ -101,22 +106,25 @@ describe('mode pitr faults through real Bacula daemons (issue 9)', () => {
     await site?.stop();
     await c?.destroy();
     if (work) rmSync(work, { recursive: true, force: true });
+    if (varLib) rmSync(varLib, { recursive: true, force: true });
   });
 
   it('item 9: a missing spool fails the Full with the command that creates it for the archiver, and nothing is created', async () => {
     const run = await site.runJob('missing', 'Full');
     expect(NOT_OK, run.log).not.toContain(run.status);
+    expect(run.status).toBe('f');
     const u = serverUser();
     expect(run.log).toContain(`the WAL spool ${missingSpool} does not exist`);
     expect(run.log).toContain(`install -d -o ${u.name} -g `);
     expect(run.log).toContain(`-m 0750 ${missingSpool}`);
-    expect(existsSync(missingSpool)).toBe(false);
+    expect(existsSync(join(varLib, 'pgbacula'))).toBe(false);
     expect(workDirs()).toEqual([]);
   });
 
   it('item 9: a spool the archiver cannot write (root-owned) fails the Full with the chown that fixes it, and nothing is created in it', async () => {
     const run = await site.runJob('rootspool', 'Full');
     expect(NOT_OK, run.log).not.toContain(run.status);
+    expect(run.status).toBe('f');
     const u = serverUser();
     expect(run.log).toContain(`the WAL spool ${rootSpool} is not writable by ${u.name}`);
     expect(run.log).toMatch(new RegExp(`chown -R ${u.name}:\\S+ ${rootSpool.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}`));
@@ -153,6 +161,7 @@ describe('mode pitr faults through real Bacula daemons (issue 9)', () => {
     registerForCleanup({ pgdata: target, dir: target });
     const res = await site.restore({ jobId: [full!.jobId], where: '', pluginOptions: { pgdata_dir: target }, timeoutMs: 300_000 });
     expect(NOT_OK, res.log).not.toContain(res.status);
+    expect(res.status).toBe('f');
     expect(res.log).toContain(`no PostgreSQL ${MAJOR} server binaries found`);
     expect(res.log).toContain('pg_bin_dir');
     expect(res.log).not.toContain('--pg-bin-dir');
@@ -184,6 +193,7 @@ describe('mode pitr faults through real Bacula daemons (issue 9)', () => {
     writeFileSync(join(target, 'precious.txt'), 'keep me');
     const res = await site.restore({ jobId: [full!.jobId], where: '/', pluginOptions: { pgdata_dir: target, pg_bin_dir: BIN } });
     expect(NOT_OK, res.log).not.toContain(res.status);
+    expect(res.status).toBe('E');
     expect(res.log).toContain(`restore target ${target} is not empty (precious.txt)`);
     expect(res.log).toContain('overwrite_existing=yes');
     expect(readdirSync(target)).toEqual(['precious.txt']);
@@ -225,6 +235,7 @@ describe('mode pitr faults through real Bacula daemons (issue 9)', () => {
     }
     const res = await site.waitJob(r.jobId, 300_000);
     expect(NOT_OK, res.log).not.toContain(res.status);
+    expect(res.status).toBe('f');
     const rel = r.found.slice(r.found.indexOf('/files/') + '/files/'.length);
     expect(res.log).toContain('is damaged');
     expect(res.log).toContain(rel);
@@ -252,6 +263,32 @@ describe('mode pitr faults through real Bacula daemons (issue 9)', () => {
     expect(res.status, res.log).toBe('A');
     await until('the staging is gone', () => !existsSync(r.found), 30_000);
     expect(existsSync(target)).toBe(false);
+  }, 180_000);
+
+  it("README: the spool made with the README's install commands, the /usr/local/bin launcher and the README's archive_command: a Full of that spool ends T", async () => {
+    const readme = readFileSync(join(REPO, 'README.md'), 'utf8');
+    const launcherText = /cat > \/usr\/local\/bin\/pgbacula <<'SH'\n([\s\S]*?)\nSH\n/.exec(readme)?.[1];
+    const install = /\n(install -d -m 0755 \/var\/lib\/pgbacula\ninstall -d -o postgres -g postgres -m 0750 \/var\/lib\/pgbacula\/wal-spool)\n/.exec(readme)?.[1];
+    const archiveCommand = /archive_command = '(\/usr\/local\/bin\/pgbacula wal-push --wal-spool \/var\/lib\/pgbacula\/wal-spool %p)'/.exec(readme)?.[1];
+    expect(launcherText && install && archiveCommand, 'the README steps are where this test reads them').toBeTruthy();
+    const binDir = mkdtempSync(join(testRoot(), 'bacula-faults-bin-'));
+    chmodSync(binDir, 0o755);
+    const launcher = join(binDir, 'pgbacula');
+    writeFileSync(launcher, `${launcherText!.replace('/usr/bin/node', process.execPath).replace('/opt/pgbacula', REPO)}\n`);
+    chmodSync(launcher, 0o755);
+    try {
+      for (const line of install!.split('\n')) execFileSync('sh', ['-c', line.replaceAll('/var/lib', varLib)]);
+      const version = execFileSync('su', [serverUser().name, '-s', '/bin/sh', '-c', `PATH=${binDir}:/usr/bin:/bin pgbacula --version`], { encoding: 'utf8' });
+      expect(version).toMatch(/^pgbacula \d+\.\d+\.\d+/);
+      await setArchiveCommand(archiveCommand!.replace('/usr/local/bin/pgbacula', launcher).replaceAll('/var/lib', varLib));
+      const run = await site.runJob('missing', 'Full');
+      expect(run.status, run.log).toBe('T');
+      expect(run.log).toMatch(/pgbacula: WAL shipped from the spool: 00000001[0-9A-F]{16}/);
+      expect(statSync(missingSpool).uid).toBe(serverUser().uid);
+    } finally {
+      await setArchiveCommand(undefined);
+      rmSync(binDir, { recursive: true, force: true });
+    }
   }, 180_000);
 
   /** Hold a Full after its base backup: the archiver fails, so it waits for its switched segment. */
