@@ -206,7 +206,7 @@ export class PitrRestoreTarget implements RestoreTarget {
     const complete = await completeBackups(this.staging);
     if (complete.length === 0) {
       throw new PgbaculaError('RESTORE_PRECHECK', `the restored files hold no complete base backup${this.backupIds.size === 0 ? ' (no manifest.json among them)' : ''}`, {
-        hint: 'Select the Full job of the chain together with the later jobs (bconsole: restore … current, or the JobIds of the Full and of every later job).',
+        hint: 'Select the Full job of the chain together with the later jobs (bconsole: restore client=… fileset=… where=/ current select all done, or jobid=<Full>,<later jobs>).',
       });
     }
     // The WAL of the system whose backup the restore will use (a chain may span a re-created cluster).
