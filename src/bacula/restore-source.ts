@@ -9,7 +9,8 @@
  * `FNAME:` or `FINISH` arrives. Errors the target raises for an entry are answered `E` where the
  * protocol has an answer for that entry, and reported as `Q` (a job error without protocol
  * effect) where it has not; either way the restore job ends "Restore Error" (§6.9), which is the
- * truth.
+ * truth. A failure at FINISH (where the restore itself runs) is too late for `Q`: it is thrown,
+ * and answered `A`.
  */
 import { asPgbaculaError, PgbaculaError } from '../errors.js';
 import type { ItemType } from '../pipeline/item.js';
@@ -74,13 +75,17 @@ export async function runRestoreStream(fd: PacketSource, out: PacketSink, target
     o.log.error(`${what}: ${err.hint ? `${err.message}. ${err.hint}` : err.message}`);
   };
 
-  /** End an accepted entry that got no DATA, then let the target settle before `next`. */
-  const closeOpen = async (next: RestoreEntry | undefined): Promise<void> => {
+  /**
+   * End an accepted entry that got no DATA, then let the target settle before `next`. At FINISH
+   * (`last`) a failure is thrown instead of reported: see the FINISH branch.
+   */
+  const closeOpen = async (next: RestoreEntry | undefined, last = false): Promise<void> => {
     if (open && !open.ended) {
       open.ended = true;
       try {
         await target.end({ hash: '', rawSize: open.bytes, storedSize: open.bytes });
       } catch (e) {
+        if (last) throw e;
         report(`restore of ${open.entry.fname} failed`, e);
       }
     }
@@ -88,6 +93,7 @@ export async function runRestoreStream(fd: PacketSource, out: PacketSink, target
     try {
       await target.settle(next);
     } catch (e) {
+      if (last) throw e;
       report('restore failed', e);
     }
   };
@@ -194,12 +200,13 @@ export async function runRestoreStream(fd: PacketSource, out: PacketSink, target
     }
 
     if (text === 'FINISH') {
-      await closeOpen(undefined);
-      try {
-        await target.finish();
-      } catch (e) {
-        report('restore failed', e);
-      }
+      // The FD has already settled the job's status when it sends FINISH (15.0.3 filed/job.c,
+      // end_restore_cmd: errors counted before it make the job E). An Error message now only
+      // turns "Restore OK" into "Restore OK -- with errors" (JobStatus T) — a restore that did
+      // not happen reported as done. So a failure here is thrown: the conversation answers
+      // FINISH with `A`, a fatal error, and the job ends f (issue 9, item 10).
+      await closeOpen(undefined, true);
+      await target.finish();
       await out.send(EOD);
       return 'finished';
     }

@@ -22,9 +22,15 @@ function valuesText(p: ParameterDef): string {
 
 const cell = (s: string) => s.replace(/\|/g, '\\|');
 
+/** Where Bacula accepts it: the FD shim takes exactly the plugin-string keys, bconsole offers the restore options. */
+function baculaText(p: ParameterDef): string {
+  if (!p.inPluginString) return '— (config file)';
+  return p.restoreOption ? 'Plugin string, restore Plugin Option' : 'Plugin string';
+}
+
 function markdownTable(params: readonly ParameterDef[]): string {
-  const rows = params.map((p) => `| \`${p.name}\` | ${cell(defaultText(p))} | ${cell(valuesText(p))} | ${p.secret ? '— (config file)' : `\`--${p.name.replace(/_/g, '-')}\``} | ${cell(p.doc)} |`);
-  return ['| name | default | values | CLI flag | meaning |', '|---|---|---|---|---|', ...rows].join('\n');
+  const rows = params.map((p) => `| \`${p.name}\` | ${cell(defaultText(p))} | ${cell(valuesText(p))} | ${p.secret ? '— (config file)' : `\`--${p.name.replace(/_/g, '-')}\``} | ${baculaText(p)} | ${cell(p.doc)} |`);
+  return ['| name | default | values | CLI flag | Bacula | meaning |', '|---|---|---|---|---|---|', ...rows].join('\n');
 }
 
 const only = (scope: ParamScope) => PARAMETERS.filter((p) => p.scopes.includes(scope));
@@ -55,6 +61,8 @@ export function parameterReferenceMarkdown(): string {
     '### pgbacula.conf',
     '',
     `Mode 0640 or stricter (refused when group- or world-writable or readable by others). \`[connection]\`: ${configKeys('connection')}. \`[options]\`: ${configKeys('options')}.`,
+    '',
+    'Every key marked "Plugin string" below also works in a FileSet\'s `Plugin = "pgbacula: …"` line (it wins over pgbacula.conf), e.g. `wal_spool=/var/lib/pgbacula/wal-spool pg_bin_dir=/usr/lib/postgresql/16/bin tmpdir=/var/tmp/pgbacula`; a Bacula restore receives the FileSet\'s string of the backup, and `pg_bin_dir` can also be set at restore time as a Plugin Option.',
     '',
     markdownTable(only('options').filter((p) => !p.scopes.includes('backup'))),
   ].join('\n');

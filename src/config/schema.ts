@@ -104,7 +104,9 @@ export const PARAMETERS: readonly ParameterDef[] = [
 
   // ---- [options] of pgbacula.conf (those shared with backup are above)
   { name: 'wal_spool', type: 'path', scopes: ['options'], default: '/var/lib/pgbacula/wal-spool', doc: 'local WAL spool fed by wal-push / wal-receive', inPluginString: true },
-  { name: 'pg_bin_dir', type: 'path', scopes: ['options'], defaultDoc: 'searched', doc: 'directory of pg_dump, pg_restore and friends', inPluginString: true },
+  // A restore Plugin Option too: bconsole cannot pass the CLI's --pg-bin-dir, and the client a
+  // restore runs on may keep its binaries elsewhere than the one backed up (issue 9, item 10).
+  { name: 'pg_bin_dir', type: 'path', scopes: ['options'], defaultDoc: 'searched: client tools in /usr/lib/postgresql/*/bin, /usr/pgsql-*/bin, /usr/local/pgsql/bin, PATH (newest); server binaries of the backup\'s major in /usr/lib/postgresql/<major>/bin', doc: 'bin directory of PostgreSQL: pg_dump, pg_restore, psql (dump modes) and, for a physical restore, postgres and pg_ctl of the backup\'s major', inPluginString: true, restoreOption: true },
   // ---- wal-receive (the streaming receiver that feeds the spool or a repository)
   { name: 'slot_name', type: 'string', scopes: ['options'], default: 'pgbacula', doc: 'wal-receive: physical replication slot to stream from; it holds the WAL on the server until it is archived (empty = no slot: WAL can be lost while the receiver is down)', inPluginString: true },
   { name: 'create_slot', type: 'bool', scopes: ['options'], default: 'false', doc: 'wal-receive: create the slot (RESERVE_WAL) when it does not exist', inPluginString: true },

@@ -16,7 +16,7 @@
 import { chownSync, lstatSync, readdirSync, writeSync } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { getBool, getString, type ParamMap } from '../config/params.js';
+import { getBool, getString, mergeParams, type ParamMap } from '../config/params.js';
 import { PgbaculaError } from '../errors.js';
 import type { ItemTrailer } from '../pipeline/item.js';
 import { formatBytes, formatCount } from '../pipeline/job-log.js';
@@ -27,8 +27,14 @@ import { BACKUP_ID } from '../repo/layout.js';
 import { assertOutsideProtected, inspectTarget, resolveOwner, RESTORE_STATE_DIR } from '../restore/target.js';
 import { completeBackups, pickBaseBackup, recoveryTargetOf, restoreFromRepository } from '../restore/repo-restore.js';
 import { parseWalFileName } from '../wal/segment.js';
+import { majorOf } from '../pg/versions.js';
+import { serverBinDirFor } from '../restore/server-binaries.js';
 import { pushWalFile, walArchiveRoot } from '../wal/spool.js';
 import type { RestoreLog } from './dump-restore.js';
+
+/** How a Bacula restore names the server binaries (bconsole cannot pass CLI flags). */
+export const BACULA_BIN_DIR_OPTION =
+  "with the restore's Plugin Option pg_bin_dir=/usr/lib/postgresql/<major>/bin (bconsole: restore … → mod → Plugin Options), or pg_bin_dir in the FileSet's Plugin string or in [options] of pgbacula.conf on the client";
 
 export interface PitrRestoreSettings {
   readonly params: ParamMap;
@@ -78,6 +84,8 @@ export class PitrRestoreTarget implements RestoreTarget {
   private readonly backupIds = new Set<string>();
   private files = 0;
   private bytes = 0;
+  /** What pgdata_dir was before this job: a failed restore puts it back (undefined: leave it). */
+  private targetBefore: 'absent' | 'empty' | undefined;
 
   constructor(
     private readonly s: PitrRestoreSettings,
@@ -109,6 +117,7 @@ export class PitrRestoreTarget implements RestoreTarget {
         hint: 'Choose an empty or new pgdata_dir, or set the Plugin Option overwrite_existing=yes to replace its contents.',
       });
     }
+    this.targetBefore = !t.exists ? 'absent' : foreign.length === 0 ? 'empty' : undefined;
     await rm(this.staging, { recursive: true, force: true });
     await initRepository(this.staging);
     registerScratch(this.staging);
@@ -170,8 +179,17 @@ export class PitrRestoreTarget implements RestoreTarget {
       await this.restore();
     } catch (e) {
       // A server started by the failed restore may still read the staged WAL (restore_command).
-      await this.cleanup(inspectTarget(this.pgdataDir).runningPid !== undefined);
-      throw e;
+      const running = inspectTarget(this.pgdataDir).runningPid !== undefined;
+      await this.cleanup(running);
+      // The staged files were moved into the target, so a Bacula restore cannot resume: put an
+      // empty or new pgdata_dir back as it was, so the same restore can simply be run again.
+      let reset = '';
+      if (!running && this.targetBefore) {
+        if (this.targetBefore === 'absent') await rm(this.pgdataDir, { recursive: true, force: true });
+        else for (const name of await readdir(this.pgdataDir).catch(() => [] as string[])) await rm(join(this.pgdataDir, name), { recursive: true, force: true });
+        reset = ` ${this.pgdataDir} is as it was before the restore (${this.targetBefore}).`;
+      }
+      throw forBacula(e, reset);
     }
   }
 
@@ -189,11 +207,14 @@ export class PitrRestoreTarget implements RestoreTarget {
     const complete = await completeBackups(this.staging);
     if (complete.length === 0) {
       throw new PgbaculaError('RESTORE_PRECHECK', `the restored files hold no complete base backup${this.backupIds.size === 0 ? ' (no manifest.json among them)' : ''}`, {
-        hint: 'Select the Full job of the chain together with the later jobs (bconsole: restore … current, or the JobIds of the Full and of every later job).',
+        hint: 'Select the Full job of the chain together with the later jobs (bconsole: restore client=… fileset=… where=/ current select all done, or jobid=<Full>,<later jobs>).',
       });
     }
     // The WAL of the system whose backup the restore will use (a chain may span a re-created cluster).
     const chosen = pickBaseBackup(complete, recoveryTargetOf(this.s.params), 'the restored Bacula jobs');
+    // The server binaries before any work: the hint names the Plugin Option, the one place a
+    // bconsole restore can name them (the CLI's --pg-bin-dir does not exist here).
+    const binDir = serverBinDirFor(majorOf(chosen.pgVersionNum), getString(this.s.params, 'pg_bin_dir'), BACULA_BIN_DIR_OPTION);
     const systemId = chosen.systemIdentifier;
     let segments = 0;
     let foreign = 0;
@@ -224,7 +245,7 @@ export class PitrRestoreTarget implements RestoreTarget {
     chownTree(this.staging, owner.uid, owner.gid);
     const result = await restoreFromRepository({
       repo: this.staging,
-      params: this.s.params,
+      params: mergeParams(this.s.params, new Map([['pg_bin_dir', binDir]])),
       log: this.log,
       progressIntervalMs: this.s.progressIntervalMs,
       manifest: chosen,
@@ -258,6 +279,22 @@ export class PitrRestoreTarget implements RestoreTarget {
   dispose(): void {
     void this.current?.fh?.close().catch(() => undefined);
   }
+}
+
+/**
+ * A failed restore's error as a Bacula operator can act on it: the CLI's remedies (verify --repo
+ * on a repository) do not exist here, the staging repository is gone.
+ */
+function forBacula(e: unknown, reset: string): unknown {
+  if (!(e instanceof PgbaculaError)) return e;
+  if (e.code === 'REPOSITORY' && /is damaged/.test(e.message)) {
+    return new PgbaculaError('REPOSITORY', e.message, {
+      hint: `The files Bacula restored do not match the manifest sealed at backup time (a damaged volume, or a change on the way): run the restore again, or restore an earlier Full with its later jobs.${reset}`,
+      cause: e,
+    });
+  }
+  if (!reset) return e;
+  return new PgbaculaError(e.code, e.message, { hint: `${e.hint ? `${e.hint.replace(/\.?$/, '.')}` : ''}${reset}`, cause: e });
 }
 
 /** chown -R without following links. */

@@ -10,9 +10,10 @@
  * job Bacula counts as the previous one; Differential = since the last Full. Which job that is,
  * whether its chain still holds and what the spool may lose: pitr-chain.ts. Before WAL is
  * shipped the primary switches to a new segment and we wait for it to reach the spool, so a job
- * holds the WAL up to its own start of shipping.
+ * holds the WAL up to its own start of shipping; a job whose WAL does not arrive fails, and so
+ * does one whose spool the archiver cannot fill (pitr-spool.ts) — never "OK" with a warning.
  */
-import { mkdir, open, readdir, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ConnectionSettings } from '../config/connection.js';
 import { PgbaculaError } from '../errors.js';
@@ -31,11 +32,12 @@ import { PrefixedSink } from '../pipeline/prefixed-sink.js';
 import { forgetScratch, registerScratch, removeScratch } from '../pipeline/scratch-dirs.js';
 import { newBackupId } from '../repo/layout.js';
 import { writeFileAtomic } from '../os/durable.js';
-import { acquirePidLock } from '../os/pid-lock.js';
+import { acquirePidLock, pidAlive } from '../os/pid-lock.js';
 import { parseLsn } from '../wal/lsn.js';
 import { hex8, parseWalFileName, segmentNumberOfName, walSegmentName, walSegmentNumber } from '../wal/segment.js';
-import { listWalArchive, storeHistoryFile, type WalArchiveListing } from '../wal/spool.js';
+import { ARCHIVE_META_FILE, listWalArchive, storeHistoryFile, type WalArchiveListing } from '../wal/spool.js';
 import { parseTimelineHistory, type TimelineHistoryEntry } from '../wal/timeline-history.js';
+import { archiverOf, checkSpool, giveToSpoolOwner } from './pitr-spool.js';
 import {
   CHAIN_FORMAT, lineageSegments, planBaseWal, planWalJob, pruneLimit, retainRecords, findReference,
   type BaculaLevel, type ChainFile, type ChainRecord, type ChainSegmentRef, type ServerNow, type SpoolSegment,
@@ -148,12 +150,16 @@ async function situation(s: PitrSettings, repl: ReplicationConnection): Promise<
   } finally {
     await session.end().catch(() => undefined);
   }
+  // Before the job creates anything in the spool: the archiver must be able to fill it.
+  await checkSpool(s.spoolRoot, await archiverOf(dataDirectory), ident.systemId, ident.timeline);
   let listing = await listWalArchive(s.spoolRoot, ident.systemId);
   let history: TimelineHistoryEntry[] | undefined = ident.timeline === 1 ? [] : listing.histories.find((h) => h.timeline === ident.timeline)?.entries;
   if (history === undefined && ident.timeline > 1) {
     // The server has it: fetch it over replication and keep it in the spool (history first, §3.5).
     const file = await repl.timelineHistory(ident.timeline);
     await storeHistoryFile(s.spoolRoot, ident.systemId, ident.timeline, file.content, `TIMELINE_HISTORY ${ident.timeline}`);
+    const sysDir = join(s.spoolRoot, ident.systemId);
+    await giveToSpoolOwner(s.spoolRoot, [sysDir, join(sysDir, ARCHIVE_META_FILE), join(sysDir, `${hex8(ident.timeline)}.history`)]);
     history = parseTimelineHistory(file.content, ident.timeline);
     listing = await listWalArchive(s.spoolRoot, ident.systemId);
   }
@@ -196,14 +202,39 @@ async function switchAndAwait(s: PitrSettings, systemId: string, segmentSize: nu
     if (await present()) return;
     if (signal.aborted) throw new PgbaculaError('CANCELLED', 'the job was canceled while waiting for WAL');
     if (Date.now() > deadline) {
-      log.warning(`WAL segment ${segment} has not reached the spool ${s.spoolRoot} after ${Math.round(s.archiveWaitMs / 1000)} s: shipping what is there. Check archive_command = 'pgbacula wal-push %p' (or wal-receive) and pg_stat_archiver`);
-      return;
+      // Not a warning: a job that ends OK without the WAL up to its start is a point-in-time
+      // recovery that fails the day it is needed, and a stalled archiver fills pg_wal.
+      throw new PgbaculaError('WAL_GAP', `WAL segment ${segment} has not reached the spool ${s.spoolRoot} after ${Math.round(s.archiveWaitMs / 1000)} s (${await archiverState(s)})`, {
+        hint: archiveHint(s.spoolRoot),
+      });
     }
     if (!said && Date.now() > sayAfter) {
       said = true;
       log.info(`waiting for WAL segment ${segment} to reach the spool (up to ${Math.round(s.archiveWaitMs / 1000)} s)`);
     }
     await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** What to do when WAL does not reach the spool. */
+function archiveHint(spoolRoot: string): string {
+  return `Make the server archive into this spool: archive_mode = on and archive_command = 'pgbacula wal-push --wal-spool ${spoolRoot} %p' (or run pgbacula wal-receive --wal-spool ${spoolRoot}); the spool must be writable by the OS user that runs PostgreSQL. The server log says why archiving fails; run the job again once pg_stat_archiver shows WAL archived.`;
+}
+
+/** pg_stat_archiver and the archive settings, for the message of a job whose WAL did not arrive. */
+async function archiverState(s: PitrSettings): Promise<string> {
+  try {
+    const session = await openSession(s.connection, { applicationName: 'pgbacula pitr' });
+    try {
+      const r = (await session.query<{ mode: string; cmd: string; archived: string; lastok: string | null; failed: string; lastfail: string | null; failtime: string | null }>(
+        "SELECT current_setting('archive_mode') AS mode, current_setting('archive_command') AS cmd, archived_count::text AS archived, last_archived_wal AS lastok, failed_count::text AS failed, last_failed_wal AS lastfail, last_failed_time::text AS failtime FROM pg_stat_archiver",
+      )).rows[0]!;
+      return `archive_mode = ${r.mode}, archive_command = '${r.cmd}'; pg_stat_archiver: ${r.archived} archived${r.lastok ? ` (last ${r.lastok})` : ''}, ${r.failed} failed${r.lastfail ? ` (last ${r.lastfail} at ${r.failtime})` : ''}`;
+    } finally {
+      await session.end().catch(() => undefined);
+    }
+  } catch (e) {
+    return `pg_stat_archiver not readable: ${(e as Error).message}`;
   }
 }
 
@@ -343,6 +374,7 @@ async function baseJob(s: PitrSettings, job: PitrJob, sit: Situation, cluster: s
   const backupId = newBackupId(now, 'full');
   const label = s.label === 'auto' ? `bacula_${job.jobId}` : s.label;
   const work = join(s.tmpdir, `pitr-${job.jobId}-${process.pid}`);
+  await removeStaleWork(s.tmpdir, log);
   await mkdir(work, { recursive: true, mode: 0o700 });
   // Removed by every exit path, a cancel (SIGUSR1 ends the process) included.
   registerScratch(work);
@@ -376,8 +408,10 @@ async function baseJob(s: PitrSettings, job: PitrJob, sit: Situation, cluster: s
     const stopSegno = walSegmentNumber(parseLsn(m.stopLsn), S);
     const wal = planBaseWal({ server: sit.server, segments: listing.segments, startSegno, stopSegno });
     if (listing.segments.length === 0) {
-      log.warning(`the spool ${s.spoolRoot} holds no WAL of system ${sit.server.systemId}: this backup restores to its end only. Set archive_command = 'pgbacula wal-push %p' (or run pgbacula wal-receive) for point-in-time recovery`);
-    } else if (wal.gapAfter) {
+      // A standby switches no segment, so nothing was awaited: an empty spool is the same failure.
+      throw new PgbaculaError('WAL_GAP', `the spool ${s.spoolRoot} holds no WAL of system ${sit.server.systemId} (${await archiverState(s)})`, { hint: archiveHint(s.spoolRoot) });
+    }
+    if (wal.gapAfter) {
       log.warning(`WAL gap in the spool: ${wal.gapAfter.missing} is missing after ${wal.gapAfter.after}: point-in-time recovery reaches ${wal.gapAfter.after} at most, and the next job stores a base backup again unless the segment comes back`);
     }
     const entries = await walItemEntries(listing, wal.ship, lineageTimelines(sit.server));
@@ -404,6 +438,19 @@ async function baseJob(s: PitrSettings, job: PitrJob, sit: Situation, cluster: s
     };
   } finally {
     removeScratch(work);
+  }
+}
+
+/**
+ * Work directories of earlier backends that did not live to remove them (kill -9, an FD that died
+ * and took its children): `pitr-<jobid>-<pid>` whose process is gone.
+ */
+async function removeStaleWork(tmpdir: string, log: JobLog): Promise<void> {
+  for (const name of await readdir(tmpdir).catch(() => [] as string[])) {
+    const m = /^pitr-\d+-(\d+)$/.exec(name);
+    if (!m || Number(m[1]) === process.pid || pidAlive(Number(m[1]))) continue;
+    await rm(join(tmpdir, name), { recursive: true, force: true });
+    log.info(`removed work directory ${join(tmpdir, name)} left by an interrupted job`);
   }
 }
 

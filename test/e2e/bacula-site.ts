@@ -369,7 +369,12 @@ export interface EstimateResult {
 
 export interface RestoreOptions {
   /** one backup job, or several (comma list semantics of bconsole) */
-  readonly jobId: number | readonly number[];
+  readonly jobId?: number | readonly number[];
+  /**
+   * or bconsole's own selection keywords instead of jobid=, e.g. `fileset=pitr current select`
+   * (the most recent Full and the later jobs of that FileSet; `current` alone only sets the date)
+   */
+  readonly selection?: string;
   /** restore prefix; '' or '/' = original location */
   readonly where?: string;
   readonly regexWhere?: string;
@@ -636,6 +641,41 @@ export class BaculaSite {
     }
   }
 
+  /** The process id of a running daemon (e.g. to freeze the FD with SIGSTOP). */
+  daemonPid(name: 'dir' | 'sd' | 'fd'): number {
+    const d = this.daemons.find((x) => x.name === name && !x.exited);
+    if (!d?.child.pid) throw new Error(`bacula-${name} is not running`);
+    return d.child.pid;
+  }
+
+  /**
+   * Stop a daemon (SIGTERM, as `systemctl restart` does; SIGKILL for a crash) and start it again
+   * on the same port and configuration.
+   */
+  async restartDaemon(name: 'dir' | 'sd' | 'fd', signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM'): Promise<void> {
+    const d = this.daemons.find((x) => x.name === name && !x.exited);
+    if (d) {
+      d.child.kill(signal);
+      const deadline = Date.now() + 10_000;
+      while (!d.exited && Date.now() < deadline) await sleep(20);
+      if (!d.exited) d.child.kill('SIGKILL');
+      while (!d.exited) await sleep(20);
+      this.daemons.splice(this.daemons.indexOf(d), 1);
+    }
+    const bin = { dir: this.install.dir, sd: this.install.sd, fd: this.install.fd }[name];
+    const env = name === 'fd' ? { ...process.env, ...(this.opts.fdEnv ?? {}) } : process.env;
+    const port = this.layout.ports[name];
+    // The old socket may linger in TIME_WAIT; the daemons set SO_REUSEADDR, so only wait for listen.
+    const nd = this.spawnDaemon(name, bin, env);
+    const deadline = Date.now() + (this.opts.startTimeoutMs ?? 20_000);
+    for (;;) {
+      if (nd.exited) throw new Error(`bacula-${name} exited during restart:\n${this.tail(nd.out)}`);
+      if (await canConnect(port)) return;
+      if (Date.now() > deadline) throw new Error(`bacula-${name} did not listen on ${port} after a restart:\n${this.tail(nd.out)}`);
+      await sleep(100);
+    }
+  }
+
   /** Daemon output (debug lines when debugLevel is set), e.g. for failure messages. */
   daemonOutput(name: 'dir' | 'sd' | 'fd'): string {
     return this.tail(join(this.layout.paths.logs, `${name}.out`), 400);
@@ -779,10 +819,11 @@ export class BaculaSite {
    * and plugin numbers are read from a first dialogue that is abandoned before the job runs.
    */
   async restore(opts: RestoreOptions): Promise<RestoreResult> {
-    const jobIds = Array.isArray(opts.jobId) ? (opts.jobId as readonly number[]) : [opts.jobId as number];
+    const jobIds = Array.isArray(opts.jobId) ? (opts.jobId as readonly number[]) : opts.jobId === undefined ? [] : [opts.jobId as number];
+    if (!jobIds.length && !opts.selection) throw new Error('restore needs jobId or selection');
     const parts = [
       'restore',
-      `jobid=${jobIds.join(',')}`,
+      opts.selection ?? `jobid=${jobIds.join(',')}`,
       `client=${quoteArg(opts.client ?? this.layout.names.fd)}`,
       `restorejob=${quoteArg(opts.restoreJob ?? this.layout.restoreJob)}`,
     ];

@@ -470,7 +470,7 @@ describe('conversation: restore (spec §8.2)', () => {
     expect(await h.done).toBe('eof');
   });
 
-  it('answers E after the data when the target fails at the end; settle/finish failures become Q', async () => {
+  it('answers E after the data when the target fails at the end; a failure at FINISH is answered A (the FD has settled the status by then: Q would leave it T)', async () => {
     const r = recordingTarget({ failEnd: 'alpha.dump', failSettle: true });
     const h = start({ prepareRestore: async () => r.target });
     await h.fd.prologue('R', ['mode=dump'], ['Replace=a']);
@@ -479,10 +479,28 @@ describe('conversation: restore (spec §8.2)', () => {
     await h.fd.expect('F');
     expect(await restoreEntry(h.fd, '/@pgbacula/c/dump/1/alpha.dump', 'STAT:F -1 0 0 100600 1 0', [Buffer.from('x')])).toBe('C"OK" E"pg_restore exited with code 1"');
     h.fd.cmd('FINISH');
-    await h.fd.expect('F');
-    expect(h.fd.messages()).toContain('Q:restore failed: pg_restore -j failed');
+    await h.fd.expect('A"E_CHILD_PROCESS: pg_restore -j failed"');
+    expect(r.events).not.toContain('finish');
     h.fd.close();
-    expect(await h.done).toBe('eof');
+    expect(await h.done).toBe('aborted');
+  });
+
+  it('answers FINISH with A when the restore itself fails there, and says nothing more', async () => {
+    const r = recordingTarget();
+    r.target.finish = async () => {
+      throw new PgbaculaError('RESTORE_PRECHECK', 'no PostgreSQL 16 server binaries found', { hint: 'Give pg_bin_dir.' });
+    };
+    const h = start({ prepareRestore: async () => r.target });
+    await h.fd.prologue('R', ['mode=pitr'], ['Replace=a']);
+    await h.fd.expect('F');
+    h.fd.cmd('RestoreStart');
+    await h.fd.expect('F');
+    expect(await restoreEntry(h.fd, '/@pgbacula/c/pitr/x', 'STAT:F 1 0 0 100600 1 0', [Buffer.from('x')])).toBe('C"OK" C"OK"');
+    h.fd.cmd('FINISH');
+    await h.fd.expect('A"E_RESTORE_PRECHECK: no PostgreSQL 16 server binaries found. Give pg_bin_dir."');
+    h.fd.close();
+    expect(await h.done).toBe('aborted');
+    expect(h.fd.messages().filter((m) => m.startsWith('Q:'))).toEqual([]);
   });
 });
 
