@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { DEFAULT_CONFIG_PATH, loadConfigFile, type ConfigFile } from '../config/config-file.js';
+import { PgbaculaError } from '../errors.js';
 import { resolveConnection, type ConnectionSettings, type Env } from '../config/connection.js';
 import { getString, mergeParams, validateParams, type ParamMap } from '../config/params.js';
 import type { ParamScope } from '../config/schema.js';
@@ -29,7 +30,18 @@ export function buildContext(argv: ParsedArgv, scopes: readonly ParamScope[], en
   const flags = validateParams(argv.params, scopes, 'cli');
   const explicit = typeof argv.globals.config === 'string' ? argv.globals.config : getString(flags, 'config');
   const path = explicit ?? (existsSync(DEFAULT_CONFIG_PATH) ? DEFAULT_CONFIG_PATH : undefined);
-  const config = path === undefined ? undefined : loadConfigFile(path);
+  let config: ConfigFile | undefined;
+  try {
+    config = path === undefined ? undefined : loadConfigFile(path);
+  } catch (e) {
+    // archive_command and restore_command run as the server's user, who may not read the FD's
+    // pgbacula.conf; when their archive is named on the command line they need nothing from it,
+    // and failing would stall archiving (pg_wal fills) or recovery for a file they do not use.
+    const archiveNamed = typeof argv.globals.repo === 'string' || flags.has('wal_spool');
+    const unreadable = e instanceof PgbaculaError && (e.cause as NodeJS.ErrnoException | undefined)?.code === 'EACCES';
+    if (!(explicit === undefined && unreadable && archiveNamed && (argv.command === 'wal-push' || argv.command === 'wal-fetch'))) throw e;
+    config = undefined;
+  }
   const params = config ? mergeParams(config.connection, config.options, flags) : flags;
   let connection: ConnectionSettings | undefined;
   return {

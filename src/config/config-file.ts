@@ -97,5 +97,17 @@ export function loadConfigFile(path: string): ConfigFile {
   }
   if (!st.isFile()) throw new PgbaculaError('CONFIG_FILE', `config file ${path} is not a regular file`);
   checkConfigPermissions(path, st.mode);
-  return parseConfigText(readFileSync(path, 'utf8'), path);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? String(e);
+    throw new PgbaculaError('CONFIG_FILE', `cannot read config file ${path} as OS user ${process.getuid?.() ?? '?'}: ${code}`, {
+      hint: code === 'EACCES'
+        ? `Give the group of the users that run pgbacula read access (e.g. chgrp bacula ${path}; chmod 0640 ${path}), or name another file with --config.`
+        : 'Check the path given with --config or config=.',
+      cause: e,
+    });
+  }
+  return parseConfigText(text, path);
 }
