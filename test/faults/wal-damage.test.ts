@@ -104,7 +104,8 @@ describe.each([10, 17] as const)('a damaged archived WAL segment (PostgreSQL %i)
 
   it('one byte flipped in the middle of a middle segment: named by verify, info, wal-fetch and restore; nothing promoted as success', async () => {
     const bad = after[2]!;
-    const undo = flipByte(join(tliDir(), bad), SEG / 2 + 123);
+    // The first byte after a page header is always record data (a continuation or a record's start).
+    const undo = flipByte(join(tliDir(), bad), SEG / 2 + 24);
     try {
       const v = await runCli(['verify', '--repo', repo], quiet);
       expect(v.code).not.toBe(0);
@@ -139,8 +140,8 @@ describe.each([10, 17] as const)('a damaged archived WAL segment (PostgreSQL %i)
 
   it('one byte flipped in the last archived segment: the restore fails naming it', async () => {
     const bad = after.at(-1)!;
-    // The last segment was switched: its records end early; flip inside the first page's records.
-    const undo = flipByte(join(tliDir(), bad), 200);
+    // The last segment was switched: its records end early; flip the first byte after the long page header.
+    const undo = flipByte(join(tliDir(), bad), 40);
     try {
       const v = await runCli(['verify', '--repo', repo], quiet);
       expect(v.code).not.toBe(0);
