@@ -42,9 +42,13 @@ interface Judged {
   readonly sound: boolean;
 }
 
-/** Every segment of one system's archive, and every seam recovery would cross. */
-export async function checkWalArchive(root: string, systemId: string, listing?: WalArchiveListing): Promise<WalArchiveCheck> {
-  const l = listing ?? (await listWalArchive(root, systemId));
+/**
+ * Every segment of one system's archive, and every seam recovery would cross; `fromSegno`: only
+ * segments from there on (what a restore from a backup that starts there can read).
+ */
+export async function checkWalArchive(root: string, systemId: string, listing?: WalArchiveListing, fromSegno = 0n): Promise<WalArchiveCheck> {
+  const all = listing ?? (await listWalArchive(root, systemId));
+  const l = fromSegno === 0n ? all : { ...all, segments: all.segments.filter((s) => s.segno >= fromSegno), partials: all.partials.filter((s) => s.segno >= fromSegno) };
   const S = l.segmentSize;
   const spans = new Map<number, ReturnType<typeof timelineSpans>>();
   for (const h of l.histories) if (h.entries) spans.set(h.timeline, timelineSpans(h.entries, h.timeline));
@@ -112,7 +116,7 @@ export async function checkWalArchive(root: string, systemId: string, listing?: 
     const v = judgeSegment(bytes, { segmentStart: walSegmentStart(seg.segno, S), segmentSize: S, partial: true });
     if (!v.sound) damaged.push({ ...pick(seg), problem: v.problem! });
   }
-  return { listing: l, checked: l.segments.length + l.partials.length, seams, damaged };
+  return { listing: all, checked: l.segments.length + l.partials.length, seams, damaged };
 }
 
 function pick(s: ArchivedSegment): Omit<DamagedSegment, 'problem'> {

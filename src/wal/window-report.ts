@@ -7,7 +7,7 @@
 import { open } from 'node:fs/promises';
 import { formatLsn, parseLsn } from './lsn.js';
 import { pgTimeToIso, scanSegmentRecords, type SegmentScan } from './record-scan.js';
-import { walSegmentStart } from './segment.js';
+import { walSegmentNumber, walSegmentStart } from './segment.js';
 import { checkWalArchive, type DamagedSegment } from './archive-check.js';
 import { listArchivedSystems, listWalArchive, type ArchivedSegment, type WalArchiveListing } from './spool.js';
 import { describeGap, recoverableWindow, timelineOfSegment, type BackupPoint, type RecoverableWindow, type SegmentFacts } from './window.js';
@@ -87,8 +87,13 @@ export async function windowReport(o: WindowReportOptions): Promise<WindowReport
     .filter((b) => !('systemIdentifier' in b) || b.systemIdentifier === o.systemId)
     .map((b) => ('backupId' in b ? backupPointOf(b) : b));
   const S = listing.segmentSize;
-  // Every segment's records are read: a damaged one ends the window as a gap does.
-  const check = await checkWalArchive(o.root, o.systemId, listing);
+  // Every segment's records are read from the oldest backup's start on (nothing before it can be
+  // replayed): a damaged one ends the window as a gap does.
+  const from = backups.reduce<bigint | undefined>((m, b) => {
+    const s = walSegmentNumber(b.startLsn, S);
+    return m === undefined || s < m ? s : m;
+  }, undefined);
+  const check = await checkWalArchive(o.root, o.systemId, listing, from ?? 0n);
   const damaged = new Map(check.damaged.filter((d) => !d.name.endsWith('.partial')).map((d) => [d.name, d.problem] as const));
   const input = {
     systemId: o.systemId,
