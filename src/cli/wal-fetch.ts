@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { asPgbaculaError, EXIT, PgbaculaError } from '../errors.js';
-import { fetchWalFile, listArchivedSystems } from '../wal/spool.js';
+import { fetchWalFile, listArchivedSystems, type FetchResult } from '../wal/spool.js';
 import type { CommandContext } from './context.js';
 import { ok, type CommandResult } from './output.js';
 import { pushingDataDirectory, walTarget } from './wal-target.js';
@@ -34,6 +34,16 @@ async function walFetch(ctx: CommandContext): Promise<CommandResult> {
   }
   const stagedFlag = ctx.argv.globals.staged;
   const stagedDir = typeof stagedFlag === 'string' ? resolve(process.cwd(), stagedFlag) : undefined;
+  // `--staged DIR` alone: a restore without a WAL archive serves its backup's own WAL only (the
+  // repository may not even be readable by the server's OS user that runs restore_command).
+  const archiveNamed = ctx.argv.globals.repo !== undefined || ctx.argv.params.some((p) => p.key.replace(/-/g, '_') === 'wal_spool');
+  if (stagedDir !== undefined && !archiveNamed) {
+    const dataDir = await pushingDataDirectory(ctx);
+    if (dataDir.systemId === undefined) {
+      throw new PgbaculaError('USAGE', `cannot tell which database system ${fileName} is for: run wal-fetch --staged from the data directory being recovered, or name it with --pgdata`);
+    }
+    return answer(ctx, fileName, await fetchWalFile({ root: stagedDir, systemId: dataDir.systemId, fileName, destPath: resolve(process.cwd(), dest), stagedDir, stagedOnly: true }));
+  }
   const target = await walTarget(ctx, false);
   // With the backup's own WAL at hand, an archive that holds nothing yet is not an error.
   const archiveExists = existsSync(target.root);
@@ -58,6 +68,10 @@ async function walFetch(ctx: CommandContext): Promise<CommandResult> {
     });
   }
   const r = await fetchWalFile({ root: target.root, systemId, fileName, destPath: resolve(process.cwd(), dest), ...(stagedDir === undefined ? {} : { stagedDir }) });
+  return answer(ctx, fileName, r);
+}
+
+function answer(ctx: CommandContext, fileName: string, r: FetchResult): CommandResult {
   if (r.status === 'absent') {
     if (r.partial !== undefined) {
       ctx.log.info(`${fileName} is not archived complete; an incomplete copy exists (${r.partial}) and is never served as a complete segment — to recover the WAL it holds, copy it by hand into pg_wal/${fileName}`);

@@ -93,7 +93,7 @@ export class RestoreJob {
     // recovery there. Both are checked record by record; a damaged file stops recovery (exit
     // 200) — no shell fallback (`|| cp`) that would serve something after a refusal.
     this.plan = {
-      restoreCommand: restoreCommandLine({ repo: req.repo, staged: this.stagedWalDir }),
+      restoreCommand: restoreCommandLine({ ...(req.archiveRestoreCommand ? { repo: req.repo } : {}), staged: this.stagedWalDir }),
       // skip_wal_replay: stop as soon as the backup is consistent; otherwise the target, or all WAL there is.
       target: req.skipWalReplay ? { kind: 'immediate' } : (req.target ?? { kind: 'end-of-wal' }),
       action: req.action ?? 'promote',

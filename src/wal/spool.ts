@@ -575,6 +575,8 @@ export interface FetchOptions {
    * newest segment is the backup's last one, streamed to the stop point: it may end early.
    */
   readonly stagedDir?: string;
+  /** Serve from stagedDir only: there is no archive (root is not read). */
+  readonly stagedOnly?: boolean;
 }
 
 /**
@@ -591,13 +593,13 @@ export async function fetchWalFile(o: FetchOptions): Promise<FetchResult> {
       hint: 'PostgreSQL never asks for .partial names; to use one, copy it by hand into pg_wal under its 24-digit name, knowing it ends early.',
     });
   }
-  const meta = await readArchiveMeta(o.root, o.systemId);
+  const meta = o.stagedOnly ? undefined : await readArchiveMeta(o.root, o.systemId);
   let source = archivedPath(o.root, o.systemId, parsed);
-  let bytes = await readIfExists(source);
+  let bytes = o.stagedOnly ? undefined : await readIfExists(source);
   let fromPartial = false;
   let mayEndEarly = false;
   let partialSeen: string | undefined;
-  if (bytes === undefined && parsed.kind === 'segment') {
+  if (bytes === undefined && parsed.kind === 'segment' && !o.stagedOnly) {
     const partialPath = `${source}.partial`;
     const receiving = join(receiveDir(o.root, o.systemId), `${o.fileName}.partial`);
     const found = (await exists(partialPath)) ? partialPath : (await exists(receiving)) ? receiving : undefined;
@@ -854,11 +856,12 @@ export function pgbaculaInvocation(): string[] {
 
 /**
  * `restore_command` value (before quoting for postgresql.conf) that serves this archive, and
- * after it a backup's own staged WAL (`staged`). One command for both: a shell fallback
- * (`wal-fetch … || cp …`) would also run after wal-fetch refused a damaged segment.
+ * after it a backup's own staged WAL (`staged`; alone when there is no archive). One command for
+ * both: a shell fallback (`wal-fetch … || cp …`) would also run after wal-fetch refused a
+ * damaged segment.
  */
 export function restoreCommandLine(o: { readonly repo?: string; readonly spool?: string; readonly staged?: string }): string {
-  const where = o.repo !== undefined ? ['--repo', o.repo] : ['--wal-spool', o.spool!];
+  const where = o.repo !== undefined ? ['--repo', o.repo] : o.spool !== undefined ? ['--wal-spool', o.spool] : [];
   const staged = o.staged === undefined ? [] : ['--staged', o.staged];
   return [...pgbaculaInvocation(), 'wal-fetch', ...where, ...staged].map(commandArg).join(' ') + ' %f %p';
 }

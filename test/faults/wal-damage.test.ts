@@ -124,7 +124,8 @@ describe.each([10, 17] as const)('a damaged archived WAL segment (PostgreSQL %i)
 
       const r = await restore('mid');
       expect(r.code).not.toBe(0);
-      expect(r.stderr).toContain(bad);
+      expect(r.stderr).toMatch(new RegExp(`stopped recovery: restore_command refused a file: archived WAL segment ${bad} in \\S+ is damaged: its records stop at offset`));
+      expect(r.stderr).toMatch(/Put an intact copy of .* Nothing was promoted/);
       expect(r.stderr).not.toContain('promoted, accepting connections');
       stopServer(major, r.target);
 
@@ -133,6 +134,28 @@ describe.each([10, 17] as const)('a damaged archived WAL segment (PostgreSQL %i)
       expect(past.code).not.toBe(0);
       expect(past.stderr).toContain(bad);
       expect(existsSync(past.target)).toBe(false);
+    } finally {
+      undo();
+    }
+  });
+
+  it('damage wal-fetch does not judge (a page header naming a foreign timeline): replay ends early and the restore fails saying where', async () => {
+    const bad = after[2]!;
+    // xlp_tli of a page in the middle: the server takes the page for the end of WAL; records and CRCs are intact.
+    const undo = flipByte(join(tliDir(), bad), SEG / 2 + 4);
+    try {
+      const r = await restore('tli');
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(new RegExp(`recovery ended early: replay ended at [0-9A-F]+/[0-9A-F]+, in segment ${bad}; the archive holds WAL to`));
+      expect(r.stderr).toMatch(/every transaction after .* is missing/);
+      expect(r.stderr).not.toContain('promoted, accepting connections');
+      stopServer(major, r.target);
+      // With a target past it: 13+ stop with FATAL, 10–12 promote without reaching it — both fail.
+      const t = await restore('tli-time', ['--target-time', new Date(rows.at(-1)!.commitTime.getTime() - 1).toISOString()]);
+      expect(t.code).not.toBe(0);
+      expect(t.stderr).not.toContain('promoted, accepting connections');
+      if (major < 13) expect(t.stderr).toMatch(new RegExp(`did not reach the recovery target .*: the WAL ended first: replay ended at \\S+, in segment ${bad}`));
+      stopServer(major, t.target);
     } finally {
       undo();
     }

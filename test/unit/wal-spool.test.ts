@@ -362,6 +362,24 @@ describe('the CLI commands (in-process)', () => {
     expect(existsSync(dest)).toBe(false);
   });
 
+  it('wal-fetch --staged alone serves a backup\'s own WAL without any archive, checked the same way', async () => {
+    const pgdata = fakeDataDir(SYS_A);
+    const staged = tmp();
+    const [s2, s3] = recordSegments(A1, 2n, 2);
+    writeSeg(staged, '000000010000000000000002', s2!);
+    writeSeg(staged, '000000010000000000000003', s3!);
+    const dest = join(tmp(), 'RECOVERYXLOG');
+    expect(await runCli(['wal-fetch', '--staged', staged, '--pgdata', pgdata, '000000010000000000000002', dest])).toEqual({ code: 0, stdout: '', stderr: '' });
+    expect(readFileSync(dest).equals(Buffer.from(s2!))).toBe(true);
+    expect((await runCli(['wal-fetch', '--staged', staged, '--pgdata', pgdata, '00000002.history', join(tmp(), 'h')])).code).toBe(1);
+    const bad = Uint8Array.from(s2!);
+    bad[SYNTH_SEG / 2 + 24] = bad[SYNTH_SEG / 2 + 24]! ^ 0x08;
+    writeSeg(staged, '000000010000000000000002', bad);
+    const r = await runCli(['wal-fetch', '--staged', staged, '--pgdata', pgdata, '000000010000000000000002', join(tmp(), 'x')]);
+    expect(r.code).toBe(200);
+    expect(r.stderr).toMatch(/000000010000000000000002 in the backup's own WAL .* is damaged/);
+  });
+
   it('wal-fetch says so when only a .partial exists', async () => {
     const spool = tmp();
     const pgdata = fakeDataDir(SYS_A);
@@ -379,6 +397,9 @@ describe('command lines for postgresql.conf', () => {
     const rc = restoreCommandLine({ repo: "/backup/it's 100%" });
     expect(rc).toMatch(/ wal-fetch --repo '\/backup\/it'\\''s 100%%' %f %p$/);
     expect(rc.startsWith(process.execPath)).toBe(true);
+    // A restore: the archive, then the backup's staged WAL, in one command (no `|| cp` after a refusal).
+    expect(restoreCommandLine({ repo: '/r', staged: '/pg/pgbacula_restore/wal' })).toMatch(/ wal-fetch --repo \/r --staged \/pg\/pgbacula_restore\/wal %f %p$/);
+    expect(restoreCommandLine({ staged: '/pg/pgbacula_restore/wal' })).toMatch(/ wal-fetch --staged \/pg\/pgbacula_restore\/wal %f %p$/);
     expect(archiveCommandLine({ spool: '/var/lib/pgbacula/wal-spool' })).toMatch(/ wal-push --wal-spool \/var\/lib\/pgbacula\/wal-spool %p$/);
   });
 });
