@@ -181,7 +181,8 @@ export function scanSegmentRecords(bytes: Uint8Array, o: ScanOptions): SegmentSc
         result.crossesEnd = true;
         return result;
       }
-      if (!pageOk(pageEnd)) {
+      const cont = pageOk(pageEnd) ? parseWalPageHeader(bytes, pageEnd)! : undefined;
+      if (!cont || (cont.info & XLP_FIRST_IS_CONTRECORD) === 0 || cont.remLen !== remaining) {
         result.stoppedBecause = `the WAL page at offset ${pageEnd} is not valid`;
         return result;
       }
@@ -312,7 +313,8 @@ function readLogical(
     if (end >= segSize) return 'crosses-end';
     if (!pageOk(end)) return 'bad-page';
     const h = parseWalPageHeader(bytes, end)!;
-    if ((h.info & XLP_FIRST_IS_CONTRECORD) === 0) return 'bad-page';
+    // As the server reads it: a continuation page says how much of the record is still to come.
+    if ((h.info & XLP_FIRST_IS_CONTRECORD) === 0 || h.remLen !== totLen - got) return 'bad-page';
     p = end + SHORT_PHD;
   }
   return { data: out, end: p };

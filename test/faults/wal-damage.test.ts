@@ -15,6 +15,7 @@ import { registerForCleanup, testRoot } from '../harness/registry.js';
 import { runCliProcess as runCli } from '../harness/run-bin.js';
 import { queryAt } from '../harness/verify-cluster.js';
 import { commitRows, type CommittedRow } from '../harness/workload.js';
+import { crc32cUpdate } from '../../src/wal/record-scan.js';
 import { archiveCommandLine } from '../../src/wal/spool.js';
 import { ownedDir, runAsServerUser, SEG, until } from '../integration/wal-helpers.js';
 
@@ -27,6 +28,29 @@ function stopServer(major: number, pgdata: string): void {
   } catch {
     // not running
   }
+}
+
+/**
+ * A whole record in the middle of a segment gets resource manager 100 (none on 10–18) and a CRC
+ * that matches again; returns a function that puts the original bytes back.
+ */
+function resealRecordWithUnknownRmgr(path: string): () => void {
+  const original = readFileSync(path);
+  const b = Buffer.from(original);
+  for (let page = SEG / 2; page < SEG; page += 8192) {
+    const rem = b.readUInt32LE(page + 16);
+    const off = (page + 24 + rem + 7) & ~7;
+    if (rem > 4000 || off + 24 > page + 8192) continue;
+    const tot = b.readUInt32LE(off);
+    if (tot < 24 || off + tot > page + 8192) continue;
+    b[off + 17] = 100;
+    let crc = crc32cUpdate(0xffffffff, b, off + 24, off + tot);
+    crc = (crc32cUpdate(crc, b, off, off + 20) ^ 0xffffffff) >>> 0;
+    b.writeUInt32LE(crc, off + 20);
+    writeFileSync(path, b);
+    return () => writeFileSync(path, original);
+  }
+  throw new Error(`no whole record on one page in the second half of ${path}`);
 }
 
 /** Flip one byte of a file in place; returns a function that puts the original byte back. */
@@ -139,10 +163,10 @@ describe.each([10, 17] as const)('a damaged archived WAL segment (PostgreSQL %i)
     }
   });
 
-  it('damage wal-fetch does not judge (a page header naming a foreign timeline): replay ends early and the restore fails saying where', async () => {
+  it('damage wal-fetch does not judge (a record re-sealed with a valid CRC but an unknown resource manager): replay ends early and the restore fails saying where', async () => {
     const bad = after[2]!;
-    // xlp_tli of a page in the middle: the server takes the page for the end of WAL; records and CRCs are intact.
-    const undo = flipByte(join(tliDir(), bad), SEG / 2 + 4);
+    // Framing, CRC and xl_prev hold, so wal-fetch serves it; the server takes the record for the end of WAL.
+    const undo = resealRecordWithUnknownRmgr(join(tliDir(), bad));
     try {
       const r = await restore('tli');
       expect(r.code).not.toBe(0);

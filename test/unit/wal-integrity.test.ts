@@ -57,6 +57,18 @@ describe('judgeSegment (a segment alone)', () => {
     expect(judgeSegment(flip(files[2]!, 9), { segmentStart: start(3n), segmentSize: S, partial: true }).sound).toBe(false);
   });
 
+  it('a continuation page whose xlp_rem_len disagrees with the record it continues: damaged (the server checks it too)', () => {
+    const { files } = stream();
+    const b = Uint8Array.from(files[0]!);
+    const v = new DataView(b.buffer);
+    let page = S / 2;
+    while (v.getUint32(page + 16, true) === 0) page += BLCKSZ;
+    v.setUint32(page + 16, v.getUint32(page + 16, true) + 8, true);
+    const j = judgeSegment(b, { segmentStart: start(1n), segmentSize: S });
+    expect(j.sound).toBe(false);
+    expect(j.problem).toMatch(new RegExp(`page inside the record|page at offset ${page}`));
+  });
+
   it('a segment of the wrong size is damaged', () => {
     const { files } = stream();
     expect(judgeSegment(files[0]!.subarray(0, S - BLCKSZ), { segmentStart: start(1n), segmentSize: S }).problem).toMatch(/bytes instead of/);
