@@ -346,6 +346,8 @@ export class RestoreJob {
           ? /pausing at the end of recovery|recovery has paused/
           : /database system is ready to accept connections/;
     if (startError && !shutdownAtTarget) {
+      const refused = this.refusalIn(readFileSync(logFile, 'utf8'), logFile);
+      if (refused) throw refused;
       const tail = readFileSync(logFile, 'utf8').split('\n').filter(Boolean).slice(-8).join('\n  ');
       throw new PgbaculaError('RESTORE_PRECHECK', `the restored server in ${pgdataDir} did not start: ${startError.message.split('\n')[0]}`, {
         hint: `Its log (${logFile}) ends with:\n  ${tail}`,
@@ -384,6 +386,18 @@ export class RestoreJob {
     return { port, socketDir, stoppedAt, state };
   }
 
+  /**
+   * wal-fetch's own refusal (its stderr is in the server log): which file and why, and that
+   * recovery stopped there (exit 200 is FATAL for restore_command) rather than promoting.
+   */
+  private refusalIn(text: string, logFile: string): PgbaculaError | undefined {
+    const refused = [...text.matchAll(/pgbacula: error: (.*)(?:\nhint: (.*))?/g)].at(-1);
+    if (!refused || !/FATAL:\s+could not restore file/.test(text)) return undefined;
+    return new PgbaculaError(/ is damaged: /.test(refused[1]!) ? 'WAL_DAMAGED' : 'RESTORE_PRECHECK', `the restored server in ${this.req.pgdataDir} stopped recovery: restore_command refused a file: ${refused[1]}`, {
+      hint: `${refused[2] ?? ''} Nothing was promoted; the server's log is ${logFile}.`.trim(),
+    });
+  }
+
   /** The timeline of the last record replayed: the newest one the log says recovery read. */
   private replayTimeline(log: string): number {
     const names = [...log.matchAll(/restored log file "([0-9A-F]{8})[0-9A-F]{16}"/g)].map((m) => parseInt(m[1]!, 16));
@@ -400,13 +414,8 @@ export class RestoreJob {
       if (stopExpected && !readPostmasterPid(this.req.pgdataDir) && done.test(readFileSync(logFile, 'utf8'))) return readFileSync(logFile, 'utf8');
       if (fatal || (!stopExpected && !readPostmasterPid(this.req.pgdataDir)) || Date.now() > deadline) {
         const tail = text.split('\n').filter(Boolean).slice(-8).join('\n  ');
-        // wal-fetch's own refusal (its stderr is in the server log) says which file and why.
-        const refused = [...text.matchAll(/pgbacula: error: (.*)(?:\nhint: (.*))?/g)].at(-1);
-        if (refused) {
-          throw new PgbaculaError('WAL_DAMAGED', `the restored server in ${this.req.pgdataDir} stopped recovery: restore_command refused a file: ${refused[1]}`, {
-            hint: `${refused[2] ?? ''} Nothing was promoted; the server's log is ${logFile}.`.trim(),
-          });
-        }
+        const refused = fatal ? this.refusalIn(text, logFile) : undefined;
+        if (refused) throw refused;
         throw new PgbaculaError('RESTORE_PRECHECK', `the restored server in ${this.req.pgdataDir} did not finish recovery${fatal ? `: ${fatal[1]}` : Date.now() > deadline ? ` within ${Math.round(timeoutMs / 1000)} s` : ' (it stopped)'}`, {
           hint: `Its log (${logFile}) ends with:\n  ${tail}`,
         });

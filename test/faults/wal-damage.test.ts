@@ -168,14 +168,14 @@ describe.each([10, 17] as const)('a damaged archived WAL segment (PostgreSQL %i)
     // Framing, CRC and xl_prev hold, so wal-fetch serves it; the server takes the record for the end of WAL.
     const undo = resealRecordWithUnknownRmgr(join(tliDir(), bad));
     try {
-      const r = await restore('tli');
+      const r = await restore('rmgr');
       expect(r.code).not.toBe(0);
       expect(r.stderr).toMatch(new RegExp(`recovery ended early: replay ended at [0-9A-F]+/[0-9A-F]+, in segment ${bad}; the archive holds WAL to`));
       expect(r.stderr).toMatch(/every transaction after .* is missing/);
       expect(r.stderr).not.toContain('promoted, accepting connections');
       stopServer(major, r.target);
       // With a target past it: 13+ stop with FATAL, 10–12 promote without reaching it — both fail.
-      const t = await restore('tli-time', ['--target-time', new Date(rows.at(-1)!.commitTime.getTime() - 1).toISOString()]);
+      const t = await restore('rmgr-time', ['--target-time', new Date(rows.at(-1)!.commitTime.getTime() - 1).toISOString()]);
       expect(t.code).not.toBe(0);
       expect(t.stderr).not.toContain('promoted, accepting connections');
       if (major < 13) expect(t.stderr).toMatch(new RegExp(`did not reach the recovery target .*: the WAL ended first: replay ended at \\S+, in segment ${bad}`));
