@@ -12,7 +12,7 @@ import { loadKernels } from '../pipeline/kernels.js';
 import { storedFilePath } from '../repo/layout.js';
 import type { SegmentScan } from './record-scan.js';
 import { judgeSegment, judgeSegmentJoin } from './integrity.js';
-import { parseWalSegmentName, walSegmentStart } from './segment.js';
+import { hex8, parseWalSegmentName, walSegmentStart } from './segment.js';
 import { listArchivedSystems, listWalArchive, type ArchivedSegment, type WalArchiveListing } from './spool.js';
 import { timelineSpans } from './timeline-history.js';
 import { timelineOfSegment } from './window.js';
@@ -189,6 +189,11 @@ export async function verifyRepositoryWal(repo: string, backups: readonly Backup
   for (const systemId of await listArchivedSystems(root)) {
     const c = await checkWalArchive(root, systemId);
     const p = c.listing.problems.map((x) => `wal/${systemId}/${x}`);
+    // Recovery follows a timeline only through its history file (recovery_target_timeline = latest).
+    const histories = new Set(c.listing.histories.filter((h) => h.entries).map((h) => h.timeline));
+    for (const tli of new Set([...c.listing.segments, ...c.listing.partials].map((s) => s.timeline))) {
+      if (tli > 1 && !histories.has(tli)) p.push(`wal/${systemId}/${hex8(tli)}: WAL of timeline ${hex8(tli)} without a readable ${hex8(tli)}.history: recovery cannot follow it`);
+    }
     archives.push({ systemId, segments: c.checked, seams: c.seams, damaged: c.damaged.map(finding), problems: p });
     const bad = c.damaged.map((d) => `${relative(repo, d.path)}: DAMAGED: ${d.problem}`);
     problems.push(...bad, ...p);

@@ -136,3 +136,47 @@ describe('judgeSegmentJoin (the record that crosses two segments)', () => {
     expect(crc32c(new TextEncoder().encode('123456789'))).toBe(0xe3069283);
   });
 });
+
+describe('checkWalArchive and verifyRepositoryWal (an archive on disk)', () => {
+  it('names a damaged segment, a damaged seam (on the later segment), a foreign .partial and a timeline without history; a sound archive is clean', async () => {
+    const { mkdtempSync, writeFileSync: write, readFileSync: read, mkdirSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { pushWalFile, storeHistoryFile } = await import('../../src/wal/spool.js');
+    const { checkWalArchive, verifyRepositoryWal } = await import('../../src/wal/archive-check.js');
+    const repo = mkdtempSync(join(tmpdir(), 'pgbacula-walcheck-'));
+    const root = join(repo, 'wal');
+    const src = mkdtempSync(join(tmpdir(), 'pgbacula-walsrc-'));
+    const { files } = stream({ crossLen: 60_000 });
+    const names = ['000000010000000000000001', '000000010000000000000002'];
+    for (let i = 0; i < 2; i++) {
+      write(join(src, names[i]!), files[i]!);
+      await pushWalFile({ root, sourcePath: join(src, names[i]!) });
+    }
+    write(join(src, '000000010000000000000003.partial'), files[2]!);
+    await pushWalFile({ root, sourcePath: join(src, '000000010000000000000003.partial') });
+    const sys = SYS.toString();
+    const clean = await checkWalArchive(root, sys);
+    expect(clean).toMatchObject({ checked: 3, seams: 1, damaged: [] });
+    expect((await verifyRepositoryWal(repo, [])).problems).toEqual([]);
+
+    // The continuation in segment 2 damaged: segment 2 alone looks sound; the seam names it.
+    const p2 = join(root, sys, '00000001', names[1]!);
+    const b = read(p2);
+    b[40 + 100] = b[40 + 100]! ^ 0x01;
+    write(p2, b);
+    const seam = await checkWalArchive(root, sys);
+    expect(seam.damaged.map((d) => [d.name, d.problem])).toEqual([[names[1], expect.stringMatching(/^after 000000010000000000000001: the record at .* fails its CRC/)]]);
+    // A timeline 2 segment without 00000002.history (stored by hand: wal-push would refuse it).
+    await storeHistoryFile(root, sys, 2, Buffer.from('1\t0/2100000\tno recovery target specified\n'), 'test');
+    mkdirSync(join(root, sys, '00000003'));
+    write(join(root, sys, '00000003', '000000030000000000000004'), stream().files[0]!);
+    const v = await verifyRepositoryWal(repo, []);
+    expect(v.problems).toEqual(expect.arrayContaining([
+      expect.stringMatching(/00000001\/000000010000000000000002: DAMAGED: after 000000010000000000000001/),
+      expect.stringMatching(/WAL of timeline 00000003 without a readable 00000003\.history/),
+      expect.stringMatching(/000000030000000000000004: DAMAGED: its first page is not a valid WAL page/),
+    ]));
+    expect(v.lines.join('\n')).toMatch(/^WAL archive of system \d+: DAMAGED/);
+  });
+});
