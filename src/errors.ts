@@ -21,6 +21,7 @@ export const ERROR_CODES = {
   CHECKSUM_FAILURE: { id: 'E_CHECKSUM_FAILURE', exit: 4 },
   WAL_GAP: { id: 'E_WAL_GAP', exit: 1 },
   WAL_CONFLICT: { id: 'E_WAL_CONFLICT', exit: 1 },
+  WAL_DAMAGED: { id: 'E_WAL_DAMAGED', exit: 1 },
   RESTORE_PRECHECK: { id: 'E_RESTORE_PRECHECK', exit: 1 },
   PROTOCOL: { id: 'E_PROTOCOL', exit: 1 },
   IO: { id: 'E_IO', exit: 1 },
@@ -38,12 +39,20 @@ export const EXIT = {
   BAD_INPUT: 2,
   CONNECTION: 3,
   WARNING: 4,
+  /**
+   * wal-fetch (restore_command) could not serve a file that may exist: PostgreSQL aborts
+   * recovery on a status above 125 instead of taking it for "not archived" (xlogarchive.c,
+   * RestoreArchivedFile); 143 (128 + SIGTERM) would be taken for a shutdown, so not that one.
+   */
+  RECOVERY_FATAL: 200,
 } as const;
 
 export interface ErrorDetails {
   /** What the operator can do about it, as its own sentence. */
   hint?: string;
   cause?: unknown;
+  /** The exit status instead of the class's own (wal-fetch: EXIT.RECOVERY_FATAL). */
+  exitCode?: number;
 }
 
 /**
@@ -53,12 +62,14 @@ export interface ErrorDetails {
 export class PgbaculaError extends Error {
   readonly code: ErrorCode;
   readonly hint: string | undefined;
+  private readonly exitOverride: number | undefined;
 
   constructor(code: ErrorCode, message: string, details: ErrorDetails = {}) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });
     this.name = 'PgbaculaError';
     this.code = code;
     this.hint = details.hint;
+    this.exitOverride = details.exitCode;
   }
 
   get id(): string {
@@ -66,7 +77,7 @@ export class PgbaculaError extends Error {
   }
 
   get exitCode(): number {
-    return ERROR_CODES[this.code].exit;
+    return this.exitOverride ?? ERROR_CODES[this.code].exit;
   }
 
   /** One line for a job log or stderr: `E_PARAM_INVALID: message (hint)`. */

@@ -7,6 +7,7 @@ export const GLOBAL_FLAGS = {
   repo: { takesValue: true, doc: 'repository directory (standalone mode)' },
   pgdata: { takesValue: true, doc: 'data directory to read (backup, verify, bench)' },
   backup: { takesValue: true, doc: 'backup id in the repository (restore, verify, info); default the latest' },
+  staged: { takesValue: true, doc: "wal-fetch: a backup's own WAL staged by a restore, served when the archive lacks a file" },
   config: { takesValue: true, doc: 'pgbacula.conf to read (default /etc/pgbacula/pgbacula.conf if present)' },
   json: { takesValue: false, doc: 'machine-readable output' },
   help: { takesValue: false, doc: 'help for this command' },

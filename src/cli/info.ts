@@ -46,10 +46,14 @@ export async function runInfoCommand(ctx: CommandContext): Promise<CommandResult
           : `  ${r.id}  ${r.state}  ${r.mode} ${r.level}  PG ${r.pgVersion}  lsn ${r.startLsn}..${r.stopLsn} tli ${r.timeline}  ${formatBytes(r.rawBytes)} (stored ${formatBytes(r.storedBytes)})  pages ${r.pageVerification}${r.checksumFailures ? ` (${r.checksumFailures} failures)` : ''}  ${r.stopTime}`,
       )].join('\n');
   const damaged = rows.filter((r) => r.state === 'damaged');
-  const tail = damaged.length ? `\n${damaged.length} damaged backup(s): kept as found; pgbacula verify --repo ${repo} says what is wrong` : '';
+  const damagedWal = reports.reduce((n, r) => n + r.damaged.length, 0);
+  const tail = [
+    damaged.length ? `${damaged.length} damaged backup(s): kept as found; pgbacula verify --repo ${repo} says what is wrong` : '',
+    damagedWal ? `${damagedWal} damaged WAL file(s) in the archive: restore an intact copy (e.g. from Bacula) under the same name; pgbacula verify --repo ${repo} checks them all` : '',
+  ].filter(Boolean).map((l) => `\n${l}`).join('');
   return ok(
     { repo, backups: rows, windows: reports.map((r) => windowToJson(r.window)) },
     (windowLines.length ? `${text}\n${windowLines.join('\n')}` : text) + tail,
-    damaged.length ? EXIT.FAILURE : EXIT.OK,
+    damaged.length || damagedWal ? EXIT.FAILURE : EXIT.OK,
   );
 }

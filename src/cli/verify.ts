@@ -12,6 +12,8 @@ import { assertRepository, listBackups } from '../repo/catalog.js';
 import { storedFilePath } from '../repo/layout.js';
 import { parseLsn } from '../wal/lsn.js';
 import { walSegmentNameForLsn } from '../wal/segment.js';
+import { verifyRepositoryWal } from '../wal/archive-check.js';
+import type { BackupManifest } from '../format/backup-manifest.js';
 import type { RestoreFileResult, RestoreFileTask } from '../../workers/restore-file.js';
 import type { CommandContext } from './context.js';
 import { ok, type CommandResult } from './output.js';
@@ -188,6 +190,11 @@ async function verifyRepo(ctx: CommandContext, repo: string): Promise<CommandRes
   } finally {
     await pool.destroy();
   }
+  // ---- WAL, record by record (issue 9 item 2): the archive's segments, seams and history
+  // files, and each verified backup's own WAL (src/wal/archive-check.ts). ----
+  const walManifests: BackupManifest[] = chosen.flatMap((b) => (b.state === 'complete' ? [b.manifest] : []));
+  const wal = await verifyRepositoryWal(repo, walManifests);
+  // ---- end of the WAL block ----
   const bad = report.filter((r) => r.problems.length > 0);
   const text = report
     .map((r) =>
@@ -196,7 +203,7 @@ async function verifyRepo(ctx: CommandContext, repo: string): Promise<CommandRes
         : `${r.backupId}: ${r.problems.length === 0 ? 'OK' : 'DAMAGED'} — ${r.state === 'damaged' ? 'not restorable' : `${formatCount(r.files)} files, ${formatBytes(r.bytes)}`}${r.problems.map((p) => `\n  ${p}`).join('')}`,
     )
     .join('\n');
-  return ok({ repo, backups: report }, text, bad.length > 0 ? EXIT.FAILURE : EXIT.OK);
+  return ok({ repo, backups: report, wal: { problems: wal.problems, archives: wal.archives, backups: wal.backups } }, [text, ...wal.lines].join('\n'), bad.length > 0 || wal.problems.length > 0 ? EXIT.FAILURE : EXIT.OK);
 }
 
 export async function runVerifyCommand(ctx: CommandContext): Promise<CommandResult> {

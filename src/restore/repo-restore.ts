@@ -10,7 +10,7 @@ import type { BackupManifest } from '../format/backup-manifest.js';
 import type { JobLog } from '../pipeline/job-log.js';
 import { createWorkerPool, workerCount } from '../pipeline/pool.js';
 import { assertRepository, listBackups, loadBackup } from '../repo/catalog.js';
-import { parseLsn } from '../wal/lsn.js';
+import { formatLsn, parseLsn } from '../wal/lsn.js';
 import { listArchivedSystems, restoreCommandLine, walArchiveRoot } from '../wal/spool.js';
 import { judgeRecoveryTarget } from '../wal/window.js';
 import { windowReport } from '../wal/window-report.js';
@@ -118,13 +118,27 @@ export async function restoreFromRepository(req: RepoRestoreRequest): Promise<Re
   const archiveRoot = walArchiveRoot({ repo });
   const archived = (await listArchivedSystems(archiveRoot).catch(() => [] as string[])).includes(manifest.systemIdentifier);
   // Before anything is written: is the target reachable from this backup with the WAL there is?
-  if (archived && (target?.kind === 'time' || target?.kind === 'lsn')) {
+  // (Every archived segment's records are read: a damaged one ends the window like a gap.)
+  let expectedReplay: { lastRecord: string; endLsn: string; segment: string } | undefined;
+  const replays = !getBool(params, 'skip_wal_replay') && !getBool(params, 'restore_as_standby');
+  if (archived && (target?.kind === 'time' || target?.kind === 'lsn' || (target === undefined && replays))) {
     const { window } = await windowReport({ root: archiveRoot, systemId: manifest.systemIdentifier, backups: [manifest] });
-    const verdict = judgeRecoveryTarget(window, target.kind === 'lsn' ? { lsn: parseLsn(target.value), backupId: manifest.backupId } : { time: target.value, backupId: manifest.backupId });
-    if (!verdict.ok) {
-      throw new PgbaculaError('WAL_GAP', `recovery target ${target.value} cannot be reached from backup ${manifest.backupId}: ${verdict.reason}`, {
-        hint: 'pgbacula info shows the recoverable window and every gap; choose a target inside it, or bring the missing WAL back into the archive.',
-      });
+    if (target?.kind === 'time' || target?.kind === 'lsn') {
+      const verdict = judgeRecoveryTarget(window, target.kind === 'lsn' ? { lsn: parseLsn(target.value), backupId: manifest.backupId } : { time: target.value, backupId: manifest.backupId });
+      if (!verdict.ok) {
+        throw new PgbaculaError('WAL_GAP', `recovery target ${target.value} cannot be reached from backup ${manifest.backupId}: ${verdict.reason}`, {
+          hint: 'pgbacula info shows the recoverable window and every gap; choose a target inside it, or bring the missing or an intact copy of the damaged WAL back into the archive.',
+        });
+      }
+    } else {
+      // To the end of WAL: replay must get to the last record of the backup's range, or the restore failed.
+      const range = window.ranges.find((r) => r.backupId === manifest.backupId);
+      if (range?.lastRecordLsn !== undefined && range.lastSegment !== undefined) {
+        expectedReplay = { lastRecord: formatLsn(range.lastRecordLsn), endLsn: formatLsn(range.to.lsn), segment: range.lastSegment };
+      }
+      if (range?.endsAtDamage) {
+        req.log.warning(`WAL segment ${range.endsAtDamage.segment} in ${archiveRoot} is damaged (${range.endsAtDamage.problem}): recovery will stop before it and this restore will fail; run pgbacula verify --repo`);
+      }
     }
   }
   const restoreAsStandby = getBool(params, 'restore_as_standby');
@@ -160,6 +174,7 @@ export async function restoreFromRepository(req: RepoRestoreRequest): Promise<Re
         { what: 'WAL spool', path: getString(params, 'wal_spool')! },
         ...(req.protect ?? []),
       ],
+      ...(expectedReplay ? { expectedReplay } : {}),
     });
     const s = await job.run();
     return { ...s, manifest };

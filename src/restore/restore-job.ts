@@ -15,7 +15,10 @@ import { orderedMerge } from '../pipeline/ordered-merge.js';
 import { storedFilePath } from '../repo/layout.js';
 import { majorOf, type Major } from '../pg/versions.js';
 import type { RestoreFileResult, RestoreFileTask } from '../../workers/restore-file.js';
-import { recoveryFiles, settingsToResetAfterPromotion, shellQuote, type RecoveryPlan, type RecoveryTarget } from './recovery-settings.js';
+import { recoveryFiles, settingsToResetAfterPromotion, type RecoveryPlan, type RecoveryTarget } from './recovery-settings.js';
+import { parseLsn } from '../wal/lsn.js';
+import { walSegmentNameForLsn } from '../wal/segment.js';
+import { restoreCommandLine } from '../wal/spool.js';
 import { serverBinDirFor } from './server-binaries.js';
 import { assertOutsideProtected, freeBytes, inspectTarget, resolveOwner, RESTORE_STATE_DIR, type NamedPath, type Owner } from './target.js';
 import { BLOCKS_PER_SEGMENT, carriesPageChecksums, parseRelationFileName } from '../format/relation-file.js';
@@ -48,6 +51,11 @@ export interface RestoreRequest {
   readonly consumeRepository?: boolean;
   /** Where no target may lie (default: the repository): the repository, the WAL archive, the spool. */
   readonly protectedPaths?: readonly NamedPath[];
+  /**
+   * Where replay must get to when restoring to the end of WAL (the recoverable window of the
+   * chosen backup): "redo done at" before `lastRecord` means recovery stopped early.
+   */
+  readonly expectedReplay?: { readonly lastRecord: string; readonly endLsn: string; readonly segment: string };
 }
 
 /** A digest of what was asked: resuming is for the same request only. No secret is stored in clear. */
@@ -111,12 +119,12 @@ export class RestoreJob {
   constructor(private readonly req: RestoreRequest) {
     this.stateDir = join(req.pgdataDir, RESTORE_STATE_DIR);
     this.stagedWalDir = join(this.stateDir, 'wal');
-    // The archive first, then the backup's own WAL (staged here): the backup's last segment is
-    // zero-padded after the stop LSN, and served first it would end recovery there. wal-fetch
-    // exits 1 quietly when a file is not archived. '%' in paths is doubled (§3.9).
-    const staged = `cp ${shellQuote(`${this.stagedWalDir}/`).replace(/%/g, '%%')}%f "%p"`;
+    // wal-fetch serves the archive first, then the backup's own WAL staged here (--staged): the
+    // backup's last segment is zero-padded after the stop LSN, and served first it would end
+    // recovery there. Both are checked record by record; a damaged file stops recovery (exit
+    // 200) — no shell fallback (`|| cp`) that would serve something after a refusal.
     this.plan = {
-      restoreCommand: req.archiveRestoreCommand ? `${req.archiveRestoreCommand} || ${staged}` : staged,
+      restoreCommand: restoreCommandLine({ ...(req.archiveRestoreCommand ? { repo: req.repo } : {}), staged: this.stagedWalDir }),
       // skip_wal_replay: stop as soon as the backup is consistent; otherwise the target, or all WAL there is.
       target: req.skipWalReplay ? { kind: 'immediate' } : (req.target ?? { kind: 'end-of-wal' }),
       action: req.action ?? 'promote',
@@ -458,6 +466,8 @@ export class RestoreJob {
           ? /pausing at the end of recovery|recovery has paused/
           : /database system is ready to accept connections/;
     if (startError && !shutdownAtTarget) {
+      const refused = this.refusalIn(readLogFrom(logFile, logFrom), logFile);
+      if (refused) throw refused;
       const tail = readLogFrom(logFile, logFrom).split('\n').filter(Boolean).slice(-8).join('\n  ');
       throw new PgbaculaError('RESTORE_PRECHECK', `the restored server in ${pgdataDir} did not start: ${startError.message.split('\n')[0]}`, {
         hint: `Its log (${logFile}) ends with:\n  ${tail}`,
@@ -465,9 +475,18 @@ export class RestoreJob {
     }
     const log = await this.watchLog(logFile, logFrom, done, this.req.startTimeoutSeconds * 1000, shutdownAtTarget);
     const stoppedAt = /recovery stopping (?:before|after|at) [^\n]*/.exec(log)?.[0];
+    const redoDone = /redo done at ([0-9A-F]+\/[0-9A-F]+)/.exec(log)?.[1];
+    const endedAt = redoDone === undefined ? '' : `: replay ended at ${redoDone}, in segment ${walSegmentNameForLsn(this.replayTimeline(log), parseLsn(redoDone), this.req.manifest.walSegmentSize)}`;
     if (plan.target.kind !== 'end-of-wal' && !plan.standby && !stoppedAt) {
-      throw new PgbaculaError('WAL_GAP', `the restored server did not reach the recovery target (${plan.target.kind}${'value' in plan.target ? ` '${plan.target.value}'` : ''}): the WAL ended first`, {
-        hint: `pgbacula info --repo shows the recoverable window and any WAL gap; see ${logFile}.`,
+      // 13+ stops with FATAL here; 10–12 promote at the end of WAL without a word.
+      throw new PgbaculaError('WAL_GAP', `the restored server did not reach the recovery target (${plan.target.kind}${'value' in plan.target ? ` '${plan.target.value}'` : ''}): the WAL ended first${endedAt}`, {
+        hint: `The server in ${pgdataDir} is NOT a restore to the target. pgbacula verify --repo names damaged WAL, pgbacula info --repo the recoverable window and any gap; see ${logFile}.`,
+      });
+    }
+    const expected = this.req.expectedReplay;
+    if (plan.target.kind === 'end-of-wal' && !plan.standby && expected && redoDone !== undefined && parseLsn(redoDone) < parseLsn(expected.lastRecord)) {
+      throw new PgbaculaError('WAL_GAP', `recovery ended early${endedAt}; the archive holds WAL to ${expected.endLsn} (segment ${expected.segment}, last record at ${expected.lastRecord})`, {
+        hint: `The server in ${pgdataDir} holds an incomplete copy: every transaction after ${redoDone} is missing. Look at the segment after ${redoDone} (pgbacula verify --repo checks every archived segment), put an intact copy in the archive and restore again — or, to accept this point, restore with --target-lsn ${redoDone}. See ${logFile}.`,
       });
     }
     const state: RestoreSummary['state'] = plan.standby ? 'standby' : shutdownAtTarget ? 'shut down' : done.source.includes('pausing') ? 'paused' : 'promoted';
@@ -487,6 +506,24 @@ export class RestoreJob {
     return { port, socketDir, stoppedAt, state };
   }
 
+  /**
+   * wal-fetch's own refusal (its stderr is in the server log): which file and why, and that
+   * recovery stopped there (exit 200 is FATAL for restore_command) rather than promoting.
+   */
+  private refusalIn(text: string, logFile: string): PgbaculaError | undefined {
+    const refused = [...text.matchAll(/pgbacula: error: (.*)(?:\nhint: (.*))?/g)].at(-1);
+    if (!refused || !/FATAL:\s+could not restore file/.test(text)) return undefined;
+    return new PgbaculaError(/ is damaged: /.test(refused[1]!) ? 'WAL_DAMAGED' : 'RESTORE_PRECHECK', `the restored server in ${this.req.pgdataDir} stopped recovery: restore_command refused a file: ${refused[1]}`, {
+      hint: `${refused[2] ?? ''} Nothing was promoted; the server's log is ${logFile}.`.trim(),
+    });
+  }
+
+  /** The timeline of the last record replayed: the newest one the log says recovery read. */
+  private replayTimeline(log: string): number {
+    const names = [...log.matchAll(/restored log file "([0-9A-F]{8})[0-9A-F]{16}"/g)].map((m) => parseInt(m[1]!, 16));
+    return names.at(-1) ?? this.req.manifest.stopTimeline;
+  }
+
   /** Poll the server log until `done` matches; a FATAL/PANIC or a stopped server fails with the log's tail. */
   private async watchLog(logFile: string, from: number, done: RegExp, timeoutMs: number, stopExpected = false): Promise<string> {
     const deadline = Date.now() + timeoutMs;
@@ -500,6 +537,8 @@ export class RestoreJob {
       }
       if (fatal || (!stopExpected && !readPostmasterPid(this.req.pgdataDir)) || Date.now() > deadline) {
         const tail = text.split('\n').filter(Boolean).slice(-8).join('\n  ');
+        const refused = fatal ? this.refusalIn(text, logFile) : undefined;
+        if (refused) throw refused;
         throw new PgbaculaError('RESTORE_PRECHECK', `the restored server in ${this.req.pgdataDir} did not finish recovery${fatal ? `: ${fatal[1]}` : Date.now() > deadline ? ` within ${Math.round(timeoutMs / 1000)} s` : ' (it stopped)'}`, {
           hint: `Its log (${logFile}) ends with:\n  ${tail}`,
         });

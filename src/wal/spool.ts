@@ -47,10 +47,13 @@ import {
   parseWalFileName,
   segmentNumberOfName,
   timelineHistoryFileName,
+  walSegmentName,
   walSegmentStart,
   type WalFileName,
 } from './segment.js';
-import { parseTimelineHistory, type TimelineHistoryEntry } from './timeline-history.js';
+import { judgeSegment, judgeSegmentJoin } from './integrity.js';
+import { parseTimelineHistory, timelineSpans, type TimelineHistoryEntry } from './timeline-history.js';
+import { timelineOfSegment } from './window.js';
 
 // ---------------------------------------------------------------------------------------------
 // Layout
@@ -567,12 +570,21 @@ export interface FetchOptions {
    * this; wal-fetch never does.
    */
   readonly allowPartial?: boolean;
+  /**
+   * A second source for what the archive lacks: a backup's own WAL, staged by a restore. Its
+   * newest segment is the backup's last one, streamed to the stop point: it may end early.
+   */
+  readonly stagedDir?: string;
+  /** Serve from stagedDir only: there is no archive (root is not read). */
+  readonly stagedOnly?: boolean;
 }
 
 /**
  * Copy an archived file to destPath (temp name + rename, so the server never sees half a file).
  * Absent files are a normal answer ('absent'), not an error: the server probes for history files
- * and for the segment after the last one. A segment that fails validation is an error.
+ * and for the segment after the last one. A segment whose records do not hold up (src/wal/
+ * integrity.ts) is a WAL_DAMAGED error: served, recovery would take its first bad record for the
+ * end of WAL and promote without everything after it.
  */
 export async function fetchWalFile(o: FetchOptions): Promise<FetchResult> {
   const parsed = parseArchivableName(o.fileName);
@@ -581,26 +593,48 @@ export async function fetchWalFile(o: FetchOptions): Promise<FetchResult> {
       hint: 'PostgreSQL never asks for .partial names; to use one, copy it by hand into pg_wal under its 24-digit name, knowing it ends early.',
     });
   }
-  const meta = await readArchiveMeta(o.root, o.systemId);
+  const meta = o.stagedOnly ? undefined : await readArchiveMeta(o.root, o.systemId);
   let source = archivedPath(o.root, o.systemId, parsed);
-  let bytes = await readIfExists(source);
+  let bytes = o.stagedOnly ? undefined : await readIfExists(source);
   let fromPartial = false;
-  if (bytes === undefined) {
-    if (parsed.kind !== 'segment') return { status: 'absent' };
+  let mayEndEarly = false;
+  let partialSeen: string | undefined;
+  if (bytes === undefined && parsed.kind === 'segment' && !o.stagedOnly) {
     const partialPath = `${source}.partial`;
     const receiving = join(receiveDir(o.root, o.systemId), `${o.fileName}.partial`);
     const found = (await exists(partialPath)) ? partialPath : (await exists(receiving)) ? receiving : undefined;
-    if (found === undefined) return { status: 'absent' };
-    if (!o.allowPartial) return { status: 'absent', partial: found };
-    bytes = await readIfExists(found);
-    if (bytes === undefined) return { status: 'absent' };
-    source = found;
-    fromPartial = true;
+    if (found !== undefined && o.allowPartial) {
+      bytes = await readIfExists(found);
+      if (bytes !== undefined) {
+        source = found;
+        fromPartial = true;
+      }
+    } else partialSeen = found;
   }
+  if (bytes === undefined && o.stagedDir !== undefined) {
+    const staged = join(o.stagedDir, o.fileName);
+    bytes = await readIfExists(staged);
+    if (bytes !== undefined) {
+      source = staged;
+      if (parsed.kind === 'segment') {
+        const newest = (await readdir(o.stagedDir).catch(() => [] as string[])).filter((n) => /^[0-9A-F]{24}$/.test(n)).sort().at(-1);
+        mayEndEarly = newest === o.fileName;
+      }
+    }
+  }
+  if (bytes === undefined) return partialSeen === undefined ? { status: 'absent' } : { status: 'absent', partial: partialSeen };
   if (parsed.kind === 'segment') {
     const segSize = meta?.walSegmentSize ?? bytes.length;
     const p = parseArchivableName(o.fileName, isValidWalSegmentSize(segSize) ? segSize : undefined);
     const segno = segmentNumberOfName(p as { log: number; seg: number }, segSize);
+    const where = source.startsWith(o.stagedDir ?? '\0') ? `the backup's own WAL (${dirname(source)})` : dirname(source);
+    const damaged = (problem: string): PgbaculaError =>
+      new PgbaculaError('WAL_DAMAGED', `archived WAL segment ${o.fileName} in ${where} is damaged: ${problem}`, {
+        hint:
+          'It was not handed to PostgreSQL: recovery stops here instead of ending early without the WAL after it. ' +
+          `Put an intact copy of ${o.fileName} at ${source} (another copy of the archive, e.g. restored from Bacula, or the source server's pg_wal if it still holds it) and start the server again, ` +
+          'or restore to a point before it (pgbacula info --repo shows the recoverable window).',
+      });
     const v = validateWalSegment(bytes, {
       segmentStart: walSegmentStart(segno, segSize),
       segmentSize: segSize,
@@ -608,12 +642,20 @@ export async function fetchWalFile(o: FetchOptions): Promise<FetchResult> {
       ...(meta?.xlogPageMagic === undefined ? {} : { magic: meta.xlogPageMagic }),
       ...(meta?.xlogPageMagic !== undefined && majorOfXlogPageMagic(meta.xlogPageMagic) !== undefined ? { major: majorOfXlogPageMagic(meta.xlogPageMagic)! } : {}),
       timeline: parsed.timeline,
-      partial: fromPartial,
+      partial: fromPartial || mayEndEarly,
     });
-    if (!v.ok) {
-      throw new PgbaculaError('WAL_CONFLICT', `archived ${o.fileName} in ${dirname(source)} is damaged: ${v.problems.slice(0, 3).join('; ')}`, {
-        hint: 'It was not handed to PostgreSQL. Restore the file from another copy of the archive (Bacula), or recover to a point before it.',
-      });
+    if (!v.ok) throw damaged(v.problems.slice(0, 3).join('; '));
+    const judged = judgeSegment(bytes, { segmentStart: walSegmentStart(segno, segSize), segmentSize: segSize, partial: fromPartial || mayEndEarly });
+    if (!judged.sound) throw damaged(judged.problem!);
+    // A record continued from the previous segment is read by neither alone: check the seam.
+    if (judged.scan.headContinuationEnd !== undefined && segno > 0n) {
+      const prev = await predecessorOf(o, parsed.timeline, segno, segSize);
+      if (prev) {
+        const prevStart = walSegmentStart(segno - 1n, segSize);
+        const pj = judgeSegment(prev.bytes, { segmentStart: prevStart, segmentSize: segSize });
+        const seam = pj.sound ? judgeSegmentJoin({ bytes: prev.bytes, scan: pj.scan, segmentStart: prevStart }, { bytes, scan: judged.scan, segmentStart: walSegmentStart(segno, segSize) }, segSize) : undefined;
+        if (seam) throw damaged(`after ${prev.name}: ${seam}`);
+      }
     }
   } else if (parsed.kind === 'history') {
     parseTimelineHistory(bytes, parsed.timeline);
@@ -636,6 +678,28 @@ export async function fetchWalFile(o: FetchOptions): Promise<FetchResult> {
     throw ioError(e, `cannot write ${o.destPath}`);
   }
   return { status: 'fetched', source, bytes: bytes.length, fromPartial };
+}
+
+/** The segment recovery read before `segno` of `timeline`: same timeline, else the one its history names. */
+async function predecessorOf(o: FetchOptions, timeline: number, segno: bigint, segSize: number): Promise<{ name: string; bytes: Uint8Array } | undefined> {
+  const candidates: number[] = [timeline];
+  if (timeline > 1) {
+    const history = await readIfExists(join(systemDir(o.root, o.systemId), timelineHistoryFileName(timeline)));
+    if (history) {
+      try {
+        const t = timelineOfSegment(timelineSpans(parseTimelineHistory(history, timeline), timeline), segno - 1n, segSize);
+        if (t !== timeline) candidates.push(t);
+      } catch {
+        // an unreadable history file is reported by verify and info; the seam stays unjudged here
+      }
+    }
+  }
+  for (const tli of candidates) {
+    const name = walSegmentName(tli, segno - 1n, segSize);
+    const bytes = (await readIfExists(join(timelineDir(o.root, o.systemId, tli), name))) ?? (o.stagedDir === undefined ? undefined : await readIfExists(join(o.stagedDir, name)));
+    if (bytes !== undefined && bytes.length === segSize) return { name, bytes };
+  }
+  return undefined;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -790,10 +854,16 @@ export function pgbaculaInvocation(): string[] {
   return [process.execPath, candidates.find((p) => existsSync(p)) ?? candidates[0]!];
 }
 
-/** `restore_command` value (before quoting for postgresql.conf) that serves this archive. */
-export function restoreCommandLine(o: { readonly repo?: string; readonly spool?: string }): string {
-  const where = o.repo !== undefined ? ['--repo', o.repo] : ['--wal-spool', o.spool!];
-  return [...pgbaculaInvocation(), 'wal-fetch', ...where].map(commandArg).join(' ') + ' %f %p';
+/**
+ * `restore_command` value (before quoting for postgresql.conf) that serves this archive, and
+ * after it a backup's own staged WAL (`staged`; alone when there is no archive). One command for
+ * both: a shell fallback (`wal-fetch … || cp …`) would also run after wal-fetch refused a
+ * damaged segment.
+ */
+export function restoreCommandLine(o: { readonly repo?: string; readonly spool?: string; readonly staged?: string }): string {
+  const where = o.repo !== undefined ? ['--repo', o.repo] : o.spool !== undefined ? ['--wal-spool', o.spool] : [];
+  const staged = o.staged === undefined ? [] : ['--staged', o.staged];
+  return [...pgbaculaInvocation(), 'wal-fetch', ...where, ...staged].map(commandArg).join(' ') + ' %f %p';
 }
 
 /** `archive_command` value that feeds this archive. */

@@ -7,7 +7,8 @@
 import { open } from 'node:fs/promises';
 import { formatLsn, parseLsn } from './lsn.js';
 import { pgTimeToIso, scanSegmentRecords, type SegmentScan } from './record-scan.js';
-import { walSegmentStart } from './segment.js';
+import { walSegmentNumber, walSegmentStart } from './segment.js';
+import { checkWalArchive, type DamagedSegment } from './archive-check.js';
 import { listArchivedSystems, listWalArchive, type ArchivedSegment, type WalArchiveListing } from './spool.js';
 import { describeGap, recoverableWindow, timelineOfSegment, type BackupPoint, type RecoverableWindow, type SegmentFacts } from './window.js';
 
@@ -36,6 +37,8 @@ export function backupPointOf(m: ManifestLike): BackupPoint {
 export interface WindowReport {
   readonly listing: WalArchiveListing;
   readonly window: RecoverableWindow;
+  /** Every damaged archived file (segments and partials, on any timeline). */
+  readonly damaged: readonly DamagedSegment[];
 }
 
 export interface WindowReportOptions {
@@ -72,6 +75,7 @@ async function readSegment(path: string, size: number): Promise<Uint8Array | und
 function factsOf(scan: SegmentScan): SegmentFacts {
   return {
     endLsn: scan.endLsn,
+    ...(scan.lastRecordStart === undefined ? {} : { lastRecordLsn: scan.lastRecordStart }),
     ...(scan.lastXact ? { lastXactLsn: scan.lastXact.lsn, lastXactTime: pgTimeToIso(scan.lastXact.pgTime) } : {}),
   };
 }
@@ -83,6 +87,14 @@ export async function windowReport(o: WindowReportOptions): Promise<WindowReport
     .filter((b) => !('systemIdentifier' in b) || b.systemIdentifier === o.systemId)
     .map((b) => ('backupId' in b ? backupPointOf(b) : b));
   const S = listing.segmentSize;
+  // Every segment's records are read from the oldest backup's start on (nothing before it can be
+  // replayed): a damaged one ends the window as a gap does.
+  const from = backups.reduce<bigint | undefined>((m, b) => {
+    const s = walSegmentNumber(b.startLsn, S);
+    return m === undefined || s < m ? s : m;
+  }, undefined);
+  const check = await checkWalArchive(o.root, o.systemId, listing, from ?? 0n);
+  const damaged = new Map(check.damaged.filter((d) => !d.name.endsWith('.partial')).map((d) => [d.name, d.problem] as const));
   const input = {
     systemId: o.systemId,
     segmentSize: S,
@@ -90,6 +102,7 @@ export async function windowReport(o: WindowReportOptions): Promise<WindowReport
     histories: listing.histories,
     backups,
     ...(o.timeline === undefined ? {} : { timeline: o.timeline }),
+    damaged,
   };
   const first = recoverableWindow(input);
 
@@ -122,7 +135,7 @@ export async function windowReport(o: WindowReportOptions): Promise<WindowReport
     receiving = { timeline: listing.receiving.timeline, segno: listing.receiving.segno, ...(scan && scan.records > 0 ? { endLsn: scan.endLsn } : {}) };
   }
   const window = recoverableWindow({ ...input, segmentFacts: facts, receiving });
-  return { listing, window };
+  return { listing, window, damaged: check.damaged };
 }
 
 /** Every system archived under root, each with its window. */
@@ -151,8 +164,10 @@ export function describeWindowReport(r: WindowReport): string[] {
     const names = g.count === 1 ? '' : `: ${g.names.join(', ')}${g.namesTruncated ? ', …' : ''}`;
     lines.push(`  WAL GAP: ${describeGap(g)} missing (${formatLsn(g.startLsn)}..${formatLsn(g.endLsn)})${names}`);
   }
+  for (const d of r.damaged) lines.push(`  WAL DAMAGED: ${d.name} (${d.path}): ${d.problem}`);
   for (const range of w.ranges) {
     if (range.endsAtGap) lines.push(`  restores from backup ${range.backupId} stop at ${formatLsn(range.to.lsn)}: ${range.endsAtGap} is missing`);
+    if (range.endsAtDamage) lines.push(`  restores from backup ${range.backupId} stop at ${formatLsn(range.to.lsn)}: ${range.endsAtDamage.segment} is damaged`);
   }
   if (w.receiving) lines.push(`  being received: ${w.receiving.segment}.partial${w.receiving.endLsn ? ` up to ${formatLsn(w.receiving.endLsn)}` : ''} (not served by wal-fetch until complete)`);
   if (w.missingHistories.length) lines.push(`  unusable: WAL of timeline(s) ${w.missingHistories.map(hex8).join(', ')} without a history file`);

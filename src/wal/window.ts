@@ -49,6 +49,8 @@ export interface SegmentFacts {
   /** Last commit/abort record: its start and its timestamp (ISO-8601, microseconds). */
   readonly lastXactLsn?: Lsn;
   readonly lastXactTime?: string;
+  /** Start of the last whole record in the segment (what "redo done at" names when replay reaches it). */
+  readonly lastRecordLsn?: Lsn;
 }
 
 export interface WindowInput {
@@ -65,6 +67,8 @@ export interface WindowInput {
   readonly receiving?: (WindowSegment & { readonly endLsn?: Lsn | undefined }) | undefined;
   /** How many names a gap lists at most (default 1024; the count is always exact). */
   readonly maxGapNames?: number;
+  /** Complete segments whose records do not hold up (src/wal/integrity.ts), by name → what is wrong. */
+  readonly damaged?: ReadonlyMap<string, string>;
 }
 
 export interface WindowPoint {
@@ -84,6 +88,10 @@ export interface RecoverableRange {
   readonly lastSegment?: string | undefined;
   /** The first missing segment, when later segments are archived (the range ends at a gap). */
   readonly endsAtGap?: string | undefined;
+  /** The damaged segment the range ends before (recovery would stop at its first bad record). */
+  readonly endsAtDamage?: { readonly segment: string; readonly problem: string } | undefined;
+  /** Start of the last whole record of the range (what "redo done at" names when replay gets there). */
+  readonly lastRecordLsn?: Lsn | undefined;
 }
 
 export interface WalGap {
@@ -117,6 +125,8 @@ export interface RecoverableWindow {
   readonly offLineage: { readonly backups: readonly string[]; readonly segments: number };
   /** wal-receive's open segment right after the latest range, when there is one. */
   readonly receiving?: { readonly segment: string; readonly endLsn?: Lsn | undefined } | undefined;
+  /** Damaged segments of this lineage: the window ends before each, as at a gap. */
+  readonly damaged: readonly { readonly segment: string; readonly problem: string }[];
 }
 
 /**
@@ -151,6 +161,7 @@ export function recoverableWindow(input: WindowInput): RecoverableWindow {
     else offSegments++;
   }
   const sortedPresent = [...present].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const damagedSegnos = new Set(sortedPresent.filter((n) => input.damaged?.has(nameOf(n))));
 
   // Backups whose stop point lies on this lineage.
   const backups: BackupPoint[] = [];
@@ -214,13 +225,15 @@ export function recoverableWindow(input: WindowInput): RecoverableWindow {
   for (const b of backups) {
     const s0 = walSegmentNumber(b.stopLsn, S);
     let s = s0;
-    while (present.has(s)) s++;
+    while (present.has(s) && !damagedSegnos.has(s)) s++;
     const from: WindowPoint = { lsn: b.stopLsn, timeline: b.stopTimeline, time: b.stopTime };
     let to: WindowPoint = from;
     let lastSegment: string | undefined;
+    let lastRecordLsn: Lsn | undefined;
     if (s > s0) {
       lastSegment = nameOf(s - 1n);
       const facts = input.segmentFacts?.get(lastSegment);
+      if (facts?.lastRecordLsn !== undefined && facts.lastRecordLsn >= b.stopLsn) lastRecordLsn = facts.lastRecordLsn;
       const endLsn = facts?.endLsn !== undefined && facts.endLsn > b.stopLsn ? facts.endLsn : walSegmentEnd(s - 1n, S);
       let time: string | undefined;
       for (let k = s - 1n; k >= s0 && time === undefined; k--) {
@@ -229,7 +242,16 @@ export function recoverableWindow(input: WindowInput): RecoverableWindow {
       }
       to = { lsn: endLsn, timeline: expectedTimeline(s - 1n), time };
     }
-    const range: RecoverableRange = { backupId: b.id, from, to, lastSegment, endsAtGap: hi !== undefined && s <= hi ? nameOf(s) : undefined };
+    const damage = damagedSegnos.has(s) ? { segment: nameOf(s), problem: input.damaged!.get(nameOf(s))! } : undefined;
+    const range: RecoverableRange = {
+      backupId: b.id,
+      from,
+      to,
+      lastSegment,
+      endsAtGap: damage === undefined && hi !== undefined && s <= hi ? nameOf(s) : undefined,
+      ...(damage ? { endsAtDamage: damage } : {}),
+      ...(lastRecordLsn === undefined ? {} : { lastRecordLsn }),
+    };
     ranges.push(range);
     rangeEndSegno.set(range, s - 1n);
   }
@@ -266,6 +288,7 @@ export function recoverableWindow(input: WindowInput): RecoverableWindow {
     missingHistories: [...missingHistories].sort((a, b) => a - b),
     offLineage: { backups: offBackups.map(String), segments: offSegments },
     receiving,
+    damaged: [...damagedSegnos].map((n) => ({ segment: nameOf(n), problem: input.damaged!.get(nameOf(n))! })),
   };
 }
 
@@ -296,6 +319,8 @@ export function judgeRecoveryTarget(w: RecoverableWindow, q: RecoveryTargetQuery
     return { ok: false, reason: q.backupId === undefined ? `no base backup of system ${w.systemId} lies on timeline ${w.timeline}'s history` : `backup ${q.backupId} is not on timeline ${w.timeline}'s history` };
   }
   const gapAfter = (r: RecoverableRange): WalGap | undefined => (r.endsAtGap === undefined ? undefined : w.gaps.find((g) => g.names.includes(r.endsAtGap!) || g.first === r.endsAtGap));
+  const damageAfter = (r: RecoverableRange): string | undefined =>
+    r.endsAtDamage === undefined ? undefined : `WAL segment ${r.endsAtDamage.segment} after backup ${r.backupId} is damaged (${r.endsAtDamage.problem}): recovery would stop at its first bad record, ${formatLsn(r.to.lsn)} at the latest`;
   if (q.lsn !== undefined) {
     const lsn = q.lsn;
     const hit = ranges.filter((r) => r.from.lsn <= lsn && lsn <= r.to.lsn).at(-1);
@@ -303,6 +328,8 @@ export function judgeRecoveryTarget(w: RecoverableWindow, q: RecoveryTargetQuery
     const before = ranges.filter((r) => r.from.lsn <= lsn).at(-1);
     if (!before) return { ok: false, reason: `${formatLsn(lsn)} is before the earliest consistent point ${formatLsn(ranges[0]!.from.lsn)} (end of backup ${ranges[0]!.backupId})` };
     const gap = gapAfter(before);
+    const damage = damageAfter(before);
+    if (damage) return { ok: false, reason: `${formatLsn(lsn)} lies past damaged WAL: ${damage}` };
     return gap
       ? { ok: false, reason: `${formatLsn(lsn)} lies past a WAL gap: ${describeGap(gap)} is missing after backup ${before.backupId}`, gap }
       : { ok: false, reason: `${formatLsn(lsn)} is past the end of the archived WAL (${formatLsn(before.to.lsn)})` };
@@ -314,6 +341,8 @@ export function judgeRecoveryTarget(w: RecoverableWindow, q: RecoveryTargetQuery
     const before = ranges.filter((r) => r.from.time !== undefined && isoToMicros(r.from.time) <= t).at(-1);
     if (!before) return { ok: false, reason: `${q.time} is before the earliest restorable time ${ranges[0]!.from.time ?? formatLsn(ranges[0]!.from.lsn)} (end of backup ${ranges[0]!.backupId})` };
     const gap = gapAfter(before);
+    const damage = damageAfter(before);
+    if (damage) return { ok: false, reason: `${q.time} lies past damaged WAL: ${damage}${before.to.time === undefined ? '' : ` (the last commit before it is at ${before.to.time})`}` };
     const last = before.to.time === undefined ? 'no commit archived after the backup' : `the last commit archived is at ${before.to.time}`;
     return gap
       ? { ok: false, reason: `${q.time} lies past a WAL gap: ${describeGap(gap)} is missing after backup ${before.backupId} (${last})`, gap }
@@ -351,11 +380,12 @@ export function windowToJson(w: RecoverableWindow): unknown {
     lineage: w.lineage.map((s) => ({ timeline: s.timeline, begin: formatLsn(s.begin), end: s.end === undefined ? null : formatLsn(s.end) })),
     earliest: point(w.earliest) ?? null,
     latest: point(w.latest) ?? null,
-    ranges: w.ranges.map((r) => ({ ...r, from: point(r.from), to: point(r.to) })),
+    ranges: w.ranges.map((r) => ({ ...r, from: point(r.from), to: point(r.to), lastRecordLsn: r.lastRecordLsn === undefined ? null : formatLsn(r.lastRecordLsn) })),
     gaps: w.gaps.map((g) => ({ ...g, startLsn: formatLsn(g.startLsn), endLsn: formatLsn(g.endLsn) })),
     archived: w.archived,
     missingHistories: w.missingHistories,
     offLineage: w.offLineage,
     receiving: w.receiving ? { segment: w.receiving.segment, endLsn: w.receiving.endLsn === undefined ? null : formatLsn(w.receiving.endLsn) } : null,
+    damaged: w.damaged,
   };
 }

@@ -12,6 +12,7 @@
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { checkWalArchive } from '../../src/wal/archive-check.js';
 import { formatLsn, parseLsn } from '../../src/wal/lsn.js';
 import { scanSegmentRecords } from '../../src/wal/record-scan.js';
 import { parseWalSegmentName, walSegmentNumber, walSegmentOffset, walSegmentStart, walSegmentStartOf } from '../../src/wal/segment.js';
@@ -114,6 +115,10 @@ describe.each(TEST_MAJORS)('wal-receive from PostgreSQL %i', (major) => {
     expect(listing.receivedUnpublished).toEqual([]);
     expect((await windowReport({ root: wal, systemId })).window.gaps).toEqual([]);
     expect(readdirSync(join(wal, systemId), { recursive: true }).filter((n) => String(n).includes('.tmp-'))).toEqual([]);
+    // Streamed WAL across a receiver kill and a server restart holds up record by record (no false "damaged").
+    const check = await checkWalArchive(wal, systemId);
+    expect(check.damaged).toEqual([]);
+    expect(check.seams).toBeGreaterThan(0);
   });
 
   it('synchronous mode: the server waits for it, commits return at once, the WAL is already fsynced', async () => {
@@ -192,6 +197,9 @@ describe.each(TEST_MAJORS)('wal-receive from PostgreSQL %i', (major) => {
     const report = await windowReport({ root: wal, systemId });
     expect(report.window.timeline).toBe(2);
     expect(report.window.gaps).toEqual([]);
+    // Timeline 2's first segment (the old timeline's WAL up to the switch point, then the new one's) and the old .partial hold up.
+    expect(report.damaged).toEqual([]);
+    expect((await checkWalArchive(wal, systemId)).damaged).toEqual([]);
     for (const s of listing.segments.filter((x) => x.timeline === 2)) {
       expect(readFileSync(s.path).equals(readFileSync(join(sb.pgdata, 'pg_wal', s.name))), s.name).toBe(true);
     }

@@ -8,6 +8,7 @@
 import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { checkWalArchive } from '../../src/wal/archive-check.js';
 import { parseLsn } from '../../src/wal/lsn.js';
 import { archiveCommandLine, listWalArchive, restoreCommandLine } from '../../src/wal/spool.js';
 import { isoToMicros } from '../../src/wal/window.js';
@@ -187,6 +188,12 @@ describe.each(TEST_MAJORS)('wal-push as archive_command of PostgreSQL %i', (majo
     expect(report.window.timeline).toBe(2);
     expect(report.window.offLineage.segments).toBeGreaterThan(0);
     expect(report.window.gaps).toEqual([]);
+    // Real WAL of this major — switch padding, timeline 2's first segment (a copy of timeline 1 up to
+    // the switch point, then the new records), the old timeline's .partial, a branch — holds up record by record.
+    expect(report.damaged).toEqual([]);
+    const check = await checkWalArchive(wal, systemId);
+    expect(check.damaged).toEqual([]);
+    expect(check.seams).toBeGreaterThan(0);
 
     // Restore the base backup (taken on timeline 1, no WAL of its own) to a second on timeline 2.
     const target = onTwo[1]!;

@@ -15,7 +15,7 @@ import {
   walArchiveRoot,
 } from '../../src/wal/spool.js';
 import { runCli } from '../harness/run-cli.js';
-import { headerOnlySegment, SYNTH_SEG } from './wal-synth.js';
+import { headerOnlySegment, recordSegments, SYNTH_SEG } from './wal-synth.js';
 
 const SYS_A = 7311887020705307463n;
 const SYS_B = 7311887020705307999n;
@@ -195,9 +195,10 @@ describe('WAL archive layout and wal-push rules', () => {
 
 describe('wal-fetch rules', () => {
   const A1 = { systemId: SYS_A, timeline: 1 };
+  const segs = recordSegments(A1, 1n, 3);
   async function archiveWith(): Promise<string> {
     const root = tmp();
-    for (let n = 1n; n <= 3n; n++) await pushWalFile({ root, sourcePath: writeSeg(tmp(), `00000001000000000000000${n}`, headerOnlySegment(A1, n)) });
+    for (let n = 1n; n <= 3n; n++) await pushWalFile({ root, sourcePath: writeSeg(tmp(), `00000001000000000000000${n}`, segs[Number(n) - 1]!) });
     await storeHistoryFile(root, SYS_A.toString(), 2, Buffer.from('1\t0/3000100\tno recovery target specified\n'), 'test');
     await pushWalFile({ root, sourcePath: writeSeg(tmp(), '000000010000000000000004.partial', headerOnlySegment(A1, 4n)) });
     return root;
@@ -208,7 +209,7 @@ describe('wal-fetch rules', () => {
     const out = tmp();
     const r = await fetchWalFile({ root, systemId: SYS_A.toString(), fileName: '000000010000000000000002', destPath: join(out, 'RECOVERYXLOG') });
     expect(r).toMatchObject({ status: 'fetched', bytes: SYNTH_SEG, fromPartial: false });
-    expect(readFileSync(join(out, 'RECOVERYXLOG')).equals(Buffer.from(headerOnlySegment(A1, 2n)))).toBe(true);
+    expect(readFileSync(join(out, 'RECOVERYXLOG')).equals(Buffer.from(segs[1]!))).toBe(true);
     expect(await fetchWalFile({ root, systemId: SYS_A.toString(), fileName: '00000002.history', destPath: join(out, 'RECOVERYHISTORY') })).toMatchObject({ status: 'fetched' });
     expect(readFileSync(join(out, 'RECOVERYHISTORY'), 'utf8')).toContain('0/3000100');
     expect(await fetchWalFile({ root, systemId: SYS_A.toString(), fileName: '00000003.history', destPath: join(out, 'x') })).toEqual({ status: 'absent' });
@@ -237,9 +238,55 @@ describe('wal-fetch rules', () => {
     writeFileSync(p, b);
     const out = tmp();
     const e = await refusal(fetchWalFile({ root, systemId: SYS_A.toString(), fileName: '000000010000000000000003', destPath: join(out, 'RECOVERYXLOG') }));
-    expect(e.code).toBe('WAL_CONFLICT');
-    expect(e.message).toMatch(/archived 000000010000000000000003 in .* is damaged/);
+    expect(e.code).toBe('WAL_DAMAGED');
+    expect(e.message).toMatch(/archived WAL segment 000000010000000000000003 in .* is damaged/);
     expect(readdirSync(out)).toEqual([]);
+  });
+
+  it('refuses a segment with one byte flipped in a record, and one whose first record continues a damaged seam', async () => {
+    const root = await archiveWith();
+    const dir = join(root, SYS_A.toString(), '00000001');
+    const p2 = join(dir, '000000010000000000000002');
+    const b = readFileSync(p2);
+    b[SYNTH_SEG / 2 + 24] = b[SYNTH_SEG / 2 + 24]! ^ 0x01;
+    writeFileSync(p2, b);
+    const out = tmp();
+    const e = await refusal(fetchWalFile({ root, systemId: SYS_A.toString(), fileName: '000000010000000000000002', destPath: join(out, 'RECOVERYXLOG') }));
+    expect(e.code).toBe('WAL_DAMAGED');
+    expect(e.message).toMatch(/records stop at offset \d+/);
+    expect(e.hint).toMatch(/recovery stops here/);
+    writeFileSync(p2, segs[1]!);
+    // The continuation at the start of segment 3 damaged: segment 3 alone looks sound, the seam does not.
+    const p3 = join(dir, '000000010000000000000003');
+    const c = readFileSync(p3);
+    c[40] = c[40]! ^ 0x01;
+    writeFileSync(p3, c);
+    const seam = await refusal(fetchWalFile({ root, systemId: SYS_A.toString(), fileName: '000000010000000000000003', destPath: join(out, 'RECOVERYXLOG') }));
+    expect(seam.message).toMatch(/after 000000010000000000000002: the record at .* fails its CRC/);
+    expect(readdirSync(out)).toEqual([]);
+  });
+
+  it('serves the backup\'s staged WAL when the archive lacks a file, checked the same way (its newest segment may end early)', async () => {
+    const root = await archiveWith();
+    const staged = tmp();
+    const more = recordSegments(A1, 5n, 3);
+    writeFileSync(join(staged, '000000010000000000000005'), more[0]!);
+    writeFileSync(join(staged, '000000010000000000000006'), more[1]!);
+    // The backup's last segment, streamed to the stop point: zeros after it.
+    const last = Uint8Array.from(more[2]!);
+    last.fill(0, SYNTH_SEG / 2);
+    writeFileSync(join(staged, '000000010000000000000007'), last);
+    const out = tmp();
+    const fetch = (name: string) => fetchWalFile({ root, systemId: SYS_A.toString(), fileName: name, destPath: join(out, 'RECOVERYXLOG'), stagedDir: staged });
+    expect(await fetch('000000010000000000000002')).toMatchObject({ status: 'fetched', source: expect.stringContaining(root) });
+    expect(await fetch('000000010000000000000006')).toMatchObject({ status: 'fetched', source: join(staged, '000000010000000000000006') });
+    expect(await fetch('000000010000000000000007')).toMatchObject({ status: 'fetched' });
+    expect(await fetch('000000010000000000000009')).toEqual({ status: 'absent' });
+    const bad = Uint8Array.from(more[1]!);
+    bad[SYNTH_SEG / 4 + 24] = bad[SYNTH_SEG / 4 + 24]! ^ 0x10;
+    writeFileSync(join(staged, '000000010000000000000006'), bad);
+    const e = await refusal(fetch('000000010000000000000006'));
+    expect(e.message).toMatch(/000000010000000000000006 in the backup's own WAL .* is damaged/);
   });
 
   it('lists what is archived', async () => {
@@ -263,7 +310,7 @@ describe('the CLI commands (in-process)', () => {
   it('wal-push is silent on success and on an identical re-push; wal-fetch is silent with exit 1 when absent', async () => {
     const repo = tmp();
     const pgdata = fakeDataDir(SYS_A);
-    const seg = writeSeg(join(pgdata, 'pg_wal'), '000000010000000000000002', headerOnlySegment(A1, 2n));
+    const seg = writeSeg(join(pgdata, 'pg_wal'), '000000010000000000000002', recordSegments(A1, 2n, 1)[0]!);
     for (let i = 0; i < 2; i++) {
       const r = await runCli(['wal-push', '--repo', repo, '--pgdata', pgdata, seg]);
       expect(r).toEqual({ code: 0, stdout: '', stderr: '' });
@@ -288,13 +335,49 @@ describe('the CLI commands (in-process)', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^pgbacula: error: 000000010000000000000002 belongs to database system \d+, not to system \d+ of the data directory that archives it\nhint: /);
     expect((await runCli(['wal-push', '--repo', repo])).code).toBe(2);
-    expect((await runCli(['wal-fetch', '--repo', repo, 'x'])).code).toBe(2);
+    expect((await runCli(['wal-fetch', '--repo', repo, 'x'])).code).toBe(200);
     const missing = await runCli(['wal-push', '--repo', repo, '--pgdata', pgdata, join(tmp(), '000000010000000000000009')]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/the file to archive .* does not exist/);
     const noArchive = await runCli(['wal-fetch', '--wal-spool', join(tmp(), 'nowhere'), '000000010000000000000002', join(tmp(), 'p')]);
-    expect(noArchive.code).toBe(1);
+    // Anything but "not archived" stops recovery: above 125, and not 143 (128 + SIGTERM).
+    expect(noArchive.code).toBe(200);
     expect(noArchive.stderr).toMatch(/no WAL archive at .*nowhere/);
+  });
+
+  it('wal-fetch refuses a damaged segment with exit 200 (PostgreSQL stops recovery on > 125) naming it, the archive and what to do', async () => {
+    const repo = tmp();
+    const pgdata = fakeDataDir(SYS_A);
+    const good = recordSegments(A1, 2n, 1)[0]!;
+    const bad = Uint8Array.from(good);
+    bad[SYNTH_SEG / 2 + 24] = bad[SYNTH_SEG / 2 + 24]! ^ 0x40; // the first byte after a page header is always record data
+    const seg = writeSeg(join(pgdata, 'pg_wal'), '000000010000000000000002', good);
+    expect((await runCli(['wal-push', '--repo', repo, '--pgdata', pgdata, seg])).code).toBe(0);
+    writeFileSync(join(repo, 'wal', SYS_A.toString(), '00000001', '000000010000000000000002'), bad);
+    const dest = join(tmp(), 'RECOVERYXLOG');
+    const r = await runCli(['wal-fetch', '--repo', repo, '--pgdata', pgdata, '000000010000000000000002', dest]);
+    expect(r.code).toBe(200);
+    expect(r.stderr).toMatch(/archived WAL segment 000000010000000000000002 in .*00000001 is damaged: its records stop at offset/);
+    expect(r.stderr).toMatch(/hint: It was not handed to PostgreSQL: recovery stops here/);
+    expect(existsSync(dest)).toBe(false);
+  });
+
+  it('wal-fetch --staged alone serves a backup\'s own WAL without any archive, checked the same way', async () => {
+    const pgdata = fakeDataDir(SYS_A);
+    const staged = tmp();
+    const [s2, s3] = recordSegments(A1, 2n, 2);
+    writeSeg(staged, '000000010000000000000002', s2!);
+    writeSeg(staged, '000000010000000000000003', s3!);
+    const dest = join(tmp(), 'RECOVERYXLOG');
+    expect(await runCli(['wal-fetch', '--staged', staged, '--pgdata', pgdata, '000000010000000000000002', dest])).toEqual({ code: 0, stdout: '', stderr: '' });
+    expect(readFileSync(dest).equals(Buffer.from(s2!))).toBe(true);
+    expect((await runCli(['wal-fetch', '--staged', staged, '--pgdata', pgdata, '00000002.history', join(tmp(), 'h')])).code).toBe(1);
+    const bad = Uint8Array.from(s2!);
+    bad[SYNTH_SEG / 2 + 24] = bad[SYNTH_SEG / 2 + 24]! ^ 0x08;
+    writeSeg(staged, '000000010000000000000002', bad);
+    const r = await runCli(['wal-fetch', '--staged', staged, '--pgdata', pgdata, '000000010000000000000002', join(tmp(), 'x')]);
+    expect(r.code).toBe(200);
+    expect(r.stderr).toMatch(/000000010000000000000002 in the backup's own WAL .* is damaged/);
   });
 
   it('wal-fetch says so when only a .partial exists', async () => {
@@ -314,6 +397,9 @@ describe('command lines for postgresql.conf', () => {
     const rc = restoreCommandLine({ repo: "/backup/it's 100%" });
     expect(rc).toMatch(/ wal-fetch --repo '\/backup\/it'\\''s 100%%' %f %p$/);
     expect(rc.startsWith(process.execPath)).toBe(true);
+    // A restore: the archive, then the backup's staged WAL, in one command (no `|| cp` after a refusal).
+    expect(restoreCommandLine({ repo: '/r', staged: '/pg/pgbacula_restore/wal' })).toMatch(/ wal-fetch --repo \/r --staged \/pg\/pgbacula_restore\/wal %f %p$/);
+    expect(restoreCommandLine({ staged: '/pg/pgbacula_restore/wal' })).toMatch(/ wal-fetch --staged \/pg\/pgbacula_restore\/wal %f %p$/);
     expect(archiveCommandLine({ spool: '/var/lib/pgbacula/wal-spool' })).toMatch(/ wal-push --wal-spool \/var\/lib\/pgbacula\/wal-spool %p$/);
   });
 });

@@ -196,3 +196,15 @@ export function headerOnlySegment(o: SynthOptions, segno: bigint, fill = 0): Uin
 }
 
 export { crc32c };
+
+/**
+ * `count` consecutive complete segments from `first` on, full of records as a server writes
+ * them (records cross page and segment boundaries), one stream: the seams between them hold.
+ */
+export function recordSegments(o: SynthOptions, first: bigint, count: number): Uint8Array[] {
+  const w = new WalWriter(o, first);
+  const segSize = BigInt(o.segSize ?? SYNTH_SEG);
+  let xid = 1000;
+  while (w.pos < (first + BigInt(count)) * segSize + 1000n) w.blockRecord(xid++, 150 + (xid % 500));
+  return [...w.files().values()].slice(0, count);
+}

@@ -141,3 +141,29 @@ describe('isoToMicros', () => {
     expect(isoToMicros('2026-11-26 09:30:05.000001-0230')).toBe(isoToMicros('2026-11-26T12:00:05.000001Z'));
   });
 });
+
+describe('a damaged archived segment', () => {
+  const b1 = backup('20261126-100000F', '0/2000028', '0/3800100', '2026-11-26T10:00:30.000Z');
+  const facts = new Map<string, SegmentFacts>([
+    ['000000010000000000000005', { endLsn: parseLsn('0/5FFFFF0'), lastRecordLsn: parseLsn('0/5FFFF80'), lastXactLsn: parseLsn('0/5FF0000'), lastXactTime: '2026-11-26T10:30:00.123456Z' }],
+  ]);
+  const damaged = new Map([['000000010000000000000006', 'its records stop at offset 8388632 (0/6800018), 8388584 bytes before the segment\'s end: bad record CRC at offset 8388632']]);
+  const w = recoverableWindow({ systemId: SYS, segmentSize: S, segments: segs(1, 2, 10), histories: [], backups: [b1], segmentFacts: facts, damaged });
+
+  it('ends the window before it, as a gap does, and names it (not as missing)', () => {
+    expect(w.gaps).toEqual([]);
+    expect(w.damaged).toEqual([{ segment: '000000010000000000000006', problem: damaged.get('000000010000000000000006') }]);
+    expect(w.ranges[0]).toMatchObject({ lastSegment: '000000010000000000000005', endsAtGap: undefined, endsAtDamage: { segment: '000000010000000000000006' } });
+    expect(formatLsn(w.ranges[0]!.lastRecordLsn!)).toBe('0/5FFFF80');
+    expect(formatLsn(w.latest!.lsn)).toBe('0/5FFFFF0');
+    expect(JSON.stringify(windowToJson(w))).toContain('"damaged":[{"segment":"000000010000000000000006"');
+  });
+
+  it('refuses a target past it, naming the segment and why; a target before it is fine', () => {
+    const past = judgeRecoveryTarget(w, { time: '2026-11-26T11:00:00Z' });
+    expect(!past.ok && past.reason).toMatch(/past damaged WAL: WAL segment 000000010000000000000006 after backup 20261126-100000F is damaged \(its records stop at offset 8388632/);
+    const lsn = judgeRecoveryTarget(w, { lsn: parseLsn('0/8000000') });
+    expect(!lsn.ok && lsn.reason).toMatch(/000000010000000000000006 .* is damaged/);
+    expect(judgeRecoveryTarget(w, { time: '2026-11-26T10:15:00Z' }).ok).toBe(true);
+  });
+});
