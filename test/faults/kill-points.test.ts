@@ -5,7 +5,7 @@
  * arguments finishes with exactly the source's data; nothing outside the target is written.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startCluster, type Cluster } from '../harness/cluster.js';
@@ -60,7 +60,8 @@ describe(`kill -9 at random moments (PostgreSQL ${MAJOR})`, () => {
     await c.sql('CHECKPOINT');
   });
   afterAll(async () => {
-    for (const d of readdirSync(testRoot())) if (d.startsWith('kill-target')) stopServer(join(testRoot(), d));
+    const area = join(testRoot(), 'kill-targets');
+    if (existsSync(area)) for (const d of readdirSync(area)) stopServer(join(area, d));
     await c?.destroy();
   });
 
@@ -96,14 +97,18 @@ describe(`kill -9 at random moments (PostgreSQL ${MAJOR})`, () => {
   });
 
   it('a restore killed anywhere and run again with the same arguments ends with the source data; nothing is written beside the target', async () => {
+    if (!existsSync(repo())) expect((await runCli(['backup', '--repo', repo(), ...conn()], quiet)).code).toBe(0);
     const expected = await tableDigest(c, 'big');
     let kills = 0;
+    // A directory of their own: other test files write beside them in the test root.
+    const area = join(testRoot(), 'kill-targets');
+    mkdirSync(area, { recursive: true });
     for (let round = 0; round < 3; round++) {
-      const target = join(testRoot(), `kill-target-${round}`);
+      const target = join(area, `target-${round}`);
       registerForCleanup({ pgdata: target, dir: target });
       const port = await freePort();
       const args = ['restore', '--repo', repo(), '--pgdata-dir', target, '--restore-port', String(port), '--pg-bin-dir', binDir()];
-      const siblings = readdirSync(testRoot()).sort();
+      const siblings = readdirSync(area).sort();
       const at = 200 + (random() % 6000);
       const r = await runAndKillAfter(args, at);
       if (r.killed) kills++;
@@ -119,7 +124,7 @@ describe(`kill -9 at random moments (PostgreSQL ${MAJOR})`, () => {
       }
       if (existsSync(join(target, 'postmaster.pid'))) expect(await digestAt({ host: c.socketDir, port }, 'big')).toBe(expected);
       stopServer(target);
-      expect(readdirSync(testRoot()).sort(), 'nothing new beside the target').toEqual([...new Set([...siblings, `kill-target-${round}`])].sort());
+      expect(readdirSync(area).sort(), 'nothing new beside the target').toEqual([...new Set([...siblings, `target-${round}`])].sort());
     }
     expect(kills, 'the seeded moments fall inside the restores').toBeGreaterThan(0);
   });
