@@ -137,9 +137,16 @@ describe(`kill -9 at random moments (PostgreSQL ${MAJOR})`, () => {
       err += d.toString();
       if (/progress: backup/.test(err)) resolve();
     }));
-    const second = await runCli(['backup', '--repo', repo(), ...conn()], quiet);
-    const info = await runCli(['info', '--repo', repo(), '--json']);
-    const verify = await runCli(['verify', '--repo', repo()]);
+    // Frozen mid-backup (lock held, marker there, no manifest) for as long as the others run.
+    runner.kill('SIGSTOP');
+    let second, info, verify;
+    try {
+      second = await runCli(['backup', '--repo', repo(), ...conn()], quiet);
+      info = await runCli(['info', '--repo', repo(), '--json']);
+      verify = await runCli(['verify', '--repo', repo()]);
+    } finally {
+      runner.kill('SIGCONT');
+    }
     const code = await done;
     expect(code, err).toBe(0);
     expect(second.code).toBe(1);
@@ -147,7 +154,8 @@ describe(`kill -9 at random moments (PostgreSQL ${MAJOR})`, () => {
     const states = (JSON.parse(info.stdout) as { backups: { state: string }[] }).backups.map((b) => b.state);
     expect(states).not.toContain('damaged');
     expect(verify.stdout).not.toContain('DAMAGED');
-    if (states.includes('running')) expect(verify.stdout).toMatch(/RUNNING — being written by process/);
+    expect(states).toContain('running');
+    expect(verify.stdout).toMatch(/RUNNING — being written by process/);
     expect(verify.code, verify.stdout).toBe(0);
   });
 
