@@ -36,6 +36,7 @@ import { parseLsn } from '../wal/lsn.js';
 import { hex8, parseWalFileName, segmentNumberOfName, walSegmentName, walSegmentNumber } from '../wal/segment.js';
 import { listWalArchive, storeHistoryFile, type WalArchiveListing } from '../wal/spool.js';
 import { parseTimelineHistory, type TimelineHistoryEntry } from '../wal/timeline-history.js';
+import { prepareTmpdir } from '../os/tmpdir.js';
 import {
   CHAIN_FORMAT, lineageSegments, planBaseWal, planWalJob, pruneLimit, retainRecords, findReference,
   type BaculaLevel, type ChainFile, type ChainRecord, type ChainSegmentRef, type ServerNow, type SpoolSegment,
@@ -343,6 +344,7 @@ async function baseJob(s: PitrSettings, job: PitrJob, sit: Situation, cluster: s
   const backupId = newBackupId(now, 'full');
   const label = s.label === 'auto' ? `bacula_${job.jobId}` : s.label;
   const work = join(s.tmpdir, `pitr-${job.jobId}-${process.pid}`);
+  await prepareTmpdir(s.tmpdir, log);
   await mkdir(work, { recursive: true, mode: 0o700 });
   // Removed by every exit path, a cancel (SIGUSR1 ends the process) included.
   registerScratch(work);
