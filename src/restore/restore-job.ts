@@ -18,6 +18,7 @@ import { recoveryFiles, settingsToResetAfterPromotion, shellQuote, type Recovery
 import { serverBinDirFor } from './server-binaries.js';
 import { freeBytes, inspectTarget, resolveOwner, RESTORE_STATE_DIR, type Owner } from './target.js';
 import { BLOCKS_PER_SEGMENT, carriesPageChecksums, parseRelationFileName } from '../format/relation-file.js';
+import { fileSystemError } from '../os/io-error.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -224,6 +225,7 @@ export class RestoreJob {
     const total = files.reduce((s, f) => s + f.size, 0);
     const progress = new ProgressTracker(this.req.log, 'restore', total, this.req.progressIntervalMs);
     const problems: string[] = [];
+    let targetFailure: { path: string; problem: string; errno: string } | undefined;
     try {
       const tasks = files.map((f) => {
         const target = this.targetOf(f)!;
@@ -245,11 +247,17 @@ export class RestoreJob {
         return { bytes: Math.min(f.size, m.rangeSize), start: async () => ({ f, r: (await pool.run(task, { name: 'restoreFile' })) as RestoreFileResult }) };
       });
       for await (const { f, r } of orderedMerge(tasks, { windowBytes: 64 * m.rangeSize, maxTasks: pool.options.maxThreads * 4 })) {
-        if (!r.ok) problems.push(`${f.path}: ${r.problem}`);
+        if (!r.ok && r.targetErrno) targetFailure ??= { path: this.targetOf(f)!, problem: r.problem ?? '', errno: r.targetErrno };
+        else if (!r.ok) problems.push(`${f.path}: ${r.problem}`);
         progress.add(f.size);
       }
     } finally {
       progress.stop();
+    }
+    if (targetFailure) {
+      // The backup is fine; the place it goes is not (full, read-only, not ours).
+      const place = `the restore target ${targetFailure.path.startsWith(this.req.pgdataDir) ? this.req.pgdataDir : dirname(targetFailure.path)}`;
+      throw fileSystemError(Object.assign(new Error(targetFailure.problem), { code: targetFailure.errno }), 'write', targetFailure.path, place);
     }
     if (problems.length > 0) {
       throw new PgbaculaError('REPOSITORY', `backup ${m.backupId} is damaged: ${problems.length} file(s) failed their check, first: ${problems[0]}`, {
