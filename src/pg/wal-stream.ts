@@ -156,7 +156,26 @@ export interface StreamWalOptions {
    * a server listing our application_name in synchronous_standby_names can commit at once.
    */
   readonly synchronous?: boolean;
+  /**
+   * Reconnect when the connection is lost (or the server ends the stream before stopAtLsn):
+   * a walsender opened around a promotion is ended by the server, and a backup must not fail for
+   * that. The stream resumes at the start of the segment it was writing (rewritten from its
+   * first byte); completed segments are kept. Default: on, with `connection` when it is
+   * settings; with a given session, only when its settings are passed here. `false` = never
+   * (wal-receive reconnects by itself, with its own backoff and log).
+   */
+  readonly reconnect?: ConnectionSettings | false;
+  /**
+   * The slot is TEMPORARY (dies with the session that made it): after a reconnect a new
+   * temporary slot is made on the new session so the server keeps WAL from there on.
+   */
+  readonly temporarySlot?: boolean;
 }
+
+/** How often, and how far apart, streamWal reconnects before giving up. */
+const RECONNECT_ATTEMPTS = 6;
+const RECONNECT_FIRST_DELAY_MS = 250;
+const RECONNECT_MAX_DELAY_MS = 4_000;
 
 export interface StreamWalResult {
   readonly stoppedBy: 'stop-lsn' | 'signal' | 'end-of-timeline' | 'server-ended';
@@ -200,16 +219,74 @@ export async function storeTimelineHistory(conn: ReplicationConnection, timeline
   return name;
 }
 
-/** Stream WAL into targetDir until stopAtLsn, the signal, or the end of the timeline. */
+/**
+ * Stream WAL into targetDir until stopAtLsn, the signal, or the end of the timeline; reconnecting
+ * after a lost connection (see `reconnect`).
+ */
 export async function streamWal(o: StreamWalOptions): Promise<StreamWalResult> {
   assertTimeline(o.timeline);
   if (o.slot !== undefined) assertSlotName(o.slot);
   const statusIntervalMs = o.statusIntervalMs ?? 10_000;
   if (!(statusIntervalMs > 0)) throw new PgbaculaError('PARAM_INVALID', `invalid status interval ${statusIntervalMs} ms`, { hint: 'Use a positive number of milliseconds, well below wal_sender_timeout.' });
-  const owned = !(o.connection instanceof ReplicationConnection);
-  const conn = o.connection instanceof ReplicationConnection
-    ? o.connection
-    : await ReplicationConnection.open(o.connection, { applicationName: o.applicationName ?? 'pgbacula wal stream' });
+  const given = o.connection instanceof ReplicationConnection ? o.connection : undefined;
+  const settings = o.reconnect === false ? undefined : (o.reconnect ?? (given ? undefined : (o.connection as ConnectionSettings)));
+  const completed: string[] = [];
+  let startLsn = o.startLsn;
+  let slot = o.slot;
+  let delay = RECONNECT_FIRST_DELAY_MS;
+  for (let attempt = 0; ; attempt++) {
+    const progress: AttemptProgress = { resumeLsn: undefined, segments: [] };
+    try {
+      const r = await streamOnce(o, attempt === 0 ? given : undefined, settings, { startLsn, slot, statusIntervalMs, newTemporarySlot: attempt > 0 && o.temporarySlot === true }, progress);
+      const reachedStop = o.stopAtLsn === undefined || r.lastWrittenLsn >= o.stopAtLsn;
+      if (r.stoppedBy === 'server-ended' && !reachedStop && settings && attempt < RECONNECT_ATTEMPTS && !o.signal?.aborted) {
+        // Ended by the server before the point we were asked to reach: the walsender of a
+        // promotion's moment does this; a reconnect continues.
+        completed.push(...r.segments);
+        startLsn = r.lastWrittenLsn;
+      } else {
+        return completed.length === 0 ? r : { ...r, startLsn: walSegmentStart(walSegmentNumber(o.startLsn, r.segmentSize), r.segmentSize), segments: [...completed, ...r.segments] };
+      }
+    } catch (e) {
+      const lost = e instanceof PgbaculaError && e.code === 'CONNECTION';
+      if (!lost || !settings || attempt >= RECONNECT_ATTEMPTS || o.signal?.aborted) throw e;
+      completed.push(...progress.segments);
+      if (progress.resumeLsn !== undefined) startLsn = progress.resumeLsn;
+    }
+    if (o.temporarySlot && o.slot !== undefined) slot = `${o.slot.slice(0, 40)}_r${attempt + 1}_${Date.now().toString(36)}`;
+    await sleepUnlessAborted(delay, o.signal);
+    delay = Math.min(RECONNECT_MAX_DELAY_MS, delay * 2);
+  }
+}
+
+interface AttemptProgress {
+  /** Where the next attempt starts: the first byte of the segment this one was writing. */
+  resumeLsn: Lsn | undefined;
+  /** Segments this attempt completed (durable under their final names). */
+  segments: string[];
+}
+
+function sleepUnlessAborted(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+async function streamOnce(
+  o: StreamWalOptions,
+  given: ReplicationConnection | undefined,
+  settings: ConnectionSettings | undefined,
+  at: { startLsn: Lsn; slot: string | undefined; statusIntervalMs: number; newTemporarySlot: boolean },
+  progress: AttemptProgress,
+): Promise<StreamWalResult> {
+  const conn = given ?? (await ReplicationConnection.open(settings ?? (o.connection as ConnectionSettings), { applicationName: o.applicationName ?? 'pgbacula wal stream' }));
+  const owned = given === undefined;
   let ok = false;
   try {
     const major = await conn.major();
@@ -222,7 +299,8 @@ export async function streamWal(o: StreamWalOptions): Promise<StreamWalResult> {
       throw ioError(e, `cannot create the WAL directory ${o.targetDir}`);
     }
     if (o.timeline > 1 && (o.fetchHistory ?? true)) await storeTimelineHistory(conn, o.timeline, o.targetDir);
-    const session = new CopySession(conn, o, { major, segmentSize, systemId: ident.systemId, statusIntervalMs });
+    if (at.newTemporarySlot && at.slot !== undefined) await conn.createPhysicalSlot(at.slot, { temporary: true, reserveWal: true });
+    const session = new CopySession(conn, { ...o, startLsn: at.startLsn, ...(at.slot === undefined ? {} : { slot: at.slot }) }, { major, segmentSize, systemId: ident.systemId, statusIntervalMs: at.statusIntervalMs }, progress);
     const result = await session.run();
     ok = true;
     return result;
@@ -293,11 +371,13 @@ class CopySession {
     private readonly conn: ReplicationConnection,
     private readonly o: StreamWalOptions,
     private readonly facts: { major: Major; segmentSize: number; systemId: string; statusIntervalMs: number },
+    private readonly progress: AttemptProgress = { resumeLsn: undefined, segments: [] },
   ) {
     this.segSize = facts.segmentSize;
     this.segSizeBig = BigInt(facts.segmentSize);
     this.start = walSegmentStart(walSegmentNumber(o.startLsn, this.segSize), this.segSize);
     this.expected = this.start;
+    progress.resumeLsn = this.start;
     this.closeTimeoutMs = o.closeTimeoutMs ?? 30_000;
   }
 
@@ -670,6 +750,8 @@ class CopySession {
     const endLsn = walSegmentEnd(cur.segno, this.segSize);
     this.flushed = maxLsn(this.flushed, endLsn);
     this.segments.push(cur.name);
+    this.progress.segments.push(cur.name);
+    this.progress.resumeLsn = endLsn;
     this.sendStatus(false);
     await this.o.onSegment?.({
       name: cur.name,

@@ -226,6 +226,8 @@ async function session(o: ReceiverOptions, state: State): Promise<boolean> {
         signal: o.signal,
         fetchHistory: false,
         synchronous: o.synchronous,
+        // This loop reconnects itself (backoff, log lines, the slot's restart point).
+        reconnect: false,
         onSegment: (seg) => publish(seg.path, seg.name),
       });
       if (r.stoppedBy === 'signal') {
