@@ -41,7 +41,7 @@ function unknownFlag(name: string): PgbaculaError {
 
 /**
  * `pgbacula <command> [--flag[=value] | --flag value]...`. Every schema parameter is a flag
- * in kebab case (PRODUCT.md "CLI conventions"); booleans may stand alone or take =value, and
+ * in kebab case; booleans may stand alone or take =value, and
  * --no-<flag> means false. Relative paths are resolved against the working directory, as
  * pg_basebackup does (wal-push and wal-fetch run in the data directory, which is then the base).
  */

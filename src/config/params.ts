@@ -40,7 +40,7 @@ function editDistance(a: string, b: string): number {
 
 /**
  * Validate raw key/value pairs against the schema for the given scopes. Every problem is
- * refused before anything is read (PRODUCT.md): unknown key, value of the wrong shape, a
+ * refused before anything is read: unknown key, value of the wrong shape, a
  * secret where it would be stored in clear, a scalar given twice with different values.
  */
 export function validateParams(raw: readonly RawParam[], scopes: readonly ParamScope[], source: ParamSource): ParamMap {

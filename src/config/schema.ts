@@ -56,7 +56,7 @@ const BACKUP_MODES = ['dump', 'parallel_dump', 'pitr', 'pitr_block', 'cdp'] as c
 export type BackupMode = (typeof BACKUP_MODES)[number];
 
 export const PARAMETERS: readonly ParameterDef[] = [
-  // ---- backup parameters (PRODUCT.md "Backup parameters")
+  // ---- backup parameters
   { name: 'mode', type: 'enum', scopes: ['backup'], default: 'dump', values: BACKUP_MODES, doc: 'backup strategy', inPluginString: true },
   { name: 'database', type: 'list', scopes: ['backup'], default: '*', doc: 'databases to dump (dump modes): a name or a comma list; * = all', inPluginString: true },
   { name: 'exclude_database', type: 'list', scopes: ['backup'], default: '', doc: 'databases to skip (comma list)', inPluginString: true },
@@ -79,7 +79,7 @@ export const PARAMETERS: readonly ParameterDef[] = [
   { name: 'connection_timeout', type: 'int', scopes: ['backup', 'connection'], default: '30', min: 1, max: 600, doc: 'seconds to wait for a connection', inPluginString: true },
   { name: 'verify_checksum', type: 'bool', scopes: ['backup'], default: 'true', doc: 'verify every data page checksum while backing up', inPluginString: true },
 
-  // ---- restore parameters (PRODUCT.md "Restore parameters")
+  // ---- restore parameters
   { name: 'restore_mode', type: 'enum', scopes: ['restore'], default: 'auto', values: ['auto', 'dump', 'pitr', 'pitr_block'], doc: 'normally read from the backup metadata', inPluginString: true, restoreOption: true },
   { name: 'target_time', type: 'time', scopes: ['restore'], defaultDoc: 'end of WAL', doc: 'ISO-8601 time with zone; recovery stops at that second (one target_* only)', inPluginString: true, restoreOption: true },
   { name: 'target_lsn', type: 'lsn', scopes: ['restore'], defaultDoc: 'none', doc: 'stop at this WAL location', inPluginString: true, restoreOption: true },
@@ -123,7 +123,7 @@ export const PARAMETERS: readonly ParameterDef[] = [
   { name: 'config', type: 'path', scopes: ['backup', 'restore'], defaultDoc: '/etc/pgbacula/pgbacula.conf if present', doc: 'pgbacula.conf to read', inPluginString: true, restoreOption: true },
   { name: 'cluster', type: 'string', scopes: ['backup', 'restore'], defaultDoc: 'system identifier', doc: 'cluster name used in virtual paths and the repository', inPluginString: true },
 
-  // ---- keys the Bacula FD adds or interprets itself (protocol spec §3.3.3)
+  // ---- keys the Bacula FD adds or interprets itself
   { name: 'abort_on_error', type: 'bool', scopes: ['protocol'], default: 'false', doc: 'FD: every backend error becomes fatal', inPluginString: true },
   { name: 'listing', type: 'string', scopes: ['protocol'], doc: 'FD: path listed by .ls', inPluginString: true },
   { name: 'query', type: 'string', scopes: ['protocol'], doc: 'FD: .query parameter', inPluginString: true },

@@ -136,7 +136,7 @@ export async function runBaseBackup(req: BaseBackupRequest): Promise<BaseBackupR
     log.info(`starting pitr backup (PG ${server.version} on ${hostname()}${server.inRecovery ? ', standby' : ''})`);
 
     // The temporary slot is made before the backup starts, so the server keeps every WAL
-    // segment from the start LSN until we have streamed it (spec §2.6).
+    // segment from the start LSN until we have streamed it.
     repl = await ReplicationConnection.open(req.connection, { applicationName: 'pgbacula backup wal' });
     const ident = await repl.identifySystem();
     const segmentSize = await repl.walSegmentSize();

@@ -1,5 +1,5 @@
 /**
- * Modes `dump` and `parallel_dump` as item sources (PRODUCT.md "Backup modes"): cluster
+ * Modes `dump` and `parallel_dump` as item sources: cluster
  * globals (`pg_dumpall --globals-only`) and one archive per database.
  *
  * - custom, tar, plain: `pg_dump -F<c|t|p>` on a pipe, streamed into the sink as it is written —

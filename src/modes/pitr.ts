@@ -1,5 +1,5 @@
 /**
- * Mode `pitr` as a source of items for a Bacula job (ARCHITECTURE.md, virtual namespace):
+ * Mode `pitr` as a source of items for a Bacula job:
  *
  *   <cluster>/pitr/<backup-id>/...            a base backup in the repository's stored form
  *                                             (files/ of a repository backup, then manifest.json)
@@ -152,7 +152,7 @@ async function situation(s: PitrSettings, repl: ReplicationConnection): Promise<
   let listing = await listWalArchive(s.spoolRoot, ident.systemId);
   let history: TimelineHistoryEntry[] | undefined = ident.timeline === 1 ? [] : listing.histories.find((h) => h.timeline === ident.timeline)?.entries;
   if (history === undefined && ident.timeline > 1) {
-    // The server has it: fetch it over replication and keep it in the spool (history first, §3.5).
+    // The server has it: fetch it over replication and keep it in the spool (history first: recovery reads it before any WAL of its timeline).
     const file = await repl.timelineHistory(ident.timeline);
     await storeHistoryFile(s.spoolRoot, ident.systemId, ident.timeline, file.content, `TIMELINE_HISTORY ${ident.timeline}`);
     history = parseTimelineHistory(file.content, ident.timeline);

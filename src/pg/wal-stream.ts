@@ -1,5 +1,5 @@
 /**
- * Physical WAL streaming (spec §2.12) written to segment files the way pg_receivewal does (§2.13).
+ * Physical WAL streaming written to segment files the way pg_receivewal does.
  *
  * - The stream always starts at a segment boundary (startLsn is rounded down), so every file we
  *   write starts at its first byte.
@@ -10,8 +10,8 @@
  * - A segment is complete when its last byte is written: it is fsynced, renamed to its final
  *   name, the directory fsynced, and `onSegment` awaited. A segment closed early (stop LSN,
  *   signal, end of timeline, error) keeps its `.partial` name: it is never passed off as complete.
- * - The flush position we report is what is fsynced (the slot's restart_lsn follows it, §10
- *   mistake 12); we fsync the open `.partial` each status interval, on a keepalive that asks for
+ * - The flush position we report is what is fsynced (the slot's restart_lsn follows it:
+ *   reporting more than is durable would let the server remove WAL we do not hold); we fsync the open `.partial` each status interval, on a keepalive that asks for
  *   a reply, and before stopping. It is reported with or without a slot (pg_receivewal reports
  *   0 without one; a true flush position is harmless and lets a fast shutdown of the server
  *   finish at once).
@@ -55,7 +55,7 @@ import {
 import type { Major } from './versions.js';
 
 // ---------------------------------------------------------------------------------------------
-// CopyData payloads (big-endian, §2.12) — pure
+// CopyData payloads (big-endian: XLogData `w`, keepalive `k`, standby status `r`) — pure
 // ---------------------------------------------------------------------------------------------
 
 /** Microseconds between the Unix epoch and the PostgreSQL epoch (2000-01-01 00:00:00 UTC). */

@@ -66,7 +66,7 @@ interface RestoreState {
 }
 
 /**
- * The six restore phases of PRODUCT.md, each logged to the job log and to an audit file in
+ * The six restore phases (pre-check, lay-down, wal-setup, start, topology, verify), each logged to the job log and to an audit file in
  * the target (<pgdata>/pgbacula_restore/audit.log). Re-running an interrupted restore of the
  * same backup into the same directory resumes: phases already done are skipped.
  */
@@ -83,7 +83,7 @@ export class RestoreJob {
     this.stagedWalDir = join(this.stateDir, 'wal');
     // The archive first, then the backup's own WAL (staged here): the backup's last segment is
     // zero-padded after the stop LSN, and served first it would end recovery there. wal-fetch
-    // exits 1 quietly when a file is not archived. '%' in paths is doubled (§3.9).
+    // exits 1 quietly when a file is not archived. '%' in paths is doubled.
     const staged = `cp ${shellQuote(`${this.stagedWalDir}/`).replace(/%/g, '%%')}%f "%p"`;
     this.plan = {
       restoreCommand: req.archiveRestoreCommand ? `${req.archiveRestoreCommand} || ${staged}` : staged,
