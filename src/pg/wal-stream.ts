@@ -472,6 +472,11 @@ class CopySession {
     }
   }
 
+  /** The server's CopyDone arrived (the readable side was ended), even if 'end' is not emitted yet. */
+  private copyEndedByServer(stream: CopyBothStream): boolean {
+    return (stream as unknown as { _readableState?: { ended?: boolean } })._readableState?.ended === true && stream.readableLength === 0;
+  }
+
   private stopTimer(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
@@ -506,8 +511,15 @@ class CopySession {
     const { o } = this;
     const stream = this.stream!;
     for (;;) {
-      if (this.streamError !== undefined) throw this.mapStreamError(cmd);
-      if (o.signal?.aborted) return this.stopCleanly('signal', cmd);
+      if (this.streamError !== undefined) {
+        // A server that shuts down sends its last WAL and CopyDone, then closes the socket: the
+        // close can be seen before we have read what is buffered. Write that WAL first; if the
+        // server had ended the COPY, it is an end, not a failure.
+        if (!isConnectionLoss(this.streamError) || stream.readableLength === 0) {
+          if (this.serverEnded || this.copyEndedByServer(stream)) return this.serverEndedCopy(cmd);
+          throw this.mapStreamError(cmd);
+        }
+      } else if (o.signal?.aborted) return this.stopCleanly('signal', cmd);
       if (this.fsyncWanted) {
         this.fsyncWanted = false;
         if (await this.syncCurrent()) this.sendStatus(false);

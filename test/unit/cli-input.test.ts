@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -138,5 +139,27 @@ describe('the default tmpdir belongs to the user running pgbacula', () => {
     expect(def.default).toBeUndefined();
     const ctx = buildContext(parseArgv(['backup']), ['backup', 'options'], {});
     expect(getString(ctx.params, 'tmpdir')).toBe(`/var/tmp/pgbacula-${process.getuid!()}`);
+  });
+});
+
+describe('staging left by a killed run is removed by the next one', () => {
+  it('wal-<backup id>-<pid> and pitr-<job>-<pid> of a dead process go; those of a live process stay', async () => {
+    const tmp = join(scratch, 'stale-tmp');
+    // A pid that no longer runs: a child that has exited.
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
+    const stale = [join(tmp, `wal-20260101-000000F-${dead}`), join(tmp, `pitr-7-${dead}`)];
+    const live = join(tmp, `wal-20260101-000001F-${process.ppid}`);
+    const other = join(tmp, 'something-else-123');
+    for (const d of [...stale, live, other]) {
+      mkdirSync(d, { recursive: true });
+      writeFileSync(join(d, 'manifest-entries.spool'), 'x');
+    }
+    // The backup fails later (no server there); the stale staging is gone before that.
+    const r = await runCli(['backup', '--repo', join(scratch, 'stale-repo'), '--tmpdir', tmp, '--host', join(scratch, 'no-server'), '--port', '1', '--user', 'postgres'], { PGBACULA_PROGRESS_SECONDS: '0' });
+    expect(r.code).not.toBe(0);
+    for (const d of stale) expect(existsSync(d), d).toBe(false);
+    expect(existsSync(live)).toBe(true);
+    expect(existsSync(other)).toBe(true);
+    expect(r.stderr).toContain(`removed staging directory ${stale[0]}`);
   });
 });
