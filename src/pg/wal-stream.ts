@@ -234,6 +234,7 @@ export async function streamWal(o: StreamWalOptions): Promise<StreamWalResult> {
   let startLsn = o.startLsn;
   let slot = o.slot;
   let delay = RECONNECT_FIRST_DELAY_MS;
+  let firstLoss: PgbaculaError | undefined;
   for (let attempt = 0; ; attempt++) {
     const progress: AttemptProgress = { resumeLsn: undefined, segments: [] };
     try {
@@ -249,7 +250,14 @@ export async function streamWal(o: StreamWalOptions): Promise<StreamWalResult> {
       }
     } catch (e) {
       const lost = e instanceof PgbaculaError && e.code === 'CONNECTION';
-      if (!lost || !settings || attempt >= RECONNECT_ATTEMPTS || o.signal?.aborted) throw e;
+      if (!lost || !settings || attempt >= RECONNECT_ATTEMPTS || o.signal?.aborted) {
+        // Say why the stream was lost, not only why the last reconnect failed.
+        if (lost && firstLoss && firstLoss !== e) {
+          throw new PgbaculaError('CONNECTION', `${firstLoss.message}; ${attempt} reconnect attempt(s) failed, the last: ${(e as Error).message}`, { hint: (e as PgbaculaError).hint, cause: e });
+        }
+        throw e;
+      }
+      firstLoss ??= e as PgbaculaError;
       completed.push(...progress.segments);
       if (progress.resumeLsn !== undefined) startLsn = progress.resumeLsn;
     }

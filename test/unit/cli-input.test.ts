@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseArgv } from '../../src/cli/argv.js';
+import { pgbaculaJobs } from '../../src/cli/backend-jobs.js';
+import type { JobContext } from '../../src/bacula/conversation.js';
 import { buildContext } from '../../src/cli/context.js';
 import { getString, validateParams } from '../../src/config/params.js';
 import { parsePluginString } from '../../src/config/plugin-string.js';
@@ -108,6 +110,25 @@ describe('two recovery targets are refused, naming both', () => {
 
   it('one target is accepted', () => {
     expect(recoveryTargetOf(restoreParams('target_xid=1234'))).toEqual({ kind: 'xid', value: '1234' });
+  });
+
+  it('a Bacula restore (Plugin Options) is refused when the job is configured, before any data is sent', async () => {
+    const lines: string[] = [];
+    const ctx = {
+      job: { name: 'RestorePg.1', jobId: 12, type: 'R', raw: {} },
+      log: new Proxy({}, { get: () => (t: string) => lines.push(String(t)) }),
+      signal: new AbortController().signal,
+    } as unknown as JobContext;
+    const raw = parsePluginString('pgbacula: mode=pitr pgdata_dir=/srv/restored target_time="2026-01-01 00:00:00+00" target_xid=42').params;
+    let err: unknown;
+    try {
+      await pgbaculaJobs({ env: {}, progressIntervalMs: 0 }).configure(raw, ctx);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(PgbaculaError);
+    expect((err as PgbaculaError).message).toContain('target_time');
+    expect((err as PgbaculaError).message).toContain('target_xid');
   });
 
   it('the CLI refuses both flags before touching the repository', async () => {
