@@ -9,7 +9,7 @@
 //   PGBACULA_VALID_PARAMS(X)   X("mode=")            one per accepted Plugin= key
 //   PGBACULA_RESTORE_ITEMS(X)  X(name, handler, comment, default)  bconsole "Plugin Options"
 //
-// Rules enforced here (spec §3.3.3, §3.3.4, §11.1):
+// Rules enforced here:
 //  * valid_params entries carry a trailing '=' (the FD compares prefixes, case-insensitively,
 //    against "key=value"; flag tokens arrive as "key=1"), so "mode=" never accepts "modex=".
 //  * the FD's own keys listing / query / abort_on_error are always accepted.

@@ -5,7 +5,7 @@
  *
  * This program is free software: you can redistribute it and/or modify it under the terms of
  * the GNU Affero General Public License version 3 as published by the Free Software
- * Foundation. It is linked with Bacula's metaplugin library (src/plugins/fd/pluginlib of
+ * Foundation. It is linked with Bacula's metaplugin library (Bacula's src/plugins/fd/pluginlib of
  * Bacula Community 15.0.x, AGPLv3 with the additional terms of Bacula's LICENSE file) and is
  * loaded into the AGPLv3 Bacula File Daemon; the combined plugin is distributed under AGPLv3.
  * "Bacula" is a registered trademark of Kern Sibbald; pgbacula is not part of Bacula.
@@ -13,7 +13,7 @@
  * What this file does: nothing but configure the metaplugin library. The library implements
  * every FD plugin callback and speaks the metaplugin packet protocol with an external backend
  * process (the pgbacula Node.js backend). This file provides the link-time constants the
- * library requires (see shared/spec/bacula-metaplugin-protocol.md §11.1):
+ * library requires:
  *
  *   plugin identity          pgbacula / "pgbacula:" / namespace "@pgbacula" / API "1"
  *   backend command          PGBACULA_BACKEND_PATH (build time; absolute paths are turned into
@@ -42,7 +42,7 @@
 #endif
 
 /* ---- plugin information (shown by "status client"; the FD loader checks the license) ---- */
-/* The FD accepts exactly "AGPLv3" or "Bacula AGPLv3" (src/filed/fd_plugins.c); this plugin is
+/* The FD accepts exactly "AGPLv3" or "Bacula AGPLv3" (Bacula's src/filed/fd_plugins.c); this plugin is
  * not Bacula's, so it says "AGPLv3". */
 const char *PLUGIN_LICENSE       = "AGPLv3";
 const char *PLUGIN_AUTHOR        = "pgbacula authors";

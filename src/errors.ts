@@ -2,7 +2,7 @@
  * Every failure class has one stable code. Codes are part of the interface: job logs,
  * `--json` output and scripts key on them, so never renumber or reuse one.
  *
- * `exit` is the CLI exit status the class maps to (PRODUCT.md: 0 success, 1 failure,
+ * `exit` is the CLI exit status the class maps to (0 success, 1 failure,
  * 2 bad input, 3 connection failure, 4 completed with warnings).
  */
 export const ERROR_CODES = {

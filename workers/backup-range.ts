@@ -5,7 +5,7 @@ import type { PageVerifier } from '../src/format/page-checksum.js';
 import { createLz4EncodeScratch, encodeBlocks, encodedBoundBytes, type Lz4EncodeScratch } from '../src/format/lz4-frame.js';
 import { loadKernels, type Kernels } from '../src/pipeline/kernels.js';
 
-/** One range of one file: read → verify pages → hash → compress (spec: the heavy path). */
+/** One range of one file: read → verify pages → hash → compress. */
 export interface RangeTask {
   readonly absPath: string;
   readonly offset: number;
@@ -105,7 +105,7 @@ function processRange(task: RangeTask, target: Uint8Array | undefined): { result
     const input = s.verifier.input;
     const got = readFully(fd, input, task.length, task.offset);
     // A file that shrank since the walk is padded with zeros to its announced size, as the
-    // server's own base backup does (§1.8 rule 14): WAL replay restores the truth.
+    // server's own base backup does: WAL replay restores the truth.
     if (got < task.length) input.fill(0, got, task.length);
     const raw = input.subarray(0, task.length);
 

@@ -32,6 +32,27 @@ export interface RestoreFileResult {
   readonly ok: boolean;
   readonly problem?: string;
   readonly bytes: number;
+  /**
+   * Set when writing the target failed (e.g. ENOSPC), not the stored file: the backup is fine,
+   * the place it is restored to is not — a different message and a different fix.
+   */
+  readonly targetErrno?: string;
+}
+
+/** A failure of the target file system, kept apart from a damaged stored file. */
+class TargetWriteError extends Error {
+  constructor(readonly errno: string, message: string) {
+    super(message);
+  }
+}
+
+function onTarget<T>(path: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new TargetWriteError(err.code ?? 'EIO', `cannot write ${path}: ${err.message}`);
+  }
 }
 
 const READ_CHUNK = 1024 * 1024;
@@ -45,7 +66,7 @@ export function restoreFile(task: RestoreFileTask): RestoreFileResult {
       renameSync(task.storedPath, task.targetPath);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'EXDEV') return copyOrCheck(task);
-      return { ok: false, problem: `cannot move it into place: ${(e as Error).message}`, bytes: checked.bytes };
+      return { ok: false, problem: `cannot move it into place: ${(e as Error).message}`, bytes: checked.bytes, targetErrno: (e as NodeJS.ErrnoException).code ?? 'EIO' };
     }
     try {
       chmodSync(task.targetPath, task.mode & 0o777);
@@ -58,7 +79,7 @@ export function restoreFile(task: RestoreFileTask): RestoreFileResult {
         closeSync(fd);
       }
     } catch (e) {
-      return { ok: false, problem: (e as Error).message, bytes: checked.bytes };
+      return { ok: false, problem: `cannot write ${task.targetPath}: ${(e as Error).message}`, bytes: checked.bytes, targetErrno: (e as NodeJS.ErrnoException).code ?? 'EIO' };
     }
     return checked;
   }
@@ -81,14 +102,18 @@ function copyOrCheck(task: RestoreFileTask): RestoreFileResult {
     return { ok: false, problem: `stored file is missing or unreadable: ${(e as NodeJS.ErrnoException).code ?? e}`, bytes: 0 };
   }
   try {
+    const target = task.targetPath;
     // O_NOFOLLOW: a symbolic link where the file goes is never written through.
-    if (task.targetPath) out = openSync(task.targetPath, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC | fsc.O_NOFOLLOW, task.mode & 0o777);
+    if (target) out = onTarget(target, () => openSync(target, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC | fsc.O_NOFOLLOW, task.mode & 0o777));
     const flushRange = () => {
       const data = range.subarray(0, inRange);
       hashes.push(kernels.hash(data).toString(16).padStart(16, '0'));
       if (out !== undefined) {
-        let off = 0;
-        while (off < data.length) off += writeSync(out, data, off, data.length - off, written + off);
+        const fd = out;
+        onTarget(target!, () => {
+          let off = 0;
+          while (off < data.length) off += writeSync(fd, data, off, data.length - off, written + off);
+        });
       }
       written += inRange;
       inRange = 0;
@@ -123,12 +148,16 @@ function copyOrCheck(task: RestoreFileTask): RestoreFileResult {
       return { ok: false, problem: `content hash ${hash} differs from the manifest's ${task.expectedHash}`, bytes: written };
     }
     if (out !== undefined) {
-      if (task.uid !== undefined && task.gid !== undefined) fchownSync(out, task.uid, task.gid);
-      futimesSync(out, task.mtimeMs / 1000, task.mtimeMs / 1000);
-      fsyncSync(out);
+      const fd = out;
+      onTarget(target!, () => {
+        if (task.uid !== undefined && task.gid !== undefined) fchownSync(fd, task.uid, task.gid);
+        futimesSync(fd, task.mtimeMs / 1000, task.mtimeMs / 1000);
+        fsyncSync(fd);
+      });
     }
     return { ok: true, bytes: written };
   } catch (e) {
+    if (e instanceof TargetWriteError) return { ok: false, problem: e.message, bytes: written, targetErrno: e.errno };
     return { ok: false, problem: (e as Error).message, bytes: written };
   } finally {
     closeSync(input);

@@ -1,7 +1,7 @@
 /*
  * pgbacula_kernels: a small Node-API addon over Debian's liblz4 and libxxhash.
  *
- * Why it exists (shared/design/PERFORMANCE.md): lz4 compression decides the backup throughput and
+ * Why it exists (measured with npm run bench:kernels): lz4 compression decides the backup throughput and
  * the pure-package path (lz4-napi) reaches about 520 MB/s per thread; liblz4's
  * LZ4_compress_fast_extState with a reused state and a caller-owned output buffer about 1,220 MB/s.
  * Hashing decides the verify/null-sink path, where native xxHash is about 3x xxhash-wasm.

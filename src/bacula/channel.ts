@@ -1,6 +1,6 @@
 /**
  * The two ends of the pipe pair to the FD: a reader that turns the FD's byte stream into an async
- * sequence of packets, and the ONE writer of packets to the FD (spec §9 items 1–5). Both are
+ * sequence of packets, and the ONE writer of packets to the FD (one writer, whole packets, in call order). Both are
  * plain stream adapters; what the packets mean is conversation.ts's business.
  */
 import type { Readable, Writable } from 'node:stream';
@@ -19,7 +19,7 @@ export interface PacketSink {
 
 /**
  * Packets from a byte stream. Input is read promptly (the FD must never block on us while it is
- * sending, §2.7) but not without bound: above `highWaterBytes` of unconsumed packets the stream
+ * sending) but not without bound: above `highWaterBytes` of unconsumed packets the stream
  * is paused, which makes the FD wait in its write — harmless, it is not reading from us then.
  */
 export class PacketReader implements PacketSource {
@@ -115,7 +115,7 @@ export class PacketReader implements PacketSource {
  * The only writer of fd 1. Packets are written whole and in call order (a packet is header +
  * payload written back to back without yielding, so nothing can interleave); `send` resolves
  * when the stream accepted it, honouring back-pressure. After `silence()` (an `A` was sent, or
- * the FD went away) every further packet is dropped: spec §2.5 — nothing more until the FD
+ * the FD went away) every further packet is dropped: nothing more until the FD
  * speaks, and after an abort it will not.
  */
 export class PacketWriter implements PacketSink {

@@ -1,12 +1,12 @@
 /**
- * The conversation with the FD, from the handshake to `T` (protocol spec §3–§7), as a state
+ * The conversation with the FD, from the handshake to `T`, as a state
  * machine over packets. It owns the order of packets; what a job does is delegated to a
  * PluginJob (configured from the Job and Params blocks by a JobFactory), which sees items, not
  * packets: backups/estimates write to an FdItemSink, restores read from the restore source.
  *
  *   Hello → Job block → Params block → <Kind>Start → work → (FINISH) → END → T
  *
- * Rules kept here (spec §9): never answer the handshake with E (that silently yields an empty
+ * Rules kept here: never answer the handshake with E (that silently yields an empty
  * "OK -- with warnings" job), reject bad configuration with ONE `A` and say nothing more,
  * acknowledge blocks with `F`, no data phase in estimates and listings, exit on T or EOF.
  */
@@ -26,7 +26,7 @@ import { runRestoreStream } from './restore-source.js';
 /** Writes every item of a backup, estimate or listing into the sink. */
 export type ItemProducer = (sink: ItemSink) => Promise<void>;
 
-/** One `.query` answer line: `k=v[,k=v]` pairs (C packet) or verbatim text (D packet), §5.3. */
+/** One `.query` answer line: `k=v[,k=v]` pairs (C packet) or verbatim text (D packet). */
 export type QueryAnswer = { readonly pairs: string } | { readonly text: string };
 
 export interface JobContext {
@@ -206,7 +206,7 @@ export class Conversation {
   }
 
   private async converse(): Promise<ConversationEnd> {
-    // §3.1 handshake: exactly our plugin name and API, else A (never E).
+    // handshake: exactly our plugin name and API, else A (never E).
     const hello = await this.expectCommand('the handshake');
     const want = `Hello ${this.opts.plugin} ${this.opts.api}`;
     if (hello !== want) {
@@ -216,17 +216,17 @@ export class Conversation {
     }
     await this.send(command('Hello Bacula\n'));
 
-    // §3.2 job information.
+    // job information.
     const job = parseJobBlock(await this.readBlock('Job'));
     this.job = job;
     await this.send(EOD);
 
-    // §3.3 parameters: validate everything before anything is read.
+    // parameters: validate everything before anything is read.
     const params = (await this.readBlock('Params')).map(parseParamLine);
     this.pluginJob = await this.factory.configure(params, { job, log: this.log, signal: this.signal });
     await this.send(EOD);
 
-    // §3.4 start command.
+    // start command.
     const start = await this.expectCommand('a start command');
     switch (start) {
       case 'BackupStart':
@@ -272,7 +272,7 @@ export class Conversation {
     await this.send(EOD);
     const sink = new FdItemSink(this.out, { namespace: this.namespace, dataPhase: kind === 'backup' });
     await this.produce(producer, sink);
-    await this.send(EOD); // end of the item stream (§4.10)
+    await this.send(EOD); // end of the item stream
     return await this.epilogue();
   }
 
@@ -294,7 +294,7 @@ export class Conversation {
       else if (a.text.length) await this.send({ kind: 'data', data: Buffer.from(a.text, 'utf8') });
     }
     await this.send(EOD);
-    // §5.3: no END after a query; T follows (or EOF).
+    // no END after a query; T follows (or EOF).
     return await this.epilogue();
   }
 
@@ -310,7 +310,7 @@ export class Conversation {
       if (err.code === 'CANCELLED') throw e;
       target = new RefusedRestoreTarget(err);
     }
-    await this.send(EOD); // never PIPE: vestigial in 15.0.3 (§3.4)
+    await this.send(EOD); // never PIPE: vestigial in 15.0.3
     const end = await runRestoreStream({ next: () => this.next() }, this.out, target, {
       namespace: this.namespace,
       where: this.job?.where,
@@ -329,7 +329,7 @@ export class Conversation {
     return (this.job?.namespace || this.opts.namespace).replace(/^\/+|\/+$/g, '');
   }
 
-  /** §3.5: END → F, then T; EOF at any point is a normal end. */
+  /** End of a job: END → F, then T; EOF at any point is a normal end. */
   private async epilogue(): Promise<ConversationEnd> {
     for (;;) {
       const p = await this.next();

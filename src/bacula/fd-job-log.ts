@@ -1,7 +1,7 @@
 /**
  * The job log under Bacula: operator lines become message packets (`I` info, `W` warning, `Q`
- * error without protocol effect), which the FD prints as `pgbacula: <text>` in the job log
- * (spec §2.3). Every text is scrubbed of secrets and cut below the FD's ~2000-byte message
+ * error without protocol effect), which the FD prints as `pgbacula: <text>` in the job log.
+ * Every text is scrubbed of secrets and cut below the FD's ~2000-byte message
  * buffer.
  */
 import { scrub } from '../config/redact.js';

@@ -1,8 +1,8 @@
 /**
- * The Bacula FD as an ItemSink: each item becomes one file record of the backup stream
- * (protocol spec §4.1–4.6): `FNAME:` + header (`STAT:`, `TSTAMP:`, `LSTAT:`) + `F`, then the data
+ * The Bacula FD as an ItemSink: each item becomes one file record of the backup stream:
+ * `FNAME:` + header (`STAT:`, `TSTAMP:`, `LSTAT:`) + `F`, then the data
  * phase (`DATA`, `D`…, `F`, or a lone `F` for "no data"). Estimates and listings get the header
- * only — an extra `F` there would be read as end of stream (§5.1).
+ * only — an extra `F` there would be read as end of stream.
  *
  * Item paths are relative to the plugin namespace: `<cluster>/dump/42/app.dump` is recorded as
  * `/@pgbacula/<cluster>/dump/42/app.dump`. A negative size means "not known before the data"
@@ -13,7 +13,7 @@ import type { ItemHeader, ItemSink, ItemTrailer } from '../pipeline/item.js';
 import type { PacketSink } from './channel.js';
 import { command, EOD } from './packet.js';
 
-/** Stored record size: the FD's default network buffer; packet boundaries become records (§4.4). */
+/** Stored record size: the FD's default network buffer; packet boundaries become records. */
 export const DATA_PACKET_BYTES = 64 * 1024;
 
 const S_IFREG = 0o100000;
@@ -27,7 +27,7 @@ export interface FdSinkOptions {
   readonly dataPhase: boolean;
 }
 
-/** `/@ns/<path>`, with the trailing slash Bacula requires for directories (§4.2). */
+/** `/@ns/<path>`, with the trailing slash Bacula requires for directories. */
 export function fdName(namespace: string, header: Pick<ItemHeader, 'path' | 'type'>): string {
   const rel = header.path.replace(/^\/+/, '').replace(/\/+$/, '');
   if (rel === '' || rel.split('/').some((c) => c === '' || c === '.' || c === '..')) {
@@ -40,7 +40,7 @@ export function fdName(namespace: string, header: Pick<ItemHeader, 'path' | 'typ
   return `/${namespace}/${rel}${header.type === 'dir' ? '/' : ''}`;
 }
 
-/** The STAT line: `STAT:<t> <size> <uid> <gid> <octal mode with type bits> <nlink>` (§4.3). */
+/** The STAT line: `STAT:<t> <size> <uid> <gid> <octal mode with type bits> <nlink>`. */
 export function statLine(header: ItemHeader): string {
   const perms = header.mode & 0o7777;
   const size = header.size < 0 ? -1 : Math.floor(header.size);
@@ -131,7 +131,7 @@ export class FdItemSink implements ItemSink {
     this.current = undefined;
     if (!this.opts.dataPhase) return;
     await this.flush();
-    // After DATA + D…: F ends the data; without data: F means "no data" (§4.4).
+    // After DATA + D…: F ends the data; without data: F means "no data".
     await this.out.send(EOD);
   }
 

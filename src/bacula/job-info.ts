@@ -1,5 +1,5 @@
 /**
- * The FD's Job block (protocol spec §3.2): one `Key=value` line per packet, in a fixed order,
+ * The FD's Job block: one `Key=value` line per packet, in a fixed order,
  * some lines only for some job types. Unknown keys are kept but ignored (later FDs add lines;
  * 13.0.x lacks WorkingDir/SysconfigPath/ExePath).
  */
@@ -18,7 +18,7 @@ export interface JobInfo {
   readonly level?: JobLevelLetter;
   /** Incremental/Differential reference time (Unix seconds). */
   readonly since?: number;
-  /** Restore prefix; empty and absent both mean "original location" (spec §15 item 19). */
+  /** Restore prefix; empty and absent both mean "original location" (as Bacula 15.0.3 sends it). */
   readonly where?: string;
   readonly regexWhere?: string;
   /** a always, w if newer, o if older, n never. */

@@ -1,5 +1,5 @@
 /**
- * The metaplugin packet codec (protocol spec §2.2–2.4): bytes in → typed packets out, and back.
+ * The metaplugin packet codec: bytes in → typed packets out, and back.
  * Nothing else lives here — no I/O, no conversation state (node-postgres pg-protocol's shape:
  * one parser with a single accumulation buffer that cuts frames by their length header, one
  * serializer).
@@ -14,7 +14,7 @@ export const PACKET_HEADER_BYTES = 8;
 /** Six decimal digits: the FD cannot express (and refuses to send) more. */
 export const MAX_PAYLOAD_BYTES = 999_999;
 
-/** Message letters: logged by the FD, no protocol effect (spec §2.3). */
+/** Message letters: logged by the FD, no protocol effect. */
 export type MessageLevel = 'I' | 'W' | 'Q' | 'S' | 'N' | 'R' | 'P' | 'O' | 'V';
 const MESSAGE_LEVELS: ReadonlySet<string> = new Set(['I', 'W', 'Q', 'S', 'N', 'R', 'P', 'O', 'V']);
 
@@ -101,7 +101,7 @@ function payloadOf(p: Packet): Uint8Array | undefined {
 
 /**
  * Header and payload of one packet, payload not copied (data packets are written straight from
- * the producer's buffer). Refuses what the FD would misread (spec §2.4, §9 item 3): empty `C`
+ * the producer's buffer). Refuses what the FD would misread: empty `C`
  * and `D` packets, oversized payloads.
  */
 export function serializePacketParts(p: Packet): [Buffer] | [Buffer, Uint8Array] {
@@ -134,7 +134,7 @@ function showHeader(bytes: Uint8Array): string {
 }
 
 function decodeText(payload: Uint8Array): string {
-  // The FD strips all trailing white space of a command it receives (spec §2.4); so do we, so
+  // The FD strips all trailing white space of a command it receives; so do we, so
   // both ends agree on what "FNAME:<name>" names.
   return Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('utf8').replace(/\s+$/, '');
 }

@@ -1,14 +1,14 @@
 /**
- * The FD as a source of items during a restore (protocol spec §6): the FD announces each entry
+ * The FD as a source of items during a restore: the FD announces each entry
  * (`FNAME:` + `STAT:` + `TSTAMP:` [+ `LSTAT:`] + `F`), the backend answers `OK`/`SKIP`/`E`, then
  * the FD sends metadata/`DATA`/ACL/XATTR blocks for accepted entries, each answered `OK`.
  * This module turns that dialogue into begin/write/end calls on a RestoreTarget and answers for
  * it; the target never sees a packet.
  *
- * An entry without data gets no `DATA` at all (§6.5), so an accepted entry is ended when the next
+ * An entry without data gets no `DATA` at all, so an accepted entry is ended when the next
  * `FNAME:` or `FINISH` arrives. Errors the target raises for an entry are answered `E` where the
  * protocol has an answer for that entry, and reported as `Q` (a job error without protocol
- * effect) where it has not; either way the restore job ends "Restore Error" (§6.9), which is the
+ * effect) where it has not; either way the restore job ends "Restore Error", which is the
  * truth. A failure at FINISH (where the restore itself runs) is too late for `Q`: it is thrown,
  * and answered `A`.
  */
@@ -29,7 +29,7 @@ export type RestoreStreamEnd =
 
 const TYPE_OF: Readonly<Record<string, ItemType>> = { F: 'file', E: 'file', L: 'file', D: 'dir', S: 'symlink' };
 
-/** Parse the FD's restore STAT line: `STAT:%c %lld %d %d %06o %d %d` (§6.3). */
+/** Parse the FD's restore STAT line: `STAT:%c %lld %d %d %06o %d %d`. */
 export function parseRestoreStat(line: string): { type: ItemType; letter: string; size: number; mode: number } {
   const m = /^STAT:(.) (-?\d+) (-?\d+) (-?\d+) ([0-7]+) (-?\d+)(?: (-?\d+))?$/.exec(line);
   if (!m) throw new PgbaculaError('PROTOCOL', `malformed STAT line from the FD: "${line}"`, { hint: 'A Bacula FD/shim version mismatch.' });

@@ -1,14 +1,16 @@
+import { resolve } from 'node:path';
 import { PgbaculaError } from '../errors.js';
-import { findParameter } from '../config/schema.js';
+import { closestName } from '../config/params.js';
+import { findParameter, PARAMETERS } from '../config/schema.js';
 import type { RawParam } from '../config/plugin-string.js';
 
 /** Flags that are not parameters: they name things the command works on or how it prints. */
 export const GLOBAL_FLAGS = {
-  repo: { takesValue: true, doc: 'repository directory (standalone mode)' },
-  pgdata: { takesValue: true, doc: 'data directory to read (backup, verify, bench)' },
+  repo: { takesValue: true, path: true, doc: 'repository directory (standalone mode)' },
+  pgdata: { takesValue: true, path: true, doc: 'data directory to read (backup, verify, bench)' },
   backup: { takesValue: true, doc: 'backup id in the repository (restore, verify, info); default the latest' },
-  staged: { takesValue: true, doc: "wal-fetch: a backup's own WAL staged by a restore, served when the archive lacks a file" },
-  config: { takesValue: true, doc: 'pgbacula.conf to read (default /etc/pgbacula/pgbacula.conf if present)' },
+  staged: { takesValue: true, path: true, doc: "wal-fetch: a backup's own WAL staged by a restore, served when the archive lacks a file" },
+  config: { takesValue: true, path: true, doc: 'pgbacula.conf to read (default /etc/pgbacula/pgbacula.conf if present)' },
   json: { takesValue: false, doc: 'machine-readable output' },
   help: { takesValue: false, doc: 'help for this command' },
   version: { takesValue: false, doc: 'print the version' },
@@ -24,11 +26,25 @@ export interface ParsedArgv {
 }
 
 const kebabToSnake = (s: string) => s.replace(/-/g, '_');
+const snakeToKebab = (s: string) => s.replace(/_/g, '-');
+
+/** Every flag a command line may hold, for the typo hint. */
+function knownFlagNames(): string[] {
+  return [...Object.keys(GLOBAL_FLAGS), ...PARAMETERS.filter((p) => !p.scopes.includes('protocol') && !p.secret).map((p) => p.name)];
+}
+
+function unknownFlag(name: string): PgbaculaError {
+  const near = closestName(name, knownFlagNames());
+  return new PgbaculaError('PARAM_UNKNOWN', `unknown flag --${snakeToKebab(name)}`, {
+    hint: near ? `Did you mean --${snakeToKebab(near)}? Run "pgbacula help parameters" for the full list.` : 'Run "pgbacula help" and "pgbacula help parameters" for the accepted flags.',
+  });
+}
 
 /**
  * `pgbacula <command> [--flag[=value] | --flag value]...`. Every schema parameter is a flag
- * in kebab case (PRODUCT.md "CLI conventions"); booleans may stand alone or take =value, and
- * --no-<flag> means false.
+ * in kebab case; booleans may stand alone or take =value, and
+ * --no-<flag> means false. Relative paths are resolved against the working directory, as
+ * pg_basebackup does (wal-push and wal-fetch run in the data directory, which is then the base).
  */
 export function parseArgv(argv: readonly string[]): ParsedArgv {
   const positional: string[] = [];
@@ -69,7 +85,8 @@ export function parseArgv(argv: readonly string[]): ParsedArgv {
           value = next;
           i++;
         }
-        globals[name as GlobalFlag] = value;
+        if (value === '') throw new PgbaculaError('USAGE', `flag --${name} needs a value`, { hint: `Write --${name}=VALUE.` });
+        globals[name as GlobalFlag] = 'path' in g && g.path ? resolve(value) : value;
       } else {
         globals[name as GlobalFlag] = true;
       }
@@ -84,7 +101,8 @@ export function parseArgv(argv: readonly string[]): ParsedArgv {
         value = 'false';
       }
     }
-    if (def?.type === 'bool' && value === undefined) value = 'true';
+    if (!def) throw unknownFlag(name);
+    if (def.type === 'bool' && value === undefined) value = 'true';
     if (value === undefined) {
       const next = argv[i + 1];
       if (next === undefined || next.startsWith('--')) {

@@ -24,6 +24,7 @@ import { filesRestoreTarget, releaseJobResources } from './backend-common.js';
 import { dumpSettings } from '../modes/dump-settings.js';
 import { planDump, runDump } from '../modes/dump.js';
 import { PitrPluginJob } from './backend-pitr.js';
+import { recoveryTargetOf } from '../restore/repo-restore.js';
 
 const BACKUP_SCOPES: readonly ParamScope[] = ['backup', 'connection', 'options', 'protocol'];
 const RESTORE_SCOPES: readonly ParamScope[] = ['backup', 'restore', 'connection', 'options', 'protocol'];
@@ -79,6 +80,8 @@ export function pgbaculaJobs(settings: BackendSettings): JobFactory {
             hint: 'Leave restore_mode=auto (the mode is read from the backup).',
           });
         }
+        // Two targets are refused when the job starts, not after the FD has sent the data.
+        if (physical) recoveryTargetOf(params);
       }
       if (mode !== 'dump' && mode !== 'parallel_dump' && mode !== 'pitr') {
         throw new PgbaculaError('PARAM_INVALID', `mode=${mode} is not available through Bacula in this version of pgbacula`, {

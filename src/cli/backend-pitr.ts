@@ -62,7 +62,7 @@ export class PitrPluginJob implements PluginJob {
   async prepareBackup(kind: 'backup' | 'estimate'): Promise<ItemProducer> {
     const s = this.pitrSettings();
     const job = this.ctx.job;
-    // Reject an unreachable server or a refused login now, with A to the start command (spec §3.4).
+    // Reject an unreachable server or a refused login now, with A to the start command.
     const probe = await openSession(s.connection, { applicationName: 'pgbacula pitr' });
     await probe.end().catch(() => undefined);
     return (sink) =>

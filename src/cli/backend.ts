@@ -2,9 +2,9 @@
  * `pgbacula backend`: the process the Bacula FD starts through the pgbacula-fd.so shim (via a
  * launcher script, since the FD cannot pass arguments). It speaks the metaplugin protocol on
  * stdin/stdout until `T` or end of input and then exits 0 — always 0: any other status is an
- * extra job error, and the FD waits for the exit without a timeout (protocol spec §2.8).
+ * extra job error, and the FD waits for the exit without a timeout.
  *
- * Process rules (spec §2.6, §7, §9.1): stdout carries packets only (one writer); nothing reaches
+ * Process rules: stdout carries packets only (one writer); nothing reaches
  * stderr (every byte there is a job error) — failures travel as `A` packets; SIGUSR1 is Bacula's
  * cancel (without a listener Node would open its inspector); every child process and staging
  * directory goes with us on every exit path.

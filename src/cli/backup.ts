@@ -9,13 +9,13 @@ import { acquireRepoLock } from '../repo/lock.js';
 import { RepoSink } from '../repo/repo-sink.js';
 import type { CommandContext } from './context.js';
 import { ok, type CommandResult } from './output.js';
+import { prepareTmpdir } from '../os/tmpdir.js';
 
 export function requireRepo(ctx: CommandContext): string {
   const repo = ctx.argv.globals.repo;
   if (typeof repo !== 'string') {
     throw new PgbaculaError('USAGE', 'this command needs --repo DIR', { hint: 'Name the repository directory with --repo /path.' });
   }
-  if (!repo.startsWith('/')) throw new PgbaculaError('PARAM_INVALID', `--repo ${repo} is not an absolute path`, { hint: 'Give an absolute path.' });
   return repo;
 }
 
@@ -42,6 +42,8 @@ export async function runBackupCommand(ctx: CommandContext): Promise<CommandResu
     const backupId = await createBackupDir(repo, newBackupId(new Date(), 'full'));
     const sink = new RepoSink(repo, backupId);
     await sink.open();
+    const tmpdir = getString(ctx.params, 'tmpdir')!;
+    await prepareTmpdir(tmpdir, log);
     const label = getString(ctx.params, 'pitr_label') === 'auto' ? `pgbacula_${backupId}` : getString(ctx.params, 'pitr_label')!;
     const t0 = Date.now();
     let result;
@@ -58,7 +60,7 @@ export async function runBackupCommand(ctx: CommandContext): Promise<CommandResu
         compress: getInt(ctx.params, 'compression_level') > 0,
         backupFromStandby: getBool(ctx.params, 'backup_from_standby'),
         excludeTablespaces: getList(ctx.params, 'exclude_tablespace'),
-        tmpdir: getString(ctx.params, 'tmpdir')!,
+        tmpdir,
         progressIntervalMs: ctx.progressIntervalMs,
         signal: controller.signal,
         manifestPath: sink.manifestTempPath,

@@ -41,6 +41,10 @@ function renderModes(modes: readonly ModeReadiness[]): string {
   const lines: string[] = ['', 'Modes:'];
   for (const m of modes) {
     const warn = m.findings.filter((f) => f.severity === 'warning').length;
+    if (!m.available) {
+      lines.push(`  ${m.mode.padEnd(14)} not available in this version`);
+      continue;
+    }
     lines.push(`  ${m.mode.padEnd(14)} ${m.ready ? (warn ? `ready, ${warn} warning${warn > 1 ? 's' : ''}` : 'ready') : 'NOT READY'}`);
     for (const f of m.findings) {
       lines.push(`    - ${f.severity === 'blocker' ? 'missing' : 'warning'}: ${f.problem}`);

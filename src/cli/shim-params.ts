@@ -12,7 +12,7 @@ export function shimParameterList(): { params: string[]; restoreOptions: { name:
   return {
     params: inPlugin.map((p) => p.name),
     // Only string and bool: other option types are a fatal "Unsupported parameter handler"
-    // in the 15.0.3 FD (protocol spec §3.3.4), so numbers travel as strings.
+    // in the 15.0.3 FD, so numbers travel as strings.
     restoreOptions: PARAMETERS.filter((p) => p.restoreOption).map((p) => ({
       name: p.name,
       type: p.type === 'bool' ? 'bool' : 'string',

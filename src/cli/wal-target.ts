@@ -24,7 +24,6 @@ export interface WalTarget {
 export async function walTarget(ctx: CommandContext, create: boolean): Promise<WalTarget> {
   const repo = ctx.argv.globals.repo;
   if (typeof repo === 'string') {
-    if (!repo.startsWith('/')) throw new PgbaculaError('PARAM_INVALID', `--repo ${repo} is not an absolute path`, { hint: 'Give an absolute path (archive_command and restore_command run in the data directory).' });
     // Loaded only the first time: wal-push runs once per segment, every import costs start-up time.
     if (create && !existsSync(join(repo, REPO_MARKER))) await (await import('../repo/catalog.js')).initRepository(repo);
     return { root: walArchiveRoot({ repo }), repo, singleSystem: true, describe: `repository ${repo}` };

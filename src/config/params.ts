@@ -1,5 +1,6 @@
+import { isAbsolute, resolve } from 'node:path';
 import { PgbaculaError } from '../errors.js';
-import { findParameter, PARAMETERS, type ParameterDef, type ParamScope } from './schema.js';
+import { findParameter, PARAMETERS, type ParamScope } from './schema.js';
 import type { RawParam } from './plugin-string.js';
 import { parseParamValue, type ParamValue } from './values.js';
 
@@ -13,12 +14,12 @@ function scopeNames(scopes: readonly ParamScope[]): string {
   return scopes.join('/');
 }
 
-function closestName(key: string, candidates: readonly ParameterDef[]): string | undefined {
-  // A typo hint: the candidate with the smallest edit distance, if it is close enough.
+/** A typo hint: the candidate with the smallest edit distance, if it is close enough. */
+export function closestName(key: string, candidates: readonly string[]): string | undefined {
   let best: { name: string; d: number } | undefined;
   for (const c of candidates) {
-    const d = editDistance(key.toLowerCase(), c.name);
-    if (d <= 2 && (!best || d < best.d)) best = { name: c.name, d };
+    const d = editDistance(key.toLowerCase(), c);
+    if (d <= 2 && (!best || d < best.d)) best = { name: c, d };
   }
   return best?.name;
 }
@@ -39,7 +40,7 @@ function editDistance(a: string, b: string): number {
 
 /**
  * Validate raw key/value pairs against the schema for the given scopes. Every problem is
- * refused before anything is read (PRODUCT.md): unknown key, value of the wrong shape, a
+ * refused before anything is read: unknown key, value of the wrong shape, a
  * secret where it would be stored in clear, a scalar given twice with different values.
  */
 export function validateParams(raw: readonly RawParam[], scopes: readonly ParamScope[], source: ParamSource): ParamMap {
@@ -48,7 +49,7 @@ export function validateParams(raw: readonly RawParam[], scopes: readonly ParamS
   for (const { key, value } of raw) {
     const def = findParameter(key);
     if (!def || !allowed.includes(def)) {
-      const near = closestName(key, allowed.filter((p) => !p.scopes.includes('protocol')));
+      const near = closestName(key, allowed.filter((p) => !p.scopes.includes('protocol')).map((p) => p.name));
       const shown = def?.secret ? `${key}=***` : `${key}=${value}`;
       throw new PgbaculaError('PARAM_UNKNOWN', `unknown parameter ${shown}${def ? ` (not valid for ${scopeNames(scopes)})` : ''}`, {
         hint: near
@@ -61,7 +62,13 @@ export function validateParams(raw: readonly RawParam[], scopes: readonly ParamS
         hint: 'Put the password in pgbacula.conf (mode 0640) or a pgpass file, or set PGPASSWORD.',
       });
     }
-    const parsed = parseParamValue(def, value);
+    // A command line has a working directory to resolve against (as pg_basebackup does); a plugin
+    // string or a config file does not, so a relative path there stays refused.
+    const given = source === 'cli' && def.type === 'path' && value.trim() !== '' && !isAbsolute(value.trim()) ? resolve(value.trim()) : value;
+    const parsed = parseParamValue(def, given);
+    if (def.unavailable && String(parsed) === def.unavailable.value) {
+      throw new PgbaculaError('PARAM_INVALID', `${def.name}=${value} is not available in this version of pgbacula: ${def.unavailable.why}`, { hint: def.unavailable.hint });
+    }
     const previous = out.get(def.name);
     if (previous !== undefined) {
       if (Array.isArray(previous) && Array.isArray(parsed)) {
@@ -83,7 +90,8 @@ export function validateParams(raw: readonly RawParam[], scopes: readonly ParamS
 export function defaultValue(name: string): ParamValue | undefined {
   const def = findParameter(name);
   if (!def) throw new PgbaculaError('INTERNAL', `no parameter named ${name} in the schema`);
-  return def.default === undefined ? undefined : parseParamValue(def, def.default);
+  if (def.default === undefined) return def.defaultOf ? parseParamValue(def, def.defaultOf()) : undefined;
+  return parseParamValue(def, def.default);
 }
 
 /** Typed accessors: the schema guarantees the type, these only narrow for the compiler. */

@@ -6,7 +6,7 @@ export interface RawParam {
 }
 
 /**
- * Tokenise a Bacula plugin string exactly as the FD does (protocol spec §3.3.2), so what a
+ * Tokenise a Bacula plugin string exactly as the FD does, so what a
  * user tests with `pgbacula` on the command line means the same as in a FileSet:
  * the first ':' ends the plugin name; tokens split at unquoted blanks; '"' toggles quoting
  * and is removed; '\' makes the next character literal; a token without '=' is a flag (=1).
@@ -68,7 +68,7 @@ function splitToken(token: string): RawParam {
   return eq < 0 ? { key: token, value: '1' } : { key: token.slice(0, eq), value: token.slice(eq + 1) };
 }
 
-/** The lines the FD sends after `Params` (one `key=value` per packet, §3.3.3). */
+/** The lines the FD sends after `Params` (one `key=value` per packet). */
 export function parseParamLine(line: string): RawParam {
   const text = line.endsWith('\n') ? line.slice(0, -1) : line;
   const eq = text.indexOf('=');

@@ -36,6 +36,10 @@ export interface ParameterDef {
   readonly default?: string;
   /** What the default means when it is not a literal value (shown in docs instead). */
   readonly defaultDoc?: string;
+  /** A default that depends on who runs pgbacula (used when `default` is absent). */
+  readonly defaultOf?: () => string;
+  /** A value the schema knows but this version cannot honour: refused, with why and what to do. */
+  readonly unavailable?: { readonly value: string; readonly why: string; readonly hint: string };
   readonly min?: number;
   readonly max?: number;
   readonly values?: readonly string[];
@@ -52,7 +56,7 @@ const BACKUP_MODES = ['dump', 'parallel_dump', 'pitr', 'pitr_block', 'cdp'] as c
 export type BackupMode = (typeof BACKUP_MODES)[number];
 
 export const PARAMETERS: readonly ParameterDef[] = [
-  // ---- backup parameters (PRODUCT.md "Backup parameters")
+  // ---- backup parameters
   { name: 'mode', type: 'enum', scopes: ['backup'], default: 'dump', values: BACKUP_MODES, doc: 'backup strategy', inPluginString: true },
   { name: 'database', type: 'list', scopes: ['backup'], default: '*', doc: 'databases to dump (dump modes): a name or a comma list; * = all', inPluginString: true },
   { name: 'exclude_database', type: 'list', scopes: ['backup'], default: '', doc: 'databases to skip (comma list)', inPluginString: true },
@@ -60,22 +64,25 @@ export const PARAMETERS: readonly ParameterDef[] = [
   { name: 'dump_format', type: 'enum', scopes: ['backup'], default: 'custom', values: ['custom', 'directory', 'tar', 'plain'], doc: 'pg_dump -F', inPluginString: true },
   { name: 'compression_level', type: 'int', scopes: ['backup'], default: '0', min: 0, max: 9, doc: '0 = leave compression to Bacula', inPluginString: true },
   { name: 'include_blobs', type: 'bool', scopes: ['backup'], default: 'true', doc: 'large objects in dumps', inPluginString: true },
-  { name: 'track_replication_state', type: 'bool', scopes: ['backup', 'options'], default: 'false', doc: 'capture slots, subscriptions, standby settings', inPluginString: true },
+  { name: 'track_replication_state', type: 'bool', scopes: ['backup', 'options'], default: 'false', doc: 'capture slots, subscriptions, standby settings (not available in this version: true is refused)', inPluginString: true,
+    unavailable: { value: 'true', why: 'capturing slots, subscriptions and standby settings is not implemented yet', hint: 'Leave track_replication_state unset (or false); recreate slots and subscriptions by hand after a restore.' } },
   { name: 'backup_from_standby', type: 'bool', scopes: ['backup', 'options'], default: 'false', doc: 'connect with target_session_attrs=standby', inPluginString: true },
   { name: 'standby_host', type: 'host', scopes: ['backup'], default: '', doc: 'explicit standby (overrides the connection host)', inPluginString: true },
   { name: 'pitr_label', type: 'string', scopes: ['backup'], default: 'auto', doc: 'backup label passed to the backup-start call (auto = bacula_<jobid> or pgbacula_<time>)', inPluginString: true },
   { name: 'wal_segment_overlap', type: 'int', scopes: ['backup'], default: '2', min: 1, max: 32, doc: 'extra WAL segments kept in the spool after a job', inPluginString: true },
   { name: 'pitr_block_summary_days', type: 'int', scopes: ['backup'], default: '14', min: 1, max: 365, doc: 'how far back WAL summaries are kept and usable', inPluginString: true },
   { name: 'cdp_window_seconds', type: 'int', scopes: ['backup'], default: '300', min: 10, max: 86400, doc: 'how often cdp ships WAL', inPluginString: true },
-  { name: 'tmpdir', type: 'path', scopes: ['backup', 'options'], default: '/var/tmp/pgbacula', doc: 'staging directory (absolute path)', inPluginString: true },
+  // Per user: a directory one user made 0700 (root through Bacula) must not block another (postgres
+  // running the CLI). /var/tmp, not $TMPDIR: staged dumps can be large and /tmp is often a small tmpfs.
+  { name: 'tmpdir', type: 'path', scopes: ['backup', 'options'], defaultDoc: '/var/tmp/pgbacula-<uid>', defaultOf: () => `/var/tmp/pgbacula-${process.getuid?.() ?? 0}`, doc: 'staging directory (absolute path), made 0700 for the user running pgbacula', inPluginString: true },
   { name: 'exclude_tablespace', type: 'list', scopes: ['backup'], default: '', doc: 'tablespaces to skip (oid or name list)', inPluginString: true },
   { name: 'connection_timeout', type: 'int', scopes: ['backup', 'connection'], default: '30', min: 1, max: 600, doc: 'seconds to wait for a connection', inPluginString: true },
   { name: 'verify_checksum', type: 'bool', scopes: ['backup'], default: 'true', doc: 'verify every data page checksum while backing up', inPluginString: true },
 
-  // ---- restore parameters (PRODUCT.md "Restore parameters")
+  // ---- restore parameters
   { name: 'restore_mode', type: 'enum', scopes: ['restore'], default: 'auto', values: ['auto', 'dump', 'pitr', 'pitr_block'], doc: 'normally read from the backup metadata', inPluginString: true, restoreOption: true },
-  { name: 'target_time', type: 'time', scopes: ['restore'], defaultDoc: 'end of WAL', doc: 'ISO-8601 time with zone; recovery stops at that second', inPluginString: true, restoreOption: true },
-  { name: 'target_lsn', type: 'lsn', scopes: ['restore'], defaultDoc: 'none', doc: 'stop at this WAL location (wins over target_time)', inPluginString: true, restoreOption: true },
+  { name: 'target_time', type: 'time', scopes: ['restore'], defaultDoc: 'end of WAL', doc: 'ISO-8601 time with zone; recovery stops at that second (one target_* only)', inPluginString: true, restoreOption: true },
+  { name: 'target_lsn', type: 'lsn', scopes: ['restore'], defaultDoc: 'none', doc: 'stop at this WAL location', inPluginString: true, restoreOption: true },
   { name: 'target_xid', type: 'xid', scopes: ['restore'], defaultDoc: 'none', doc: 'stop after this transaction id', inPluginString: true, restoreOption: true },
   { name: 'target_name', type: 'string', scopes: ['restore'], defaultDoc: 'none', doc: 'stop at this named restore point (pg_create_restore_point)', inPluginString: true, restoreOption: true },
   { name: 'target_database', type: 'string', scopes: ['restore'], defaultDoc: 'all', doc: 'dump modes: restore only this database', inPluginString: true, restoreOption: true },
@@ -118,7 +125,7 @@ export const PARAMETERS: readonly ParameterDef[] = [
   { name: 'config', type: 'path', scopes: ['backup', 'restore'], defaultDoc: '/etc/pgbacula/pgbacula.conf if present', doc: 'pgbacula.conf to read', inPluginString: true, restoreOption: true },
   { name: 'cluster', type: 'string', scopes: ['backup', 'restore'], defaultDoc: 'system identifier', doc: 'cluster name used in virtual paths and the repository', inPluginString: true },
 
-  // ---- keys the Bacula FD adds or interprets itself (protocol spec §3.3.3)
+  // ---- keys the Bacula FD adds or interprets itself
   { name: 'abort_on_error', type: 'bool', scopes: ['protocol'], default: 'false', doc: 'FD: every backend error becomes fatal', inPluginString: true },
   { name: 'listing', type: 'string', scopes: ['protocol'], doc: 'FD: path listed by .ls', inPluginString: true },
   { name: 'query', type: 'string', scopes: ['protocol'], doc: 'FD: .query parameter', inPluginString: true },

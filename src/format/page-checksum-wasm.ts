@@ -3,8 +3,8 @@
  * `scripts/build-wasm.mjs` into `dist/wasm/page-checksum.wasm`) and {@link createPageVerifier}, which
  * picks it or falls back to the pure-JS kernel of `page-checksum.ts`.
  *
- * Why WASM: data already in the module's linear memory is checked at about 5× the pure-JS speed
- * (PERFORMANCE.md), and a file range can be read straight into that memory, so read, verify and hash
+ * Why WASM: data already in the module's linear memory is checked at about 5× the pure-JS speed,
+ * and a file range can be read straight into that memory, so read, verify and hash
  * share one buffer with no copy.
  *
  * Memory layout of one instance (one per worker thread):

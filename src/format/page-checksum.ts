@@ -1,9 +1,9 @@
 /**
- * PostgreSQL data page checksum (spec §5.3), pure JavaScript reference kernel, and the
+ * PostgreSQL data page checksum, pure JavaScript reference kernel, and the
  * {@link PageVerifier} interface shared with the WebAssembly SIMD kernel
  * (`page-checksum-wasm.ts`), of which this is the fallback.
  *
- * The algorithm (PostgreSQL `src/include/storage/checksum_impl.h`, unchanged 9.3 → 18): 32 lanes of
+ * The algorithm (PostgreSQL's `src/include/storage/checksum_impl.h`, unchanged 9.3 → 18): 32 lanes of
  * FNV-1a-like mixing over the page read as little-endian uint32 words, row by row (a row is 32
  * words = 128 bytes; lane j takes word j of every row), with `pd_checksum` (bytes 8–9) taken as
  * zero; two finishing rounds of mixing with 0; the lanes XOR-ed together, XOR the relation-wide block
@@ -26,7 +26,7 @@ export const FNV_PRIME = PRIME;
 
 /**
  * `checksumBaseOffsets[N_SUMS]` of `checksum_impl.h`: the seed of each lane. These must be exact —
- * a kernel with 3 of 32 wrong fails every real page (PERFORMANCE.md); the real-cluster test guards them.
+ * a kernel with 3 of 32 wrong fails every real page; the real-cluster test guards them.
  */
 export const CHECKSUM_BASE_OFFSETS: readonly number[] = Object.freeze([
   0x5b1f36e9, 0xb8525960, 0x02ab50aa, 0x1de66d2a, 0x79ff467a, 0x9bb9f8a3, 0x217e7cd2, 0x83e13d2c,
@@ -51,7 +51,7 @@ const SEEDS = Int32Array.from(CHECKSUM_BASE_OFFSETS);
 /** Per-thread scratch: an aligned copy for pages that are not 4-byte aligned. */
 let alignedScratch = new Int32Array(DEFAULT_BLOCK_SIZE / 4);
 
-/** One mixing step of a lane: `t = s ^ v; s = t * FNV_PRIME ^ (t >>> 17)` (spec §5.3). */
+/** One mixing step of a lane: `t = s ^ v; s = t * FNV_PRIME ^ (t >>> 17)`. */
 function mix(state: number, value: number): number {
   const t = state ^ value;
   return Math.imul(t, PRIME) ^ (t >>> 17);
@@ -128,7 +128,7 @@ function requireBlockNumber(blkno: number): void {
 }
 
 /**
- * The data checksum PostgreSQL would store in `page` as block `blkno` (relation-wide, spec §5.1):
+ * The data checksum PostgreSQL would store in `page` as block `blkno` (relation-wide: segment number × RELSEG_SIZE + block in the segment):
  * a value 1…65535. Bytes 8–9 of `page` are ignored and left untouched. `page.length` is the block size.
  */
 export function pageChecksum(page: Uint8Array, blkno: number): number {
@@ -164,7 +164,7 @@ export interface PageChecksumFailure {
 export interface PageVerifyResult {
   /** Pages whose checksum was computed and compared (every page that is not all zero). */
   checkedPages: number;
-  /** All-zero pages: the only pages accepted without a checksum (spec §5.6, project rule). */
+  /** All-zero pages: the only pages accepted without a checksum (a project rule). */
   newPages: number;
   failures: PageChecksumFailure[];
 }

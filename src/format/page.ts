@@ -1,5 +1,5 @@
 /**
- * PostgreSQL page header (spec §5.2) and the "new page" rule of this project (spec §5.6).
+ * PostgreSQL page header and the "new page" rule of this project.
  *
  * Pure: bytes in, values out. Pages are read as little-endian, the byte order of every platform
  * pgbacula ships for (x86-64, arm64); PostgreSQL itself writes pages in the host's native order.
@@ -7,10 +7,10 @@
 
 import { PgbaculaError } from '../errors.js';
 
-/** `BLCKSZ` of a default build; the real value is pg_control's `blcksz` (spec §5.1). */
+/** `BLCKSZ` of a default build; the real value is pg_control's `blcksz`. */
 export const DEFAULT_BLOCK_SIZE = 8192;
 
-/** `RELSEG_SIZE` of a default build: 131072 blocks of 8 kB = 1 GiB per segment file (spec §5.1). */
+/** `RELSEG_SIZE` of a default build: 131072 blocks of 8 kB = 1 GiB per segment file. */
 export const DEFAULT_BLOCKS_PER_SEGMENT = 131072;
 
 /** `SizeOfPageHeaderData`: the fixed part of the header, before the line pointers. */
@@ -28,7 +28,7 @@ export const PD_ALL_VISIBLE = 0x0004;
 /** `PD_VALID_FLAG_BITS`: any other bit set in `pd_flags` makes the server reject the page. */
 export const PD_VALID_FLAG_BITS = 0x0007;
 
-/** The 24-byte `PageHeaderData`, field by field (spec §5.2). */
+/** The 24-byte `PageHeaderData`, field by field. */
 export interface PageHeader {
   /** LSN of the end of the last WAL record that changed the page (`xlogid << 32 | xrecoff`). */
   pdLsn: bigint;
@@ -108,7 +108,7 @@ export function isAllZero(bytes: Uint8Array): boolean {
 }
 
 /**
- * The project's "new page" rule (spec §5.6, project rule): a page is new — and carries no checksum —
+ * The project's "new page" rule: a page is new — and carries no checksum —
  * only when **all** its bytes are zero. The server's own test, `pd_upper == 0`
  * ({@link serverPageIsNew}), is not enough: a damaged page whose `pd_upper` became 0 would escape
  * verification.
@@ -123,7 +123,7 @@ export function serverPageIsNew(header: PageHeader): boolean {
 }
 
 /**
- * The header sanity test of `PageIsVerifiedExtended` (spec §5.2): only valid flag bits, and
+ * The header sanity test of `PageIsVerifiedExtended`: only valid flag bits, and
  * `pd_lower ≤ pd_upper ≤ pd_special ≤ BLCKSZ` with `pd_special` a multiple of 8 (`MAXALIGN`).
  */
 export function pageHeaderIsSane(header: PageHeader, blockSize = DEFAULT_BLOCK_SIZE): boolean {
@@ -137,7 +137,7 @@ export function pageHeaderIsSane(header: PageHeader, blockSize = DEFAULT_BLOCK_S
 }
 
 /**
- * Relation-wide block number of block `blockInSegment` of segment file `.segno` (spec §5.1); this is
+ * Relation-wide block number of block `blockInSegment` of segment file `.segno`; this is
  * the number mixed into the checksum.
  */
 export function absoluteBlockNumber(

@@ -1,5 +1,5 @@
 /**
- * Relation file names (postgresql-backup-internals.md §5.1, §1.8): `<relfilenode>[_<fork>][.<segno>]`
+ * Relation file names: `<relfilenode>[_<fork>][.<segno>]`
  * in a relation directory; temporary relations are `t<backendid>_<relfilenode>[_<fork>][.<segno>]`.
  * Pure: names in, values out.
  */
@@ -39,7 +39,7 @@ export function isRelationDirectory(relDir: string): boolean {
   return relDir === 'global' || /^base\/\d+$/.test(relDir) || /^pg_tblspc\/\d+\/PG_[^/]+\/\d+$/.test(relDir);
 }
 
-/** Files in relation directories that are not relation data and carry no page checksums (§5.4). */
+/** Files in relation directories that are not relation data and carry no page checksums. */
 const NOT_CHECKSUMMED = new Set(['pg_control', 'pg_filenode.map', 'PG_VERSION']);
 
 /** Should pages of this file be checksum-verified? Only real relation files of relation dirs. */

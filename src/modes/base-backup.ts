@@ -136,7 +136,7 @@ export async function runBaseBackup(req: BaseBackupRequest): Promise<BaseBackupR
     log.info(`starting pitr backup (PG ${server.version} on ${hostname()}${server.inRecovery ? ', standby' : ''})`);
 
     // The temporary slot is made before the backup starts, so the server keeps every WAL
-    // segment from the start LSN until we have streamed it (spec §2.6).
+    // segment from the start LSN until we have streamed it.
     repl = await ReplicationConnection.open(req.connection, { applicationName: 'pgbacula backup wal' });
     const ident = await repl.identifySystem();
     const segmentSize = await repl.walSegmentSize();
@@ -160,6 +160,8 @@ export async function runBaseBackup(req: BaseBackupRequest): Promise<BaseBackupR
       startLsn: parseLsn(start.startLsn),
       timeline: ident.timeline,
       slot,
+      temporarySlot: true,
+      reconnect: req.connection,
       targetDir: walDir,
       statusIntervalMs: 2_000,
       signal: streamStop.signal,
@@ -219,6 +221,8 @@ export async function runBaseBackup(req: BaseBackupRequest): Promise<BaseBackupR
         startLsn: first ? first.lastFlushedLsn : parseLsn(start.startLsn),
         timeline: ident.timeline,
         slot,
+        temporarySlot: true,
+        reconnect: req.connection,
         targetDir: walDir,
         stopAtLsn: stopLsn,
         statusIntervalMs: 2_000,

@@ -1,5 +1,5 @@
 /**
- * How a logical dump backup is laid out as items (ARCHITECTURE.md "Virtual namespace"):
+ * How a logical dump backup is laid out as items:
  *
  *   <cluster>/dump/<job>/manifest.json      what the job stored, for the restore (first)
  *   <cluster>/dump/<job>/globals.sql        pg_dumpall --globals-only: roles, tablespaces

@@ -29,6 +29,7 @@ import { formatBytes, ProgressTracker, type JobLog } from '../pipeline/job-log.j
 import type { RestoreDecision, RestoreEntry, RestoreTarget } from '../pipeline/restore-target.js';
 import { registerScratch, removeScratch } from '../pipeline/scratch-dirs.js';
 import { encodeName, parseDumpManifest, parseDumpPath, type DumpFormat, type DumpManifest, type DumpPath } from './dump-layout.js';
+import { prepareTmpdir } from '../os/tmpdir.js';
 
 /** A job log that can also report errors the job continues after (Bacula: `Q`). */
 export interface RestoreLog extends JobLog {
@@ -343,6 +344,7 @@ export class ServerRestoreTarget implements RestoreTarget {
         await this.prepareDatabase(at.database!);
         if (this.pending) throw new PgbaculaError('INTERNAL', `directory archive of ${this.pending.db} still pending`);
         const dir = join(this.staging, encodeName(at.database!) + '.dir');
+        await prepareTmpdir(this.s.tmpdir, this.log);
         registerScratch(this.staging);
         await rm(dir, { recursive: true, force: true });
         await mkdir(dir, { recursive: true, mode: 0o700 });

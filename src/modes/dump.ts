@@ -1,5 +1,5 @@
 /**
- * Modes `dump` and `parallel_dump` as item sources (PRODUCT.md "Backup modes"): cluster
+ * Modes `dump` and `parallel_dump` as item sources: cluster
  * globals (`pg_dumpall --globals-only`) and one archive per database.
  *
  * - custom, tar, plain: `pg_dump -F<c|t|p>` on a pipe, streamed into the sink as it is written —
@@ -12,7 +12,6 @@
  * pg_dump/pg_dumpall failure fails the job with pg_dump's own words (the caller aborts).
  */
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { describeEndpoint, type ConnectionSettings } from '../config/connection.js';
@@ -30,6 +29,7 @@ import {
 } from './dump-layout.js';
 import { pgDumpArgs, type DumpSettings } from './dump-settings.js';
 import { emitStagedDirectory, stageDirectoryDump } from './parallel-dump.js';
+import { prepareTmpdir } from '../os/tmpdir.js';
 
 /** Size of an item whose length is not known before its data (a streamed archive). */
 export const SIZE_NOT_KNOWN = -1;
@@ -366,7 +366,7 @@ export async function runDump(plan: DumpPlan, sink: ItemSink, ctx: DumpRunContex
   let total = globals.content.length;
   const staging = stagingDir(s.tmpdir, ctx.job);
   if (s.format === 'directory') {
-    await mkdir(s.tmpdir, { recursive: true, mode: 0o700 });
+    await prepareTmpdir(s.tmpdir, log);
     removeStaleStaging(s.tmpdir, log);
     registerScratch(staging);
   }

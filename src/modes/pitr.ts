@@ -1,5 +1,5 @@
 /**
- * Mode `pitr` as a source of items for a Bacula job (ARCHITECTURE.md, virtual namespace):
+ * Mode `pitr` as a source of items for a Bacula job:
  *
  *   <cluster>/pitr/<backup-id>/...            a base backup in the repository's stored form
  *                                             (files/ of a repository backup, then manifest.json)
@@ -13,7 +13,7 @@
  * holds the WAL up to its own start of shipping; a job whose WAL does not arrive fails, and so
  * does one whose spool the archiver cannot fill (pitr-spool.ts) — never "OK" with a warning.
  */
-import { mkdir, open, readdir, rm, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ConnectionSettings } from '../config/connection.js';
 import { PgbaculaError } from '../errors.js';
@@ -32,12 +32,13 @@ import { PrefixedSink } from '../pipeline/prefixed-sink.js';
 import { forgetScratch, registerScratch, removeScratch } from '../pipeline/scratch-dirs.js';
 import { newBackupId } from '../repo/layout.js';
 import { writeFileAtomic } from '../os/durable.js';
-import { acquirePidLock, pidAlive } from '../os/pid-lock.js';
+import { acquirePidLock } from '../os/pid-lock.js';
 import { parseLsn } from '../wal/lsn.js';
 import { hex8, parseWalFileName, segmentNumberOfName, walSegmentName, walSegmentNumber } from '../wal/segment.js';
 import { ARCHIVE_META_FILE, listWalArchive, storeHistoryFile, type WalArchiveListing } from '../wal/spool.js';
 import { parseTimelineHistory, type TimelineHistoryEntry } from '../wal/timeline-history.js';
 import { archiverOf, checkSpool, giveToSpoolOwner } from './pitr-spool.js';
+import { prepareTmpdir } from '../os/tmpdir.js';
 import {
   CHAIN_FORMAT, lineageSegments, planBaseWal, planWalJob, pruneLimit, retainRecords, findReference,
   type BaculaLevel, type ChainFile, type ChainRecord, type ChainSegmentRef, type ServerNow, type SpoolSegment,
@@ -155,7 +156,7 @@ async function situation(s: PitrSettings, repl: ReplicationConnection): Promise<
   let listing = await listWalArchive(s.spoolRoot, ident.systemId);
   let history: TimelineHistoryEntry[] | undefined = ident.timeline === 1 ? [] : listing.histories.find((h) => h.timeline === ident.timeline)?.entries;
   if (history === undefined && ident.timeline > 1) {
-    // The server has it: fetch it over replication and keep it in the spool (history first, §3.5).
+    // The server has it: fetch it over replication and keep it in the spool (history first: recovery reads it before any WAL of its timeline).
     const file = await repl.timelineHistory(ident.timeline);
     await storeHistoryFile(s.spoolRoot, ident.systemId, ident.timeline, file.content, `TIMELINE_HISTORY ${ident.timeline}`);
     const sysDir = join(s.spoolRoot, ident.systemId);
@@ -374,7 +375,8 @@ async function baseJob(s: PitrSettings, job: PitrJob, sit: Situation, cluster: s
   const backupId = newBackupId(now, 'full');
   const label = s.label === 'auto' ? `bacula_${job.jobId}` : s.label;
   const work = join(s.tmpdir, `pitr-${job.jobId}-${process.pid}`);
-  await removeStaleWork(s.tmpdir, log);
+  // Also removes the work directories of backends that did not live to remove them (kill -9).
+  await prepareTmpdir(s.tmpdir, log);
   await mkdir(work, { recursive: true, mode: 0o700 });
   // Removed by every exit path, a cancel (SIGUSR1 ends the process) included.
   registerScratch(work);
@@ -438,19 +440,6 @@ async function baseJob(s: PitrSettings, job: PitrJob, sit: Situation, cluster: s
     };
   } finally {
     removeScratch(work);
-  }
-}
-
-/**
- * Work directories of earlier backends that did not live to remove them (kill -9, an FD that died
- * and took its children): `pitr-<jobid>-<pid>` whose process is gone.
- */
-async function removeStaleWork(tmpdir: string, log: JobLog): Promise<void> {
-  for (const name of await readdir(tmpdir).catch(() => [] as string[])) {
-    const m = /^pitr-\d+-(\d+)$/.exec(name);
-    if (!m || Number(m[1]) === process.pid || pidAlive(Number(m[1]))) continue;
-    await rm(join(tmpdir, name), { recursive: true, force: true });
-    log.info(`removed work directory ${join(tmpdir, name)} left by an interrupted job`);
   }
 }
 

@@ -16,7 +16,7 @@ export interface BackupStop {
 }
 
 /**
- * A non-exclusive backup belongs to the session that started it (spec §1.5): one dedicated
+ * A non-exclusive backup belongs to the session that started it: one dedicated
  * client, no timeouts that could end it, kept for the whole copy.
  */
 export async function prepareBackupSession(client: pg.Client, facts: VersionFacts): Promise<void> {
@@ -51,7 +51,7 @@ function backupError(what: string, e: unknown, client?: pg.Client): PgbaculaErro
 
 /**
  * Start a non-exclusive backup. The third argument of pg_start_backup defaults to
- * exclusive = true before 15 (§1.1), so it is always passed as false.
+ * exclusive = true before 15, so it is always passed as false.
  */
 export async function startBackup(client: pg.Client, facts: VersionFacts, label: string, fast: boolean): Promise<BackupStart> {
   const sql = facts.backupStart === 'pg_backup_start'

@@ -13,6 +13,8 @@ export interface Finding {
 export interface ModeReadiness {
   readonly mode: BackupMode;
   readonly ready: boolean;
+  /** False for a mode this version does not implement (it is then never ready). */
+  readonly available: boolean;
   readonly findings: readonly Finding[];
 }
 
@@ -88,42 +90,36 @@ function physicalBase(f: ServerFacts): Finding[] {
   return out;
 }
 
+/**
+ * Modes the schema names but this version refuses (backup and the Bacula backend say so too):
+ * `check` must not call them ready.
+ */
+function notInThisVersion(mode: BackupMode): Finding[] {
+  return [{
+    problem: `mode ${mode} is not available in this version of pgbacula`,
+    fix: 'use mode=pitr (base backups + WAL, point-in-time recovery) or mode=dump / parallel_dump',
+    severity: 'blocker',
+  }];
+}
+
 /** Data, not branches: what each mode needs, given what the server told us. */
 const RULES: Record<BackupMode, (f: ServerFacts) => Finding[]> = {
   dump: readAccess,
   parallel_dump: readAccess,
   pitr: physicalBase,
-  pitr_block: (f) => {
-    const out = physicalBase(f);
-    if (f.major >= 17 && f.summarizeWal === false) {
-      out.push({
-        problem: 'summarize_wal is off: block-level incrementals fall back to pgbacula\'s own WAL summaries',
-        fix: 'ALTER SYSTEM SET summarize_wal = on; SELECT pg_reload_conf();',
-        severity: 'warning',
-      });
-    }
-    return out;
-  },
-  cdp: (f) => {
-    const out = physicalBase(f).filter((x) => !x.problem.startsWith('archive_'));
-    if (f.maxReplicationSlots - f.replicationSlotsInUse < 1) {
-      out.push({
-        problem: `no free replication slot (max_replication_slots ${f.maxReplicationSlots}, ${f.replicationSlotsInUse} in use)`,
-        fix: `ALTER SYSTEM SET max_replication_slots = ${f.maxReplicationSlots + 2}; ${RESTART}`,
-        severity: 'blocker',
-      });
-    }
-    return out;
-  },
+  pitr_block: () => notInThisVersion('pitr_block'),
+  cdp: () => notInThisVersion('cdp'),
 };
 
 export function assessModes(f: ServerFacts): ModeReadiness[] {
   return (Object.keys(RULES) as BackupMode[]).map((mode) => {
+    const available = mode !== 'pitr_block' && mode !== 'cdp';
+    if (!available) return { mode, ready: false, available, findings: notInThisVersion(mode) };
     const findings = f.supported ? RULES[mode](f) : [{
       problem: `PostgreSQL ${f.version} is not supported`,
       fix: 'use PostgreSQL 10 to 18',
       severity: 'blocker' as const,
     }];
-    return { mode, ready: !findings.some((x) => x.severity === 'blocker'), findings };
+    return { mode, ready: !findings.some((x) => x.severity === 'blocker'), available, findings };
   });
 }

@@ -1,10 +1,10 @@
 /**
- * A small replication-protocol client on a physical walsender connection (spec §2.1–§2.6):
+ * A small replication-protocol client on a physical walsender connection:
  * IDENTIFY_SYSTEM, SHOW, TIMELINE_HISTORY, CREATE/DROP/READ_REPLICATION_SLOT.
  *
  * Replies are read as raw bytes from the connection (RawReplicationQuery), not through
  * node-postgres' row parser: TIMELINE_HISTORY's `content` must be stored byte for byte (its
- * column is declared bytea ≤ 13 but sent raw — never hex-decode it, §10 mistake 11), and the
+ * column is declared bytea ≤ 13 but sent raw — never hex-decode it), and the
  * declared type oids are kept so per-version quirks stay visible (IDENTIFY_SYSTEM's timeline
  * is int4 ≤ 15, int8 16+; it is parsed from its text either way).
  */
@@ -304,7 +304,7 @@ export function assertSlotName(name: string): void {
   }
 }
 
-/** `SHOW wal_segment_size` text (`16MB`, `1GB`, `1024kB`) → bytes (§2.3; units are mandatory here). */
+/** `SHOW wal_segment_size` text (`16MB`, `1GB`, `1024kB`) → bytes (the walsender's SHOW always prints a unit). */
 export function parseSizeSetting(text: string): number | undefined {
   const m = /^\s*(\d+)\s*(B|kB|MB|GB|TB)?\s*$/.exec(text);
   if (!m) return undefined;
@@ -393,7 +393,7 @@ export class ReplicationConnection {
     return major;
   }
 
-  /** `SHOW wal_segment_size` (`16MB`) → bytes (§2.3, §10 mistake 6). */
+  /** `SHOW wal_segment_size` (`16MB`) → bytes. */
   async walSegmentSize(): Promise<number> {
     const v = await this.show('wal_segment_size');
     const bytes = parseSizeSetting(v);
@@ -405,7 +405,7 @@ export class ReplicationConnection {
     return bytes;
   }
 
-  /** The history file of a timeline (> 1), byte for byte (§2.4). */
+  /** The history file of a timeline (> 1), byte for byte. */
   async timelineHistory(tli: number): Promise<TimelineHistoryFile> {
     if (!Number.isInteger(tli) || tli < 2) {
       throw new PgbaculaError('PARAM_INVALID', `timeline ${tli} has no history file`, { hint: 'Only timelines 2 and later have one.' });
@@ -421,7 +421,7 @@ export class ReplicationConnection {
   }
 
   /**
-   * CREATE_REPLICATION_SLOT "name" [TEMPORARY] PHYSICAL … (§2.6). 10–14 take the bare keyword
+   * CREATE_REPLICATION_SLOT "name" [TEMPORARY] PHYSICAL …. 10–14 take the bare keyword
    * RESERVE_WAL; 15+ the option list `(RESERVE_WAL)` (the keyword is still accepted there, but
    * the option list is what current clients send). A TEMPORARY slot lives as long as this session
    * and can only be used by it (the creating walsender stays its owner).

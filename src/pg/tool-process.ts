@@ -1,6 +1,6 @@
 /**
  * PostgreSQL client programs (pg_dump, pg_dumpall, pg_restore, psql) run as children of the
- * backend, the way the Bacula FD needs it (protocol spec §2.6, §2.8):
+ * backend, the way the Bacula FD needs it:
  *
  * - never inheriting fd 1 (the protocol channel) or fd 2 (every byte there is a job error):
  *   stdout and stderr are pipes we own; stderr is captured and turned into job messages by the

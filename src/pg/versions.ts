@@ -1,6 +1,6 @@
 /**
  * Every per-major difference pgbacula relies on, in one table (pgBackRest's habit), so no
- * `if (major >= 15)` is scattered through modes. Source: postgresql-backup-internals.md §9.
+ * `if (major >= 15)` is scattered through modes.
  */
 export const SUPPORTED_MAJORS = [10, 11, 12, 13, 14, 15, 16, 17, 18] as const;
 export type Major = (typeof SUPPORTED_MAJORS)[number];

@@ -1,5 +1,5 @@
 /**
- * Physical WAL streaming (spec §2.12) written to segment files the way pg_receivewal does (§2.13).
+ * Physical WAL streaming written to segment files the way pg_receivewal does.
  *
  * - The stream always starts at a segment boundary (startLsn is rounded down), so every file we
  *   write starts at its first byte.
@@ -10,8 +10,8 @@
  * - A segment is complete when its last byte is written: it is fsynced, renamed to its final
  *   name, the directory fsynced, and `onSegment` awaited. A segment closed early (stop LSN,
  *   signal, end of timeline, error) keeps its `.partial` name: it is never passed off as complete.
- * - The flush position we report is what is fsynced (the slot's restart_lsn follows it, §10
- *   mistake 12); we fsync the open `.partial` each status interval, on a keepalive that asks for
+ * - The flush position we report is what is fsynced (the slot's restart_lsn follows it:
+ *   reporting more than is durable would let the server remove WAL we do not hold); we fsync the open `.partial` each status interval, on a keepalive that asks for
  *   a reply, and before stopping. It is reported with or without a slot (pg_receivewal reports
  *   0 without one; a true flush position is harmless and lets a fast shutdown of the server
  *   finish at once).
@@ -55,7 +55,7 @@ import {
 import type { Major } from './versions.js';
 
 // ---------------------------------------------------------------------------------------------
-// CopyData payloads (big-endian, §2.12) — pure
+// CopyData payloads (big-endian: XLogData `w`, keepalive `k`, standby status `r`) — pure
 // ---------------------------------------------------------------------------------------------
 
 /** Microseconds between the Unix epoch and the PostgreSQL epoch (2000-01-01 00:00:00 UTC). */
@@ -156,7 +156,26 @@ export interface StreamWalOptions {
    * a server listing our application_name in synchronous_standby_names can commit at once.
    */
   readonly synchronous?: boolean;
+  /**
+   * Reconnect when the connection is lost (or the server ends the stream before stopAtLsn):
+   * a walsender opened around a promotion is ended by the server, and a backup must not fail for
+   * that. The stream resumes at the start of the segment it was writing (rewritten from its
+   * first byte); completed segments are kept. Default: on, with `connection` when it is
+   * settings; with a given session, only when its settings are passed here. `false` = never
+   * (wal-receive reconnects by itself, with its own backoff and log).
+   */
+  readonly reconnect?: ConnectionSettings | false;
+  /**
+   * The slot is TEMPORARY (dies with the session that made it): after a reconnect a new
+   * temporary slot is made on the new session so the server keeps WAL from there on.
+   */
+  readonly temporarySlot?: boolean;
 }
+
+/** How often, and how far apart, streamWal reconnects before giving up. */
+const RECONNECT_ATTEMPTS = 6;
+const RECONNECT_FIRST_DELAY_MS = 250;
+const RECONNECT_MAX_DELAY_MS = 4_000;
 
 export interface StreamWalResult {
   readonly stoppedBy: 'stop-lsn' | 'signal' | 'end-of-timeline' | 'server-ended';
@@ -200,16 +219,82 @@ export async function storeTimelineHistory(conn: ReplicationConnection, timeline
   return name;
 }
 
-/** Stream WAL into targetDir until stopAtLsn, the signal, or the end of the timeline. */
+/**
+ * Stream WAL into targetDir until stopAtLsn, the signal, or the end of the timeline; reconnecting
+ * after a lost connection (see `reconnect`).
+ */
 export async function streamWal(o: StreamWalOptions): Promise<StreamWalResult> {
   assertTimeline(o.timeline);
   if (o.slot !== undefined) assertSlotName(o.slot);
   const statusIntervalMs = o.statusIntervalMs ?? 10_000;
   if (!(statusIntervalMs > 0)) throw new PgbaculaError('PARAM_INVALID', `invalid status interval ${statusIntervalMs} ms`, { hint: 'Use a positive number of milliseconds, well below wal_sender_timeout.' });
-  const owned = !(o.connection instanceof ReplicationConnection);
-  const conn = o.connection instanceof ReplicationConnection
-    ? o.connection
-    : await ReplicationConnection.open(o.connection, { applicationName: o.applicationName ?? 'pgbacula wal stream' });
+  const given = o.connection instanceof ReplicationConnection ? o.connection : undefined;
+  const settings = o.reconnect === false ? undefined : (o.reconnect ?? (given ? undefined : (o.connection as ConnectionSettings)));
+  const completed: string[] = [];
+  let startLsn = o.startLsn;
+  let slot = o.slot;
+  let delay = RECONNECT_FIRST_DELAY_MS;
+  let firstLoss: PgbaculaError | undefined;
+  for (let attempt = 0; ; attempt++) {
+    const progress: AttemptProgress = { resumeLsn: undefined, segments: [] };
+    try {
+      const r = await streamOnce(o, attempt === 0 ? given : undefined, settings, { startLsn, slot, statusIntervalMs, newTemporarySlot: attempt > 0 && o.temporarySlot === true }, progress);
+      const reachedStop = o.stopAtLsn === undefined || r.lastWrittenLsn >= o.stopAtLsn;
+      if (r.stoppedBy === 'server-ended' && !reachedStop && settings && attempt < RECONNECT_ATTEMPTS && !o.signal?.aborted) {
+        // Ended by the server before the point we were asked to reach: the walsender of a
+        // promotion's moment does this; a reconnect continues.
+        completed.push(...r.segments);
+        startLsn = r.lastWrittenLsn;
+      } else {
+        return completed.length === 0 ? r : { ...r, startLsn: walSegmentStart(walSegmentNumber(o.startLsn, r.segmentSize), r.segmentSize), segments: [...completed, ...r.segments] };
+      }
+    } catch (e) {
+      const lost = e instanceof PgbaculaError && e.code === 'CONNECTION';
+      if (!lost || !settings || attempt >= RECONNECT_ATTEMPTS || o.signal?.aborted) {
+        // Say why the stream was lost, not only why the last reconnect failed.
+        if (lost && firstLoss && firstLoss !== e) {
+          throw new PgbaculaError('CONNECTION', `${firstLoss.message}; ${attempt} reconnect attempt(s) failed, the last: ${(e as Error).message}`, { hint: (e as PgbaculaError).hint, cause: e });
+        }
+        throw e;
+      }
+      firstLoss ??= e as PgbaculaError;
+      completed.push(...progress.segments);
+      if (progress.resumeLsn !== undefined) startLsn = progress.resumeLsn;
+    }
+    if (o.temporarySlot && o.slot !== undefined) slot = `${o.slot.slice(0, 40)}_r${attempt + 1}_${Date.now().toString(36)}`;
+    await sleepUnlessAborted(delay, o.signal);
+    delay = Math.min(RECONNECT_MAX_DELAY_MS, delay * 2);
+  }
+}
+
+interface AttemptProgress {
+  /** Where the next attempt starts: the first byte of the segment this one was writing. */
+  resumeLsn: Lsn | undefined;
+  /** Segments this attempt completed (durable under their final names). */
+  segments: string[];
+}
+
+function sleepUnlessAborted(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+async function streamOnce(
+  o: StreamWalOptions,
+  given: ReplicationConnection | undefined,
+  settings: ConnectionSettings | undefined,
+  at: { startLsn: Lsn; slot: string | undefined; statusIntervalMs: number; newTemporarySlot: boolean },
+  progress: AttemptProgress,
+): Promise<StreamWalResult> {
+  const conn = given ?? (await ReplicationConnection.open(settings ?? (o.connection as ConnectionSettings), { applicationName: o.applicationName ?? 'pgbacula wal stream' }));
+  const owned = given === undefined;
   let ok = false;
   try {
     const major = await conn.major();
@@ -222,7 +307,8 @@ export async function streamWal(o: StreamWalOptions): Promise<StreamWalResult> {
       throw ioError(e, `cannot create the WAL directory ${o.targetDir}`);
     }
     if (o.timeline > 1 && (o.fetchHistory ?? true)) await storeTimelineHistory(conn, o.timeline, o.targetDir);
-    const session = new CopySession(conn, o, { major, segmentSize, systemId: ident.systemId, statusIntervalMs });
+    if (at.newTemporarySlot && at.slot !== undefined) await conn.createPhysicalSlot(at.slot, { temporary: true, reserveWal: true });
+    const session = new CopySession(conn, { ...o, startLsn: at.startLsn, ...(at.slot === undefined ? {} : { slot: at.slot }) }, { major, segmentSize, systemId: ident.systemId, statusIntervalMs: at.statusIntervalMs }, progress);
     const result = await session.run();
     ok = true;
     return result;
@@ -293,11 +379,13 @@ class CopySession {
     private readonly conn: ReplicationConnection,
     private readonly o: StreamWalOptions,
     private readonly facts: { major: Major; segmentSize: number; systemId: string; statusIntervalMs: number },
+    private readonly progress: AttemptProgress = { resumeLsn: undefined, segments: [] },
   ) {
     this.segSize = facts.segmentSize;
     this.segSizeBig = BigInt(facts.segmentSize);
     this.start = walSegmentStart(walSegmentNumber(o.startLsn, this.segSize), this.segSize);
     this.expected = this.start;
+    progress.resumeLsn = this.start;
     this.closeTimeoutMs = o.closeTimeoutMs ?? 30_000;
   }
 
@@ -392,6 +480,11 @@ class CopySession {
     }
   }
 
+  /** The server's CopyDone arrived (the readable side was ended), even if 'end' is not emitted yet. */
+  private copyEndedByServer(stream: CopyBothStream): boolean {
+    return (stream as unknown as { _readableState?: { ended?: boolean } })._readableState?.ended === true && stream.readableLength === 0;
+  }
+
   private stopTimer(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
@@ -426,8 +519,15 @@ class CopySession {
     const { o } = this;
     const stream = this.stream!;
     for (;;) {
-      if (this.streamError !== undefined) throw this.mapStreamError(cmd);
-      if (o.signal?.aborted) return this.stopCleanly('signal', cmd);
+      if (this.streamError !== undefined) {
+        // A server that shuts down sends its last WAL and CopyDone, then closes the socket: the
+        // close can be seen before we have read what is buffered. Write that WAL first; if the
+        // server had ended the COPY, it is an end, not a failure.
+        if (!isConnectionLoss(this.streamError) || stream.readableLength === 0) {
+          if (this.serverEnded || this.copyEndedByServer(stream)) return this.serverEndedCopy(cmd);
+          throw this.mapStreamError(cmd);
+        }
+      } else if (o.signal?.aborted) return this.stopCleanly('signal', cmd);
       if (this.fsyncWanted) {
         this.fsyncWanted = false;
         if (await this.syncCurrent()) this.sendStatus(false);
@@ -670,6 +770,8 @@ class CopySession {
     const endLsn = walSegmentEnd(cur.segno, this.segSize);
     this.flushed = maxLsn(this.flushed, endLsn);
     this.segments.push(cur.name);
+    this.progress.segments.push(cur.name);
+    this.progress.resumeLsn = endLsn;
     this.sendStatus(false);
     await this.o.onSegment?.({
       name: cur.name,

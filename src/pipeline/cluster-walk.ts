@@ -79,7 +79,7 @@ interface DirJob {
 /**
  * Walk PGDATA and its tablespaces in the worker pool (readdir + lstat per directory), apply
  * the server's exclusion rules, and return the plan sorted by backup path with
- * global/pg_control last (spec §1.8 rule 7: a standby backup's end point comes from it).
+ * global/pg_control last (a standby backup's end point comes from it).
  */
 export async function planCluster(pool: Pick<WorkerPool, 'run'> & { options: { maxThreads: number } }, pgdata: string, major: number, excludeTablespaces: readonly string[] = []): Promise<ClusterPlan> {
   // Entries by the backup path of the directory holding them; assembled depth-first at the end.

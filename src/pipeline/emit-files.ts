@@ -184,7 +184,7 @@ export async function emitFiles(entries: readonly PlanEntry[], o: EmitOptions): 
     if (step.index === 0) {
       if (r.vanished) {
         if (r.data.byteLength === bufferBytes) spare.push(r.data);
-        // Dropped since the walk: the server's base backup skips such files too (§1.8 rule 8).
+        // Dropped since the walk: the server's base backup skips such files too.
         vanished.push(e.path);
         skipping = e.path;
         continue;

@@ -1,8 +1,8 @@
 import { isRelationDirectory, parseRelationFileName } from '../format/relation-file.js';
 
 /**
- * The server's own base-backup rules (postgresql-backup-internals.md §1.8, basebackup.c
- * sendDir()), so a copy made between backup start and stop holds exactly what pg_basebackup's
+ * The server's own base-backup rules (PostgreSQL's
+ * basebackup.c sendDir()), so a copy made between backup start and stop holds exactly what pg_basebackup's
  * would. Pure: the walker asks, these answer.
  */
 
@@ -66,7 +66,7 @@ export function decideEntry(relDir: string, entry: DirEntryInfo, siblings: Reado
   return { action: 'include' };
 }
 
-/** Empty directories the server emits under pg_wal (§1.8 rule 10). */
+/** Empty directories the server emits under pg_wal. */
 export function walSubdirectories(major: number): string[] {
   return major >= 17 ? ['pg_wal/archive_status', 'pg_wal/summaries'] : ['pg_wal/archive_status'];
 }

@@ -1,6 +1,6 @@
 /**
  * Run tasks concurrently and yield their results strictly in plan order, with a window of
- * bytes in flight as the only throttle (ARCHITECTURE.md, the heavy path). A task's bytes count
+ * bytes in flight as the only throttle. A task's bytes count
  * from dispatch until the consumer asks for the result after it — so memory is bounded by the
  * window whatever the cluster size, and a slow sink (the consumer awaiting its write) stops
  * dispatch instead of letting results pile up.

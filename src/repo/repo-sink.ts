@@ -5,6 +5,7 @@ import { PgbaculaError } from '../errors.js';
 import { encodeFrameEnd, encodeFrameHeader } from '../format/lz4-frame.js';
 import type { ItemHeader, ItemSink, ItemTrailer } from '../pipeline/item.js';
 import { fsyncAll, fsyncPath } from '../os/durable.js';
+import { fileSystemError } from '../os/io-error.js';
 import { backupDir, backupsDir, inProgressPath, manifestPath, storedFilePath } from './layout.js';
 
 /**
@@ -24,13 +25,22 @@ export class RepoSink implements ItemSink {
     readonly backupId: string,
   ) {}
 
+  private get place(): string {
+    return `the repository ${this.repo}`;
+  }
+
   async open(): Promise<void> {
-    await mkdir(join(backupDir(this.repo, this.backupId), 'files'), { recursive: true, mode: 0o750 });
+    const dir = join(backupDir(this.repo, this.backupId), 'files');
+    await mkdir(dir, { recursive: true, mode: 0o750 }).catch((e: unknown) => {
+      throw fileSystemError(e, 'create', dir, this.place);
+    });
   }
 
   private async ensureDir(dir: string): Promise<void> {
     if (this.dirs.has(dir)) return;
-    await mkdir(dir, { recursive: true, mode: 0o750 });
+    await mkdir(dir, { recursive: true, mode: 0o750 }).catch((e: unknown) => {
+      throw fileSystemError(e, 'create', dir, this.place);
+    });
     this.dirs.add(dir);
   }
 
@@ -48,7 +58,9 @@ export class RepoSink implements ItemSink {
       this.current = { header, fh: undefined, path };
       return;
     }
-    const fh = await open(path, 'w', 0o640);
+    const fh = await open(path, 'w', 0o640).catch((e: unknown) => {
+      throw fileSystemError(e, 'create', path, this.place);
+    });
     this.current = { header, fh, path };
     if (header.encoding === 'lz4') await this.put(encodeFrameHeader());
   }
@@ -59,7 +71,11 @@ export class RepoSink implements ItemSink {
     // A synchronous write into the page cache (about a millisecond per range) beats a round trip
     // through libuv's thread pool per chunk; durability comes from the fsyncs at commit.
     let off = 0;
-    while (off < bytes.length) off += writeSync(fh.fd, bytes, off, bytes.length - off);
+    try {
+      while (off < bytes.length) off += writeSync(fh.fd, bytes, off, bytes.length - off);
+    } catch (e) {
+      throw fileSystemError(e, 'write', this.current!.path, this.place);
+    }
     this.storedBytes += bytes.length;
   }
 
@@ -72,7 +88,9 @@ export class RepoSink implements ItemSink {
     if (!c) throw new PgbaculaError('INTERNAL', 'end without begin');
     if (c.fh) {
       if (c.header.encoding === 'lz4') await this.put(encodeFrameEnd());
-      await c.fh.close();
+      await c.fh.close().catch((e: unknown) => {
+        throw fileSystemError(e, 'write', c.path, this.place);
+      });
       this.written.push(c.path);
     }
     this.current = undefined;
@@ -88,12 +106,16 @@ export class RepoSink implements ItemSink {
    * manifestTempPath) is renamed into place, and the directories fsynced.
    */
   async commit(): Promise<void> {
-    await fsyncAll(this.written);
-    await fsyncAll([...this.dirs].sort((a, b) => b.length - a.length));
-    await rename(this.manifestTempPath, manifestPath(this.repo, this.backupId));
-    await unlink(inProgressPath(this.repo, this.backupId));
-    await fsyncPath(backupDir(this.repo, this.backupId));
-    await fsyncPath(backupsDir(this.repo));
+    try {
+      await fsyncAll(this.written);
+      await fsyncAll([...this.dirs].sort((a, b) => b.length - a.length));
+      await rename(this.manifestTempPath, manifestPath(this.repo, this.backupId));
+      await unlink(inProgressPath(this.repo, this.backupId));
+      await fsyncPath(backupDir(this.repo, this.backupId));
+      await fsyncPath(backupsDir(this.repo));
+    } catch (e) {
+      throw fileSystemError(e, 'seal backup', backupDir(this.repo, this.backupId), this.place);
+    }
   }
 
   /** On failure: close what is open; the directory stays as visibly incomplete until cleaned. */

@@ -1,7 +1,7 @@
 import { versionFacts, type Major } from '../pg/versions.js';
 
 /**
- * Recovery settings for the restored server's version (postgresql-backup-internals.md §4):
+ * Recovery settings for the restored server's version:
  * recovery.conf before 12; from 12 GUCs appended to postgresql.auto.conf (the last occurrence
  * wins) plus recovery.signal or standby.signal. Pure: returns the files to write.
  */
@@ -30,7 +30,7 @@ export interface RecoveryFile {
   readonly how: 'append' | 'write';
 }
 
-/** A GUC string value: single quotes doubled, backslashes doubled (§4.1). */
+/** A GUC string value: single quotes doubled, backslashes doubled. */
 export function gucQuote(value: string): string {
   return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
 }

@@ -30,13 +30,21 @@ function parseRemap(pairs: readonly string[]): Map<string, string> {
   return out;
 }
 
-/** The stop point asked for: lsn wins over time (PRODUCT.md), then xid, name. */
+const TARGET_KINDS = [['target_lsn', 'lsn'], ['target_time', 'time'], ['target_xid', 'xid'], ['target_name', 'name']] as const;
+
+/**
+ * The stop point asked for. One only: PostgreSQL itself refuses several recovery_target_*
+ * settings, and quietly preferring one would restore to a point the operator did not choose.
+ */
 export function recoveryTargetOf(params: ParamMap): RecoveryTarget | undefined {
-  if (params.has('target_lsn')) return { kind: 'lsn', value: getString(params, 'target_lsn')! };
-  if (params.has('target_time')) return { kind: 'time', value: getString(params, 'target_time')! };
-  if (params.has('target_xid')) return { kind: 'xid', value: getString(params, 'target_xid')! };
-  if (params.has('target_name')) return { kind: 'name', value: getString(params, 'target_name')! };
-  return undefined;
+  const given = TARGET_KINDS.filter(([name]) => params.has(name));
+  if (given.length > 1) {
+    throw new PgbaculaError('PARAM_INVALID', `two recovery targets given: ${given.map(([name]) => `${name}=${getString(params, name)}`).join(' and ')}`, {
+      hint: 'Give one of target_time, target_lsn, target_xid or target_name.',
+    });
+  }
+  const [one] = given;
+  return one === undefined ? undefined : { kind: one[1], value: getString(params, one[0])! };
 }
 
 /** ISO-8601 as the schema accepts it ('2026-04-23 14:30:00-03') → epoch milliseconds. */
@@ -104,8 +112,8 @@ export interface RepoRestoreResult extends RestoreSummary {
 
 export async function restoreFromRepository(req: RepoRestoreRequest): Promise<RepoRestoreResult> {
   const { repo, params } = req;
-  await assertRepository(repo);
   const target = recoveryTargetOf(params);
+  await assertRepository(repo);
   const manifest = req.manifest ?? (req.backupId !== undefined ? await loadBackup(repo, req.backupId) : await chooseBaseBackup(repo, target, req.describe));
   // A newer backup that cannot be used is said, never passed over in silence.
   for (const b of await listBackups(repo)) {

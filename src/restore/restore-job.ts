@@ -22,6 +22,7 @@ import { restoreCommandLine } from '../wal/spool.js';
 import { serverBinDirFor } from './server-binaries.js';
 import { assertOutsideProtected, freeBytes, inspectTarget, resolveOwner, RESTORE_STATE_DIR, type NamedPath, type Owner } from './target.js';
 import { BLOCKS_PER_SEGMENT, carriesPageChecksums, parseRelationFileName } from '../format/relation-file.js';
+import { fileSystemError } from '../os/io-error.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -100,7 +101,7 @@ interface RestoreState {
 }
 
 /**
- * The six restore phases, each logged to the job log and to an audit file in the target
+ * The six restore phases (pre-check, lay-down, wal-setup, start, topology, verify), each logged to the job log and to an audit file in the target
  * (<pgdata>/pgbacula_restore/audit.log; backups never carry that directory). Re-running an
  * interrupted restore with the same request into the same directory resumes: phases already done
  * are skipped. A finished restore is a restored cluster like any other: a non-empty target.
@@ -334,6 +335,7 @@ export class RestoreJob {
     const total = files.reduce((s, f) => s + f.size, 0);
     const progress = new ProgressTracker(this.req.log, 'restore', total, this.req.progressIntervalMs);
     const problems: string[] = [];
+    let targetFailure: { path: string; problem: string; errno: string } | undefined;
     try {
       const tasks = files.map((f) => {
         const place = this.placeOf(f)!;
@@ -355,11 +357,17 @@ export class RestoreJob {
         return { bytes: Math.min(f.size, m.rangeSize), start: async () => ({ f, r: (await pool.run(task, { name: 'restoreFile' })) as RestoreFileResult }) };
       });
       for await (const { f, r } of orderedMerge(tasks, { windowBytes: 64 * m.rangeSize, maxTasks: pool.options.maxThreads * 4 })) {
-        if (!r.ok) problems.push(`${f.path}: ${r.problem}`);
+        if (!r.ok && r.targetErrno) targetFailure ??= { path: this.targetOf(f)!, problem: r.problem ?? '', errno: r.targetErrno };
+        else if (!r.ok) problems.push(`${f.path}: ${r.problem}`);
         progress.add(f.size);
       }
     } finally {
       progress.stop();
+    }
+    if (targetFailure) {
+      // The backup is fine; the place it goes is not (full, read-only, not ours).
+      const place = `the restore target ${targetFailure.path.startsWith(this.req.pgdataDir) ? this.req.pgdataDir : dirname(targetFailure.path)}`;
+      throw fileSystemError(Object.assign(new Error(targetFailure.problem), { code: targetFailure.errno }), 'write', targetFailure.path, place);
     }
     if (problems.length > 0) {
       throw new PgbaculaError('REPOSITORY', `backup ${m.backupId} is damaged: ${problems.length} file(s) failed their check, first: ${problems[0]}`, {

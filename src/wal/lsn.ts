@@ -1,6 +1,6 @@
 /**
  * WAL positions (LSNs): unsigned 64-bit byte offsets into the WAL, kept as bigint because a
- * JS number loses precision above 2^53 (spec §3.1, §10 mistake 5). Text form `%X/%X`: high
+ * JS number loses precision above 2^53. Text form `%X/%X`: high
  * 32 bits, `/`, low 32 bits, upper-case hex without zero padding (`0/1F000110`).
  *
  * Pure: values in, values out.

@@ -1,5 +1,5 @@
 /**
- * WAL page headers (spec §3.4): validating segment files and streamed WAL so that a segment of
+ * WAL page headers: validating segment files and streamed WAL so that a segment of
  * another system, another major, another segment size, or a recycled/stale page is noticed.
  *
  * Every XLOG_BLCKSZ page starts with (native = little-endian on every platform that matters):

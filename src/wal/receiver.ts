@@ -1,7 +1,8 @@
 /**
  * `pgbacula wal-receive`: a long-running WAL receiver over a physical replication slot that
- * feeds the same archive as wal-push (src/wal/spool.ts), the way pg_receivewal works (spec
- * §2.12, §2.13) plus what an archive needs:
+ * feeds the same archive as wal-push (src/wal/spool.ts), the way pg_receivewal works
+ * (physical START_REPLICATION, segments written as `.partial` until complete) plus what an
+ * archive needs:
  *
  * - WAL is streamed by streamWal (src/pg/wal-stream.ts) into ROOT/<sysid>/.receive/: the open
  *   segment is `<name>.partial` there; each completed segment (fsynced) is moved into its
@@ -12,7 +13,7 @@
  * - before streaming timeline N > 1 its history file (and its ancestors') is archived, fetched
  *   with TIMELINE_HISTORY; at the end of a timeline (a promotion upstream) the old timeline's
  *   last segment is archived as `.partial` and streaming follows the next timeline from the
- *   start of the segment holding the switch point (§2.13 step 5);
+ *   start of the segment holding the switch point;
  * - connection losses, server restarts and a slot still held by our killed predecessor are
  *   retried with exponential backoff; everything else (another system in a repository, a
  *   different segment under an existing name, WAL the server no longer has) stops the receiver
@@ -226,6 +227,8 @@ async function session(o: ReceiverOptions, state: State): Promise<boolean> {
         signal: o.signal,
         fetchHistory: false,
         synchronous: o.synchronous,
+        // This loop reconnects itself (backoff, log lines, the slot's restart point).
+        reconnect: false,
         onSegment: (seg) => publish(seg.path, seg.name),
       });
       if (r.stoppedBy === 'signal') {
@@ -295,7 +298,7 @@ async function ensureSlot(o: ReceiverOptions, conn: ReplicationConnection, major
 }
 
 /**
- * Where to start (§2.13 step 2): after the newest complete segment of the archive, or at the
+ * Where to start: after the newest complete segment of the archive, or at the
  * start of the open `.partial` in .receive/ when that is newer; else the slot's restart point;
  * else the server's flush position. The timeline is that of the local file unless the server's
  * history says the position belongs to a later one.

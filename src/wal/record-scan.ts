@@ -1,7 +1,7 @@
 /**
- * A minimal WAL record reader over one segment (spec Appendix A): it walks the records, checks
+ * A minimal WAL record reader over one segment (XLogRecord headers, records split across pages by continuation headers): it walks the records, checks
  * each one (length, xl_prev chain, CRC-32C) and reports what the recoverable window needs —
- * the commit/abort timestamps that `recovery_target_time` compares (§4.3), the named restore
+ * the commit/abort timestamps that `recovery_target_time` compares, the named restore
  * points, whether the segment was switched, and where valid WAL ends.
  *
  * Only records that *start* in the segment are read: a record continued from the previous
@@ -15,7 +15,7 @@ import { majorOfXlogPageMagic, parseWalPageHeader, XLP_FIRST_IS_CONTRECORD, XLP_
 import { DEFAULT_WAL_BLOCK_SIZE, type Lsn } from './lsn.js';
 
 // ---------------------------------------------------------------------------------------------
-// CRC-32C (Castagnoli, reflected, init and final XOR 0xFFFFFFFF) — spec Appendix B.2
+// CRC-32C (Castagnoli, reflected, init and final XOR 0xFFFFFFFF)
 // ---------------------------------------------------------------------------------------------
 
 // Slicing-by-8: eight tables, eight bytes per step. Every archived segment is read whole by
@@ -68,7 +68,7 @@ const RM_XACT_ID = 1;
 const XLOG_SWITCH = 0x40;
 const XLOG_RESTORE_POINT = 0x70;
 const XLOG_XACT_OPMASK = 0x70;
-/** commit, abort, commit prepared, abort prepared: the records a time target compares (§4.3). */
+/** commit, abort, commit prepared, abort prepared: the records a time target compares. */
 const XACT_TIMED = new Set([0x00, 0x20, 0x30, 0x40]);
 const PG_EPOCH_MS = 946_684_800_000;
 

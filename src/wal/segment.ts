@@ -1,5 +1,5 @@
 /**
- * WAL segment arithmetic and file names (spec §3.2, §3.3, §3.5, §3.6, §3.7).
+ * WAL segment arithmetic and file names.
  *
  * A segment size S is a power of two from 1 MiB to 1 GiB (initdb --wal-segsize, 11+; 16 MiB
  * before). Segment number `segno = lsn / S`; names are `hex8(tli) hex8(segno / segsPerId)
@@ -48,7 +48,7 @@ export function walSegmentNumber(lsn: Lsn, segSize: number): bigint {
 
 /**
  * Segment that contains the byte *before* lsn — for positions that end something (stop LSN,
- * end of a record): a stop exactly on a boundary does not need the next segment (§3.1).
+ * end of a record): a stop exactly on a boundary does not need the next segment.
  */
 export function walSegmentNumberOfEnd(lsn: Lsn, segSize: number): bigint {
   if (lsn === 0n) throw new PgbaculaError('INTERNAL', 'the end position 0/0 has no segment');
@@ -71,7 +71,7 @@ export function walSegmentEnd(segno: bigint, segSize: number): Lsn {
   return walSegmentStart(segno + 1n, segSize);
 }
 
-/** Round lsn down to the start of its segment (where streaming always starts, §2.13). */
+/** Round lsn down to the start of its segment (where streaming always starts, as pg_receivewal does). */
 export function walSegmentStartOf(lsn: Lsn, segSize: number): Lsn {
   return walSegmentStart(walSegmentNumber(lsn, segSize), segSize);
 }
@@ -103,7 +103,7 @@ export function timelineHistoryFileName(tli: number): string {
 }
 
 /**
- * Backup history file name (§3.6): stop TLI, the *start* segment, and the start offset inside
+ * Backup history file name: stop TLI, the *start* segment, and the start offset inside
  * it, e.g. `000000010000000000000002.00000028.backup`.
  */
 export function backupHistoryFileName(stopTli: number, startLsn: Lsn, segSize: number): string {
@@ -205,7 +205,7 @@ export function describeSegment(tli: number, segno: bigint, segSize: number): st
 
 /**
  * Compare segment names ignoring the timeline (characters 8–23), as the server does when it
- * collects WAL for a backup (§3.3).
+ * collects WAL for a backup.
  */
 export function compareSegmentNamesIgnoringTimeline(a: string, b: string): number {
   const x = a.slice(8, 24);

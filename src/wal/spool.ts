@@ -13,12 +13,12 @@
  *   ROOT/<system-identifier>/aside/<name>.<sha256:16>       a different .partial/.backup under an existing name
  *   ROOT/<system-identifier>/.receive/                      wal-receive's working directory (its open .partial, lock)
  *
- * `<TLI>` is the timeline in eight upper-case hexadecimal digits, as in WAL file names (§3.3):
+ * `<TLI>` is the timeline in eight upper-case hexadecimal digits, as in WAL file names:
  * timelines are hexadecimal everywhere. Every file is written to a temporary name in its final
  * directory, fsynced, hard-linked under its final name (link(2) never replaces an existing file,
  * so two writers cannot overwrite each other), and the directory fsynced.
  *
- * Rules enforced here (spec §3.5–§3.9, §10 mistake 13):
+ * Rules enforced here (what archive_command and restore_command require of an archive):
  * - a segment is validated before it is stored: size, long page header (system identifier, segment
  *   size, the major's XLOG_PAGE_MAGIC), every page address; WAL of another system is refused;
  * - the history file of timeline N > 1 is archived before any WAL of timeline N (taken from the
@@ -168,7 +168,7 @@ export async function listArchivedSystems(root: string): Promise<string[]> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// pg_control: which system a data directory is (spec §3.10)
+// pg_control: which system a data directory is
 // ---------------------------------------------------------------------------------------------
 
 const PG_CONTROL_VERSIONS = new Set([1002, 1100, 1201, 1300, 1700, 1800]);
@@ -843,7 +843,7 @@ function shellQuote(s: string): string {
   return /^[A-Za-z0-9_./:=@-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
-/** A path inside archive_command/restore_command: `%` must be doubled (§3.8, §3.9). */
+/** A path inside archive_command/restore_command: `%` must be doubled. */
 function commandArg(s: string): string {
   return shellQuote(s).replace(/%/g, '%%');
 }

@@ -1,5 +1,5 @@
 /**
- * Timeline history files (`%08X.history`, spec §3.5).
+ * Timeline history files (`%08X.history`).
  *
  * The file for timeline N holds its whole ancestry: one line per ancestor,
  * `<parent TLI decimal> TAB <switch LSN %X/%X> TAB <reason> LF`, meaning "timeline p ended at L

@@ -4,7 +4,7 @@
  * segments and history files, the base backups and, optionally, what the last segments' records
  * say) and does no I/O; `src/wal/window-report.ts` gathers the listing.
  *
- * The rules it applies are recovery's own (spec §3.3, §3.5, §4.3):
+ * The rules it applies are recovery's own:
  * - a timeline lineage comes from the newest history file (recovery_target_timeline = latest):
  *   for each segment number the segment recovery reads is the one named with the newest timeline
  *   of the lineage that had begun by that segment (the segment holding a switch point is read

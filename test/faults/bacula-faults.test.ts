@@ -332,7 +332,7 @@ describe('mode pitr faults through real Bacula daemons (issue 9)', () => {
     const stale = workDirs();
     const next = await site.runJob('pitr', 'Full');
     expect(next.status, next.log).toBe('T');
-    for (const d of stale) expect(next.log).toContain(`removed work directory ${join(work, 'staging', d)} left by an interrupted job`);
+    for (const d of stale) expect(next.log).toContain(`removed staging directory ${join(work, 'staging', d)} left by an interrupted run`);
     expect(workDirs()).toEqual([]);
     expect(chainIds()).toContain(next.jobId);
   }, 400_000);

@@ -60,10 +60,25 @@ describe.each(TEST_MAJORS)('pgbacula check against PostgreSQL %i', (major) => {
     expect(s.replicationConnection.timeline).toBe(1);
     const [sys] = await primary.sql<{ id: string }>('SELECT system_identifier::text AS id FROM pg_control_system()');
     expect(s.replicationConnection.systemIdentifier).toBe(sys!.id);
-    // A superuser on a replica-level primary can run every mode; archiving is only a warning.
-    for (const m of json.modes) expect(m.ready, m.mode).toBe(true);
+    // A superuser on a replica-level primary can run every mode this version has; archiving is
+    // only a warning.
+    for (const m of json.modes.filter((x) => x.mode !== 'pitr_block' && x.mode !== 'cdp')) expect(m.ready, m.mode).toBe(true);
     const pitr = json.modes.find((m) => m.mode === 'pitr')!;
     expect(pitr.findings.map((f) => f.fix).join('\n')).toContain("archive_command = 'pgbacula wal-push %p'");
+  });
+
+  it('calls pitr_block and cdp not available in this version, never ready', async () => {
+    const { json } = await check(primary);
+    for (const mode of ['pitr_block', 'cdp']) {
+      const m = json.modes.find((x) => x.mode === mode)!;
+      expect(m.ready, mode).toBe(false);
+      expect(m.findings.map((f) => f.problem).join('\n')).toContain('not available in this version');
+    }
+    const text = await runCli(['check', '--host', primary.socketDir, '--port', String(primary.port), '--user', 'postgres']);
+    expect(text.stdout).toMatch(/pitr_block\s+not available in this version/);
+    expect(text.stdout).toMatch(/cdp\s+not available in this version/);
+    const one = await runCli(['check', '--host', primary.socketDir, '--port', String(primary.port), '--user', 'postgres', '--mode', 'cdp']);
+    expect(one.code).toBe(1);
   });
 
   it('names the exact fix for a role without privileges', async () => {

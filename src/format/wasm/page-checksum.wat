@@ -1,4 +1,4 @@
-;; PostgreSQL data page checksum (spec §5.3, checksum_impl.h), WebAssembly SIMD.
+;; PostgreSQL data page checksum (PostgreSQL's checksum_impl.h: FNV-1a style mixing over 32 lanes), WebAssembly SIMD.
 ;;
 ;; The 32 lanes of the algorithm are held in 8 i32x4 accumulators: $s0 = lanes 0–3, …,
 ;; $s7 = lanes 28–31. A row of the page is 32 little-endian words (128 bytes), so one row is
@@ -32,7 +32,7 @@
     ;; Word 2 of row 0 holds pd_checksum in its low 16 bits (little-endian): treat them as zero.
     (local.set $mask (v128.const i32x4 0xFFFFFFFF 0xFFFFFFFF 0xFFFF0000 0xFFFFFFFF))
 
-    ;; checksumBaseOffsets[0…31]: they must be exact (PERFORMANCE.md).
+    ;; checksumBaseOffsets[0…31]: they must be exact.
     (local.set $s0 (v128.const i32x4 0x5B1F36E9 0xB8525960 0x02AB50AA 0x1DE66D2A))  ;; lanes 0–3
     (local.set $s1 (v128.const i32x4 0x79FF467A 0x9BB9F8A3 0x217E7CD2 0x83E13D2C))  ;; lanes 4–7
     (local.set $s2 (v128.const i32x4 0xF8D4474F 0xE39EB970 0x42C6AE16 0x993216FA))  ;; lanes 8–11
@@ -136,7 +136,7 @@
   )
 
   ;; Verifies $pageCount pages of $pageSize bytes from $p; page i is block $firstBlkno + i.
-  ;; All-zero pages are new and skipped (the only pages without a checksum, spec §5.6); every other
+  ;; All-zero pages are new and skipped (the only pages without a checksum); every other
   ;; page is checked, whatever its pd_upper. For each failure, writes 8 bytes at $out:
   ;; u32 page index, u16 computed checksum, u16 stored checksum. Returns the number of failures;
   ;; the number of new pages is then given by newPages().
