@@ -112,6 +112,9 @@ export async function runBaseBackup(req: BaseBackupRequest): Promise<BaseBackupR
   let facts: VersionFacts | undefined;
   let writer: ManifestWriter | undefined;
   const walDir = join(req.tmpdir, `wal-${req.backupId}-${process.pid}`);
+  // Stopped on every exit path: the stream reconnects when its connection is lost, so closing
+  // the replication session alone would not end it after a failure.
+  const streamStop = new AbortController();
   try {
     const server = await serverBasics(session);
     facts = versionFacts(server.major);
@@ -153,7 +156,6 @@ export async function runBaseBackup(req: BaseBackupRequest): Promise<BaseBackupR
     await mkdir(walDir, { recursive: true, mode: 0o700 });
     writer = new ManifestWriter(join(walDir, 'manifest-entries.spool'));
     const add = writer.add.bind(writer);
-    const streamStop = new AbortController();
     let streamError: unknown;
     const during = streamWal({
       connection: repl,
@@ -274,6 +276,7 @@ export async function runBaseBackup(req: BaseBackupRequest): Promise<BaseBackupR
     writer.finish(manifest, req.manifestPath);
     return { manifest, fileCount: writer.fileCount, rawBytes: writer.rawBytes, failures: emitted.failures };
   } finally {
+    streamStop.abort();
     if (inBackup && facts) {
       // Never leave the server in backup mode: stop it (the result is discarded).
       await stopBackup(session, facts).catch(() => undefined);
