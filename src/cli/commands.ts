@@ -52,8 +52,9 @@ export const COMMANDS: readonly CommandDef[] = [
   {
     name: 'verify',
     summary: 'verify page checksums of a cluster (--pgdata) or a stored backup (--repo) without restoring',
-    usage: 'pgbacula verify --pgdata DIR | --repo DIR [--backup ID]',
-    scopes: [],
+    usage: 'pgbacula verify --pgdata DIR [--pg-bin-dir DIR] | --repo DIR [--backup ID]',
+    // options: pg_bin_dir (pg_controldata tells whether the cluster has checksums at all).
+    scopes: ['options'],
     details:
       '--pgdata: every data page of every relation file, online (torn pages under concurrent writes are\n' +
       're-read, not reported) or offline; exit 4 when a checksum fails. --repo: every stored file present\n' +

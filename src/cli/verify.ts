@@ -1,6 +1,9 @@
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { getString } from '../config/params.js';
 import { EXIT, PgbaculaError } from '../errors.js';
+import { serverBinDirFor } from '../restore/server-binaries.js';
 import { inlineWalker, planCluster, type PlanEntry } from '../pipeline/cluster-walk.js';
 import { BLCKSZ } from '../format/relation-file.js';
 import { nativePageVerifier, type NativePageVerifier } from '../pipeline/kernels.js';
@@ -38,6 +41,33 @@ interface PageVerification {
  * runs on this thread, native/kernels/page_verify.c checks pages where it reads them), else in
  * the worker pipeline. Same rules, same report.
  */
+/**
+ * The cluster's data_checksum_version as pg_controldata of its major reports it (0 = disabled),
+ * or undefined when no such tool is found: pg_control's layout differs by version, and the tool
+ * of that version is the authority that reads it.
+ */
+function dataChecksumVersion(pgdata: string, major: number, pgBinDir: string | undefined): number | undefined {
+  let dir: string;
+  try {
+    dir = serverBinDirFor(major, pgBinDir);
+  } catch {
+    return undefined;
+  }
+  try {
+    const out = execFileSync(join(dir, 'pg_controldata'), ['-D', pgdata], { encoding: 'utf8', env: { LANG: 'C', LC_ALL: 'C', PATH: process.env.PATH ?? '/usr/bin:/bin' }, stdio: ['ignore', 'pipe', 'ignore'] });
+    const m = /^Data page checksum version:\s+(\d+)/m.exec(out);
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function checksumsDisabled(pgdata: string, evidence: string): PgbaculaError {
+  return new PgbaculaError('PREREQUISITE', `${pgdata} has data checksums disabled (${evidence}): its pages carry no checksum to verify`, {
+    hint: 'Enable them with pg_checksums --enable while the server is stopped (PostgreSQL 12 and later), or initdb --data-checksums for a new cluster.',
+  });
+}
+
 async function verifyPgdata(ctx: CommandContext, pgdata: string): Promise<CommandResult> {
   let major: number;
   try {
@@ -45,6 +75,7 @@ async function verifyPgdata(ctx: CommandContext, pgdata: string): Promise<Comman
   } catch {
     throw new PgbaculaError('PARAM_INVALID', `${pgdata} is not a PostgreSQL data directory (no PG_VERSION)`, { hint: 'Give --pgdata the cluster\'s data directory.' });
   }
+  if (dataChecksumVersion(pgdata, major, getString(ctx.params, 'pg_bin_dir')) === 0) throw checksumsDisabled(pgdata, 'pg_control: data page checksum version 0');
   const native = nativePageVerifier();
   const pool = native ? undefined : createWorkerPool(workerCount(undefined));
   const t0 = Date.now();
@@ -62,6 +93,9 @@ async function verifyPgdata(ctx: CommandContext, pgdata: string): Promise<Comman
     v.failures.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : a.blkno - b.blkno));
     const seconds = (Date.now() - t0) / 1000;
     const failed = v.failures.length + v.unlisted;
+    // A cluster initialised without checksums stores 0 in every page's pd_checksum, a value no
+    // computed checksum takes: every page failing with 0 stored means there are none to verify.
+    if (failed > 0 && failed === v.pagesChecked && v.failures.every((f) => f.stored === 0)) throw checksumsDisabled(pgdata, 'every page stores checksum 0');
     const lines = [
       `verified ${formatCount(v.pagesChecked)} pages in ${formatCount(relationFiles.length)} relation files (${formatBytes(total)}) in ${seconds.toFixed(2)} s (${(total / 1e6 / Math.max(seconds, 0.001)).toFixed(0)} MB/s)`,
       `  new (all-zero) pages ${formatCount(v.newPages)}, torn by concurrent writes (re-read) ${v.tornPages}, checksum failures ${failed}`,

@@ -219,6 +219,7 @@ export class RestoreJob {
       // overwrite_existing=true: the explicit gate. Only now is anything removed.
       for (const e of t.entries) rmSync(join(pgdataDir, e), { recursive: true, force: true });
     }
+    makeParents(pgdataDir);
     mkdirSync(pgdataDir, { recursive: true, mode: 0o700 });
     chownSync(pgdataDir, this.owner.uid, this.owner.gid);
     mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
@@ -311,6 +312,7 @@ export class RestoreJob {
     const { manifest: m, pool, repo } = this.req;
     const owner = this.owner!;
     const mkdirOwned = (dir: string, mode = 0o700) => {
+      makeParents(dir);
       mkdirSync(dir, { recursive: true, mode });
       chownSync(dir, owner.uid, owner.gid);
     };
@@ -477,8 +479,11 @@ export class RestoreJob {
       const refused = this.refusalIn(readLogFrom(logFile, logFrom), logFile);
       if (refused) throw refused;
       const tail = readLogFrom(logFile, logFrom).split('\n').filter(Boolean).slice(-8).join('\n  ');
+      // pg_ctl says on stderr what it could not do before the server writes any log line
+      // (a data directory its user cannot enter, a missing binary).
+      const said = String((startError as { stderr?: unknown }).stderr ?? '').trim().split('\n').filter(Boolean).slice(-4).join('\n  ');
       throw new PgbaculaError('RESTORE_PRECHECK', `the restored server in ${pgdataDir} did not start: ${startError.message.split('\n')[0]}`, {
-        hint: `Its log (${logFile}) ends with:\n  ${tail}`,
+        hint: [tail ? `Its log (${logFile}) ends with:\n  ${tail}` : `Its log (${logFile}) is empty.`, said ? `pg_ctl said:\n  ${said}` : ''].filter(Boolean).join('\n'),
       });
     }
     const log = await this.watchLog(logFile, logFrom, done, this.req.startTimeoutSeconds * 1000, shutdownAtTarget);
@@ -623,4 +628,12 @@ export class RestoreJob {
 function readLogFrom(logFile: string, from: number): string {
   const all = readFileSync(logFile);
   return (all.length >= from ? all.subarray(from) : all).toString('utf8');
+}
+
+/**
+ * Directories above a target that do not exist yet are made 0755: made with the target's 0700
+ * they would belong to root and shut out the OS user the server runs as.
+ */
+function makeParents(dir: string): void {
+  mkdirSync(dirname(dir), { recursive: true, mode: 0o755 });
 }

@@ -4,7 +4,7 @@
  * user had lost, no success for work not done, a message that says what to do.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -383,5 +383,15 @@ describe(`restore targets that must be refused, and restores that must not be "r
         rmSync(join(repo(), 'backups', id), { recursive: true, force: true });
       }
     }
+  });
+
+  it('a target whose parent directories do not exist yet: they are made so the server can start', async () => {
+    const target = join(testRoot(), 'trust2-new', 'a', 'b', 'pg');
+    const port = await freePort();
+    const r = await restore(repo(), target, [], port);
+    expect(r.code, r.stderr).toBe(0);
+    expect(statSync(join(testRoot(), 'trust2-new', 'a')).mode & 0o777).toBe(0o755);
+    expect(await digestAt({ host: c.socketDir, port }, 't')).toBe(await tableDigest(c, 't'));
+    stopServer(target);
   });
 });

@@ -125,6 +125,14 @@ describe('a cluster without data checksums, restored crash-consistent only (Post
     await c?.destroy();
   });
 
+  it('verify --pgdata says the cluster has no checksums to verify, instead of reporting every page as corrupt', async () => {
+    const v = await runCli(['verify', '--pgdata', c.pgdata, '--pg-bin-dir', join(embeddedPgDir(13), 'bin')]);
+    expect(v.code).not.toBe(0);
+    expect(v.code).not.toBe(4);
+    expect(v.stderr).toContain('has data checksums disabled');
+    expect(v.stdout + v.stderr).not.toMatch(/checksum failure:/);
+  });
+
   it('is backed up with verification reported unavailable, not passed; skip_wal_replay stops at consistency', async () => {
     await createStaticTables(c, 3000);
     const repo = join(testRoot(), 'repo-nosum');
