@@ -49,6 +49,18 @@ function runAndKillAfter(args: readonly string[], ms: number): Promise<{ killed:
   });
 }
 
+/** A backup started as its own process, returned once it has begun copying files. */
+async function backupUnderWay(repo: string, conn: readonly string[]) {
+  const runner = spawn(process.execPath, [join(repoRoot(), 'bin', 'pgbacula.js'), 'backup', '--repo', repo, ...conn], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/nonexistent', PGBACULA_PROGRESS_SECONDS: '0.05' }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  const done = new Promise<number | null>((resolve) => runner.on('close', resolve));
+  await new Promise<void>((resolve) => runner.stderr.on('data', (d: Buffer) => {
+    err += d.toString();
+    if (/progress: backup/.test(err)) resolve();
+  }));
+  return { runner, done, stderr: () => err };
+}
+
 describe(`kill -9 at random moments (PostgreSQL ${MAJOR})`, () => {
   let c: Cluster;
   const repo = () => join(testRoot(), 'kill-repo');
@@ -130,13 +142,7 @@ describe(`kill -9 at random moments (PostgreSQL ${MAJOR})`, () => {
   });
 
   it('concurrent commands on one repository: a second backup is refused while one runs; info and verify see it as running, not damaged', async () => {
-    const runner = spawn(process.execPath, [join(repoRoot(), 'bin', 'pgbacula.js'), 'backup', '--repo', repo(), ...conn()], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/nonexistent', PGBACULA_PROGRESS_SECONDS: '0.05' }, stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    const done = new Promise<number | null>((resolve) => runner.on('close', resolve));
-    await new Promise<void>((resolve) => runner.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-      if (/progress: backup/.test(err)) resolve();
-    }));
+    const { runner, done, stderr } = await backupUnderWay(repo(), conn());
     // Frozen mid-backup (lock held, marker there, no manifest) for as long as the others run.
     runner.kill('SIGSTOP');
     let second, info, verify;
@@ -148,7 +154,7 @@ describe(`kill -9 at random moments (PostgreSQL ${MAJOR})`, () => {
       runner.kill('SIGCONT');
     }
     const code = await done;
-    expect(code, err).toBe(0);
+    expect(code, stderr()).toBe(0);
     expect(second.code).toBe(1);
     expect(second.stderr).toMatch(/repository .* is in use by process \d+/);
     const states = (JSON.parse(info.stdout) as { backups: { state: string }[] }).backups.map((b) => b.state);
@@ -162,19 +168,14 @@ describe(`kill -9 at random moments (PostgreSQL ${MAJOR})`, () => {
   it('a backup whose session is terminated, or whose server restarts, fails saying so; nothing shows as complete; the next backup works', async () => {
     const before = (existsSync(repo()) ? JSON.parse((await runCli(['info', '--repo', repo(), '--json'])).stdout) : { backups: [] }) as { backups: { id: string }[] };
     for (const fault of ['terminate', 'restart'] as const) {
-      const runner = spawn(process.execPath, [join(repoRoot(), 'bin', 'pgbacula.js'), 'backup', '--repo', repo(), ...conn()], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/nonexistent', PGBACULA_PROGRESS_SECONDS: '0.05' }, stdio: ['ignore', 'ignore', 'pipe'] });
-      let err = '';
-      const done = new Promise<number | null>((resolve) => runner.on('close', resolve));
-      await new Promise<void>((resolve) => runner.stderr.on('data', (d: Buffer) => {
-        err += d.toString();
-        if (/progress: backup/.test(err)) resolve();
-      }));
+      const { done, stderr } = await backupUnderWay(repo(), conn());
       if (fault === 'terminate') await c.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'pgbacula%'");
       else {
         await c.stop('fast');
         await c.start();
       }
       const code = await done;
+      const err = stderr();
       expect(code, `${fault}: ${err}`).not.toBe(0);
       expect(err, fault).toMatch(/pgbacula: error: .*the session holding the backup ended during the backup \(.*(terminat|shut ?down|closed).*\).*this backup is incomplete/i);
       expect(err, fault).toMatch(/hint: Run the backup again/);
