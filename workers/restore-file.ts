@@ -1,4 +1,4 @@
-import { chmodSync, chownSync, closeSync, constants as fsc, fchownSync, fsyncSync, futimesSync, openSync, readSync, renameSync, utimesSync, writeSync } from 'node:fs';
+import { closeSync, constants as fsc, fchmodSync, fchownSync, fstatSync, fsyncSync, futimesSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { combineRangeHashes } from '../src/format/content-hash.js';
 import { Lz4FrameDecoder } from '../src/format/lz4-frame.js';
 import { loadKernels } from '../src/pipeline/kernels.js';
@@ -60,33 +60,55 @@ let rangeBuffer: Uint8Array | undefined;
 
 export function restoreFile(task: RestoreFileTask): RestoreFileResult {
   if (task.move && task.encoding === 'raw' && task.targetPath) {
-    const checked = copyOrCheck({ ...task, targetPath: undefined });
-    if (!checked.ok) return checked;
+    // The file checked is the file moved: its descriptor is kept from the check, and what lands at
+    // the target must be that same inode (a file swapped in between — for a link — is refused),
+    // and owner, mode and times are set on the descriptor, never through a path.
+    let input: number;
     try {
-      renameSync(task.storedPath, task.targetPath);
+      input = openSync(task.storedPath, fsc.O_RDONLY | fsc.O_NOFOLLOW);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'EXDEV') return copyOrCheck(task);
-      return { ok: false, problem: `cannot move it into place: ${(e as Error).message}`, bytes: checked.bytes, targetErrno: (e as NodeJS.ErrnoException).code ?? 'EIO' };
+      return { ok: false, problem: `stored file is missing or unreadable: ${(e as NodeJS.ErrnoException).code ?? e}`, bytes: 0 };
     }
     try {
-      chmodSync(task.targetPath, task.mode & 0o777);
-      if (task.uid !== undefined && task.gid !== undefined) chownSync(task.targetPath, task.uid, task.gid);
-      utimesSync(task.targetPath, task.mtimeMs / 1000, task.mtimeMs / 1000);
-      const fd = openSync(task.targetPath, 'r');
+      const checked = copyOrCheck({ ...task, targetPath: undefined }, input);
+      if (!checked.ok) return checked;
+      const was = fstatSync(input);
       try {
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
+        renameSync(task.storedPath, task.targetPath);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'EXDEV') return copyOrCheck(task, input);
+        return { ok: false, problem: `cannot move it into place: ${(e as Error).message}`, bytes: checked.bytes, targetErrno: (e as NodeJS.ErrnoException).code ?? 'EIO' };
       }
-    } catch (e) {
-      return { ok: false, problem: `cannot write ${task.targetPath}: ${(e as Error).message}`, bytes: checked.bytes, targetErrno: (e as NodeJS.ErrnoException).code ?? 'EIO' };
+      let placed: number;
+      try {
+        placed = openSync(task.targetPath, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+      } catch (e) {
+        return { ok: false, problem: `${task.targetPath} is not the file that was checked (${(e as NodeJS.ErrnoException).code ?? e}): the staging was changed during the restore`, bytes: checked.bytes };
+      }
+      try {
+        const now = fstatSync(placed);
+        if (now.ino !== was.ino || now.dev !== was.dev) {
+          return { ok: false, problem: `${task.targetPath} is not the file that was checked: the staging was changed during the restore`, bytes: checked.bytes };
+        }
+        fchmodSync(placed, task.mode & 0o777);
+        if (task.uid !== undefined && task.gid !== undefined) fchownSync(placed, task.uid, task.gid);
+        futimesSync(placed, task.mtimeMs / 1000, task.mtimeMs / 1000);
+        fsyncSync(placed);
+      } catch (e) {
+        return { ok: false, problem: `cannot write ${task.targetPath}: ${(e as Error).message}`, bytes: checked.bytes, targetErrno: (e as NodeJS.ErrnoException).code ?? 'EIO' };
+      } finally {
+        closeSync(placed);
+      }
+      return checked;
+    } finally {
+      closeSync(input);
     }
-    return checked;
   }
   return copyOrCheck(task);
 }
 
-function copyOrCheck(task: RestoreFileTask): RestoreFileResult {
+/** `opened`: the stored file already open (read from its start); it is then left open. */
+function copyOrCheck(task: RestoreFileTask, opened?: number): RestoreFileResult {
   const kernels = loadKernels();
   if (!rangeBuffer || rangeBuffer.length < task.rangeSize) rangeBuffer = new Uint8Array(task.rangeSize);
   const range = rangeBuffer;
@@ -97,14 +119,16 @@ function copyOrCheck(task: RestoreFileTask): RestoreFileResult {
   let input: number;
   try {
     // A stored file is a plain file of the repository: a link in its place is not followed.
-    input = openSync(task.storedPath, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+    input = opened ?? openSync(task.storedPath, fsc.O_RDONLY | fsc.O_NOFOLLOW);
   } catch (e) {
     return { ok: false, problem: `stored file is missing or unreadable: ${(e as NodeJS.ErrnoException).code ?? e}`, bytes: 0 };
   }
+  let complete = false;
   try {
     const target = task.targetPath;
-    // O_NOFOLLOW: a symbolic link where the file goes is never written through.
-    if (target) out = onTarget(target, () => openSync(target, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC | fsc.O_NOFOLLOW, task.mode & 0o777));
+    // O_NOFOLLOW: a symbolic link where the file goes is never written through. Created 0600: it
+    // takes the manifest's mode only once its content has checked.
+    if (target) out = onTarget(target, () => openSync(target, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC | fsc.O_NOFOLLOW, 0o600));
     const flushRange = () => {
       const data = range.subarray(0, inRange);
       hashes.push(kernels.hash(data).toString(16).padStart(16, '0'));
@@ -151,16 +175,28 @@ function copyOrCheck(task: RestoreFileTask): RestoreFileResult {
       const fd = out;
       onTarget(target!, () => {
         if (task.uid !== undefined && task.gid !== undefined) fchownSync(fd, task.uid, task.gid);
+        fchmodSync(fd, task.mode & 0o777);
         futimesSync(fd, task.mtimeMs / 1000, task.mtimeMs / 1000);
         fsyncSync(fd);
       });
     }
+    complete = true;
     return { ok: true, bytes: written };
   } catch (e) {
     if (e instanceof TargetWriteError) return { ok: false, problem: e.message, bytes: written, targetErrno: e.errno };
     return { ok: false, problem: (e as Error).message, bytes: written };
   } finally {
-    closeSync(input);
-    if (out !== undefined) closeSync(out);
+    if (opened === undefined) closeSync(input);
+    if (out !== undefined) {
+      closeSync(out);
+      // What failed its check (or could not be written whole) does not stay in the target.
+      if (!complete) {
+        try {
+          unlinkSync(task.targetPath!);
+        } catch {
+          // already gone
+        }
+      }
+    }
   }
 }

@@ -84,6 +84,9 @@ export async function main(args: readonly string[], io: Io): Promise<number> {
   } catch (e) {
     const err = asPgbaculaError(e);
     io.stderr(renderError(err, json));
+    // As restore_command, any exit from 1 to 125 means "not archived" to PostgreSQL, which then
+    // ends recovery there and promotes: a wal-fetch that could not even start must stop recovery.
+    if (args.includes('wal-fetch') && err.exitCode !== EXIT.OK) return EXIT.RECOVERY_FATAL;
     return err.exitCode;
   }
 }

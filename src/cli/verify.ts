@@ -11,7 +11,7 @@ import { emitFiles } from '../pipeline/emit-files.js';
 import { formatBytes, formatCount, ProgressTracker } from '../pipeline/job-log.js';
 import { orderedMerge } from '../pipeline/ordered-merge.js';
 import { createWorkerPool, workerCount, type WorkerPool } from '../pipeline/pool.js';
-import { assertRepository, listBackups } from '../repo/catalog.js';
+import { assertRepository, listBackups, storedPathChecker } from '../repo/catalog.js';
 import { storedFilePath } from '../repo/layout.js';
 import { parseLsn } from '../wal/lsn.js';
 import { walSegmentNameForLsn } from '../wal/segment.js';
@@ -199,9 +199,16 @@ async function verifyRepo(ctx: CommandContext, repo: string): Promise<CommandRes
       const m = b.manifest;
       const problems: string[] = [];
       const files = m.files.filter((f) => f.type === 'file');
-      const tasks = files.map((f) => {
+      const outside = storedPathChecker(repo);
+      const tasks = files.flatMap((f) => {
+        const stored = storedFilePath(repo, backupId, f.path, f.stored ?? 'raw');
+        const bad = outside(stored);
+        if (bad) {
+          problems.push(`${f.path}: ${bad}`);
+          return [];
+        }
         const task: RestoreFileTask = {
-          storedPath: storedFilePath(repo, backupId, f.path, f.stored ?? 'raw'),
+          storedPath: stored,
           encoding: f.stored ?? 'raw',
           size: f.size,
           expectedHash: f.hash ?? '',
@@ -210,7 +217,7 @@ async function verifyRepo(ctx: CommandContext, repo: string): Promise<CommandRes
           mtimeMs: 0,
           label: f.path,
         };
-        return { bytes: Math.min(f.size, m.rangeSize), start: async () => ({ f, r: (await pool.run(task, { name: 'restoreFile' })) as RestoreFileResult }) };
+        return [{ bytes: Math.min(f.size, m.rangeSize), start: async () => ({ f, r: (await pool.run(task, { name: 'restoreFile' })) as RestoreFileResult }) }];
       });
       for await (const { f, r } of orderedMerge(tasks, { windowBytes: 64 * m.rangeSize, maxTasks: pool.options.maxThreads * 4 })) {
         if (!r.ok) problems.push(`${f.path}: ${r.problem}`);

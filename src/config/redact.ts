@@ -28,3 +28,15 @@ export function scrub(text: string): string {
   }
   return out;
 }
+
+/**
+ * A shell command of the user's shown in a message (archive_command): values that look like
+ * credentials — NAME=value for names holding SECRET, PASS, KEY, TOKEN or CREDENTIAL, a value
+ * after -p / --password, user:password@ in URLs — are masked, whatever tool the command runs.
+ */
+export function redactCommand(text: string): string {
+  return scrub(text)
+    .replace(/\b([A-Za-z_][A-Za-z0-9_]*(?:SECRET|PASS|KEY|TOKEN|CREDENTIAL)[A-Za-z0-9_]*)=('(?:[^']*)'|"(?:[^"\\]|\\.)*"|\S+)/gi, `$1=${REDACTED}`)
+    .replace(/(\s(?:-p|--password|--passphrase)(?:\s+|=))('(?:[^']*)'|"(?:[^"\\]|\\.)*"|\S+)/g, `$1${REDACTED}`)
+    .replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:)([^@\s]*)@/gi, `$1${REDACTED}@`);
+}

@@ -136,6 +136,7 @@ export function manifestPathProblem(m: Pick<BackupManifest, 'files' | 'tablespac
     }
     oids.add(ts.oid);
   }
+  const links = new Set(m.files.filter((f) => f.type === 'symlink' && typeof f.path === 'string').map((f) => f.path));
   for (const f of m.files) {
     const path = f.path;
     if (typeof path !== 'string') return 'a file entry has no path';
@@ -152,13 +153,16 @@ export function manifestPathProblem(m: Pick<BackupManifest, 'files' | 'tablespac
     }
     if (root === 'pgdata') {
       if (rest.length === 0 && f.type !== 'dir') return `${bad} must be a directory`;
-      if (rest[0] === 'pg_tblspc' && rest.length >= 2) return `${bad} lies beneath a tablespace link; tablespace contents are stored under tablespaces/<oid>/`;
+      // (An in-place tablespace is a plain directory under pg_tblspc and is stored there.)
+      if (rest[0] === 'pg_tblspc' && rest.length >= 3 && links.has(`pgdata/pg_tblspc/${rest[1]}`)) return `${bad} lies beneath a tablespace link; tablespace contents are stored under tablespaces/<oid>/`;
       continue;
     }
     if (root === 'tablespaces') {
       if (rest.length === 0 && f.type === 'dir') continue;
       if (!oids.has(rest[0] ?? '')) return `${bad} belongs to no tablespace of the manifest`;
       if (rest.length === 1 && f.type !== 'dir') return `${bad} must be a directory`;
+      // Only the version directory of the backed-up server lives in a tablespace location.
+      if (rest.length >= 2 && !/^PG_\d+_\d+$/.test(rest[1]!)) return `${bad} is not inside a PG_<major>_<catalog> directory of its tablespace`;
       continue;
     }
     if ((path === 'backup_label' || path === 'tablespace_map') && f.type === 'file') continue;

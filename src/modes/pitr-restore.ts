@@ -13,8 +13,8 @@
  * staged base backups go when the restore is done; the staged WAL stays while the server may
  * still read it (paused, shut down at the target, standby).
  */
-import { chownSync, lstatSync, readdirSync, writeSync } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, type FileHandle } from 'node:fs/promises';
+import { chownSync, existsSync, lstatSync, readdirSync, writeSync } from 'node:fs';
+import { chmod, mkdir, open, readdir, rename, rm, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { getBool, getString, mergeParams, type ParamMap } from '../config/params.js';
 import { PgbaculaError } from '../errors.js';
@@ -119,8 +119,11 @@ export class PitrRestoreTarget implements RestoreTarget {
     }
     this.targetBefore = !t.exists ? 'absent' : foreign.length === 0 ? 'empty' : undefined;
     await rm(this.staging, { recursive: true, force: true });
-    await initRepository(this.staging);
+    // Made exclusively (not mkdir -p): a name planted in between (a link) fails here instead of
+    // being written through. Root-owned: only the WAL inside is handed to the server's user.
+    await mkdir(this.staging, { mode: 0o755 });
     registerScratch(this.staging);
+    await initRepository(this.staging);
     this.log.info(`staging the restored jobs in ${this.staging} (a repository; removed when the restore is done)`);
   }
 
@@ -242,7 +245,10 @@ export class PitrRestoreTarget implements RestoreTarget {
     const ids = complete.map((m) => m.backupId).join(', ');
     this.log.info(`received ${formatCount(this.files)} files (${formatBytes(this.bytes)}): base backup${complete.length === 1 ? '' : 's'} ${ids}; WAL ${segments ? `${first}..${last} (${segments} segments)` : 'none beyond the backups\' own'}`);
     const owner = resolveOwner(this.pgdataDir);
-    chownTree(this.staging, owner.uid, owner.gid);
+    // The server's user reads the staged WAL (restore_command); the staged base backups stay
+    // root's, so nothing it does can change a file between its check and its move into place.
+    await chmod(this.staging, 0o755);
+    if (existsSync(join(this.staging, 'wal'))) chownTree(join(this.staging, 'wal'), owner.uid, owner.gid);
     const result = await restoreFromRepository({
       repo: this.staging,
       params: mergeParams(this.s.params, new Map([['pg_bin_dir', binDir]])),

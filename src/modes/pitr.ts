@@ -33,6 +33,7 @@ import { forgetScratch, registerScratch, removeScratch } from '../pipeline/scrat
 import { newBackupId } from '../repo/layout.js';
 import { writeFileAtomic } from '../os/durable.js';
 import { acquirePidLock } from '../os/pid-lock.js';
+import { redactCommand } from '../config/redact.js';
 import { parseLsn } from '../wal/lsn.js';
 import { hex8, parseWalFileName, segmentNumberOfName, walSegmentName, walSegmentNumber } from '../wal/segment.js';
 import { ARCHIVE_META_FILE, listWalArchive, storeHistoryFile, type WalArchiveListing } from '../wal/spool.js';
@@ -230,7 +231,7 @@ async function archiverState(s: PitrSettings): Promise<string> {
       const r = (await session.query<{ mode: string; cmd: string; archived: string; lastok: string | null; failed: string; lastfail: string | null; failtime: string | null }>(
         "SELECT current_setting('archive_mode') AS mode, current_setting('archive_command') AS cmd, archived_count::text AS archived, last_archived_wal AS lastok, failed_count::text AS failed, last_failed_wal AS lastfail, last_failed_time::text AS failtime FROM pg_stat_archiver",
       )).rows[0]!;
-      return `archive_mode = ${r.mode}, archive_command = '${r.cmd}'; pg_stat_archiver: ${r.archived} archived${r.lastok ? ` (last ${r.lastok})` : ''}, ${r.failed} failed${r.lastfail ? ` (last ${r.lastfail} at ${r.failtime})` : ''}`;
+      return `archive_mode = ${r.mode}, archive_command = '${redactCommand(r.cmd)}'; pg_stat_archiver: ${r.archived} archived${r.lastok ? ` (last ${r.lastok})` : ''}, ${r.failed} failed${r.lastfail ? ` (last ${r.lastfail} at ${r.failtime})` : ''}`;
     } finally {
       await session.end().catch(() => undefined);
     }

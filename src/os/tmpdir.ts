@@ -51,9 +51,13 @@ export async function removeStaleScratch(dir: string, log?: JobLog): Promise<str
     return [];
   }
   const removed: string[] = [];
+  const uid = process.getuid?.();
   for (const name of names) {
     const m = SCRATCH.exec(name);
     if (!m || !processGone(Number(m[1]))) continue;
+    // Only what this user's runs made (tmpdir may be a shared directory such as /tmp).
+    const st = await lstat(join(dir, name)).catch(() => undefined);
+    if (!st || !st.isDirectory() || (uid !== undefined && st.uid !== uid)) continue;
     await rm(join(dir, name), { recursive: true, force: true });
     removed.push(join(dir, name));
     log?.info(`removed staging directory ${join(dir, name)} left by an interrupted run`);

@@ -1,5 +1,5 @@
 import { readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { BLOCKS_PER_SEGMENT, carriesPageChecksums, parseRelationFileName } from '../format/relation-file.js';
 import { walkedEntries, type WalkedDir } from '../../workers/walk-dir.js';
 import { decideEntry, walSubdirectories } from './exclusions.js';
@@ -111,12 +111,15 @@ export async function planCluster(pool: Pick<WorkerPool, 'run'> & { options: { m
           count('excluded tablespace');
           continue;
         }
-        tablespaces.push({ oid: e.name, location: e.linkTarget! });
-        list.push(new WalkedPlanEntry(dir, e.name, 'symlink', e.mode, e.mtimeMs, 0, false, 0, e.linkTarget!));
+        // Recorded normalised (a link made by hand may read "/srv/ts/" or "/srv//ts"); a relative
+        // link is resolved against pg_tblspc, as the server resolves it.
+        const location = normalizeLocation(join(pgdata, 'pg_tblspc'), e.linkTarget!);
+        tablespaces.push({ oid: e.name, location });
+        list.push(new WalkedPlanEntry(dir, e.name, 'symlink', e.mode, e.mtimeMs, 0, false, 0, location));
         // Only the version directory of the running server belongs to this cluster.
-        const tsDir: PlanDir = { absDir: e.linkTarget!, pathPrefix: `tablespaces/${e.name}` };
-        for (const v of readdirSync(e.linkTarget!).filter((n) => n.startsWith(`PG_${major}_`))) {
-          queue.push({ absDir: join(e.linkTarget!, v), ruleDir: `pg_tblspc/${e.name}/${v}`, pathPrefix: `tablespaces/${e.name}/${v}` });
+        const tsDir: PlanDir = { absDir: location, pathPrefix: `tablespaces/${e.name}` };
+        for (const v of readdirSync(location).filter((n) => n.startsWith(`PG_${major}_`))) {
+          queue.push({ absDir: join(location, v), ruleDir: `pg_tblspc/${e.name}/${v}`, pathPrefix: `tablespaces/${e.name}/${v}` });
           listOf(tsDir.pathPrefix).push(new WalkedPlanEntry(tsDir, v, 'dir', 0o700, e.mtimeMs, 0, false, 0));
         }
         continue;
@@ -203,4 +206,8 @@ export function inlineWalker(): Pick<WorkerPool, 'run'> & { options: { maxThread
       return moved[valueSymbol] ?? moved;
     },
   } as unknown as Pick<WorkerPool, 'run'> & { options: { maxThreads: number } };
+}
+
+function normalizeLocation(base: string, link: string): string {
+  return resolve(base, link);
 }

@@ -62,6 +62,8 @@ export function decideEntry(relDir: string, entry: DirEntryInfo, siblings: Reado
     if (EXCLUDE_CONTENTS_ALL.includes(name) || (major >= 10 && EXCLUDE_CONTENTS_10.includes(name))) return { action: 'empty-dir' };
   }
   if (kind === 'symlink' && relDir !== 'pg_tblspc') return { action: 'skip', reason: 'symbolic link outside pg_tblspc (skipping special file)' };
+  // Tablespace links are named by their oid (the walker handles those); any other link there is not the server's.
+  if (kind === 'symlink' && relDir === 'pg_tblspc' && !/^\d+$/.test(name)) return { action: 'skip', reason: 'symbolic link in pg_tblspc that is not a tablespace' };
   if (kind === 'other') return { action: 'skip', reason: 'special file' };
   return { action: 'include' };
 }

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import { link, mkdir, open, readdir, readFile, rm, stat, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { PgbaculaError } from '../errors.js';
 import { ManifestError, parseManifest, type BackupManifest } from '../format/backup-manifest.js';
 import { fsyncPath, writeFileAtomic } from '../os/durable.js';
@@ -225,4 +225,27 @@ export async function removeInterruptedBackups(repo: string): Promise<string[]> 
     }
   }
   return removed;
+}
+
+/**
+ * A check for stored files: their directory, links resolved, must lie inside the repository. A
+ * directory of the repository replaced by a link would otherwise feed a restore (run as root)
+ * files from anywhere. Returns the problem for a path, or undefined.
+ */
+export function storedPathChecker(repo: string): (storedPath: string) => string | undefined {
+  const root = realpathSync(repo);
+  const seen = new Map<string, boolean>();
+  return (storedPath) => {
+    const dir = dirname(storedPath);
+    let inside = seen.get(dir);
+    if (inside === undefined) {
+      try {
+        inside = `${realpathSync(dir)}/`.startsWith(`${root}/`);
+      } catch {
+        inside = true; // missing: the read reports it
+      }
+      seen.set(dir, inside);
+    }
+    return inside ? undefined : 'stored beneath a symbolic link that leads out of the repository';
+  };
 }

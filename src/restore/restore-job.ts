@@ -12,6 +12,7 @@ import type { PlanEntry } from '../pipeline/cluster-walk.js';
 import { formatBytes, formatCount, ProgressTracker, type JobLog } from '../pipeline/job-log.js';
 import type { WorkerPool } from '../pipeline/pool.js';
 import { orderedMerge } from '../pipeline/ordered-merge.js';
+import { storedPathChecker } from '../repo/catalog.js';
 import { storedFilePath } from '../repo/layout.js';
 import { majorOf, type Major } from '../pg/versions.js';
 import type { RestoreFileResult, RestoreFileTask } from '../../workers/restore-file.js';
@@ -114,6 +115,8 @@ export class RestoreJob {
   private readonly stagedWalDir: string;
   private readonly plan: RecoveryPlan;
   private readonly fingerprint: string;
+  /** Version directories (PG_<major>_*) of existing tablespace locations that overwrite_existing replaces. */
+  private readonly tablespaceLeftovers = new Map<string, string[]>();
   /** Directories checked (or made) by ensureDirBelow in this run. */
   private readonly madeDirs = new Set<string>();
 
@@ -170,10 +173,24 @@ export class RestoreJob {
     const { pgdataDir, manifest: m } = this.req;
     const locations = m.tablespaces.map((ts) => ({ what: `tablespace ${ts.oid} location`, path: this.tablespaceLocation(ts.oid, ts.location) }));
     assertOutsideProtected([{ what: 'restore target', path: pgdataDir }, ...locations], this.req.protectedPaths ?? [{ what: 'repository', path: this.req.repo }]);
+    // A link where the target or a tablespace location should be would carry the restore (and
+    // its chown) to wherever it points.
+    for (const { what, path } of [{ what: 'restore target', path: pgdataDir }, ...locations]) {
+      const st = lstatOrUndefined(path);
+      if (st?.isSymbolicLink()) {
+        throw new PgbaculaError('RESTORE_PRECHECK', `${what} ${path} is a symbolic link: a restore does not write through it`, { hint: 'Give the directory it points to, or another path.' });
+      }
+      if (st && !st.isDirectory()) throw new PgbaculaError('RESTORE_PRECHECK', `${what} ${path} exists and is not a directory`, { hint: 'Choose another path.' });
+    }
     const t = inspectTarget(pgdataDir);
     const earlier = t.restoreState;
     const resumable = earlier !== undefined && earlier.finished === undefined && earlier.backupId === m.backupId && earlier.fingerprint === this.fingerprint;
     if (earlier && !resumable && !this.req.overwriteExisting) {
+      if (earlier.finished === undefined && earlier.fingerprint === '') {
+        throw new PgbaculaError('RESTORE_PRECHECK', `restore target ${pgdataDir} holds an interrupted restore of backup ${earlier.backupId} made by an older pgbacula, which this one cannot resume`, {
+          hint: 'Set overwrite_existing=true to start the restore over, or restore into an empty directory.',
+        });
+      }
       throw new PgbaculaError(
         'RESTORE_PRECHECK',
         earlier.finished !== undefined
@@ -198,13 +215,32 @@ export class RestoreJob {
         hint: 'Restore into an empty directory, or set overwrite_existing=true to replace its contents.',
       });
     }
+    if (t.exists && t.entries.length > 0 && !resumable && !t.entries.includes('PG_VERSION') && !t.entries.includes(RESTORE_STATE_DIR)) {
+      // overwrite_existing replaces a data directory, never an arbitrary tree (a parent typed by mistake).
+      throw new PgbaculaError('RESTORE_PRECHECK', `restore target ${pgdataDir} is not empty and is not a PostgreSQL data directory (no PG_VERSION): overwrite_existing replaces a data directory only`, {
+        hint: 'Check pgdata_dir (a parent of the data directory given by mistake?), or empty the directory yourself.',
+      });
+    }
+    const owner = resolveOwner(pgdataDir);
+    const versionDir = new RegExp(`^PG_${major}_\\d+$`);
     for (const ts of m.tablespaces) {
       const loc = this.tablespaceLocation(ts.oid, ts.location);
-      if (existsSync(loc) && readdirSync(loc).length > 0 && !resumable && !this.req.overwriteExisting) {
-        throw new PgbaculaError('RESTORE_PRECHECK', `tablespace ${ts.oid} location ${loc} is not empty`, {
-          hint: `Give it another place with remap_tablespace=${ts.oid}=/new/dir, or set overwrite_existing=true.`,
+      if (!existsSync(loc)) continue;
+      // PostgreSQL wants a tablespace directory owned by the server's user; an existing one is
+      // used as it is — never chowned — so a location cannot hand a system directory to it.
+      const st = statSync(loc);
+      if (st.uid !== owner.uid) {
+        throw new PgbaculaError('RESTORE_PRECHECK', `tablespace ${ts.oid} location ${loc} exists and belongs to uid ${st.uid}, not to the restored cluster's owner (uid ${owner.uid})`, {
+          hint: `Give it another place with remap_tablespace=${ts.oid}=/new/dir (made for you), or chown the directory to the cluster's owner if it is meant for this cluster.`,
         });
       }
+      const inside = readdirSync(loc);
+      if (inside.length > 0 && !resumable && !this.req.overwriteExisting) {
+        throw new PgbaculaError('RESTORE_PRECHECK', `tablespace ${ts.oid} location ${loc} is not empty`, {
+          hint: `Give it another place with remap_tablespace=${ts.oid}=/new/dir, or set overwrite_existing=true (it replaces only the PG_${major}_* directory there).`,
+        });
+      }
+      if (!resumable) this.tablespaceLeftovers.set(loc, inside.filter((n) => versionDir.test(n)));
     }
     const needed = m.files.reduce((s, f) => s + f.size, 0);
     const free = freeBytes(pgdataDir);
@@ -214,11 +250,12 @@ export class RestoreJob {
     if (free < copied * 1.05) {
       throw new PgbaculaError('RESTORE_PRECHECK', `not enough space for ${pgdataDir}: ${formatBytes(needed)} needed, ${formatBytes(free)} free`, { hint: 'Free space or choose another target.' });
     }
-    this.owner = resolveOwner(pgdataDir);
+    this.owner = owner;
     if (t.exists && t.entries.length > 0 && !resumable) {
       // overwrite_existing=true: the explicit gate. Only now is anything removed.
       for (const e of t.entries) rmSync(join(pgdataDir, e), { recursive: true, force: true });
     }
+    for (const [loc, names] of this.tablespaceLeftovers) for (const n of names) rmSync(join(loc, n), { recursive: true, force: true });
     makeParents(pgdataDir);
     mkdirSync(pgdataDir, { recursive: true, mode: 0o700 });
     chownSync(pgdataDir, this.owner.uid, this.owner.gid);
@@ -312,8 +349,9 @@ export class RestoreJob {
     const { manifest: m, pool, repo } = this.req;
     const owner = this.owner!;
     const mkdirOwned = (dir: string, mode = 0o700) => {
+      if (existsSync(dir)) return; // checked in phase 1: a directory of the cluster's owner, used as it is
       makeParents(dir);
-      mkdirSync(dir, { recursive: true, mode });
+      mkdirSync(dir, { mode });
       chownSync(dir, owner.uid, owner.gid);
     };
     for (const ts of m.tablespaces) mkdirOwned(this.tablespaceLocation(ts.oid, ts.location));
@@ -339,11 +377,18 @@ export class RestoreJob {
     const problems: string[] = [];
     let targetFailure: { path: string; problem: string; errno: string } | undefined;
     try {
-      const tasks = files.map((f) => {
+      const outside = storedPathChecker(repo);
+      const tasks = files.flatMap((f) => {
+        const stored = storedFilePath(repo, m.backupId, f.path, f.stored ?? 'raw');
+        const bad = outside(stored);
+        if (bad) {
+          problems.push(`${f.path}: ${bad}`);
+          return [];
+        }
         const place = this.placeOf(f)!;
         const target = join(this.ensureDirBelow(place.root, place.parts.slice(0, -1), owner), place.parts.at(-1)!);
         const task: RestoreFileTask = {
-          storedPath: storedFilePath(repo, m.backupId, f.path, f.stored ?? 'raw'),
+          storedPath: stored,
           encoding: f.stored ?? 'raw',
           targetPath: target,
           size: f.size,
@@ -356,7 +401,7 @@ export class RestoreJob {
           label: f.path,
           ...(this.req.consumeRepository ? { move: true } : {}),
         };
-        return { bytes: Math.min(f.size, m.rangeSize), start: async () => ({ f, r: (await pool.run(task, { name: 'restoreFile' })) as RestoreFileResult }) };
+        return [{ bytes: Math.min(f.size, m.rangeSize), start: async () => ({ f, r: (await pool.run(task, { name: 'restoreFile' })) as RestoreFileResult }) }];
       });
       for await (const { f, r } of orderedMerge(tasks, { windowBytes: 64 * m.rangeSize, maxTasks: pool.options.maxThreads * 4 })) {
         if (!r.ok && r.targetErrno) targetFailure ??= { path: this.targetOf(f)!, problem: r.problem ?? '', errno: r.targetErrno };
@@ -636,4 +681,12 @@ function readLogFrom(logFile: string, from: number): string {
  */
 function makeParents(dir: string): void {
   mkdirSync(dirname(dir), { recursive: true, mode: 0o755 });
+}
+
+function lstatOrUndefined(path: string): ReturnType<typeof lstatSync> | undefined {
+  try {
+    return lstatSync(path);
+  } catch {
+    return undefined;
+  }
 }

@@ -196,6 +196,8 @@ describe(`disk full on PostgreSQL ${MAJOR}`, () => {
     writeFileSync(join(outside, 'keep.txt'), 'the user had this');
     const tsTarget = join(outside, 'ts-small');
     mountTmpfs(tsTarget, '1m');
+    // An existing tablespace location must belong to the cluster's owner (it is never chowned).
+    chownSync(tsTarget, u.uid, u.gid);
     const target = join(base, 'restored');
     registerForCleanup({ pgdata: target, dir: target });
     const before = tree(outside);

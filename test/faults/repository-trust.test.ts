@@ -394,4 +394,97 @@ describe(`restore targets that must be refused, and restores that must not be "r
     expect(await digestAt({ host: c.socketDir, port }, 't')).toBe(await tableDigest(c, 't'));
     stopServer(target);
   });
+
+  it('a tablespace location that exists and belongs to another user is refused and left as it was; tablespace files live only in a PG_ directory', async () => {
+    const src = JSON.parse((await runCli(['info', '--repo', repo(), '--json'])).stdout).backups[0].id as string;
+    const m0 = readManifest(repo(), src);
+    const version = m0.files.find((f) => f.path === 'pgdata/PG_VERSION')!;
+    const rootDir = join(testRoot(), 'trust2-rootowned');
+    mkdirSync(rootDir, { mode: 0o755 });
+    const id = '20200101-000011F';
+    const vdir = `PG_${MAJOR}_202209061`;
+    craftBackup(repo(), src, id, (m) => ({
+      ...m,
+      tablespaces: [{ oid: '99997', location: rootDir }],
+      files: [
+        ...m.files,
+        { path: 'pgdata/pg_tblspc/99997', type: 'symlink', size: 0, mode: 0o777, mtime: m.startTime, linkTarget: rootDir },
+        { path: 'tablespaces/99997', type: 'dir', size: 0, mode: 0o700, mtime: m.startTime },
+        { path: `tablespaces/99997/${vdir}`, type: 'dir', size: 0, mode: 0o700, mtime: m.startTime },
+        { ...version, path: `tablespaces/99997/${vdir}/f` },
+      ],
+    }));
+    mkdirSync(join(repo(), 'backups', id, 'files', 'tablespaces', '99997', vdir), { recursive: true });
+    cpSync(join(repo(), 'backups', id, 'files', 'pgdata', 'PG_VERSION'), join(repo(), 'backups', id, 'files', 'tablespaces', '99997', vdir, 'f'));
+    try {
+      const r = await restore(repo(), join(testRoot(), 'trust2-ts'), ['--backup', id]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`location ${rootDir} exists and belongs to uid 0`);
+      expect(statSync(rootDir).uid).toBe(0);
+      expect(readdirSync(rootDir)).toEqual([]);
+      const over = await restore(repo(), join(testRoot(), 'trust2-ts'), ['--backup', id, '--overwrite-existing=true']);
+      expect(over.code).toBe(1);
+      expect(statSync(rootDir).uid).toBe(0);
+    } finally {
+      rmSync(join(repo(), 'backups', id), { recursive: true, force: true });
+    }
+    const id2 = '20200101-000012F';
+    craftBackup(repo(), src, id2, (m) => ({
+      ...m,
+      tablespaces: [{ oid: '99997', location: rootDir }],
+      files: [...m.files, { path: 'pgdata/pg_tblspc/99997', type: 'symlink', size: 0, mode: 0o777, mtime: m.startTime, linkTarget: rootDir }, { ...version, path: 'tablespaces/99997/passwd' }],
+    }));
+    try {
+      const v = await runCli(['verify', '--repo', repo(), '--backup', id2]);
+      expect(v.code).toBe(1);
+      expect(v.stdout).toContain('is not inside a PG_<major>_<catalog> directory');
+    } finally {
+      rmSync(join(repo(), 'backups', id2), { recursive: true, force: true });
+    }
+  });
+
+  it('a directory of the repository replaced by a link out of it: verify and restore name it, and nothing read through it stays in the target', async () => {
+    const src = JSON.parse((await runCli(['info', '--repo', repo(), '--json'])).stdout).backups[0].id as string;
+    const id = '20200101-000013F';
+    craftBackup(repo(), src, id, (m) => m);
+    const elsewhere = join(testRoot(), 'trust2-elsewhere');
+    cpSync(join(repo(), 'backups', id, 'files', 'pgdata', 'global'), elsewhere, { recursive: true });
+    rmSync(join(repo(), 'backups', id, 'files', 'pgdata', 'global'), { recursive: true });
+    symlinkSync(elsewhere, join(repo(), 'backups', id, 'files', 'pgdata', 'global'));
+    try {
+      const v = await runCli(['verify', '--repo', repo(), '--backup', id]);
+      expect(v.code).toBe(1);
+      expect(v.stdout).toContain('stored beneath a symbolic link that leads out of the repository');
+      const target = join(testRoot(), 'trust2-linked');
+      const r = await restore(repo(), target, ['--backup', id]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('leads out of the repository');
+      expect(existsSync(join(target, 'global', 'pg_control'))).toBe(false);
+    } finally {
+      rmSync(join(repo(), 'backups', id), { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a target that is a symbolic link, and overwrite of a directory that is not a data directory', async () => {
+    const real = join(testRoot(), 'trust2-real');
+    mkdirSync(real);
+    const link = join(testRoot(), 'trust2-link');
+    symlinkSync(real, link);
+    const r = await restore(repo(), link);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`restore target ${link} is a symbolic link`);
+    expect(readdirSync(real)).toEqual([]);
+    const parent = join(testRoot(), 'trust2-parent');
+    mkdirSync(join(parent, '15', 'main'), { recursive: true });
+    writeFileSync(join(parent, 'notes.txt'), 'keep');
+    const o = await restore(repo(), parent, ['--overwrite-existing=true']);
+    expect(o.code).toBe(1);
+    expect(o.stderr).toContain('is not a PostgreSQL data directory');
+    expect(readFileSync(join(parent, 'notes.txt'), 'utf8')).toBe('keep');
+  });
+
+  it('wal-fetch that cannot even start (an unknown flag) stops recovery (exit 200) instead of meaning "not archived"', async () => {
+    const r = await runCli(['wal-fetch', '--repo', repo(), '--wal-spol', '/x', '000000010000000000000001', '/tmp/x']);
+    expect(r.code).toBe(200);
+  });
 });
