@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { appendFileSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chownSync, closeSync, existsSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
@@ -147,7 +147,18 @@ export class RestoreJob {
 
   private saveState(done: number): void {
     if (!this.state.phasesDone.includes(done)) this.state.phasesDone.push(done);
-    writeFileSync(join(this.stateDir, 'state.json'), JSON.stringify(this.state) + '\n', { mode: 0o600 });
+    // temp + fsync + rename: a restore killed while it records its progress must find the old
+    // state or the new one when run again, never half a file (which would make it a stranger).
+    const path = join(this.stateDir, 'state.json');
+    const tmp = `${path}.tmp-${process.pid}`;
+    const fd = openSync(tmp, 'w', 0o600);
+    try {
+      writeSync(fd, JSON.stringify(this.state) + '\n');
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
   }
 
   async run(): Promise<RestoreSummary> {
@@ -339,6 +350,8 @@ export class RestoreJob {
           hint: `Remove it, or restore into an empty directory (a backup never needs ${dir} to be anything but a directory).`,
         });
       }
+      // Made by an interrupted run that was killed between its mkdir and its chown.
+      if (st.uid !== owner.uid || st.gid !== owner.gid) chownSync(dir, owner.uid, owner.gid);
       this.madeDirs.add(dir);
     }
     return dir;
@@ -355,7 +368,7 @@ export class RestoreJob {
       chownSync(dir, owner.uid, owner.gid);
     };
     for (const ts of m.tablespaces) mkdirOwned(this.tablespaceLocation(ts.oid, ts.location));
-    mkdirOwned(this.stagedWalDir);
+    this.ensureDirBelow(this.req.pgdataDir, [RESTORE_STATE_DIR, 'wal'], owner);
     for (const f of m.files) {
       if (f.type === 'dir') {
         const place = this.placeOf(f);
