@@ -534,9 +534,10 @@ export class RestoreJob {
           ? /pausing at the end of recovery|recovery has paused/
           : /database system is ready to accept connections/;
     if (startError && !shutdownAtTarget) {
-      const refused = this.refusalIn(readLogFrom(logFile, logFrom), logFile);
+      const text = readLogFrom(logFile, logFrom);
+      const refused = this.refusalIn(text, logFile);
       if (refused) throw refused;
-      const tail = readLogFrom(logFile, logFrom).split('\n').filter(Boolean).slice(-8).join('\n  ');
+      const tail = text.split('\n').filter(Boolean).slice(-8).join('\n  ');
       // pg_ctl says on stderr what it could not do before the server writes any log line
       // (a data directory its user cannot enter, a missing binary).
       const said = String((startError as { stderr?: unknown }).stderr ?? '').trim().split('\n').filter(Boolean).slice(-4).join('\n  ');

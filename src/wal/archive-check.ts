@@ -81,13 +81,8 @@ export async function checkWalArchive(root: string, systemId: string, listing?: 
       lastSegno = seg.segno;
     }
     const segmentStart = walSegmentStart(seg.segno, S);
-    let bytes: Uint8Array;
-    try {
-      bytes = await readFile(seg.path);
-    } catch (e) {
-      damaged.push({ ...pick(seg), problem: `it cannot be read: ${(e as Error).message}` });
-      continue;
-    }
+    const bytes = await readOrReport(seg, damaged);
+    if (!bytes) continue;
     const v = judgeSegment(bytes, { segmentStart, segmentSize: S });
     if (!v.sound) damaged.push({ ...pick(seg), problem: v.problem! });
     const judged: Judged = { seg, bytes, scan: v.scan, sound: v.sound };
@@ -106,17 +101,22 @@ export async function checkWalArchive(root: string, systemId: string, listing?: 
     }
   }
   for (const seg of l.partials) {
-    let bytes: Uint8Array;
-    try {
-      bytes = await readFile(seg.path);
-    } catch (e) {
-      damaged.push({ ...pick(seg), problem: `it cannot be read: ${(e as Error).message}` });
-      continue;
-    }
+    const bytes = await readOrReport(seg, damaged);
+    if (!bytes) continue;
     const v = judgeSegment(bytes, { segmentStart: walSegmentStart(seg.segno, S), segmentSize: S, partial: true });
     if (!v.sound) damaged.push({ ...pick(seg), problem: v.problem! });
   }
   return { listing: all, checked: l.segments.length + l.partials.length, seams, damaged };
+}
+
+/** The segment's bytes, or undefined after recording that it cannot be read (itself a finding). */
+async function readOrReport(seg: ArchivedSegment, damaged: DamagedSegment[]): Promise<Uint8Array | undefined> {
+  try {
+    return await readFile(seg.path);
+  } catch (e) {
+    damaged.push({ ...pick(seg), problem: `it cannot be read: ${(e as Error).message}` });
+    return undefined;
+  }
 }
 
 function pick(s: ArchivedSegment): Omit<DamagedSegment, 'problem'> {
