@@ -3,7 +3,7 @@ import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { createPageVerifier } from '../src/format/page-checksum-wasm.js';
 import type { PageVerifier } from '../src/format/page-checksum.js';
 import { createLz4EncodeScratch, encodeBlocks, encodedBoundBytes, type Lz4EncodeScratch } from '../src/format/lz4-frame.js';
-import { loadKernels, type Kernels } from '../src/pipeline/kernels.js';
+import { loadKernels, type Kernels } from '../src/format/kernels.js';
 
 /** One range of one file: read → verify pages → hash → compress. */
 export interface RangeTask {

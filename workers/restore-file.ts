@@ -1,7 +1,7 @@
 import { closeSync, constants as fsc, fchmodSync, fchownSync, fstatSync, fsyncSync, futimesSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { combineRangeHashes } from '../src/format/content-hash.js';
 import { Lz4FrameDecoder } from '../src/format/lz4-frame.js';
-import { loadKernels } from '../src/pipeline/kernels.js';
+import { loadKernels } from '../src/format/kernels.js';
 
 /**
  * Decode one stored file (raw or an LZ4 frame), check its content hash range by range, and —

@@ -14,7 +14,7 @@ import { BenchCluster } from './bench-cluster.js';
 import { measure } from './process-tree.js';
 
 const ROOT = process.env.PGBACULA_BENCH_DIR ?? '/var/tmp/pgbacula-bench-memory';
-const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const REPO_ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 const CLI = join(REPO_ROOT, 'bin', 'pgbacula.js');
 const NULL_BACKUP = join(REPO_ROOT, 'dist', 'bench', 'e2e', 'null-backup.js');
 const LIMIT_MIB = 256;

@@ -6,8 +6,8 @@
 import { rmSync } from 'node:fs';
 import v8 from 'node:v8';
 import { resolveConnection } from '../../src/config/connection.js';
-import { runBaseBackup } from '../../src/modes/base-backup.js';
-import { silentLog } from '../../src/pipeline/job-log.js';
+import { runBaseBackup } from '../../src/modes/pitr/base-backup.js';
+import { silentLog } from '../../src/item/job-log.js';
 import { createWorkerPool, workerCount } from '../../src/pipeline/pool.js';
 
 v8.setFlagsFromString('--max-semi-space-size=4'); // as bin/pgbacula.js does

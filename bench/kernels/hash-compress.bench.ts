@@ -8,7 +8,7 @@
  * FILE: relation segment files of a real cluster (e.g. pgbench -i -s 10's pgbench_accounts and its
  * index, or a table of md5 text rows); each contributes its first 8 MiB. Without FILE, synthetic
  * heap pages (half the rows md5-like hex text) stand in. Also prints XXH64 native and xxhash-wasm,
- * the evidence for the repository hash being XXH3 (src/pipeline/kernels.ts).
+ * the evidence for the repository hash being XXH3 (src/format/kernels.ts).
  */
 
 import { closeSync, openSync, readSync } from 'node:fs';
@@ -16,7 +16,7 @@ import { createRequire } from 'node:module';
 import { basename } from 'node:path';
 import { Bench } from 'tinybench';
 import xxhash from 'xxhash-wasm';
-import { loadKernels, type Kernels } from '../../src/pipeline/kernels.js';
+import { loadKernels, type Kernels } from '../../src/format/kernels.js';
 import { createLz4EncodeScratch, encodeBlocks, LZ4_FRAME_BLOCK_BYTES } from '../../src/format/lz4-frame.js';
 import { seededRandom } from '../../test/harness/seeded-random.js';
 

@@ -15,7 +15,7 @@
  *   - the calls are synchronous and short: they run on the calling (worker) thread.
  *
  * Built by native/kernels/build.sh into native/build/pgbacula_kernels.node; loaded by
- * src/pipeline/kernels.ts, which falls back to pure packages when this file is absent.
+ * src/format/kernels.ts, which falls back to pure packages when this file is absent.
  */
 
 #define NAPI_VERSION 8

@@ -14,13 +14,13 @@ import type { RawParam } from '../config/plugin-string.js';
 import { parseParamLine } from '../config/plugin-string.js';
 import { scrub } from '../config/redact.js';
 import { asPgbaculaError, PgbaculaError } from '../errors.js';
-import type { ItemSink } from '../pipeline/item.js';
+import type { ItemSink } from '../item/item.js';
 import { unexpected, type PacketSink, type PacketSource } from './channel.js';
 import { FdItemSink } from './fd-sink.js';
 import { fdJobLog, truncateUtf8, type FdJobLog } from './fd-job-log.js';
 import { parseJobBlock, type JobInfo } from './job-info.js';
 import { command, EOD, type Packet } from './packet.js';
-import type { RestoreTarget } from '../pipeline/restore-target.js';
+import type { RestoreTarget } from '../item/restore-target.js';
 import { runRestoreStream } from './restore-source.js';
 
 /** Writes every item of a backup, estimate or listing into the sink. */

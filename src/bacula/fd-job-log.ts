@@ -5,7 +5,7 @@
  * buffer.
  */
 import { scrub } from '../config/redact.js';
-import { formatBytes, formatProgress, type JobLog, type ProgressSnapshot } from '../pipeline/job-log.js';
+import { formatBytes, formatProgress, type JobLog, type ProgressSnapshot } from '../item/job-log.js';
 import type { MessageLevel } from './packet.js';
 import type { PacketSink } from './channel.js';
 

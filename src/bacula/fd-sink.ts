@@ -9,7 +9,7 @@
  * (a streamed dump): STAT carries -1, as Bacula's own bpipe plugin does for its streams.
  */
 import { PgbaculaError } from '../errors.js';
-import type { ItemHeader, ItemSink, ItemTrailer } from '../pipeline/item.js';
+import type { ItemHeader, ItemSink, ItemTrailer } from '../item/item.js';
 import type { PacketSink } from './channel.js';
 import { command, EOD } from './packet.js';
 

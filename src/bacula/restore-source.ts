@@ -13,8 +13,8 @@
  * and answered `A`.
  */
 import { asPgbaculaError, PgbaculaError } from '../errors.js';
-import type { ItemType } from '../pipeline/item.js';
-import type { RestoreDecision, RestoreEntry, RestoreTarget } from '../pipeline/restore-target.js';
+import type { ItemType } from '../item/item.js';
+import type { RestoreDecision, RestoreEntry, RestoreTarget } from '../item/restore-target.js';
 import { unexpected, type PacketSink, type PacketSource } from './channel.js';
 import type { FdJobLog } from './fd-job-log.js';
 import { command, EOD, type Packet } from './packet.js';

@@ -1,7 +1,7 @@
 import { getBool, getInt, getList, getString } from '../config/params.js';
 import { EXIT, PgbaculaError } from '../errors.js';
-import { runBaseBackup } from '../modes/base-backup.js';
-import { formatBytes, formatCount } from '../pipeline/job-log.js';
+import { runBaseBackup } from '../modes/pitr/base-backup.js';
+import { formatBytes, formatCount } from '../item/job-log.js';
 import { createWorkerPool, workerCount } from '../pipeline/pool.js';
 import { createBackupDir, initRepository, removeInterruptedBackups } from '../repo/catalog.js';
 import { newBackupId } from '../repo/layout.js';

@@ -2,9 +2,9 @@ import { describeEndpoint } from '../config/connection.js';
 import { getString } from '../config/params.js';
 import type { BackupMode } from '../config/schema.js';
 import { EXIT } from '../errors.js';
-import { assessModes, type ModeReadiness } from '../pg/prerequisites.js';
-import { collectServerFacts, type ServerFacts } from '../pg/server-facts.js';
-import { openSession } from '../pg/session.js';
+import { assessModes, type ModeReadiness } from '../server/prerequisites.js';
+import { collectServerFacts, type ServerFacts } from '../server/server-facts.js';
+import { openSession } from '../server/session.js';
 import type { CommandContext } from './context.js';
 import { ok, table, type CommandResult } from './output.js';
 

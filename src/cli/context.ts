@@ -4,7 +4,7 @@ import { PgbaculaError } from '../errors.js';
 import { resolveConnection, type ConnectionSettings, type Env } from '../config/connection.js';
 import { getString, mergeParams, validateParams, type ParamMap } from '../config/params.js';
 import type { ParamScope } from '../config/schema.js';
-import type { JobLog } from '../pipeline/job-log.js';
+import type { JobLog } from '../item/job-log.js';
 import type { ParsedArgv } from './argv.js';
 import { stderrLog } from './stderr-log.js';
 

@@ -1,10 +1,10 @@
 import { EXIT } from '../errors.js';
-import { formatBytes } from '../pipeline/job-log.js';
+import { formatBytes } from '../item/job-log.js';
 import { assertRepository, listBackups } from '../repo/catalog.js';
 import { requireRepo } from './backup.js';
-import { walArchiveRoot } from '../wal/spool.js';
-import { windowToJson } from '../wal/window.js';
-import { describeWindowReport, windowReports } from '../wal/window-report.js';
+import { walArchiveRoot } from '../archive/spool.js';
+import { windowToJson } from '../archive/window.js';
+import { describeWindowReport, windowReports } from '../archive/window-report.js';
 import type { CommandContext } from './context.js';
 import { ok, type CommandResult } from './output.js';
 

@@ -1,4 +1,4 @@
-import { formatBytes } from '../pipeline/job-log.js';
+import { formatBytes } from '../item/job-log.js';
 import { restoreFromRepository } from '../restore/repo-restore.js';
 import { requireRepo } from './backup.js';
 import type { CommandContext } from './context.js';

@@ -1,5 +1,5 @@
 import { scrub } from '../config/redact.js';
-import { formatProgress, type JobLog, type ProgressSnapshot } from '../pipeline/job-log.js';
+import { formatProgress, type JobLog, type ProgressSnapshot } from '../item/job-log.js';
 
 /**
  * The CLI's job log: operator lines on stderr (stdout carries the command's result), a

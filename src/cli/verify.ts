@@ -6,16 +6,16 @@ import { EXIT, PgbaculaError } from '../errors.js';
 import { serverBinDirFor } from '../restore/server-binaries.js';
 import { inlineWalker, planCluster, type PlanEntry } from '../pipeline/cluster-walk.js';
 import { BLCKSZ } from '../format/relation-file.js';
-import { nativePageVerifier, type NativePageVerifier } from '../pipeline/kernels.js';
+import { nativePageVerifier, type NativePageVerifier } from '../format/kernels.js';
 import { emitFiles } from '../pipeline/emit-files.js';
-import { formatBytes, formatCount, ProgressTracker } from '../pipeline/job-log.js';
+import { formatBytes, formatCount, ProgressTracker } from '../item/job-log.js';
 import { orderedMerge } from '../pipeline/ordered-merge.js';
 import { createWorkerPool, workerCount, type WorkerPool } from '../pipeline/pool.js';
 import { assertRepository, listBackups, storedPathChecker } from '../repo/catalog.js';
 import { storedFilePath } from '../repo/layout.js';
 import { parseLsn } from '../wal/lsn.js';
 import { walSegmentNameForLsn } from '../wal/segment.js';
-import { verifyRepositoryWal } from '../wal/archive-check.js';
+import { verifyRepositoryWal } from '../archive/archive-check.js';
 import type { BackupManifest } from '../format/backup-manifest.js';
 import type { RestoreFileResult, RestoreFileTask } from '../../workers/restore-file.js';
 import type { CommandContext } from './context.js';
@@ -232,7 +232,7 @@ async function verifyRepo(ctx: CommandContext, repo: string): Promise<CommandRes
     await pool.destroy();
   }
   // ---- WAL, record by record (issue 9 item 2): the archive's segments, seams and history
-  // files, and each verified backup's own WAL (src/wal/archive-check.ts). ----
+  // files, and each verified backup's own WAL (src/archive/archive-check.ts). ----
   const walManifests: BackupManifest[] = chosen.flatMap((b) => (b.state === 'complete' ? [b.manifest] : []));
   const wal = await verifyRepositoryWal(repo, walManifests);
   // ---- end of the WAL block ----

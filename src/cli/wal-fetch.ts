@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { asPgbaculaError, EXIT, PgbaculaError } from '../errors.js';
-import { fetchWalFile, listArchivedSystems, type FetchResult } from '../wal/spool.js';
+import { fetchWalFile, listArchivedSystems, type FetchResult } from '../archive/spool.js';
 import type { CommandContext } from './context.js';
 import { ok, type CommandResult } from './output.js';
 import { pushingDataDirectory, walTarget } from './wal-target.js';

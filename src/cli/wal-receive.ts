@@ -1,6 +1,6 @@
 import { getBool, getInt, getString } from '../config/params.js';
-import { assertSlotName } from '../pg/replication.js';
-import { runWalReceiver } from '../wal/receiver.js';
+import { assertSlotName } from '../server/replication.js';
+import { runWalReceiver } from '../archive/receiver.js';
 import type { CommandContext } from './context.js';
 import { ok, type CommandResult } from './output.js';
 import { walTarget } from './wal-target.js';

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { ItemEncoding, ItemType, PageCheckResult } from '../pipeline/item.js';
+import type { ItemEncoding, ItemType, PageCheckResult } from '../item/item.js';
 
 /**
  * pgbacula's backup manifest: every file with its size, mtime, mode, content hash, storage

@@ -17,7 +17,7 @@
  * The content checksum (XXH32 of the whole raw content) is OFF by default: XXH32 cannot be
  * computed from hashes of separate ranges, so it would need one more sequential pass over every
  * raw byte in file order on one thread (about 3 GB/s: a bound on the whole backup), while the
- * workers already hash every range with the repository's hash (src/pipeline/kernels.ts), which is
+ * workers already hash every range with the repository's hash (src/format/kernels.ts), which is
  * what restore checks. `lz4 -d` still checks the frame's structure and each block's bounds.
  *
  * What we read: any frame of the lz4 CLI (`-1`…`-12`, `--content-size`, `-BD` linked blocks,
@@ -63,7 +63,7 @@ const BLOCK_MAX_BY_ID: ReadonlyMap<number, number> = new Map([
 /** How far back a match of a linked block may reach into earlier blocks. */
 const LINKED_DICT_BYTES = 64 * 1024;
 
-/** The kernels the frame codec needs; src/pipeline/kernels.ts `Kernels` has them. */
+/** The kernels the frame codec needs; src/format/kernels.ts `Kernels` has them. */
 export interface Lz4FrameKernels {
   lz4CompressBound(length: number): number;
   lz4CompressBlock(src: Uint8Array, dst: Uint8Array, acceleration?: number): number;

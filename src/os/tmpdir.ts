@@ -9,7 +9,7 @@ import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { PgbaculaError } from '../errors.js';
 import { findParameter } from '../config/schema.js';
-import type { JobLog } from '../pipeline/job-log.js';
+import type { JobLog } from '../item/job-log.js';
 
 function whoAmI(): string {
   const uid = process.getuid?.() ?? 0;

@@ -3,13 +3,13 @@ import { combineRangeHashes, fileRanges } from '../format/content-hash.js';
 import type { ManifestFile } from '../format/backup-manifest.js';
 import type { RangeResult, RangeTask } from '../../workers/backup-range.js';
 import type { PlanEntry } from './cluster-walk.js';
-import type { ItemSink } from './item.js';
-import type { JobLog } from './job-log.js';
-import { loadKernels } from './kernels.js';
+import type { ItemSink } from '../item/item.js';
+import type { JobLog } from '../item/job-log.js';
+import { loadKernels } from '../format/kernels.js';
 import { encodedBoundBytes } from '../format/lz4-frame.js';
 import { orderedMerge, type MergeStats, type PlannedTask } from './ordered-merge.js';
 import type { WorkerPool } from './pool.js';
-import type { ProgressTracker } from './job-log.js';
+import type { ProgressTracker } from '../item/job-log.js';
 
 export const DEFAULT_RANGE_SIZE = 8 * 1024 * 1024;
 

@@ -5,7 +5,7 @@
  * keeps can be restored into a repository as it is.
  */
 import { encodeFrameEnd, encodeFrameHeader } from '../format/lz4-frame.js';
-import type { ItemHeader, ItemSink, ItemTrailer } from './item.js';
+import type { ItemHeader, ItemSink, ItemTrailer } from '../item/item.js';
 
 export class PrefixedSink implements ItemSink {
   private lz4 = false;

@@ -3,7 +3,7 @@ import { writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { PgbaculaError } from '../errors.js';
 import { encodeFrameEnd, encodeFrameHeader } from '../format/lz4-frame.js';
-import type { ItemHeader, ItemSink, ItemTrailer } from '../pipeline/item.js';
+import type { ItemHeader, ItemSink, ItemTrailer } from '../item/item.js';
 import { fsyncAll, fsyncPath } from '../os/durable.js';
 import { fileSystemError } from '../os/io-error.js';
 import { backupDir, backupsDir, inProgressPath, manifestPath, storedFilePath } from './layout.js';

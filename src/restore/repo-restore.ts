@@ -7,13 +7,13 @@
 import { getBool, getInt, getList, getString, type ParamMap } from '../config/params.js';
 import { PgbaculaError } from '../errors.js';
 import type { BackupManifest } from '../format/backup-manifest.js';
-import type { JobLog } from '../pipeline/job-log.js';
+import type { JobLog } from '../item/job-log.js';
 import { createWorkerPool, workerCount } from '../pipeline/pool.js';
 import { assertRepository, listBackups, loadBackup } from '../repo/catalog.js';
 import { formatLsn, parseLsn } from '../wal/lsn.js';
-import { listArchivedSystems, restoreCommandLine, walArchiveRoot } from '../wal/spool.js';
-import { judgeRecoveryTarget } from '../wal/window.js';
-import { windowReport } from '../wal/window-report.js';
+import { listArchivedSystems, restoreCommandLine, walArchiveRoot } from '../archive/spool.js';
+import { judgeRecoveryTarget } from '../archive/window.js';
+import { windowReport } from '../archive/window-report.js';
 import type { RecoveryTarget } from './recovery-settings.js';
 import { RestoreJob, type RestoreSummary } from './restore-job.js';
 import type { NamedPath } from './target.js';

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { PgbaculaError } from '../errors.js';
-import { findServerBinDirs } from '../pg/server-control.js';
+import { findServerBinDirs } from '../server/server-control.js';
 
 /**
  * Server binaries of exactly the backup's major: a restore never crosses majors. `option` is how

@@ -7,9 +7,9 @@ import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, sym
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FileRestoreTarget, type RestoreLog } from '../../src/modes/dump-restore.js';
-import { placeItem } from '../../src/modes/pitr-restore.js';
-import type { RestoreEntry } from '../../src/pipeline/restore-target.js';
+import { FileRestoreTarget, type RestoreLog } from '../../src/modes/dump/restore.js';
+import { placeItem } from '../../src/modes/pitr/restore.js';
+import type { RestoreEntry } from '../../src/item/restore-target.js';
 
 const log: RestoreLog = { info: () => undefined, warning: () => undefined, error: () => undefined } as unknown as RestoreLog;
 

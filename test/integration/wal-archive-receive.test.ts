@@ -12,12 +12,12 @@
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkWalArchive } from '../../src/wal/archive-check.js';
+import { checkWalArchive } from '../../src/archive/archive-check.js';
 import { formatLsn, parseLsn } from '../../src/wal/lsn.js';
 import { scanSegmentRecords } from '../../src/wal/record-scan.js';
 import { parseWalSegmentName, walSegmentNumber, walSegmentOffset, walSegmentStart, walSegmentStartOf } from '../../src/wal/segment.js';
-import { listWalArchive, restoreCommandLine } from '../../src/wal/spool.js';
-import { windowReport } from '../../src/wal/window-report.js';
+import { listWalArchive, restoreCommandLine } from '../../src/archive/spool.js';
+import { windowReport } from '../../src/archive/window-report.js';
 import { startCluster, startStandby, type Cluster } from '../harness/cluster.js';
 import { pgBin, TEST_MAJORS } from '../harness/pg-binaries.js';
 import { commitRows } from '../harness/workload.js';

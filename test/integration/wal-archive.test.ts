@@ -8,11 +8,11 @@
 import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkWalArchive } from '../../src/wal/archive-check.js';
+import { checkWalArchive } from '../../src/archive/archive-check.js';
 import { parseLsn } from '../../src/wal/lsn.js';
-import { archiveCommandLine, listWalArchive, restoreCommandLine } from '../../src/wal/spool.js';
-import { isoToMicros } from '../../src/wal/window.js';
-import { describeWindowReport, windowReport } from '../../src/wal/window-report.js';
+import { archiveCommandLine, listWalArchive, restoreCommandLine } from '../../src/archive/spool.js';
+import { isoToMicros } from '../../src/archive/window.js';
+import { describeWindowReport, windowReport } from '../../src/archive/window-report.js';
 import { startCluster, startStandby, type Cluster } from '../harness/cluster.js';
 import { pgBin, TEST_MAJORS } from '../harness/pg-binaries.js';
 import { commitRows } from '../harness/workload.js';

@@ -10,7 +10,7 @@ import { Conversation, type ItemProducer, type JobFactory, type PluginJob } from
 import { describePacket, PacketParser, serializePacket, type Packet } from '../../src/bacula/packet.js';
 import { namespacePathOf, parseRestoreStat } from '../../src/bacula/restore-source.js';
 import { PgbaculaError } from '../../src/errors.js';
-import type { RestoreEntry, RestoreTarget } from '../../src/pipeline/restore-target.js';
+import type { RestoreEntry, RestoreTarget } from '../../src/item/restore-target.js';
 
 /** The FD side of the pipes: send packets, read the backend's packets one by one. */
 class ScriptedFd {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseArgv } from '../../src/cli/argv.js';
-import { pgbaculaJobs } from '../../src/cli/backend-jobs.js';
+import { pgbaculaJobs } from '../../src/command/bacula/jobs.js';
 import type { JobContext } from '../../src/bacula/conversation.js';
 import { buildContext } from '../../src/cli/context.js';
 import { getString, validateParams } from '../../src/config/params.js';

@@ -12,7 +12,7 @@ import {
   loadKernels,
   nativeAddonCandidates,
   type Kernels,
-} from '../../src/pipeline/kernels.js';
+} from '../../src/format/kernels.js';
 import { seededRandom } from '../harness/seeded-random.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
@@ -91,11 +91,11 @@ describe('loadKernels', () => {
   });
 
   it('looks for native/build in every directory above the module (src/ and dist/src/ layouts)', () => {
-    const fromSource = nativeAddonCandidates(new URL('../../src/pipeline/kernels.ts', import.meta.url).href);
-    const fromDist = nativeAddonCandidates(new URL('../../dist/src/pipeline/kernels.js', import.meta.url).href);
+    const fromSource = nativeAddonCandidates(new URL('../../src/format/kernels.ts', import.meta.url).href);
+    const fromDist = nativeAddonCandidates(new URL('../../dist/src/format/kernels.js', import.meta.url).href);
     expect(fromSource).toContain(addonPath);
     expect(fromDist).toContain(addonPath);
-    expect(fromSource[0]).toBe(join(repoRoot, 'src', 'pipeline', 'native', 'build', 'pgbacula_kernels.node'));
+    expect(fromSource[0]).toBe(join(repoRoot, 'src', 'format', 'native', 'build', 'pgbacula_kernels.node'));
   });
 });
 

@@ -17,7 +17,7 @@ import {
   parseFrameDescriptor,
   xxh32Small,
 } from '../../src/format/lz4-frame.js';
-import { loadKernels, type Kernels } from '../../src/pipeline/kernels.js';
+import { loadKernels, type Kernels } from '../../src/format/kernels.js';
 import { seededRandom } from '../harness/seeded-random.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));

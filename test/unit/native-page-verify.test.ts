@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { pageChecksum } from '../../src/format/page-checksum.js';
-import { nativePageVerifier } from '../../src/pipeline/kernels.js';
+import { nativePageVerifier } from '../../src/format/kernels.js';
 import { seededRandom } from '../harness/seeded-random.js';
 
 const native = nativePageVerifier('native');

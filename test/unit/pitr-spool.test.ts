@@ -6,7 +6,7 @@ import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, statS
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { checkSpool, type Archiver } from '../../src/modes/pitr-spool.js';
+import { checkSpool, type Archiver } from '../../src/modes/pitr/spool-check.js';
 
 const SYS = '7300000000000000001';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { PgbaculaError } from '../../src/errors.js';
-import { isRetryable } from '../../src/wal/receiver.js';
+import { isRetryable } from '../../src/archive/receiver.js';
 import { runCli } from '../harness/run-cli.js';
 
 describe('wal-receive: what is retried with backoff and what stops it', () => {

@@ -13,7 +13,7 @@ import {
   restoreCommandLine,
   storeHistoryFile,
   walArchiveRoot,
-} from '../../src/wal/spool.js';
+} from '../../src/archive/spool.js';
 import { runCli } from '../harness/run-cli.js';
 import { headerOnlySegment, recordSegments, SYNTH_SEG } from './wal-synth.js';
 

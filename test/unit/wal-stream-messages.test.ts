@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { PgbaculaError } from '../../src/errors.js';
-import { encodeStandbyStatus, parseServerCopyMessage, pgTimestampNow, PG_EPOCH_OFFSET_US } from '../../src/pg/wal-stream.js';
-import { parseSizeSetting, startReplicationCommand } from '../../src/pg/replication.js';
+import { encodeStandbyStatus, parseServerCopyMessage, pgTimestampNow, PG_EPOCH_OFFSET_US } from '../../src/server/wal-stream.js';
+import { parseSizeSetting, startReplicationCommand } from '../../src/server/replication.js';
 import { parseLsn } from '../../src/wal/lsn.js';
 
 describe('replication CopyData messages', () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { formatLsn, parseLsn } from '../../src/wal/lsn.js';
 import { parseTimelineHistory } from '../../src/wal/timeline-history.js';
-import { describeGap, isoToMicros, judgeRecoveryTarget, recoverableWindow, windowToJson, type BackupPoint, type SegmentFacts, type WindowSegment } from '../../src/wal/window.js';
+import { describeGap, isoToMicros, judgeRecoveryTarget, recoverableWindow, windowToJson, type BackupPoint, type SegmentFacts, type WindowSegment } from '../../src/archive/window.js';
 
 const S = 16 * 1024 * 1024;
 const SYS = '7311887020705307463';

@@ -8,13 +8,13 @@ import { readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { decodeFrame } from '../format/lz4-frame.js';
 import type { BackupManifest } from '../format/backup-manifest.js';
-import { loadKernels } from '../pipeline/kernels.js';
+import { loadKernels } from '../format/kernels.js';
 import { storedFilePath } from '../repo/layout.js';
-import type { SegmentScan } from './record-scan.js';
-import { judgeSegment, judgeSegmentJoin } from './integrity.js';
-import { hex8, parseWalSegmentName, walSegmentStart } from './segment.js';
+import type { SegmentScan } from '../wal/record-scan.js';
+import { judgeSegment, judgeSegmentJoin } from '../wal/integrity.js';
+import { hex8, parseWalSegmentName, walSegmentStart } from '../wal/segment.js';
 import { listArchivedSystems, listWalArchive, type ArchivedSegment, type WalArchiveListing } from './spool.js';
-import { timelineSpans } from './timeline-history.js';
+import { timelineSpans } from '../wal/timeline-history.js';
 import { timelineOfSegment } from './window.js';
 
 export interface DamagedSegment {

@@ -17,10 +17,10 @@
  * and the spool holds every segment after `walThrough`. Otherwise the job stores a new base
  * backup and says why.
  */
-import type { TimelineHistoryEntry } from '../wal/timeline-history.js';
-import { timelineSpans } from '../wal/timeline-history.js';
-import { hex8, walSegmentName, walSegmentNumber } from '../wal/segment.js';
-import { timelineOfSegment } from '../wal/window.js';
+import type { TimelineHistoryEntry } from '../../wal/timeline-history.js';
+import { timelineSpans } from '../../wal/timeline-history.js';
+import { hex8, walSegmentName, walSegmentNumber } from '../../wal/segment.js';
+import { timelineOfSegment } from '../../archive/window.js';
 
 export const CHAIN_FORMAT = 1;
 

@@ -125,8 +125,8 @@ const require = createRequire(import.meta.url);
 
 /**
  * Where the addon may be: `native/build/` in this module's directory or any directory above it.
- * This module runs as `src/pipeline/kernels.ts` under the test runner and as
- * `dist/src/pipeline/kernels.js` when built, so the repository root is two or three levels up.
+ * This module runs as `src/format/kernels.ts` under the test runner and as
+ * `dist/src/format/kernels.js` when built, so the repository root is two or three levels up.
  */
 export function nativeAddonCandidates(moduleUrl: string = import.meta.url): string[] {
   const candidates: string[] = [];

@@ -2,7 +2,7 @@
  * The recoverable window of one cluster: from which point to which point a restore can go, and
  * every WAL gap that cuts it, named segment by segment. Pure: it judges a listing (the archived
  * segments and history files, the base backups and, optionally, what the last segments' records
- * say) and does no I/O; `src/wal/window-report.ts` gathers the listing.
+ * say) and does no I/O; `src/archive/window-report.ts` gathers the listing.
  *
  * The rules it applies are recovery's own:
  * - a timeline lineage comes from the newest history file (recovery_target_timeline = latest):
@@ -16,9 +16,9 @@
  *   second a time target can name lies before the last commit/abort archived (`lastXactTime`);
  *   restoring to the end of WAL includes that commit too.
  */
-import { formatLsn, type Lsn } from './lsn.js';
-import { walSegmentEnd, walSegmentName, walSegmentNumber, walSegmentStart } from './segment.js';
-import { timelineSpans, type TimelineHistoryEntry, type TimelineSpan } from './timeline-history.js';
+import { formatLsn, type Lsn } from '../wal/lsn.js';
+import { walSegmentEnd, walSegmentName, walSegmentNumber, walSegmentStart } from '../wal/segment.js';
+import { timelineSpans, type TimelineHistoryEntry, type TimelineSpan } from '../wal/timeline-history.js';
 
 export interface WindowSegment {
   readonly timeline: number;

@@ -12,7 +12,7 @@
  * letters, digits, `._+-=@,~` and any non-ASCII character; every other byte is %XX, so a
  * database called `a/b c` is stored as `a%2Fb%20c.dump` and decoded back at restore.
  */
-import { PgbaculaError } from '../errors.js';
+import { PgbaculaError } from '../../errors.js';
 
 export type DumpFormat = 'custom' | 'directory' | 'tar' | 'plain';
 

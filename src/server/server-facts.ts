@@ -3,7 +3,7 @@ import { PgbaculaError } from '../errors.js';
 import { scrub } from '../config/redact.js';
 import type { ConnectionSettings } from '../config/connection.js';
 import { openSession } from './session.js';
-import { isSupportedMajor, majorOf } from './versions.js';
+import { isSupportedMajor, majorOf } from '../pg/versions.js';
 
 /** What `pgbacula check` (and every job's start) learns about a server. */
 export interface ServerFacts {

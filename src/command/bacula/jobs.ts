@@ -5,26 +5,26 @@
  * the work is in modes/.
  */
 import { existsSync } from 'node:fs';
-import { DEFAULT_CONFIG_PATH, loadConfigFile } from '../config/config-file.js';
-import { resolveConnection, type ConnectionSettings, type Env } from '../config/connection.js';
-import { getBool, getInt, getList, getString, mergeParams, validateParams, type ParamMap } from '../config/params.js';
-import type { RawParam } from '../config/plugin-string.js';
-import { scrub } from '../config/redact.js';
-import { PARAMETERS, type ParamScope } from '../config/schema.js';
-import { formatParamValue } from '../config/values.js';
-import { PgbaculaError } from '../errors.js';
-import type { ItemProducer, JobContext, JobFactory, PluginJob, QueryAnswer } from '../bacula/conversation.js';
-import { levelName } from '../bacula/job-info.js';
-import { findClientTools } from '../pg/client-tools.js';
-import { openSession } from '../pg/session.js';
-import type { RestoreTarget } from '../pipeline/restore-target.js';
-import { encodeName } from '../modes/dump-layout.js';
-import { ServerRestoreTarget } from '../modes/dump-restore.js';
-import { filesRestoreTarget, releaseJobResources } from './backend-common.js';
-import { dumpSettings } from '../modes/dump-settings.js';
-import { planDump, runDump } from '../modes/dump.js';
-import { PitrPluginJob } from './backend-pitr.js';
-import { recoveryTargetOf } from '../restore/repo-restore.js';
+import { DEFAULT_CONFIG_PATH, loadConfigFile } from '../../config/config-file.js';
+import { resolveConnection, type ConnectionSettings, type Env } from '../../config/connection.js';
+import { getBool, getInt, getList, getString, mergeParams, validateParams, type ParamMap } from '../../config/params.js';
+import type { RawParam } from '../../config/plugin-string.js';
+import { scrub } from '../../config/redact.js';
+import { PARAMETERS, type ParamScope } from '../../config/schema.js';
+import { formatParamValue } from '../../config/values.js';
+import { PgbaculaError } from '../../errors.js';
+import type { ItemProducer, JobContext, JobFactory, PluginJob, QueryAnswer } from '../../bacula/conversation.js';
+import { levelName } from '../../bacula/job-info.js';
+import { findClientTools } from '../../server/client-tools.js';
+import { openSession } from '../../server/session.js';
+import type { RestoreTarget } from '../../item/restore-target.js';
+import { encodeName } from '../../modes/dump/layout.js';
+import { ServerRestoreTarget } from '../../modes/dump/restore.js';
+import { filesRestoreTarget, releaseJobResources } from './common.js';
+import { dumpSettings } from '../../modes/dump/settings.js';
+import { planDump, runDump } from '../../modes/dump/dump.js';
+import { PitrPluginJob } from './pitr-job.js';
+import { recoveryTargetOf } from '../../restore/repo-restore.js';
 
 const BACKUP_SCOPES: readonly ParamScope[] = ['backup', 'connection', 'options', 'protocol'];
 const RESTORE_SCOPES: readonly ParamScope[] = ['backup', 'restore', 'connection', 'options', 'protocol'];

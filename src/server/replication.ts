@@ -15,7 +15,7 @@ import { scrub } from '../config/redact.js';
 import { formatLsn, parseLsn, tryParseLsn, type Lsn } from '../wal/lsn.js';
 import { isValidWalSegmentSize } from '../wal/segment.js';
 import { openSession } from './session.js';
-import { isSupportedMajor, majorOf, versionFacts, type Major } from './versions.js';
+import { isSupportedMajor, majorOf, versionFacts, type Major } from '../pg/versions.js';
 
 // ---------------------------------------------------------------------------------------------
 // Raw simple-query execution

@@ -52,7 +52,7 @@ import {
   replicationError,
   startReplicationCommand,
 } from './replication.js';
-import type { Major } from './versions.js';
+import type { Major } from '../pg/versions.js';
 
 // ---------------------------------------------------------------------------------------------
 // CopyData payloads (big-endian: XLogData `w`, keepalive `k`, standby status `r`) — pure

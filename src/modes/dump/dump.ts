@@ -14,22 +14,22 @@
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type pg from 'pg';
-import { describeEndpoint, type ConnectionSettings } from '../config/connection.js';
-import { PgbaculaError } from '../errors.js';
-import { checkToolsCanDump, findClientTools, toolConninfo, toolEnvironment, type ClientTools } from '../pg/client-tools.js';
-import { openSession } from '../pg/session.js';
-import { startTool, succeeded, toolFailure, warningRelay, type ToolProcess } from '../pg/tool-process.js';
-import { isSupportedMajor, majorOf } from '../pg/versions.js';
-import type { ItemHeader, ItemSink } from '../pipeline/item.js';
-import { formatBytes, ProgressTracker, type JobLog } from '../pipeline/job-log.js';
-import { registerScratch, removeScratch } from '../pipeline/scratch-dirs.js';
+import { describeEndpoint, type ConnectionSettings } from '../../config/connection.js';
+import { PgbaculaError } from '../../errors.js';
+import { checkToolsCanDump, findClientTools, toolConninfo, toolEnvironment, type ClientTools } from '../../server/client-tools.js';
+import { openSession } from '../../server/session.js';
+import { startTool, succeeded, toolFailure, warningRelay, type ToolProcess } from '../../server/tool-process.js';
+import { isSupportedMajor, majorOf } from '../../pg/versions.js';
+import type { ItemHeader, ItemSink } from '../../item/item.js';
+import { formatBytes, ProgressTracker, type JobLog } from '../../item/job-log.js';
+import { registerScratch, removeScratch } from '../../pipeline/scratch-dirs.js';
 import {
   archiveName, dumpJobDir, DUMP_MANIFEST_FORMAT, DUMP_MANIFEST_VERSION, encodeName, GLOBALS_FILE, MANIFEST_FILE,
   type DumpManifest,
-} from './dump-layout.js';
-import { pgDumpArgs, type DumpSettings } from './dump-settings.js';
+} from './layout.js';
+import { pgDumpArgs, type DumpSettings } from './settings.js';
 import { emitStagedDirectory, stageDirectoryDump } from './parallel-dump.js';
-import { prepareTmpdir } from '../os/tmpdir.js';
+import { prepareTmpdir } from '../../os/tmpdir.js';
 
 /** Size of an item whose length is not known before its data (a streamed archive). */
 export const SIZE_NOT_KNOWN = -1;

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { PgbaculaError } from '../errors.js';
 import { scrub } from '../config/redact.js';
-import type { VersionFacts } from './versions.js';
+import type { VersionFacts } from '../pg/versions.js';
 
 export interface BackupStart {
   readonly startLsn: string;

@@ -1,13 +1,13 @@
 /**
- * The recoverable window of an archive, gathered from disk: the listing (src/wal/spool.ts), the
+ * The recoverable window of an archive, gathered from disk: the listing (src/archive/spool.ts), the
  * base backups the caller knows (a repository's manifests), and the records of the last segments
  * of each range (src/wal/record-scan.ts) for the last commit time. The judging itself is pure
- * (src/wal/window.ts). Also the text `pgbacula info` prints.
+ * (src/archive/window.ts). Also the text `pgbacula info` prints.
  */
 import { open } from 'node:fs/promises';
-import { formatLsn, parseLsn } from './lsn.js';
-import { pgTimeToIso, scanSegmentRecords, type SegmentScan } from './record-scan.js';
-import { walSegmentNumber, walSegmentStart } from './segment.js';
+import { formatLsn, parseLsn } from '../wal/lsn.js';
+import { pgTimeToIso, scanSegmentRecords, type SegmentScan } from '../wal/record-scan.js';
+import { walSegmentNumber, walSegmentStart } from '../wal/segment.js';
 import { checkWalArchive, type DamagedSegment } from './archive-check.js';
 import { listArchivedSystems, listWalArchive, type ArchivedSegment, type WalArchiveListing } from './spool.js';
 import { describeGap, recoverableWindow, timelineOfSegment, type BackupPoint, type RecoverableWindow, type SegmentFacts } from './window.js';

@@ -16,21 +16,21 @@
 import { chownSync, existsSync, lstatSync, readdirSync, writeSync } from 'node:fs';
 import { chmod, mkdir, open, readdir, rename, rm, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { getBool, getString, mergeParams, type ParamMap } from '../config/params.js';
-import { PgbaculaError } from '../errors.js';
-import type { ItemTrailer } from '../pipeline/item.js';
-import { formatBytes, formatCount } from '../pipeline/job-log.js';
-import type { RestoreDecision, RestoreEntry, RestoreTarget } from '../pipeline/restore-target.js';
-import { forgetScratch, registerScratch, removeScratch } from '../pipeline/scratch-dirs.js';
-import { initRepository } from '../repo/catalog.js';
-import { BACKUP_ID } from '../repo/layout.js';
-import { assertOutsideProtected, inspectTarget, resolveOwner, RESTORE_STATE_DIR } from '../restore/target.js';
-import { completeBackups, pickBaseBackup, recoveryTargetOf, restoreFromRepository } from '../restore/repo-restore.js';
-import { parseWalFileName } from '../wal/segment.js';
-import { majorOf } from '../pg/versions.js';
-import { serverBinDirFor } from '../restore/server-binaries.js';
-import { pushWalFile, walArchiveRoot } from '../wal/spool.js';
-import type { RestoreLog } from './dump-restore.js';
+import { getBool, getString, mergeParams, type ParamMap } from '../../config/params.js';
+import { PgbaculaError } from '../../errors.js';
+import type { ItemTrailer } from '../../item/item.js';
+import { formatBytes, formatCount } from '../../item/job-log.js';
+import type { RestoreDecision, RestoreEntry, RestoreTarget } from '../../item/restore-target.js';
+import { forgetScratch, registerScratch, removeScratch } from '../../pipeline/scratch-dirs.js';
+import { initRepository } from '../../repo/catalog.js';
+import { BACKUP_ID } from '../../repo/layout.js';
+import { assertOutsideProtected, inspectTarget, resolveOwner, RESTORE_STATE_DIR } from '../../restore/target.js';
+import { completeBackups, pickBaseBackup, recoveryTargetOf, restoreFromRepository } from '../../restore/repo-restore.js';
+import { parseWalFileName } from '../../wal/segment.js';
+import { majorOf } from '../../pg/versions.js';
+import { serverBinDirFor } from '../../restore/server-binaries.js';
+import { pushWalFile, walArchiveRoot } from '../../archive/spool.js';
+import type { RestoreLog } from '../dump/restore.js';
 
 /** How a Bacula restore names the server binaries (bconsole cannot pass CLI flags). */
 export const BACULA_BIN_DIR_OPTION =

@@ -15,35 +15,35 @@
  */
 import { mkdir, open, readdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ConnectionSettings } from '../config/connection.js';
-import { PgbaculaError } from '../errors.js';
-import { levelName } from '../bacula/job-info.js';
-import { encodeName } from './dump-layout.js';
+import type { ConnectionSettings } from '../../config/connection.js';
+import { PgbaculaError } from '../../errors.js';
+import { levelName } from '../../bacula/job-info.js';
+import { encodeName } from '../dump/layout.js';
 import { runBaseBackup } from './base-backup.js';
-import { ReplicationConnection } from '../pg/replication.js';
-import { openSession } from '../pg/session.js';
-import { majorOf } from '../pg/versions.js';
-import { planCluster, type PlanEntry } from '../pipeline/cluster-walk.js';
-import { DEFAULT_RANGE_SIZE, emitFiles } from '../pipeline/emit-files.js';
-import type { ItemSink } from '../pipeline/item.js';
-import { formatBytes, formatCount, type JobLog } from '../pipeline/job-log.js';
-import { createWorkerPool, workerCount, type WorkerPool } from '../pipeline/pool.js';
-import { PrefixedSink } from '../pipeline/prefixed-sink.js';
-import { forgetScratch, registerScratch, removeScratch } from '../pipeline/scratch-dirs.js';
-import { newBackupId } from '../repo/layout.js';
-import { writeFileAtomic } from '../os/durable.js';
-import { acquirePidLock } from '../os/pid-lock.js';
-import { redactCommand } from '../config/redact.js';
-import { parseLsn } from '../wal/lsn.js';
-import { hex8, parseWalFileName, segmentNumberOfName, walSegmentName, walSegmentNumber } from '../wal/segment.js';
-import { ARCHIVE_META_FILE, listWalArchive, storeHistoryFile, type WalArchiveListing } from '../wal/spool.js';
-import { parseTimelineHistory, type TimelineHistoryEntry } from '../wal/timeline-history.js';
-import { archiverOf, checkSpool, giveToSpoolOwner } from './pitr-spool.js';
-import { prepareTmpdir } from '../os/tmpdir.js';
+import { ReplicationConnection } from '../../server/replication.js';
+import { openSession } from '../../server/session.js';
+import { majorOf } from '../../pg/versions.js';
+import { planCluster, type PlanEntry } from '../../pipeline/cluster-walk.js';
+import { DEFAULT_RANGE_SIZE, emitFiles } from '../../pipeline/emit-files.js';
+import type { ItemSink } from '../../item/item.js';
+import { formatBytes, formatCount, type JobLog } from '../../item/job-log.js';
+import { createWorkerPool, workerCount, type WorkerPool } from '../../pipeline/pool.js';
+import { PrefixedSink } from '../../pipeline/prefixed-sink.js';
+import { forgetScratch, registerScratch, removeScratch } from '../../pipeline/scratch-dirs.js';
+import { newBackupId } from '../../repo/layout.js';
+import { writeFileAtomic } from '../../os/durable.js';
+import { acquirePidLock } from '../../os/pid-lock.js';
+import { redactCommand } from '../../config/redact.js';
+import { parseLsn } from '../../wal/lsn.js';
+import { hex8, parseWalFileName, segmentNumberOfName, walSegmentName, walSegmentNumber } from '../../wal/segment.js';
+import { ARCHIVE_META_FILE, listWalArchive, storeHistoryFile, type WalArchiveListing } from '../../archive/spool.js';
+import { parseTimelineHistory, type TimelineHistoryEntry } from '../../wal/timeline-history.js';
+import { archiverOf, checkSpool, giveToSpoolOwner } from './spool-check.js';
+import { prepareTmpdir } from '../../os/tmpdir.js';
 import {
   CHAIN_FORMAT, lineageSegments, planBaseWal, planWalJob, pruneLimit, retainRecords, findReference,
   type BaculaLevel, type ChainFile, type ChainRecord, type ChainSegmentRef, type ServerNow, type SpoolSegment,
-} from './pitr-chain.js';
+} from './chain.js';
 
 export interface PitrSettings {
   readonly connection: ConnectionSettings;

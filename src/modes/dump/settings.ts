@@ -2,9 +2,9 @@
  * The parameters of the dump modes, read once and checked together, and the pg_dump command
  * line they make (pure: tested without a server).
  */
-import { getBool, getInt, getList, getString, type ParamMap } from '../config/params.js';
-import { PgbaculaError } from '../errors.js';
-import type { DumpFormat } from './dump-layout.js';
+import { getBool, getInt, getList, getString, type ParamMap } from '../../config/params.js';
+import { PgbaculaError } from '../../errors.js';
+import type { DumpFormat } from './layout.js';
 
 export interface DumpSettings {
   readonly mode: 'dump' | 'parallel_dump';

@@ -19,8 +19,8 @@
 import { readFileSync } from 'node:fs';
 import { chown, lstat, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { PgbaculaError } from '../errors.js';
-import { hex8 } from '../wal/segment.js';
+import { PgbaculaError } from '../../errors.js';
+import { hex8 } from '../../wal/segment.js';
 
 /** The OS user that runs the server (and its archive_command): the owner of the data directory. */
 export interface Archiver {

@@ -18,18 +18,18 @@ import { lstat, mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { createGunzip, type Gunzip } from 'node:zlib';
-import { describeEndpoint, type ConnectionSettings } from '../config/connection.js';
-import { PgbaculaError } from '../errors.js';
-import { findClientTools, toolConninfo, toolEnvironment, type ClientTools } from '../pg/client-tools.js';
-import { openSession } from '../pg/session.js';
-import { majorOf } from '../pg/versions.js';
-import { startTool, succeeded, toolFailure, type ToolExit, type ToolProcess } from '../pg/tool-process.js';
-import type { ItemTrailer } from '../pipeline/item.js';
-import { formatBytes, ProgressTracker, type JobLog } from '../pipeline/job-log.js';
-import type { RestoreDecision, RestoreEntry, RestoreTarget } from '../pipeline/restore-target.js';
-import { registerScratch, removeScratch } from '../pipeline/scratch-dirs.js';
-import { encodeName, parseDumpManifest, parseDumpPath, type DumpFormat, type DumpManifest, type DumpPath } from './dump-layout.js';
-import { prepareTmpdir } from '../os/tmpdir.js';
+import { describeEndpoint, type ConnectionSettings } from '../../config/connection.js';
+import { PgbaculaError } from '../../errors.js';
+import { findClientTools, toolConninfo, toolEnvironment, type ClientTools } from '../../server/client-tools.js';
+import { openSession } from '../../server/session.js';
+import { majorOf } from '../../pg/versions.js';
+import { startTool, succeeded, toolFailure, type ToolExit, type ToolProcess } from '../../server/tool-process.js';
+import type { ItemTrailer } from '../../item/item.js';
+import { formatBytes, ProgressTracker, type JobLog } from '../../item/job-log.js';
+import type { RestoreDecision, RestoreEntry, RestoreTarget } from '../../item/restore-target.js';
+import { registerScratch, removeScratch } from '../../pipeline/scratch-dirs.js';
+import { encodeName, parseDumpManifest, parseDumpPath, type DumpFormat, type DumpManifest, type DumpPath } from './layout.js';
+import { prepareTmpdir } from '../../os/tmpdir.js';
 
 /** A job log that can also report errors the job continues after (Bacula: `Q`). */
 export interface RestoreLog extends JobLog {

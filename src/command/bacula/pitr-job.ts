@@ -3,18 +3,18 @@
  * backups and estimates, and to the staging restore target (modes/pitr-restore.ts) for restores.
  * Parameters are read here; the work is in modes/.
  */
-import { resolveConnection, type ConnectionSettings } from '../config/connection.js';
-import { getBool, getInt, getList, getString, mergeParams, type ParamMap } from '../config/params.js';
-import { formatParamValue } from '../config/values.js';
-import { PgbaculaError } from '../errors.js';
-import type { ItemProducer, JobContext, PluginJob, QueryAnswer } from '../bacula/conversation.js';
-import { encodeName } from '../modes/dump-layout.js';
-import { runPitrJob, type PitrSettings } from '../modes/pitr.js';
-import { PitrRestoreTarget } from '../modes/pitr-restore.js';
-import { openSession } from '../pg/session.js';
-import type { RestoreTarget } from '../pipeline/restore-target.js';
-import { filesRestoreTarget, releaseJobResources } from './backend-common.js';
-import type { BackendSettings } from './backend-jobs.js';
+import { resolveConnection, type ConnectionSettings } from '../../config/connection.js';
+import { getBool, getInt, getList, getString, mergeParams, type ParamMap } from '../../config/params.js';
+import { formatParamValue } from '../../config/values.js';
+import { PgbaculaError } from '../../errors.js';
+import type { ItemProducer, JobContext, PluginJob, QueryAnswer } from '../../bacula/conversation.js';
+import { encodeName } from '../../modes/dump/layout.js';
+import { runPitrJob, type PitrSettings } from '../../modes/pitr/pitr.js';
+import { PitrRestoreTarget } from '../../modes/pitr/restore.js';
+import { openSession } from '../../server/session.js';
+import type { RestoreTarget } from '../../item/restore-target.js';
+import { filesRestoreTarget, releaseJobResources } from './common.js';
+import type { BackendSettings } from './jobs.js';
 
 /** Parameters that mean something for dump modes only. */
 const DUMP_ONLY = ['database', 'exclude_database', 'dump_format', 'include_blobs', 'target_database'];

@@ -6,12 +6,12 @@
  */
 import { createReadStream, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { PgbaculaError } from '../errors.js';
-import { startTool, succeeded, toolFailure, warningRelay } from '../pg/tool-process.js';
-import type { ItemSink } from '../pipeline/item.js';
-import { ProgressTracker } from '../pipeline/job-log.js';
+import { PgbaculaError } from '../../errors.js';
+import { startTool, succeeded, toolFailure, warningRelay } from '../../server/tool-process.js';
+import type { ItemSink } from '../../item/item.js';
+import { ProgressTracker } from '../../item/job-log.js';
 import type { DumpDatabase, DumpTools } from './dump.js';
-import { pgDumpArgs } from './dump-settings.js';
+import { pgDumpArgs } from './settings.js';
 
 export interface StagedFile {
   readonly name: string;

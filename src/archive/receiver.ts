@@ -1,10 +1,10 @@
 /**
  * `pgbacula wal-receive`: a long-running WAL receiver over a physical replication slot that
- * feeds the same archive as wal-push (src/wal/spool.ts), the way pg_receivewal works
+ * feeds the same archive as wal-push (src/archive/spool.ts), the way pg_receivewal works
  * (physical START_REPLICATION, segments written as `.partial` until complete) plus what an
  * archive needs:
  *
- * - WAL is streamed by streamWal (src/pg/wal-stream.ts) into ROOT/<sysid>/.receive/: the open
+ * - WAL is streamed by streamWal (src/server/wal-stream.ts) into ROOT/<sysid>/.receive/: the open
  *   segment is `<name>.partial` there; each completed segment (fsynced) is moved into its
  *   timeline directory by link + unlink, never replacing a different file;
  * - the flush position reported to the server is what is fsynced, so the slot keeps every byte
@@ -24,13 +24,13 @@ import { join } from 'node:path';
 import type { ConnectionSettings } from '../config/connection.js';
 import { PgbaculaError } from '../errors.js';
 import { acquirePidLock } from '../os/pid-lock.js';
-import type { JobLog } from '../pipeline/job-log.js';
-import { closeClient, destroyClient, ReplicationConnection } from '../pg/replication.js';
-import { openSession } from '../pg/session.js';
+import type { JobLog } from '../item/job-log.js';
+import { closeClient, destroyClient, ReplicationConnection } from '../server/replication.js';
+import { openSession } from '../server/session.js';
 import { versionFacts, type Major } from '../pg/versions.js';
-import { streamWal } from '../pg/wal-stream.js';
-import { formatLsn, parseLsn, type Lsn } from './lsn.js';
-import { parseWalFileName, walSegmentStart, walSegmentStartOf } from './segment.js';
+import { streamWal } from '../server/wal-stream.js';
+import { formatLsn, parseLsn, type Lsn } from '../wal/lsn.js';
+import { parseWalFileName, walSegmentStart, walSegmentStartOf } from '../wal/segment.js';
 import {
   isHistoryArchived,
   listArchivedSystems,
@@ -39,7 +39,7 @@ import {
   receiveDir,
   storeHistoryFile,
 } from './spool.js';
-import { isInLineage, parseTimelineHistory, switchPointOf, timelineOfLsn, type TimelineHistoryEntry } from './timeline-history.js';
+import { isInLineage, parseTimelineHistory, switchPointOf, timelineOfLsn, type TimelineHistoryEntry } from '../wal/timeline-history.js';
 
 export interface ReceiverOptions {
   readonly connection: ConnectionSettings;

@@ -40,7 +40,7 @@ import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PgbaculaError } from '../errors.js';
 import { fsyncPath } from '../os/durable.js';
-import { majorOfXlogPageMagic, parseWalPageHeader, validateWalSegment, XLP_LONG_HEADER } from './page-header.js';
+import { majorOfXlogPageMagic, parseWalPageHeader, validateWalSegment, XLP_LONG_HEADER } from '../wal/page-header.js';
 import {
   hex8,
   isValidWalSegmentSize,
@@ -50,9 +50,9 @@ import {
   walSegmentName,
   walSegmentStart,
   type WalFileName,
-} from './segment.js';
-import { judgeSegment, judgeSegmentJoin } from './integrity.js';
-import { parseTimelineHistory, timelineSpans, type TimelineHistoryEntry } from './timeline-history.js';
+} from '../wal/segment.js';
+import { judgeSegment, judgeSegmentJoin } from '../wal/integrity.js';
+import { parseTimelineHistory, timelineSpans, type TimelineHistoryEntry } from '../wal/timeline-history.js';
 import { timelineOfSegment } from './window.js';
 
 // ---------------------------------------------------------------------------------------------

@@ -2,11 +2,11 @@
  * What every mode's job under `pgbacula backend` shares: the where= restore to plain files, and
  * the release of child processes and staging on every exit path.
  */
-import type { JobContext } from '../bacula/conversation.js';
-import { FileRestoreTarget } from '../modes/dump-restore.js';
-import { stopAllTools } from '../pg/tool-process.js';
-import type { RestoreTarget } from '../pipeline/restore-target.js';
-import { removeAllScratchNow } from '../pipeline/scratch-dirs.js';
+import type { JobContext } from '../../bacula/conversation.js';
+import { FileRestoreTarget } from '../../modes/dump/restore.js';
+import { stopAllTools } from '../../server/tool-process.js';
+import type { RestoreTarget } from '../../item/restore-target.js';
+import { removeAllScratchNow } from '../../pipeline/scratch-dirs.js';
 
 /**
  * A restore with where= (or regexwhere=) writes the stored files as they are, under it: for a
