@@ -1,7 +1,7 @@
 /**
  * Page checksum kernels, single thread: pure JS vs WebAssembly SIMD, verifying 8 MiB of heap-like
- * pages that are already in the verifier's input area (PERFORMANCE.md "Kernels": data already in WASM
- * memory). MB/s are 10^6 bytes per second.
+ * pages that are already in the verifier's input area (the kernel's own cost, with the data already
+ * in WASM memory; README.md "Performance" has the end-to-end figures). MB/s are 10^6 bytes per second.
  *
  *   node scripts/build-wasm.mjs && npx tsc -p tsconfig.json && node dist/bench/kernels/page-checksum.bench.js
  */

@@ -88,7 +88,7 @@ export function quoteConfig(s: string): string {
 
 /**
  * A Plugin= command string: `<plugin>: key=value ...`. Values with white space, quotes or
- * backslashes are double-quoted for the FD's tokenizer (spec §3.3.2); `true` renders as a bare
+ * backslashes are double-quoted for the FD's tokenizer (docs/bacula-protocol.md, "The Params block"); `true` renders as a bare
  * flag (the FD sends it as key=1).
  */
 export function pluginLine(plugin: string, params: Record<string, string | number | boolean> = {}): string {

@@ -1,6 +1,6 @@
 /**
  * Both page-checksum kernels against a real PostgreSQL 15 cluster with data checksums, and against
- * `pg_checksums --check` as the oracle (spec §5.3–§5.5).
+ * `pg_checksums --check` as the oracle (docs/postgresql-facts.md, "Data pages and checksums").
  *
  * The server is started by the small local helper below, directly with Debian's PostgreSQL 15; it is
  * meant to be replaced by the shared harness (test/harness/cluster.ts) later.
@@ -127,7 +127,7 @@ async function startPg15Cluster(): Promise<LocalCluster> {
   }
 }
 
-// --- Walking relation files the way pg_checksums does (spec §5.4, §5.5) --------------------
+// --- Walking relation files the way pg_checksums does (docs/postgresql-facts.md) --------------------
 
 /** `<relfilenode>[_<fork>][.<segno>]`, or a temporary relation `t<backend>_<relfilenode>…`. */
 const RELATION_FILE = /^(?:t\d+_)?\d+(?:_(?:fsm|vm|init))?(?:\.(\d+))?$/;

@@ -198,7 +198,7 @@ describe.each(TEST_MAJORS)('wal-push as archive_command of PostgreSQL %i', (majo
     // Restore the base backup (taken on timeline 1, no WAL of its own) to a second on timeline 2.
     const target = onTwo[1]!;
     const next = onTwo[2]!;
-    // recovery_target_time needs a numeric zone (§4.2): `Z` is not understood while the configuration is read.
+    // recovery_target_time needs a numeric zone (docs/postgresql-facts.md, "Recovery settings"): `Z` is not understood while the configuration is read.
     const targetTime = new Date((target.commitTime.getTime() + next.commitTime.getTime()) / 2).toISOString().replace('T', ' ').replace('Z', '+00');
     restored = await restoreWithWalFetch(major, base, restoreCommandLine({ repo }), { time: targetTime });
     const ids = (await restored.sql<{ id: string }>('SELECT id::text FROM workload_rows ORDER BY id')).map((r) => Number(r.id));

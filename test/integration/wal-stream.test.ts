@@ -134,7 +134,7 @@ describe.each(TEST_MAJORS)('WAL streaming from PostgreSQL %i', (major) => {
       expect(ident.systemId).toBe(sys!.id);
       expect(ident.timeline).toBe(1);
       expect(ident.dbName).toBeNull();
-      // timeline is declared int4 before 16 and int8 from 16 (§2.2).
+      // timeline is declared int4 before 16 and int8 from 16 (docs/postgresql-facts.md).
       expect(ident.timelineTypeOid).toBe(major >= 16 ? 20 : 23);
       expect(ident.xlogPos).toBeGreaterThan(0n);
       expect(ident.xlogPos <= (await lsnOf(primary, 'pg_current_wal_flush_lsn()'))).toBe(true);

@@ -1,5 +1,5 @@
 /**
- * The conversation state machine against a scripted FD (the sequences of protocol spec §8, as a
+ * The conversation state machine against a scripted FD (the sequences of docs/bacula-protocol.md, as a
  * 15.0.3 FD sends them), over real streams, with the real reader/writer/sink/restore source and
  * small item producers and restore targets written for the test.
  */
@@ -111,7 +111,7 @@ function start(job: Partial<PluginJob> & { configure?: JobFactory['configure'] }
   return { fd, done: conv.run(), disposed: () => disposed };
 }
 
-/** The two files of spec §8.1. */
+/** The two files of the worked example in docs/bacula-protocol.md. */
 const twoFiles: ItemProducer = async (sink) => {
   await sink.begin({ path: 'demo/a.txt', type: 'file', mode: 0o640, mtimeMs: 1742896800_000, size: 12, encoding: 'raw' });
   await sink.write(Buffer.from('hello world\n'));
@@ -122,7 +122,7 @@ const twoFiles: ItemProducer = async (sink) => {
   await sink.end({ hash: '', rawSize: 4, storedSize: 4 });
 };
 
-describe('conversation: backup (spec §8.1)', () => {
+describe('conversation: backup (docs/bacula-protocol.md, worked example)', () => {
   it('produces the byte sequence of the worked example and exits on T', async () => {
     const h = start({ prepareBackup: async () => twoFiles });
     await h.fd.prologue('B', ['mode=dump', 'database=app'], ['Level=F']);
@@ -133,7 +133,7 @@ describe('conversation: backup (spec §8.1)', () => {
       'C"FNAME:/@pgbacula/demo/a.txt"', 'C"STAT:F 12 0 0 100640 1"', 'C"TSTAMP:1742896800 1742896800 1742896800"', 'F',
       'C"DATA"', 'D(12 bytes)', 'F',
       'C"FNAME:/@pgbacula/demo/b.bin"', 'C"STAT:F 4 0 0 100640 1"', 'C"TSTAMP:1742896800 1742896800 1742896800"', 'F',
-      // the sink joins small writes into one record (64 KiB packets are the efficient size, §4.4)
+      // the sink joins small writes into one record (64 KiB packets are the efficient size: docs/bacula-protocol.md)
       'C"DATA"', 'D(4 bytes)', 'F',
       'F',
     ];
@@ -197,7 +197,7 @@ describe('conversation: backup (spec §8.1)', () => {
     expect(await h.done).toBe('eof');
   });
 
-  it('estimate: headers only, no data phase (spec §5.1)', async () => {
+  it('estimate: headers only, no data phase', async () => {
     const h = start({ prepareBackup: async (kind) => { expect(kind).toBe('estimate'); return twoFiles; } });
     await h.fd.prologue('E', ['mode=dump'], ['Level=F']);
     await h.fd.expect('F');
@@ -337,7 +337,7 @@ describe('conversation: prologue errors', () => {
   });
 });
 
-describe('conversation: query and listing (spec §5)', () => {
+describe('conversation: query and listing', () => {
   it('.query answers pairs and text, then F; no END follows', async () => {
     const h = start({ query: async (q) => (q === 'databases' ? [{ pairs: 'database=a,size=1' }, { text: '{"x":1}' }] : []) });
     await h.fd.prologue('E', ['mode=dump', 'query=databases']);
@@ -412,7 +412,7 @@ async function restoreEntry(fd: ScriptedFd, name: string, stat: string, data?: B
   return answer;
 }
 
-describe('conversation: restore (spec §8.2)', () => {
+describe('conversation: restore', () => {
   it('turns the FD records back into items, answers OK, FINISH/END/T', async () => {
     const r = recordingTarget();
     const h = start({ prepareRestore: async () => r.target });
@@ -466,7 +466,7 @@ describe('conversation: restore (spec §8.2)', () => {
     expect(await restoreEntry(h.fd, '/@pgbacula/c/dump/1/alpha.dump', 'STAT:F -1 0 0 100600 1 0', [Buffer.from('x')])).toBe('C"OK" C"OK"');
     h.fd.cmd('FINISH');
     await h.fd.expect('F');
-    h.fd.close(); // a restore with errors gets no END (spec §3.5)
+    h.fd.close(); // a restore with errors gets no END (docs/bacula-protocol.md, "Restore")
     expect(await h.done).toBe('eof');
   });
 

@@ -40,7 +40,7 @@ const SAMPLE: Packet[] = [
 ];
 
 describe('packet codec: serializer', () => {
-  it('writes the spec §8.1 bytes exactly', () => {
+  it('writes the bytes of docs/bacula-protocol.md exactly', () => {
     expect(serializePacket({ kind: 'command', text: 'Hello pgbacula 1\n' }).toString('latin1')).toBe('C000017\nHello pgbacula 1\n');
     expect(serializePacket({ kind: 'command', text: 'Hello Bacula\n' }).toString('latin1')).toBe('C000013\nHello Bacula\n');
     expect(serializePacket({ kind: 'eod' }).toString('latin1')).toBe('F000000\n');

@@ -16,8 +16,9 @@ function refusal(fn: () => unknown): PgbaculaError {
 
 const plugin = (s: string) => validateParams(parsePluginString(s).params, ['backup', 'restore', 'connection', 'protocol'], 'plugin');
 
-describe('the schema holds every parameter of PRODUCT.md', () => {
-  // Transcribed from PRODUCT.md's tables (name, default, values): an oracle independent of the schema.
+describe('the schema holds every documented parameter', () => {
+  // Written out by hand (name, default, values), not derived from the schema: an oracle independent
+  // of it.
   // tmpdir differs on purpose: a per-user default (issue 9), so root's directory never blocks postgres.
   const BACKUP: Array<[string, string, string]> = [
     ['mode', 'dump', 'dump, parallel_dump, pitr, pitr_block, cdp'],
@@ -99,7 +100,7 @@ describe('plugin strings are tokenised as the Bacula FD does', () => {
     ]);
   });
 
-  it('parses and types the PRODUCT.md example', () => {
+  it('parses and types a point-in-time restore plugin string', () => {
     const m = plugin('pgbacula: mode=pitr target_time="2026-04-23 14:30:00-03"');
     expect(m.get('mode')).toBe('pitr');
     expect(m.get('target_time')).toBe('2026-04-23 14:30:00-03');

@@ -29,7 +29,7 @@ import { seededRandom } from '../harness/seeded-random.js';
 const BLCKSZ = 8192;
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 
-// --- Pages of spec Appendix B.1 -------------------------------------------------------------
+// --- Test pages (docs/postgresql-facts.md, "Test vectors") ---------------------------------------
 
 function pageP1(): Uint8Array {
   const page = new Uint8Array(BLCKSZ);
@@ -143,7 +143,7 @@ const kernels: ReadonlyArray<{ name: string; create: (maxBytes: number, blockSiz
 ];
 
 describe('pageChecksum (JS reference)', () => {
-  it.each(VECTORS)('$name at block $blkno is $checksum (Appendix B.1)', ({ page, blkno, checksum }) => {
+  it.each(VECTORS)('$name at block $blkno is $checksum', ({ page, blkno, checksum }) => {
     expect(pageChecksum(page(), blkno)).toBe(checksum);
   });
 
@@ -173,7 +173,7 @@ describe.each(kernels)('PageVerifier ($name)', ({ name, create }) => {
     expect(create(BLCKSZ).kernel).toBe(name);
   });
 
-  it.each(VECTORS)('checksums(): $name at block $blkno is $checksum (Appendix B.1)', ({ page, blkno, checksum }) => {
+  it.each(VECTORS)('checksums(): $name at block $blkno is $checksum', ({ page, blkno, checksum }) => {
     const verifier = create(BLCKSZ);
     const bytes = page();
     verifier.input.set(bytes);

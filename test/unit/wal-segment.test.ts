@@ -37,7 +37,7 @@ describe('segment sizes', () => {
   });
 });
 
-// [segment size, LSN, expected name on timeline 1] — computed by hand from §3.3.
+// [segment size, LSN, expected name on timeline 1] — computed by hand from the naming rule of docs/postgresql-facts.md ("WAL").
 const NAME_CASES: [number, string, string][] = [
   [16 * MiB, '0/1F000110', '00000001000000000000001F'],
   [16 * MiB, '2A/8C0010F0', '000000010000002A0000008C'],

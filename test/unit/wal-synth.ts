@@ -1,6 +1,6 @@
 /**
- * Synthetic WAL for unit tests: segments with the real page-header layout (spec §3.4) and real
- * record framing (Appendix A: MAXALIGNed records, continuation across pages with
+ * Synthetic WAL for unit tests: segments with the real page-header layout and real
+ * record framing of docs/postgresql-facts.md ("WAL": MAXALIGNed records, continuation across pages with
  * XLP_FIRST_IS_CONTRECORD and xlp_rem_len, CRC-32C), small enough (1 MiB segments) to be fast.
  */
 import { crc32c, crc32cUpdate } from '../../src/wal/record-scan.js';
