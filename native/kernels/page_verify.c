@@ -1,7 +1,7 @@
 /*
  * verifyRanges: data page checksums of relation files, on native threads, for `verify --pgdata`.
  *
- * Why it exists (README, "Where we fall short"): the worker pipeline verifies at ≈ 4.6 GB/s but a
+ * Why it exists (README.md, "Performance"): the worker pipeline verifies at ≈ 4.6 GB/s but a
  * verify pays for worker start-up and copies every byte through a JS-owned buffer. Here each
  * thread preads 1 MiB at a time into its own cache-friendly buffer and checks the pages where
  * they are; the only result is a handful of counters and the failures.

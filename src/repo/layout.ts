@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 
 /**
- * On-disk layout of a standalone repository (documented in the README):
+ * On-disk layout of a standalone repository (docs/repository-format.md):
  *
  *   REPO/pgbacula-repo.json           format marker
  *   REPO/lock                         pid of the process writing to the repository

@@ -1,5 +1,5 @@
 /**
- * The decisions of the pitr chain (modes/pitr-chain.ts): which recorded job Bacula's Since= names,
+ * The decisions of the pitr chain (src/modes/pitr/chain.ts): which recorded job Bacula's Since= names,
  * when an Incremental/Differential continues it and when it must store a base backup (and why),
  * what a base job ships, and what the spool may lose. Pure logic: records and spool facts in.
  */

@@ -8,10 +8,10 @@
  *
  * Full = base backup + the spool's WAL from its start on; Incremental = the spool's WAL since the
  * job Bacula counts as the previous one; Differential = since the last Full. Which job that is,
- * whether its chain still holds and what the spool may lose: pitr-chain.ts. Before WAL is
+ * whether its chain still holds and what the spool may lose: chain.ts. Before WAL is
  * shipped the primary switches to a new segment and we wait for it to reach the spool, so a job
  * holds the WAL up to its own start of shipping; a job whose WAL does not arrive fails, and so
- * does one whose spool the archiver cannot fill (pitr-spool.ts) — never "OK" with a warning.
+ * does one whose spool the archiver cannot fill (spool-check.ts) — never "OK" with a warning.
  */
 import { mkdir, open, readdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
