@@ -15,7 +15,7 @@
  * - list returns names in no particular order.
  */
 
-/** What a name is: follows no links (a symbolic link is reported as one). */
+/** What a name is. Symbolic links are followed: 'symlink' is a link that leads nowhere. */
 export type EntryKind = 'file' | 'directory' | 'symlink' | 'other';
 
 export interface EntryInfo {
@@ -75,7 +75,7 @@ export interface Storage {
   readRange(path: string, position: number, length: number): Promise<Buffer>;
   openForRead(path: string): Promise<FileReader>;
 
-  /** What the name is, or undefined when it does not exist. */
+  /** What the name is (links followed), or undefined when it does not exist. */
   stat(path: string): Promise<EntryInfo | undefined>;
   exists(path: string): Promise<boolean>;
   /** Names in a directory (no order promised); ENOENT when it does not exist. */
