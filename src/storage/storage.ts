@@ -3,7 +3,8 @@
  * the WAL archive or spool (src/archive/). Two implementations: POSIX (posix.ts, the product) and
  * in memory (memory.ts, unit tests, with fault hooks). Both keep the same promises:
  *
- * - paths are absolute; a name's parent directory must exist (except for makeDirs);
+ * - paths are absolute (the POSIX store also takes them relative to the working directory, as
+ *   archive_command's %p is); a name's parent directory must exist (except for makeDirs);
  * - failures are errors carrying the POSIX `code` (ENOENT, EEXIST, ENOTDIR, EISDIR, ENOTEMPTY,
  *   ENOSPC, ...), the way node:fs reports them, so callers keep one way of telling them apart
  *   (src/os/io-error.ts turns them into operator messages);
