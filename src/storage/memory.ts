@@ -22,7 +22,6 @@ const FILE_MODE = 0o640;
 const DIR_MODE = 0o750;
 
 class MemFile {
-  readonly kind = 'file';
   bytes = new Uint8Array(0);
   constructor(public mode: number) {}
 
@@ -40,7 +39,6 @@ class MemFile {
 }
 
 class MemDir {
-  readonly kind = 'directory';
   readonly entries = new Map<string, MemNode>();
   constructor(public mode: number) {}
 }
