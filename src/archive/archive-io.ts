@@ -1,0 +1,56 @@
+/** File access the archive modules share, and the archive's I/O error (with what to do). */
+import { dirname } from 'node:path';
+import { PgbaculaError } from '../errors.js';
+import type { Storage } from '../storage/storage.js';
+
+export { isNotFound } from '../storage/storage.js';
+
+export const FILE_MODE = 0o640;
+export const DIR_MODE = 0o750;
+
+export async function exists(storage: Storage, path: string): Promise<boolean> {
+  try {
+    return await storage.exists(path);
+  } catch (e) {
+    throw ioError(e, `cannot check ${path}`);
+  }
+}
+
+export async function readIfExists(storage: Storage, path: string): Promise<Buffer | undefined> {
+  try {
+    return await storage.readFileIfExists(path);
+  } catch (e) {
+    throw ioError(e, `cannot read ${path}`);
+  }
+}
+
+/** mkdir -p, fsyncing the parent of each directory created so the new entries are durable. */
+export async function ensureDir(storage: Storage, dir: string): Promise<void> {
+  if (await exists(storage, dir)) return;
+  let first: string | undefined;
+  try {
+    first = await storage.makeDirs(dir, { mode: DIR_MODE });
+  } catch (e) {
+    throw ioError(e, `cannot create ${dir}`);
+  }
+  if (first === undefined) return; // created concurrently by another writer
+  const created: string[] = [];
+  for (let d = dir; ; d = dirname(d)) {
+    created.unshift(d);
+    if (d === first || d === dirname(d)) break;
+  }
+  for (const d of created) await storage.syncDir(dirname(d));
+}
+
+export function ioError(e: unknown, what: string): PgbaculaError {
+  if (e instanceof PgbaculaError) return e;
+  const err = e as NodeJS.ErrnoException;
+  const reason = err?.message ?? String(e);
+  const hint =
+    err?.code === 'EACCES' || err?.code === 'EPERM'
+      ? 'The archive must be writable by the OS user that runs it (archive_command runs as the server\'s user, usually postgres): e.g. chown -R postgres: on the archive directory.'
+      : err?.code === 'ENOSPC'
+        ? 'The file system of the archive is full: free space (prune the spool after Bacula confirmed a job), then PostgreSQL retries by itself.'
+        : 'Check the archive directory: permissions, free space, file system errors.';
+  return new PgbaculaError('IO', `${what}: ${reason}`, { hint, cause: e });
+}
