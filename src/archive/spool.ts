@@ -40,6 +40,7 @@ import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PgbaculaError } from '../errors.js';
 import { fsyncPath } from '../os/durable.js';
+import { SUPPORTED_MAJORS, SUPPORTED_RANGE, versionFacts } from '../pg/versions.js';
 import { majorOfXlogPageMagic, parseWalPageHeader, validateWalSegment, XLP_LONG_HEADER } from '../wal/page-header.js';
 import {
   hex8,
@@ -171,7 +172,7 @@ export async function listArchivedSystems(root: string): Promise<string[]> {
 // pg_control: which system a data directory is
 // ---------------------------------------------------------------------------------------------
 
-const PG_CONTROL_VERSIONS = new Set([1002, 1100, 1201, 1300, 1700, 1800]);
+const PG_CONTROL_VERSIONS = new Set(SUPPORTED_MAJORS.map((m) => versionFacts(m).pgControlVersion));
 
 /**
  * The system identifier in `<pgdata>/global/pg_control`, or undefined when there is no such
@@ -193,7 +194,7 @@ export async function dataDirectorySystemId(pgdata: string): Promise<string | un
     const { bytesRead } = await fh.read(buf, 0, 12, 0);
     const version = bytesRead === 12 ? buf.readUInt32LE(8) : 0;
     if (!PG_CONTROL_VERSIONS.has(version)) {
-      throw new PgbaculaError('PARAM_INVALID', `${path} is not the pg_control file of PostgreSQL 10 to 18 (pg_control_version ${version})`, {
+      throw new PgbaculaError('PARAM_INVALID', `${path} is not the pg_control file of ${SUPPORTED_RANGE} (pg_control_version ${version})`, {
         hint: 'Run wal-push/wal-fetch from the data directory of the server (archive_command and restore_command do), or name it with --pgdata.',
       });
     }
@@ -292,7 +293,7 @@ export async function pushWalFile(o: PushOptions): Promise<PushResult> {
     parsed = parseArchivableName(fileName, segSize);
     const major = majorOfXlogPageMagic(h.magic);
     if (major === undefined) {
-      throw new PgbaculaError('WAL_CONFLICT', `${fileName} has page magic 0x${h.magic.toString(16).toUpperCase()}, which is not PostgreSQL 10 to 18`, {
+      throw new PgbaculaError('WAL_CONFLICT', `${fileName} has page magic 0x${h.magic.toString(16).toUpperCase()}, which is not ${SUPPORTED_RANGE}`, {
         hint: 'The file is damaged, or written by an unsupported PostgreSQL version.',
       });
     }

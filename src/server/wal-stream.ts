@@ -52,7 +52,7 @@ import {
   replicationError,
   startReplicationCommand,
 } from './replication.js';
-import type { Major } from '../pg/versions.js';
+import { versionFacts, type Major } from '../pg/versions.js';
 
 // ---------------------------------------------------------------------------------------------
 // CopyData payloads (big-endian: XLogData `w`, keepalive `k`, standby status `r`) — pure
@@ -683,7 +683,7 @@ class CopySession {
       // writes headers there, and a 10 standby's copy of the segment that ended its base backup
       // has zeros where the primary's has headers — so on 10 zeros are skipped, not a boundary.
       if (!first && isZeroPageHeader(data, at)) {
-        if (this.facts.major >= 11) this.zeroTailSegment = segno;
+        if (versionFacts(this.facts.major).switchZeroesSegmentTail) this.zeroTailSegment = segno;
         continue;
       }
       if (this.zeroTailSegment === segno) {

@@ -209,7 +209,7 @@ export function validateWalSegment(bytes: Uint8Array, o: SegmentValidationOption
     }
     validPages++;
   }
-  if (!o.partial && (o.major ?? 11) >= 11) {
+  if (!o.partial && (o.major === undefined || versionFacts(o.major).switchZeroesSegmentTail)) {
     // The zero tail of a switched segment (11+; see wal-stream.ts for 10): nothing may follow it.
     for (; page < totalPages; page++) {
       if (!isZeroPageHeader(bytes, page * bs)) {

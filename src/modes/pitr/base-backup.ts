@@ -11,7 +11,8 @@ import { encodeBlocks, createLz4EncodeScratch } from '../../format/lz4-frame.js'
 import { prepareBackupSession, startBackup, stopBackup, timelineFromLabel } from '../../server/backup-api.js';
 import { ReplicationConnection } from '../../server/replication.js';
 import { openSession } from '../../server/session.js';
-import { isSupportedMajor, majorOf, versionFacts, type Major, type VersionFacts } from '../../pg/versions.js';
+import { isSupportedMajor, SUPPORTED_RANGE, versionFacts, type Major, type VersionFacts } from '../../pg/versions.js';
+import { serverVersion } from '../../server/server-facts.js';
 import { streamWal } from '../../server/wal-stream.js';
 import { planCluster, type PlanEntry } from '../../pipeline/cluster-walk.js';
 import { DEFAULT_RANGE_SIZE, emitFiles, type ChecksumFailure } from '../../pipeline/emit-files.js';
@@ -61,20 +62,18 @@ interface ServerBasics {
 }
 
 async function serverBasics(client: pg.Client): Promise<ServerBasics> {
-  const r = await client.query<{ v: string; n: string; rec: boolean; sums: string; bs: string }>(
-    "SELECT current_setting('server_version') AS v, current_setting('server_version_num') AS n, pg_is_in_recovery() AS rec, current_setting('data_checksums') AS sums, current_setting('block_size') AS bs",
-  );
-  const row = r.rows[0]!;
-  const major = majorOf(Number(row.n));
+  const v = await serverVersion(client);
+  const row = (await client.query<{ sums: string; bs: string }>("SELECT current_setting('data_checksums') AS sums, current_setting('block_size') AS bs")).rows[0]!;
+  const major = v.major;
   if (!isSupportedMajor(major)) {
-    throw new PgbaculaError('VERSION_UNSUPPORTED', `PostgreSQL ${row.v} is not supported`, { hint: 'pgbacula supports PostgreSQL 10 to 18.' });
+    throw new PgbaculaError('VERSION_UNSUPPORTED', `PostgreSQL ${v.version} is not supported`, { hint: `pgbacula supports ${SUPPORTED_RANGE}.` });
   }
   const dd = await client.query<{ setting: string }>("SELECT setting FROM pg_settings WHERE name = 'data_directory'");
   return {
-    version: row.v,
-    versionNum: Number(row.n),
+    version: v.version,
+    versionNum: v.versionNum,
     major,
-    inRecovery: row.rec,
+    inRecovery: v.inRecovery,
     dataChecksums: row.sums === 'on',
     dataDirectory: dd.rows[0]?.setting ?? null,
     blockSize: Number(row.bs),
