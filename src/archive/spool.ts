@@ -41,6 +41,7 @@ import { fileURLToPath } from 'node:url';
 import { PgbaculaError } from '../errors.js';
 import { fsyncPath } from '../os/durable.js';
 import { SUPPORTED_MAJORS, SUPPORTED_RANGE, versionFacts } from '../pg/versions.js';
+import { hexLiteral } from '../format/hex.js';
 import { majorOfXlogPageMagic, parseWalPageHeader, validateWalSegment, XLP_LONG_HEADER } from '../wal/page-header.js';
 import {
   hex8,
@@ -293,7 +294,7 @@ export async function pushWalFile(o: PushOptions): Promise<PushResult> {
     parsed = parseArchivableName(fileName, segSize);
     const major = majorOfXlogPageMagic(h.magic);
     if (major === undefined) {
-      throw new PgbaculaError('WAL_CONFLICT', `${fileName} has page magic 0x${h.magic.toString(16).toUpperCase()}, which is not ${SUPPORTED_RANGE}`, {
+      throw new PgbaculaError('WAL_CONFLICT', `${fileName} has page magic ${hexLiteral(h.magic, 0)}, which is not ${SUPPORTED_RANGE}`, {
         hint: 'The file is damaged, or written by an unsupported PostgreSQL version.',
       });
     }

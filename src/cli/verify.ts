@@ -5,7 +5,8 @@ import { getString } from '../config/params.js';
 import { EXIT, PgbaculaError } from '../errors.js';
 import { serverBinDirFor } from '../restore/server-binaries.js';
 import { inlineWalker, planCluster, type PlanEntry } from '../pipeline/cluster-walk.js';
-import { BLCKSZ } from '../format/relation-file.js';
+import { forkOf } from '../format/relation-file.js';
+import { DEFAULT_BLOCK_SIZE as BLCKSZ } from '../format/page.js';
 import { nativePageVerifier, type NativePageVerifier } from '../format/kernels.js';
 import { emitFiles } from '../pipeline/emit-files.js';
 import { formatBytes, formatCount, ProgressTracker } from '../item/job-log.js';
@@ -168,11 +169,6 @@ async function verifyNatively(files: PlanEntry[], native: NativePageVerifier, pr
   }
   await flush();
   return v;
-}
-
-function forkOf(path: string): string {
-  const m = /_(fsm|vm|init)(?:\.\d+)?$/.exec(path);
-  return m ? m[1]! : 'main';
 }
 
 /**

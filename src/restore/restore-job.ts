@@ -22,7 +22,8 @@ import { walSegmentNameForLsn } from '../wal/segment.js';
 import { restoreCommandLine } from '../archive/spool.js';
 import { serverBinDirFor } from './server-binaries.js';
 import { assertOutsideProtected, freeBytes, inspectTarget, resolveOwner, RESTORE_STATE_DIR, type NamedPath, type Owner } from './target.js';
-import { BLOCKS_PER_SEGMENT, carriesPageChecksums, parseRelationFileName } from '../format/relation-file.js';
+import { carriesPageChecksums, parseRelationFileName } from '../format/relation-file.js';
+import { DEFAULT_BLOCKS_PER_SEGMENT } from '../format/page.js';
 import { fileSystemError } from '../os/io-error.js';
 
 const execFileAsync = promisify(execFile);
@@ -668,7 +669,7 @@ export class RestoreJob {
           const abs = this.targetOf(f)!;
           const name = abs.split('/').pop()!;
           const seg = parseRelationFileName(name)?.segment ?? 0;
-          return { path: f.path, absPath: abs, type: 'file', mode: f.mode, mtimeMs: Date.parse(f.mtime), size: f.size, verifyPages: true, firstBlock: seg * BLOCKS_PER_SEGMENT };
+          return { path: f.path, absPath: abs, type: 'file', mode: f.mode, mtimeMs: Date.parse(f.mtime), size: f.size, verifyPages: true, firstBlock: seg * DEFAULT_BLOCKS_PER_SEGMENT };
         });
       const nullSink = { begin: async () => undefined, write: async () => undefined, end: async () => undefined };
       const r = await emitFiles(entries, { pool, sink: nullSink, log: this.req.log, verifyPages: true, compress: false });

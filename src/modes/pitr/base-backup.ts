@@ -7,6 +7,8 @@ import { PgbaculaError } from '../../errors.js';
 import { MANIFEST_VERSION, MANIFEST_FORMAT, type ManifestFile, type ManifestHead } from '../../format/backup-manifest.js';
 import { ManifestWriter } from '../../pipeline/manifest-writer.js';
 import { hashContent } from '../../format/content-hash.js';
+import { hexLiteral } from '../../format/hex.js';
+import { forkOf } from '../../format/relation-file.js';
 import { encodeBlocks, createLz4EncodeScratch } from '../../format/lz4-frame.js';
 import { prepareBackupSession, startBackup, stopBackup, timelineFromLabel } from '../../server/backup-api.js';
 import { ReplicationConnection } from '../../server/replication.js';
@@ -198,7 +200,7 @@ export async function runBaseBackup(req: BaseBackupRequest): Promise<BaseBackupR
     else {
       log.info(`page checksums verified: ${formatCount(emitted.pagesChecked)} pages, ${emitted.failures.length} failures${emitted.tornPages ? ` (${emitted.tornPages} torn by concurrent writes, re-read)` : ''}`);
       for (const f of emitted.failures.slice(0, 50)) {
-        log.warning(`checksum verification failed in ${f.path.replace(/^pgdata\//, '')} (${forkOf(f.path)} fork), block ${f.blkno}: calculated ${hex4(f.computed)} but the page holds ${hex4(f.stored)}`);
+        log.warning(`checksum verification failed in ${f.path.replace(/^pgdata\//, '')} (${forkOf(f.path)} fork), block ${f.blkno}: calculated ${hexLiteral(f.computed, 4)} but the page holds ${hexLiteral(f.stored, 4)}`);
       }
     }
     if (emitted.vanished.length) log.info(`${emitted.vanished.length} files vanished during the backup (dropped relations; WAL replay accounts for them)`);
@@ -285,13 +287,4 @@ export async function runBaseBackup(req: BaseBackupRequest): Promise<BaseBackupR
     writer?.discard();
     await rm(walDir, { recursive: true, force: true });
   }
-}
-
-function hex4(n: number): string {
-  return `0x${n.toString(16).toUpperCase().padStart(4, '0')}`;
-}
-
-function forkOf(path: string): string {
-  const m = /_(fsm|vm|init)(?:\.\d+)?$/.exec(path);
-  return m ? m[1]! : 'main';
 }
