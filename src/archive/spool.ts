@@ -40,6 +40,9 @@ import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PgbaculaError } from '../errors.js';
 import { fsyncPath } from '../os/durable.js';
+import { exists } from '../os/exists.js';
+import { ioError as osIoError, isNotFound } from '../os/io-error.js';
+import { shellQuote } from '../os/shell-quote.js';
 import { SUPPORTED_MAJORS, SUPPORTED_RANGE, versionFacts } from '../pg/versions.js';
 import { hexLiteral } from '../format/hex.js';
 import { majorOfXlogPageMagic, parseWalPageHeader, validateWalSegment, XLP_LONG_HEADER } from '../wal/page-header.js';
@@ -388,7 +391,7 @@ async function ensureArchive(root: string, systemId: string): Promise<ArchiveMet
 async function ensureHistoryArchived(root: string, systemId: string, timeline: number, pgdata: string | undefined, forFile: string): Promise<string[]> {
   const name = timelineHistoryFileName(timeline);
   const dest = join(systemDir(root, systemId), name);
-  if (await exists(dest)) return [];
+  if (await exists(dest, ioError)) return [];
   const fromPgWal = pgdata === undefined ? undefined : await readIfExists(join(pgdata, 'pg_wal', name));
   if (fromPgWal === undefined) {
     throw new PgbaculaError('WAL_GAP', `${forFile} of timeline ${hex8(timeline)} refused: ${name} is not archived in ${systemDir(root, systemId)}`, {
@@ -402,7 +405,7 @@ async function ensureHistoryArchived(root: string, systemId: string, timeline: n
     if (e.parentTimeline < 2) continue;
     const an = timelineHistoryFileName(e.parentTimeline);
     const ap = join(systemDir(root, systemId), an);
-    if (await exists(ap)) continue;
+    if (await exists(ap, ioError)) continue;
     const content = await readIfExists(join(pgdata!, 'pg_wal', an));
     if (content === undefined) continue;
     parseTimelineHistory(content, e.parentTimeline);
@@ -423,7 +426,7 @@ export async function storeHistoryFile(root: string, systemId: string, timeline:
 }
 
 export async function isHistoryArchived(root: string, systemId: string, timeline: number): Promise<boolean> {
-  return exists(join(systemDir(root, systemId), timelineHistoryFileName(timeline)));
+  return exists(join(systemDir(root, systemId), timelineHistoryFileName(timeline)), ioError);
 }
 
 /**
@@ -604,7 +607,7 @@ export async function fetchWalFile(o: FetchOptions): Promise<FetchResult> {
   if (bytes === undefined && parsed.kind === 'segment' && !o.stagedOnly) {
     const partialPath = `${source}.partial`;
     const receiving = join(receiveDir(o.root, o.systemId), `${o.fileName}.partial`);
-    const found = (await exists(partialPath)) ? partialPath : (await exists(receiving)) ? receiving : undefined;
+    const found = (await exists(partialPath, ioError)) ? partialPath : (await exists(receiving, ioError)) ? receiving : undefined;
     if (found !== undefined && o.allowPartial) {
       bytes = await readIfExists(found);
       if (bytes !== undefined) {
@@ -841,10 +844,6 @@ export async function listWalArchive(root: string, systemId: string): Promise<Wa
 // Command lines for postgresql.conf
 // ---------------------------------------------------------------------------------------------
 
-function shellQuote(s: string): string {
-  return /^[A-Za-z0-9_./:=@-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
-}
-
 /** A path inside archive_command/restore_command: `%` must be doubled. */
 function commandArg(s: string): string {
   return shellQuote(s).replace(/%/g, '%%');
@@ -882,23 +881,9 @@ function sha16(b: Uint8Array): string {
   return createHash('sha256').update(b).digest('hex').slice(0, 16);
 }
 
-function isNotFound(e: unknown): boolean {
-  return (e as NodeJS.ErrnoException)?.code === 'ENOENT';
-}
-
 function isLinkUnsupported(e: unknown): boolean {
   const code = (e as NodeJS.ErrnoException)?.code;
   return code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'EXDEV' || code === 'ENOSYS';
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch (e) {
-    if (isNotFound(e)) return false;
-    throw ioError(e, `cannot check ${path}`);
-  }
 }
 
 async function readIfExists(path: string): Promise<Buffer | undefined> {
@@ -937,14 +922,10 @@ async function ensureDir(dir: string): Promise<void> {
 }
 
 export function ioError(e: unknown, what: string): PgbaculaError {
-  if (e instanceof PgbaculaError) return e;
-  const err = e as NodeJS.ErrnoException;
-  const reason = err?.message ?? String(e);
-  const hint =
-    err?.code === 'EACCES' || err?.code === 'EPERM'
+  return osIoError(e, what, (code) =>
+    code === 'EACCES' || code === 'EPERM'
       ? 'The archive must be writable by the OS user that runs it (archive_command runs as the server\'s user, usually postgres): e.g. chown -R postgres: on the archive directory.'
-      : err?.code === 'ENOSPC'
+      : code === 'ENOSPC'
         ? 'The file system of the archive is full: free space (prune the spool after Bacula confirmed a job), then PostgreSQL retries by itself.'
-        : 'Check the archive directory: permissions, free space, file system errors.';
-  return new PgbaculaError('IO', `${what}: ${reason}`, { hint, cause: e });
+        : 'Check the archive directory: permissions, free space, file system errors.');
 }
