@@ -78,7 +78,7 @@ async function verifyPgdata(ctx: CommandContext, pgdata: string): Promise<Comman
   }
   if (dataChecksumVersion(pgdata, major, getString(ctx.params, 'pg_bin_dir')) === 0) throw checksumsDisabled(pgdata, 'pg_control: data page checksum version 0');
   const native = nativePageVerifier();
-  const pool = native ? undefined : createWorkerPool(workerCount(undefined));
+  const pool = native ? undefined : createWorkerPool();
   const t0 = Date.now();
   try {
     const plan = await planCluster(pool ?? inlineWalker(), pgdata, major);
@@ -182,7 +182,7 @@ async function verifyRepo(ctx: CommandContext, repo: string): Promise<CommandRes
   const chosen = id ? all.filter((b) => b.id === id) : all;
   if (id && chosen.length === 0) throw new PgbaculaError('REPOSITORY', `no backup ${id} in repository ${repo}`, { hint: 'pgbacula info --repo lists them.' });
   if (chosen.length === 0) throw new PgbaculaError('REPOSITORY', `repository ${repo} holds no backup`, { hint: 'Nothing to verify.' });
-  const pool = createWorkerPool(workerCount(undefined));
+  const pool = createWorkerPool();
   const report: { backupId: string; state: string; files: number; bytes: number; problems: string[]; note?: string }[] = [];
   try {
     for (const b of chosen) {

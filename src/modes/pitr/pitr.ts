@@ -27,7 +27,7 @@ import { planCluster, type PlanEntry } from '../../pipeline/cluster-walk.js';
 import { DEFAULT_RANGE_SIZE, emitFiles } from '../../pipeline/emit-files.js';
 import type { ItemSink } from '../../item/item.js';
 import { formatBytes, formatCount, type JobLog } from '../../item/job-log.js';
-import { createWorkerPool, workerCount, type WorkerPool } from '../../pipeline/pool.js';
+import { createWorkerPool, type WorkerPool } from '../../pipeline/pool.js';
 import { PrefixedSink } from '../../pipeline/prefixed-sink.js';
 import { forgetScratch, registerScratch, removeScratch } from '../../pipeline/scratch-dirs.js';
 import { newBackupId } from '../../repo/layout.js';
@@ -309,7 +309,7 @@ export async function runPitrJob(s: PitrSettings, job: PitrJob, sink: ItemSink, 
       allRecords = [];
     }
     const records = recordsOfJob(allRecords, job.name);
-    pool = createWorkerPool(workerCount(s.parallelJobs));
+    pool = createWorkerPool({ parallelJobs: s.parallelJobs });
 
     let plan: ReturnType<typeof planWalJob> = { kind: 'base', reason: '' };
     let listing = sit.listing;
