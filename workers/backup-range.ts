@@ -3,7 +3,9 @@ import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { createPageVerifier } from '../src/format/page-checksum-wasm.js';
 import type { PageVerifier } from '../src/format/page-checksum.js';
 import { createLz4EncodeScratch, encodeBlocks, encodedBoundBytes, type Lz4EncodeScratch } from '../src/format/lz4-frame.js';
+import { DEFAULT_BLOCK_SIZE as BLCKSZ } from '../src/format/page.js';
 import { loadKernels, type Kernels } from '../src/format/kernels.js';
+import { hashHex } from '../src/format/content-hash.js';
 
 /** One range of one file: read → verify pages → hash → compress. */
 export interface RangeTask {
@@ -50,7 +52,6 @@ export interface RangeResult {
   readonly vanished: boolean;
 }
 
-const BLCKSZ = 8192;
 
 // Per-thread state: one verifier whose input area (WebAssembly memory) every read goes into,
 // one LZ4 scratch, the kernels. Nothing is allocated per task except the result buffer.
@@ -74,10 +75,6 @@ function readFully(fd: number, into: Uint8Array, length: number, position: numbe
     got += n;
   }
   return got;
-}
-
-function hex64(v: bigint): string {
-  return v.toString(16).padStart(16, '0');
 }
 
 /** Where a range's stored bytes go: a region of a recycled buffer, or a fresh buffer when absent or too small. */
@@ -137,7 +134,7 @@ function processRange(task: RangeTask, target: Uint8Array | undefined): { result
     if (task.verifyOnly) {
       return { result: { data: new ArrayBuffer(0), dataOffset: 0, dataLength: 0, hash: '', ...common }, out: undefined };
     }
-    const hash = hex64(s.kernels.hash(raw));
+    const hash = hashHex(s.kernels.hash(raw));
     let out: Uint8Array;
     let dataLength: number;
     if (task.compress && task.length > 0) {

@@ -1,5 +1,5 @@
 import { closeSync, constants as fsc, fchmodSync, fchownSync, fstatSync, fsyncSync, futimesSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { combineRangeHashes } from '../src/format/content-hash.js';
+import { combineRangeHashes, hashHex } from '../src/format/content-hash.js';
 import { Lz4FrameDecoder } from '../src/format/lz4-frame.js';
 import { loadKernels } from '../src/format/kernels.js';
 
@@ -131,7 +131,7 @@ function copyOrCheck(task: RestoreFileTask, opened?: number): RestoreFileResult 
     if (target) out = onTarget(target, () => openSync(target, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC | fsc.O_NOFOLLOW, 0o600));
     const flushRange = () => {
       const data = range.subarray(0, inRange);
-      hashes.push(kernels.hash(data).toString(16).padStart(16, '0'));
+      hashes.push(hashHex(kernels.hash(data)));
       if (out !== undefined) {
         const fd = out;
         onTarget(target!, () => {

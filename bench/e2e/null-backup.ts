@@ -8,11 +8,11 @@ import v8 from 'node:v8';
 import { resolveConnection } from '../../src/config/connection.js';
 import { runBaseBackup } from '../../src/modes/pitr/base-backup.js';
 import { silentLog } from '../../src/item/job-log.js';
-import { createWorkerPool, workerCount } from '../../src/pipeline/pool.js';
+import { createWorkerPool } from '../../src/pipeline/pool.js';
 
 v8.setFlagsFromString('--max-semi-space-size=4'); // as bin/pgbacula.js does
 const [host, port, jobs] = process.argv.slice(2);
-const pool = createWorkerPool(workerCount(jobs ? Number(jobs) : undefined));
+const pool = createWorkerPool({ parallelJobs: jobs ? Number(jobs) : undefined });
 let bytes = 0;
 const sink = { begin: async () => undefined, write: async (c: Uint8Array) => void (bytes += c.length), end: async () => undefined };
 try {

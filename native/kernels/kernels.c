@@ -95,6 +95,41 @@ static void throw_range_error(napi_env env, const char *message) {
   napi_throw_range_error(env, "ERR_OUT_OF_RANGE", message);
 }
 
+/*
+ * The arguments of a call: `argv` holds up to `max` (missing ones are undefined); fewer than `min`
+ * returns from the function with a TypeError saying `usage`.
+ */
+#define ARGS(max, min, usage)                                                                       \
+  size_t argc = (max);                                                                              \
+  napi_value argv[(max)];                                                                           \
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));                                 \
+  if (argc < (min)) {                                                                               \
+    throw_type_error(env, (usage));                                                                 \
+    return NULL;                                                                                    \
+  }
+
+/* Declares `var` as the bytes of a Uint8Array argument, or returns with the TypeError thrown. */
+#define BYTES_ARG(var, value, name)                                                                 \
+  bytes_t var = {NULL, 0};                                                                          \
+  if (!get_bytes(env, (value), (name), &var.data, &var.length)) return NULL
+
+/* Declares `var` as the hash state in a state buffer argument, or returns with the error thrown. */
+#define STATE_ARG(type, var, value, magic, init)                                                    \
+  type *var = state_struct(env, (value), (magic), (init));                                          \
+  if (var == NULL) return NULL
+
+/* Throws and returns NULL from the calling function, for `if (bad) FAIL(throw_x(env, ...));`. */
+#define FAIL(throw_call)                                                                            \
+  do {                                                                                              \
+    throw_call;                                                                                     \
+    return NULL;                                                                                    \
+  } while (0)
+
+typedef struct {
+  uint8_t *data;
+  size_t length;
+} bytes_t;
+
 /* A non-NULL address for empty views (a detached or zero-length view reports data == NULL). */
 static uint8_t empty_bytes[1];
 
@@ -187,23 +222,28 @@ static napi_value make_u64(napi_env env, uint64_t value) {
   return result;
 }
 
+static napi_value make_f64(napi_env env, double value) {
+  napi_value out = NULL;
+  napi_create_double(env, value, &out);
+  return out;
+}
+
+static bool set_u32(napi_env env, napi_value object, const char *name, uint32_t value) {
+  return napi_set_named_property(env, object, name, make_u32(env, value)) == napi_ok;
+}
+
+static bool set_f64(napi_env env, napi_value object, const char *name, double value) {
+  return napi_set_named_property(env, object, name, make_f64(env, value)) == napi_ok;
+}
+
 /* ---- LZ4 block ------------------------------------------------------------------------------- */
 
 /* lz4CompressBound(length) → the worst-case compressed size of a block of `length` bytes. */
 static napi_value lz4_compress_bound(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  ARGS(1, 1, "lz4CompressBound(length) needs a length");
   uint32_t length = 0;
-  if (argc < 1) {
-    throw_type_error(env, "lz4CompressBound(length) needs a length");
-    return NULL;
-  }
   if (!get_optional_u32(env, argv[0], "length", 0, &length)) return NULL;
-  if (length > LZ4_MAX_INPUT_SIZE) {
-    throw_range_error(env, "length is over LZ4_MAX_INPUT_SIZE");
-    return NULL;
-  }
+  if (length > LZ4_MAX_INPUT_SIZE) FAIL(throw_range_error(env, "length is over LZ4_MAX_INPUT_SIZE"));
   return make_u32(env, (uint32_t)LZ4_compressBound((int)length));
 }
 
@@ -213,36 +253,24 @@ static napi_value lz4_compress_bound(napi_env env, napi_callback_info info) {
  * exactly when compression would not shrink the block).
  */
 static napi_value lz4_compress_block(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 2) {
-    throw_type_error(env, "lz4CompressBlock(src, dst[, acceleration]) needs src and dst");
-    return NULL;
-  }
-  uint8_t *src = NULL, *dst = NULL;
-  size_t src_length = 0, dst_length = 0;
-  if (!get_bytes(env, argv[0], "src", &src, &src_length)) return NULL;
-  if (!get_bytes(env, argv[1], "dst", &dst, &dst_length)) return NULL;
+  ARGS(3, 2, "lz4CompressBlock(src, dst[, acceleration]) needs src and dst");
+  BYTES_ARG(src, argv[0], "src");
+  BYTES_ARG(dst, argv[1], "dst");
   uint32_t acceleration = 1;
   if (argc >= 3 && !get_optional_u32(env, argv[2], "acceleration", 1, &acceleration)) return NULL;
   if (acceleration < 1) acceleration = 1;
   if (acceleration > 65537) acceleration = 65537; /* LZ4_ACCELERATION_MAX */
-  if (src_length > LZ4_MAX_INPUT_SIZE) {
-    throw_range_error(env, "src is over LZ4_MAX_INPUT_SIZE (about 2 GB)");
-    return NULL;
-  }
-  if (dst_length > INT32_MAX) dst_length = INT32_MAX;
-  if (dst_length == 0) return make_u32(env, 0);
+  if (src.length > LZ4_MAX_INPUT_SIZE) FAIL(throw_range_error(env, "src is over LZ4_MAX_INPUT_SIZE (about 2 GB)"));
+  if (dst.length > INT32_MAX) dst.length = INT32_MAX;
+  if (dst.length == 0) return make_u32(env, 0);
 
   instance_t *instance = NULL;
   CHECK_NAPI(napi_get_instance_data(env, (void **)&instance));
   if (instance == NULL || instance->lz4_state == NULL) {
-    throw_error(env, "ERR_PGBACULA_KERNELS", "pgbacula kernels: no LZ4 state for this thread");
-    return NULL;
+    FAIL(throw_error(env, "ERR_PGBACULA_KERNELS", "pgbacula kernels: no LZ4 state for this thread"));
   }
-  int written = LZ4_compress_fast_extState(instance->lz4_state, (const char *)src, (char *)dst,
-                                           (int)src_length, (int)dst_length, (int)acceleration);
+  int written = LZ4_compress_fast_extState(instance->lz4_state, (const char *)src.data, (char *)dst.data,
+                                           (int)src.length, (int)dst.length, (int)acceleration);
   return make_u32(env, written > 0 ? (uint32_t)written : 0);
 }
 
@@ -252,43 +280,32 @@ static napi_value lz4_compress_block(napi_env env, napi_callback_info info) {
  * dst starts (one output buffer) liblz4 reads it as a prefix. Corrupt input throws.
  */
 static napi_value lz4_decompress_block(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 2) {
-    throw_type_error(env, "lz4DecompressBlock(src, dst[, dict]) needs src and dst");
-    return NULL;
-  }
-  uint8_t *src = NULL, *dst = NULL, *dict = NULL;
-  size_t src_length = 0, dst_length = 0, dict_length = 0;
-  if (!get_bytes(env, argv[0], "src", &src, &src_length)) return NULL;
-  if (!get_bytes(env, argv[1], "dst", &dst, &dst_length)) return NULL;
+  ARGS(3, 2, "lz4DecompressBlock(src, dst[, dict]) needs src and dst");
+  BYTES_ARG(src, argv[0], "src");
+  BYTES_ARG(dst, argv[1], "dst");
+  bytes_t dict = {NULL, 0};
   if (argc >= 3) {
     napi_valuetype type;
     CHECK_NAPI(napi_typeof(env, argv[2], &type));
-    if (type != napi_undefined && !get_bytes(env, argv[2], "dict", &dict, &dict_length)) return NULL;
+    if (type != napi_undefined && !get_bytes(env, argv[2], "dict", &dict.data, &dict.length)) return NULL;
   }
-  if (src_length > INT32_MAX) {
-    throw_range_error(env, "src is over 2 GiB");
-    return NULL;
-  }
-  if (dst_length > INT32_MAX) dst_length = INT32_MAX;
-  if (dict_length > INT32_MAX) dict_length = INT32_MAX;
+  if (src.length > INT32_MAX) FAIL(throw_range_error(env, "src is over 2 GiB"));
+  if (dst.length > INT32_MAX) dst.length = INT32_MAX;
+  if (dict.length > INT32_MAX) dict.length = INT32_MAX;
   int written;
-  if (dict_length > 0) {
-    written = LZ4_decompress_safe_usingDict((const char *)src, (char *)dst, (int)src_length, (int)dst_length,
-                                            (const char *)dict, (int)dict_length);
+  if (dict.length > 0) {
+    written = LZ4_decompress_safe_usingDict((const char *)src.data, (char *)dst.data, (int)src.length, (int)dst.length,
+                                            (const char *)dict.data, (int)dict.length);
   } else {
-    written = LZ4_decompress_safe((const char *)src, (char *)dst, (int)src_length, (int)dst_length);
+    written = LZ4_decompress_safe((const char *)src.data, (char *)dst.data, (int)src.length, (int)dst.length);
   }
   if (written < 0) {
     char message[200];
     /* liblz4 returns -(position in src + 1) of the first byte it could not use. */
     snprintf(message, sizeof message,
              "lz4 block is corrupt or its output exceeds %zu bytes (decoder stopped near input byte %d of %zu)",
-             dst_length, -written - 1, src_length);
-    throw_error(env, "ERR_PGBACULA_LZ4_CORRUPT", message);
-    return NULL;
+             dst.length, -written - 1, src.length);
+    FAIL(throw_error(env, "ERR_PGBACULA_LZ4_CORRUPT", message));
   }
   return make_u32(env, (uint32_t)written);
 }
@@ -297,51 +314,27 @@ static napi_value lz4_decompress_block(napi_env env, napi_callback_info info) {
 
 /* xxh3(data) → XXH3_64bits(data) as an unsigned bigint (seed 0, default secret). */
 static napi_value xxh3(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  uint8_t *data = NULL;
-  size_t length = 0;
-  if (argc < 1) {
-    throw_type_error(env, "xxh3(data) needs data");
-    return NULL;
-  }
-  if (!get_bytes(env, argv[0], "data", &data, &length)) return NULL;
-  return make_u64(env, PGB_XXH3_64(data, length));
+  ARGS(1, 1, "xxh3(data) needs data");
+  BYTES_ARG(data, argv[0], "data");
+  return make_u64(env, PGB_XXH3_64(data.data, data.length));
 }
 
 /* xxh64(data, seed = 0n) → XXH64(data, seed) as an unsigned bigint. */
 static napi_value xxh64(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  uint8_t *data = NULL;
-  size_t length = 0;
+  ARGS(2, 1, "xxh64(data[, seed]) needs data");
+  BYTES_ARG(data, argv[0], "data");
   uint64_t seed = 0;
-  if (argc < 1) {
-    throw_type_error(env, "xxh64(data[, seed]) needs data");
-    return NULL;
-  }
-  if (!get_bytes(env, argv[0], "data", &data, &length)) return NULL;
   if (argc >= 2 && !get_optional_u64(env, argv[1], "seed", &seed)) return NULL;
-  return make_u64(env, XXH64(data, length, seed));
+  return make_u64(env, XXH64(data.data, data.length, seed));
 }
 
 /* xxh32(data, seed = 0) → XXH32(data, seed) as an unsigned number (LZ4 frame checksums). */
 static napi_value xxh32(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  uint8_t *data = NULL;
-  size_t length = 0;
+  ARGS(2, 1, "xxh32(data[, seed]) needs data");
+  BYTES_ARG(data, argv[0], "data");
   uint32_t seed = 0;
-  if (argc < 1) {
-    throw_type_error(env, "xxh32(data[, seed]) needs data");
-    return NULL;
-  }
-  if (!get_bytes(env, argv[0], "data", &data, &length)) return NULL;
   if (argc >= 2 && !get_optional_u32(env, argv[1], "seed", 0, &seed)) return NULL;
-  return make_u32(env, XXH32(data, length, seed));
+  return make_u32(env, XXH32(data.data, data.length, seed));
 }
 
 /* ---- xxHash streaming, in a state buffer the caller owns -------------------------------------- */
@@ -415,141 +408,72 @@ static void *state_struct(napi_env env, napi_value value, uint32_t magic, bool i
 
 /* xxh3Init(state) / xxh64Init(state, seed = 0n): (re)start a hash in the caller's state buffer. */
 static napi_value xxh3_init(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 1) {
-    throw_type_error(env, "xxh3Init(state) needs a state buffer");
-    return NULL;
-  }
-  XXH3_state_t *state = state_struct(env, argv[0], STATE_MAGIC_XXH3, true);
-  if (state == NULL) return NULL;
+  ARGS(1, 1, "xxh3Init(state) needs a state buffer");
+  STATE_ARG(XXH3_state_t, state, argv[0], STATE_MAGIC_XXH3, true);
   XXH3_64bits_reset(state);
   return NULL;
 }
 
 static napi_value xxh64_init(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 1) {
-    throw_type_error(env, "xxh64Init(state[, seed]) needs a state buffer");
-    return NULL;
-  }
+  ARGS(2, 1, "xxh64Init(state[, seed]) needs a state buffer");
   uint64_t seed = 0;
   if (argc >= 2 && !get_optional_u64(env, argv[1], "seed", &seed)) return NULL;
-  XXH64_state_t *state = state_struct(env, argv[0], STATE_MAGIC_XXH64, true);
-  if (state == NULL) return NULL;
+  STATE_ARG(XXH64_state_t, state, argv[0], STATE_MAGIC_XXH64, true);
   XXH64_reset(state, seed);
   return NULL;
 }
 
 static napi_value xxh3_update(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 2) {
-    throw_type_error(env, "xxh3Update(state, data) needs state and data");
-    return NULL;
-  }
-  uint8_t *data = NULL;
-  size_t length = 0;
-  if (!get_bytes(env, argv[1], "data", &data, &length)) return NULL;
-  XXH3_state_t *state = state_struct(env, argv[0], STATE_MAGIC_XXH3, false);
-  if (state == NULL) return NULL;
-  PGB_XXH3_UPDATE(state, data, length);
+  ARGS(2, 2, "xxh3Update(state, data) needs state and data");
+  BYTES_ARG(data, argv[1], "data");
+  STATE_ARG(XXH3_state_t, state, argv[0], STATE_MAGIC_XXH3, false);
+  PGB_XXH3_UPDATE(state, data.data, data.length);
   return NULL;
 }
 
 static napi_value xxh64_update(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 2) {
-    throw_type_error(env, "xxh64Update(state, data) needs state and data");
-    return NULL;
-  }
-  uint8_t *data = NULL;
-  size_t length = 0;
-  if (!get_bytes(env, argv[1], "data", &data, &length)) return NULL;
-  XXH64_state_t *state = state_struct(env, argv[0], STATE_MAGIC_XXH64, false);
-  if (state == NULL) return NULL;
-  XXH64_update(state, data, length);
+  ARGS(2, 2, "xxh64Update(state, data) needs state and data");
+  BYTES_ARG(data, argv[1], "data");
+  STATE_ARG(XXH64_state_t, state, argv[0], STATE_MAGIC_XXH64, false);
+  XXH64_update(state, data.data, data.length);
   return NULL;
 }
 
 /* xxh3Digest(state) / xxh64Digest(state) → the hash so far; the state may be updated further. */
 static napi_value xxh3_digest(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 1) {
-    throw_type_error(env, "xxh3Digest(state) needs a state buffer");
-    return NULL;
-  }
-  XXH3_state_t *state = state_struct(env, argv[0], STATE_MAGIC_XXH3, false);
-  if (state == NULL) return NULL;
+  ARGS(1, 1, "xxh3Digest(state) needs a state buffer");
+  STATE_ARG(XXH3_state_t, state, argv[0], STATE_MAGIC_XXH3, false);
   return make_u64(env, XXH3_64bits_digest(state));
 }
 
 static napi_value xxh64_digest(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 1) {
-    throw_type_error(env, "xxh64Digest(state) needs a state buffer");
-    return NULL;
-  }
-  XXH64_state_t *state = state_struct(env, argv[0], STATE_MAGIC_XXH64, false);
-  if (state == NULL) return NULL;
+  ARGS(1, 1, "xxh64Digest(state) needs a state buffer");
+  STATE_ARG(XXH64_state_t, state, argv[0], STATE_MAGIC_XXH64, false);
   return make_u64(env, XXH64_digest(state));
 }
 
 /* xxh32Init(state, seed = 0) / xxh32Update(state, data) / xxh32Digest(state) → number: the LZ4
  * frame content checksum over a content that arrives block by block. */
 static napi_value xxh32_init(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 1) {
-    throw_type_error(env, "xxh32Init(state[, seed]) needs a state buffer");
-    return NULL;
-  }
+  ARGS(2, 1, "xxh32Init(state[, seed]) needs a state buffer");
   uint32_t seed = 0;
   if (argc >= 2 && !get_optional_u32(env, argv[1], "seed", 0, &seed)) return NULL;
-  XXH32_state_t *state = state_struct(env, argv[0], STATE_MAGIC_XXH32, true);
-  if (state == NULL) return NULL;
+  STATE_ARG(XXH32_state_t, state, argv[0], STATE_MAGIC_XXH32, true);
   XXH32_reset(state, seed);
   return NULL;
 }
 
 static napi_value xxh32_update(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 2) {
-    throw_type_error(env, "xxh32Update(state, data) needs state and data");
-    return NULL;
-  }
-  uint8_t *data = NULL;
-  size_t length = 0;
-  if (!get_bytes(env, argv[1], "data", &data, &length)) return NULL;
-  XXH32_state_t *state = state_struct(env, argv[0], STATE_MAGIC_XXH32, false);
-  if (state == NULL) return NULL;
-  XXH32_update(state, data, length);
+  ARGS(2, 2, "xxh32Update(state, data) needs state and data");
+  BYTES_ARG(data, argv[1], "data");
+  STATE_ARG(XXH32_state_t, state, argv[0], STATE_MAGIC_XXH32, false);
+  XXH32_update(state, data.data, data.length);
   return NULL;
 }
 
 static napi_value xxh32_digest(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 1) {
-    throw_type_error(env, "xxh32Digest(state) needs a state buffer");
-    return NULL;
-  }
-  XXH32_state_t *state = state_struct(env, argv[0], STATE_MAGIC_XXH32, false);
-  if (state == NULL) return NULL;
+  ARGS(1, 1, "xxh32Digest(state) needs a state buffer");
+  STATE_ARG(XXH32_state_t, state, argv[0], STATE_MAGIC_XXH32, false);
   return make_u32(env, XXH32_digest(state));
 }
 
@@ -557,23 +481,14 @@ static napi_value xxh32_digest(napi_env env, napi_callback_info info) {
 
 /* pageChecksum(page, blkno): what PostgreSQL stores in pd_checksum for this page as block blkno. */
 static napi_value page_checksum(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 2) {
-    throw_type_error(env, "pageChecksum(page, blkno) needs two arguments");
-    return NULL;
-  }
-  uint8_t *page = NULL;
-  size_t length = 0;
+  ARGS(2, 2, "pageChecksum(page, blkno) needs two arguments");
+  BYTES_ARG(page, argv[0], "page");
   uint32_t blkno = 0;
-  if (!get_bytes(env, argv[0], "page", &page, &length)) return NULL;
   if (!get_optional_u32(env, argv[1], "blkno", 0, &blkno)) return NULL;
-  if (length == 0 || length % 128 != 0 || length > 32768 || ((uintptr_t)page & 3) != 0) {
-    throw_range_error(env, "page must be a 4-byte aligned block of 128-byte rows (at most 32 KiB)");
-    return NULL;
+  if (page.length == 0 || page.length % 128 != 0 || page.length > 32768 || ((uintptr_t)page.data & 3) != 0) {
+    FAIL(throw_range_error(env, "page must be a 4-byte aligned block of 128-byte rows (at most 32 KiB)"));
   }
-  return make_u32(env, pgb_page_checksum(page, (uint32_t)length, blkno));
+  return make_u32(env, pgb_page_checksum(page.data, (uint32_t)page.length, blkno));
 }
 
 typedef struct {
@@ -597,41 +512,39 @@ static void verify_execute(napi_env env, void *data) {
   call->rc = pgb_verify_run(&call->job);
 }
 
-static napi_value make_f64(napi_env env, double value) {
-  napi_value out = NULL;
-  napi_create_double(env, value, &out);
-  return out;
+/* Settles the promise of a verifyRanges call with an Error of this text. */
+static void reject_with(napi_env env, napi_deferred deferred, const char *text) {
+  napi_value message = NULL, error = NULL;
+  napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &message);
+  napi_create_error(env, NULL, message, &error);
+  napi_reject_deferred(env, deferred, error);
 }
 
 static void verify_complete(napi_env env, napi_status status, void *data) {
   verify_call_t *call = data;
   napi_value result = NULL;
   if (status != napi_ok || call->rc != 0) {
-    napi_value message = NULL;
     char text[128];
     snprintf(text, sizeof text, "pgbacula kernels: verifyRanges failed (%s)", call->rc != 0 ? strerror(call->rc) : "the work was cancelled");
-    napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &message);
-    napi_value error = NULL;
-    napi_create_error(env, NULL, message, &error);
-    napi_reject_deferred(env, call->deferred, error);
+    reject_with(env, call->deferred, text);
   } else {
     pgb_verify_job *job = &call->job;
     napi_create_object(env, &result);
-    napi_set_named_property(env, result, "pages", make_f64(env, (double)job->totals.pages));
-    napi_set_named_property(env, result, "newPages", make_f64(env, (double)job->totals.new_pages));
-    napi_set_named_property(env, result, "tornPages", make_f64(env, (double)job->totals.torn_pages));
-    napi_set_named_property(env, result, "bytes", make_f64(env, (double)job->totals.bytes));
-    napi_set_named_property(env, result, "failuresDropped", make_u32(env, job->failures_dropped));
-    napi_set_named_property(env, result, "problemsDropped", make_u32(env, job->problems_dropped));
+    set_f64(env, result, "pages", (double)job->totals.pages);
+    set_f64(env, result, "newPages", (double)job->totals.new_pages);
+    set_f64(env, result, "tornPages", (double)job->totals.torn_pages);
+    set_f64(env, result, "bytes", (double)job->totals.bytes);
+    set_u32(env, result, "failuresDropped", job->failures_dropped);
+    set_u32(env, result, "problemsDropped", job->problems_dropped);
     napi_value failures = NULL;
     napi_create_array_with_length(env, job->failure_count, &failures);
     for (uint32_t i = 0; i < job->failure_count; i++) {
       napi_value f = NULL;
       napi_create_object(env, &f);
-      napi_set_named_property(env, f, "file", make_u32(env, job->failures[i].file));
-      napi_set_named_property(env, f, "blkno", make_u32(env, job->failures[i].blkno));
-      napi_set_named_property(env, f, "stored", make_u32(env, job->failures[i].stored));
-      napi_set_named_property(env, f, "computed", make_u32(env, job->failures[i].computed));
+      set_u32(env, f, "file", job->failures[i].file);
+      set_u32(env, f, "blkno", job->failures[i].blkno);
+      set_u32(env, f, "stored", job->failures[i].stored);
+      set_u32(env, f, "computed", job->failures[i].computed);
       napi_set_element(env, failures, i, f);
     }
     napi_set_named_property(env, result, "failures", failures);
@@ -640,7 +553,7 @@ static void verify_complete(napi_env env, napi_status status, void *data) {
     for (uint32_t i = 0; i < job->problem_count; i++) {
       napi_value p = NULL, code = NULL, vanished = NULL;
       napi_create_object(env, &p);
-      napi_set_named_property(env, p, "file", make_u32(env, job->problems[i].file));
+      set_u32(env, p, "file", job->problems[i].file);
       napi_create_string_utf8(env, strerror(job->problems[i].err), NAPI_AUTO_LENGTH, &code);
       napi_set_named_property(env, p, "error", code);
       napi_get_boolean(env, job->problems[i].vanished != 0, &vanished);
@@ -660,26 +573,24 @@ static void verify_complete(napi_env env, napi_status status, void *data) {
  * `ranges`: Float64Array of (file index, first block number of the file, offset, length) quads.
  * Runs off the JS thread; the JS thread stays free for progress and signals.
  */
+/* Frees the call that could not be started, throws, and returns from verify_ranges. */
+#define ABANDON(throw_call)                                                                         \
+  do {                                                                                              \
+    verify_call_free(call);                                                                         \
+    FAIL(throw_call);                                                                               \
+  } while (0)
+#define OUT_OF_MEMORY throw_error(env, "ERR_PGBACULA_KERNELS", "pgbacula kernels: out of memory")
+
 static napi_value verify_ranges(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
-  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 4) {
-    throw_type_error(env, "verifyRanges(paths, ranges, blockSize, threads) needs four arguments");
-    return NULL;
-  }
+  ARGS(4, 4, "verifyRanges(paths, ranges, blockSize, threads) needs four arguments");
   bool is_array = false;
   CHECK_NAPI(napi_is_array(env, argv[0], &is_array));
-  if (!is_array) {
-    throw_type_error(env, "paths must be an array of strings");
-    return NULL;
-  }
+  if (!is_array) FAIL(throw_type_error(env, "paths must be an array of strings"));
   uint32_t block_size = 0, threads = 0;
   if (!get_optional_u32(env, argv[2], "blockSize", 8192, &block_size)) return NULL;
   if (!get_optional_u32(env, argv[3], "threads", 1, &threads)) return NULL;
   if (block_size < 1024 || block_size > 32768 || (block_size & (block_size - 1)) != 0) {
-    throw_range_error(env, "blockSize must be a power of two from 1024 to 32768");
-    return NULL;
+    FAIL(throw_range_error(env, "blockSize must be a power of two from 1024 to 32768"));
   }
   bool is_typedarray = false;
   napi_typedarray_type type;
@@ -687,43 +598,25 @@ static napi_value verify_ranges(napi_env env, napi_callback_info info) {
   void *raw = NULL;
   CHECK_NAPI(napi_is_typedarray(env, argv[1], &is_typedarray));
   if (!is_typedarray || napi_get_typedarray_info(env, argv[1], &type, &count, &raw, NULL, NULL) != napi_ok || type != napi_float64_array || count % 4 != 0) {
-    throw_type_error(env, "ranges must be a Float64Array of (file, firstBlkno, offset, length) quads");
-    return NULL;
+    FAIL(throw_type_error(env, "ranges must be a Float64Array of (file, firstBlkno, offset, length) quads"));
   }
   verify_call_t *call = calloc(1, sizeof *call);
-  if (call == NULL) {
-    throw_error(env, "ERR_PGBACULA_KERNELS", "pgbacula kernels: out of memory");
-    return NULL;
-  }
+  if (call == NULL) FAIL(OUT_OF_MEMORY);
   pthread_mutex_init(&call->job.lock, NULL);
   uint32_t path_count = 0;
-  if (napi_get_array_length(env, argv[0], &path_count) != napi_ok) {
-    verify_call_free(call);
-    throw_last_error(env, "napi_get_array_length");
-    return NULL;
-  }
+  if (napi_get_array_length(env, argv[0], &path_count) != napi_ok) ABANDON(throw_last_error(env, "napi_get_array_length"));
   call->job.paths = calloc(path_count == 0 ? 1 : path_count, sizeof(char *));
   call->job.ranges = calloc(count / 4 == 0 ? 1 : count / 4, sizeof(pgb_verify_range));
-  if (call->job.paths == NULL || call->job.ranges == NULL) {
-    verify_call_free(call);
-    throw_error(env, "ERR_PGBACULA_KERNELS", "pgbacula kernels: out of memory");
-    return NULL;
-  }
+  if (call->job.paths == NULL || call->job.ranges == NULL) ABANDON(OUT_OF_MEMORY);
   call->job.path_count = path_count;
   for (uint32_t i = 0; i < path_count; i++) {
     napi_value element = NULL;
     size_t length = 0;
     if (napi_get_element(env, argv[0], i, &element) != napi_ok || napi_get_value_string_utf8(env, element, NULL, 0, &length) != napi_ok) {
-      verify_call_free(call);
-      throw_type_error(env, "paths must be an array of strings");
-      return NULL;
+      ABANDON(throw_type_error(env, "paths must be an array of strings"));
     }
     call->job.paths[i] = malloc(length + 1);
-    if (call->job.paths[i] == NULL) {
-      verify_call_free(call);
-      throw_error(env, "ERR_PGBACULA_KERNELS", "pgbacula kernels: out of memory");
-      return NULL;
-    }
+    if (call->job.paths[i] == NULL) ABANDON(OUT_OF_MEMORY);
     napi_get_value_string_utf8(env, element, call->job.paths[i], length + 1, &length);
   }
   const double *quads = raw;
@@ -733,45 +626,33 @@ static napi_value verify_ranges(napi_env env, napi_callback_info info) {
     /* Written so that NaN fails every test. */
     if (!(file >= 0 && file < path_count && first >= 0 && first <= 4294967294.0 && offset >= 0 && offset < 9.0e15 && length >= 0 && length < 9.0e15) ||
         (uint64_t)offset % block_size != 0) {
-      verify_call_free(call);
-      throw_range_error(env, "a range names no file, or its offset is not a block boundary");
-      return NULL;
+      ABANDON(throw_range_error(env, "a range names no file, or its offset is not a block boundary"));
     }
     call->job.ranges[i] = (pgb_verify_range){(uint32_t)file, (uint32_t)first, (uint64_t)offset, (uint64_t)length};
   }
   call->job.block_size = block_size;
   call->job.threads = threads;
   napi_value promise = NULL, name = NULL;
-  if (napi_create_promise(env, &call->deferred, &promise) != napi_ok) {
-    verify_call_free(call);
-    throw_last_error(env, "napi_create_promise");
-    return NULL;
-  }
+  if (napi_create_promise(env, &call->deferred, &promise) != napi_ok) ABANDON(throw_last_error(env, "napi_create_promise"));
   if (napi_create_string_utf8(env, "pgbacula.verifyRanges", NAPI_AUTO_LENGTH, &name) != napi_ok ||
       napi_create_async_work(env, NULL, name, verify_execute, verify_complete, call, &call->work) != napi_ok) {
-    napi_value message = NULL, error = NULL;
-    napi_create_string_utf8(env, "pgbacula kernels: verifyRanges could not be queued", NAPI_AUTO_LENGTH, &message);
-    napi_create_error(env, NULL, message, &error);
-    napi_reject_deferred(env, call->deferred, error);
+    reject_with(env, call->deferred, "pgbacula kernels: verifyRanges could not be queued");
     verify_call_free(call);
     return promise;
   }
   if (napi_queue_async_work(env, call->work) != napi_ok) {
-    napi_value message = NULL, error = NULL;
-    napi_create_string_utf8(env, "pgbacula kernels: verifyRanges could not be queued", NAPI_AUTO_LENGTH, &message);
-    napi_create_error(env, NULL, message, &error);
-    napi_reject_deferred(env, call->deferred, error);
+    reject_with(env, call->deferred, "pgbacula kernels: verifyRanges could not be queued");
     napi_delete_async_work(env, call->work);
     verify_call_free(call);
   }
   return promise;
 }
+#undef ABANDON
+#undef OUT_OF_MEMORY
 
 /* ---- module ---------------------------------------------------------------------------------- */
 
-static bool set_u32(napi_env env, napi_value exports, const char *name, uint32_t value) {
-  return napi_set_named_property(env, exports, name, make_u32(env, value)) == napi_ok;
-}
+#define FUNCTION(js_name, c_function) {js_name, NULL, c_function, NULL, NULL, NULL, napi_enumerable, NULL}
 
 NAPI_MODULE_INIT() {
   if (default_xxh3_secret == NULL) {
@@ -794,23 +675,23 @@ NAPI_MODULE_INIT() {
   }
 
   napi_property_descriptor functions[] = {
-      {"lz4CompressBound", NULL, lz4_compress_bound, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"lz4CompressBlock", NULL, lz4_compress_block, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"lz4DecompressBlock", NULL, lz4_decompress_block, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"xxh3", NULL, xxh3, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"xxh64", NULL, xxh64, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"xxh32", NULL, xxh32, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"xxh3Init", NULL, xxh3_init, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"xxh3Update", NULL, xxh3_update, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"xxh3Digest", NULL, xxh3_digest, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"xxh64Init", NULL, xxh64_init, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"xxh64Update", NULL, xxh64_update, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"xxh64Digest", NULL, xxh64_digest, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"xxh32Init", NULL, xxh32_init, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"xxh32Update", NULL, xxh32_update, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"xxh32Digest", NULL, xxh32_digest, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"pageChecksum", NULL, page_checksum, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"verifyRanges", NULL, verify_ranges, NULL, NULL, NULL, napi_enumerable, NULL},
+      FUNCTION("lz4CompressBound", lz4_compress_bound),
+      FUNCTION("lz4CompressBlock", lz4_compress_block),
+      FUNCTION("lz4DecompressBlock", lz4_decompress_block),
+      FUNCTION("xxh3", xxh3),
+      FUNCTION("xxh64", xxh64),
+      FUNCTION("xxh32", xxh32),
+      FUNCTION("xxh3Init", xxh3_init),
+      FUNCTION("xxh3Update", xxh3_update),
+      FUNCTION("xxh3Digest", xxh3_digest),
+      FUNCTION("xxh64Init", xxh64_init),
+      FUNCTION("xxh64Update", xxh64_update),
+      FUNCTION("xxh64Digest", xxh64_digest),
+      FUNCTION("xxh32Init", xxh32_init),
+      FUNCTION("xxh32Update", xxh32_update),
+      FUNCTION("xxh32Digest", xxh32_digest),
+      FUNCTION("pageChecksum", page_checksum),
+      FUNCTION("verifyRanges", verify_ranges),
   };
   if (napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions) != napi_ok) {
     throw_last_error(env, "napi_define_properties");

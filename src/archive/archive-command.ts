@@ -1,10 +1,7 @@
 /** archive_command and restore_command values (for postgresql.conf) that run pgbacula. */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-
-function shellQuote(s: string): string {
-  return /^[A-Za-z0-9_./:=@-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
-}
+import { shellQuote } from '../os/shell-quote.js';
 
 /** A path inside archive_command/restore_command: `%` must be doubled. */
 function commandArg(s: string): string {

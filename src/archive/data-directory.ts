@@ -1,6 +1,7 @@
 /** Which system a data directory is: the system identifier in its pg_control. */
 import { join } from 'node:path';
 import { PgbaculaError } from '../errors.js';
+import { SUPPORTED_RANGE } from '../pg/versions.js';
 import { pgControlIdentity, PG_CONTROL_IDENTITY_BYTES } from '../format/pg-control.js';
 import { posixStorage } from '../storage/posix.js';
 import { errorCode, type Storage } from '../storage/storage.js';
@@ -23,7 +24,7 @@ export async function dataDirectorySystemId(pgdata: string, storage: Storage = p
   }
   const control = pgControlIdentity(bytes);
   if (!control.supported) {
-    throw new PgbaculaError('PARAM_INVALID', `${path} is not the pg_control file of PostgreSQL 10 to 18 (pg_control_version ${control.version})`, {
+    throw new PgbaculaError('PARAM_INVALID', `${path} is not the pg_control file of ${SUPPORTED_RANGE} (pg_control_version ${control.version})`, {
       hint: 'Run wal-push/wal-fetch from the data directory of the server (archive_command and restore_command do), or name it with --pgdata.',
     });
   }

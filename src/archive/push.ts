@@ -4,6 +4,8 @@
  */
 import { basename } from 'node:path';
 import { PgbaculaError } from '../errors.js';
+import { SUPPORTED_RANGE } from '../pg/versions.js';
+import { hexLiteral } from '../format/hex.js';
 import { majorOfXlogPageMagic, parseWalPageHeader, validateWalSegment, XLP_LONG_HEADER } from '../wal/page-header.js';
 import { isValidWalSegmentSize, segmentNumberOfName, walSegmentStart, type WalFileName } from '../wal/segment.js';
 import { parseTimelineHistory } from '../wal/timeline-history.js';
@@ -87,7 +89,7 @@ export async function pushWalFile(o: PushOptions): Promise<PushResult> {
     parsed = parseArchivableName(fileName, segSize);
     const major = majorOfXlogPageMagic(h.magic);
     if (major === undefined) {
-      throw new PgbaculaError('WAL_CONFLICT', `${fileName} has page magic 0x${h.magic.toString(16).toUpperCase()}, which is not PostgreSQL 10 to 18`, {
+      throw new PgbaculaError('WAL_CONFLICT', `${fileName} has page magic ${hexLiteral(h.magic, 0)}, which is not ${SUPPORTED_RANGE}`, {
         hint: 'The file is damaged, or written by an unsupported PostgreSQL version.',
       });
     }

@@ -30,7 +30,7 @@ import { streamWal } from '../server/wal-stream.js';
 import { acquireStoredPidLock } from '../storage/pid-lock.js';
 import { posixStorage } from '../storage/posix.js';
 import { formatLsn, parseLsn, type Lsn } from '../wal/lsn.js';
-import { parseWalFileName, walSegmentStart, walSegmentStartOf } from '../wal/segment.js';
+import { hex8, parseWalFileName, walSegmentStart, walSegmentStartOf } from '../wal/segment.js';
 import { isHistoryArchived, storeHistoryFile } from './history-files.js';
 import { listArchivedSystems, listWalArchive } from './listing.js';
 import { publishReceivedFile } from './publish-received.js';
@@ -63,8 +63,6 @@ export interface ReceiverSummary {
   readonly reconnects: number;
   readonly lastTimeline: number | undefined;
 }
-
-const hex8 = (n: number): string => n.toString(16).toUpperCase().padStart(8, '0');
 
 /** Run until the signal aborts (resolves) or a non-retryable error (rejects). */
 export async function runWalReceiver(o: ReceiverOptions): Promise<ReceiverSummary> {

@@ -8,7 +8,7 @@ import { posixStorage } from '../storage/posix.js';
 import type { Storage } from '../storage/storage.js';
 import { formatLsn, parseLsn } from '../wal/lsn.js';
 import { pgTimeToIso, scanSegmentRecords, type SegmentScan } from '../wal/record-scan.js';
-import { walSegmentNumber, walSegmentStart } from '../wal/segment.js';
+import { hex8, walSegmentNumber, walSegmentStart } from '../wal/segment.js';
 import { checkWalArchive, type DamagedSegment } from './archive-check.js';
 import { listArchivedSystems, listWalArchive, type ArchivedSegment, type WalArchiveListing } from './listing.js';
 import { describeGap, recoverableWindow, timelineOfSegment, type BackupPoint, type RecoverableWindow, type SegmentFacts } from './window.js';
@@ -134,7 +134,6 @@ export async function windowReports(root: string, backups: readonly ManifestLike
   return out;
 }
 
-const hex8 = (n: number): string => n.toString(16).toUpperCase().padStart(8, '0');
 
 /** Lines for `pgbacula info`: the window, every gap with its segment names, what cannot be used. */
 export function describeWindowReport(r: WindowReport): string[] {

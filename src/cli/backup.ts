@@ -2,7 +2,7 @@ import { getBool, getInt, getList, getString } from '../config/params.js';
 import { EXIT, PgbaculaError } from '../errors.js';
 import { runBaseBackup } from '../modes/pitr/base-backup.js';
 import { formatBytes, formatCount } from '../item/job-log.js';
-import { createWorkerPool, workerCount } from '../pipeline/pool.js';
+import { createWorkerPool } from '../pipeline/pool.js';
 import { createBackupDir, initRepository, removeInterruptedBackups } from '../repo/catalog.js';
 import { newBackupId } from '../repo/layout.js';
 import { acquireRepoLock } from '../repo/lock.js';
@@ -36,7 +36,7 @@ export async function runBackupCommand(ctx: CommandContext): Promise<CommandResu
   const onSignal = () => controller.abort();
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
-  const pool = createWorkerPool(workerCount(ctx.params.has('parallel_jobs') ? getInt(ctx.params, 'parallel_jobs') : undefined));
+  const pool = createWorkerPool({ parallelJobs: ctx.params.has('parallel_jobs') ? getInt(ctx.params, 'parallel_jobs') : undefined });
   try {
     for (const id of await removeInterruptedBackups(repo)) log.info(`removed incomplete backup ${id} (an earlier run was interrupted)`);
     const backupId = await createBackupDir(repo, newBackupId(new Date(), 'full'));

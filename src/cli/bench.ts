@@ -36,7 +36,7 @@ export async function runBenchCommand(ctx: CommandContext): Promise<CommandResul
     throw new PgbaculaError('PARAM_INVALID', `${pgdata} is not a PostgreSQL data directory (no PG_VERSION)`);
   }
   const threads = workerCount(ctx.params.has('parallel_jobs') ? getInt(ctx.params, 'parallel_jobs') : undefined);
-  const pool = createWorkerPool(threads);
+  const pool = createWorkerPool({ parallelJobs: threads });
   const nullSink = { begin: async () => undefined, write: async () => undefined, end: async () => undefined };
   const results: { stage: string; seconds: number; mbPerSecond: number; storedBytes: number }[] = [];
   let totalBytes = 0;

@@ -5,7 +5,8 @@ import { getString } from '../config/params.js';
 import { EXIT, PgbaculaError } from '../errors.js';
 import { serverBinDirFor } from '../restore/server-binaries.js';
 import { inlineWalker, planCluster, type PlanEntry } from '../pipeline/cluster-walk.js';
-import { BLCKSZ } from '../format/relation-file.js';
+import { forkOf } from '../format/relation-file.js';
+import { DEFAULT_BLOCK_SIZE as BLCKSZ } from '../format/page.js';
 import { nativePageVerifier, type NativePageVerifier } from '../format/kernels.js';
 import { emitFiles } from '../pipeline/emit-files.js';
 import { formatBytes, formatCount, ProgressTracker } from '../item/job-log.js';
@@ -77,7 +78,7 @@ async function verifyPgdata(ctx: CommandContext, pgdata: string): Promise<Comman
   }
   if (dataChecksumVersion(pgdata, major, getString(ctx.params, 'pg_bin_dir')) === 0) throw checksumsDisabled(pgdata, 'pg_control: data page checksum version 0');
   const native = nativePageVerifier();
-  const pool = native ? undefined : createWorkerPool(workerCount(undefined));
+  const pool = native ? undefined : createWorkerPool();
   const t0 = Date.now();
   try {
     const plan = await planCluster(pool ?? inlineWalker(), pgdata, major);
@@ -170,11 +171,6 @@ async function verifyNatively(files: PlanEntry[], native: NativePageVerifier, pr
   return v;
 }
 
-function forkOf(path: string): string {
-  const m = /_(fsm|vm|init)(?:\.\d+)?$/.exec(path);
-  return m ? m[1]! : 'main';
-}
-
 /**
  * `verify --repo DIR [--backup ID]`: every file present with its hash, and the WAL from start to
  * stop. A backup whose manifest is damaged is reported DAMAGED (exit 1), never left out.
@@ -186,7 +182,7 @@ async function verifyRepo(ctx: CommandContext, repo: string): Promise<CommandRes
   const chosen = id ? all.filter((b) => b.id === id) : all;
   if (id && chosen.length === 0) throw new PgbaculaError('REPOSITORY', `no backup ${id} in repository ${repo}`, { hint: 'pgbacula info --repo lists them.' });
   if (chosen.length === 0) throw new PgbaculaError('REPOSITORY', `repository ${repo} holds no backup`, { hint: 'Nothing to verify.' });
-  const pool = createWorkerPool(workerCount(undefined));
+  const pool = createWorkerPool();
   const report: { backupId: string; state: string; files: number; bytes: number; problems: string[]; note?: string }[] = [];
   try {
     for (const b of chosen) {

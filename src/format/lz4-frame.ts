@@ -29,6 +29,7 @@
  */
 
 import { PgbaculaError } from '../errors.js';
+import { hexLiteral } from './hex.js';
 
 export const LZ4_FRAME_MAGIC = 0x184d2204;
 /** `lz4 -l` (the pre-frame "legacy" format): refused. */
@@ -344,7 +345,7 @@ function corrupt(label: string, offset: number, message: string, hint?: string):
 }
 
 function hex(value: number, digits: number): string {
-  return `0x${value.toString(16).padStart(digits, '0')}`;
+  return hexLiteral(value, digits, 'lower');
 }
 
 /** How many descriptor bytes (FLG…HC) follow a given FLG byte. */

@@ -3,9 +3,10 @@
  * written once by initdb) and pg_control_version (uint32 at offset 8), little-endian. Pure:
  * bytes in, values out.
  */
+import { SUPPORTED_MAJORS, versionFacts } from '../pg/versions.js';
 
-/** pg_control_version of PostgreSQL 10 to 18 (several majors share one). */
-export const PG_CONTROL_VERSIONS: ReadonlySet<number> = new Set([1002, 1100, 1201, 1300, 1700, 1800]);
+/** pg_control_version of the supported majors (several majors share one). */
+export const PG_CONTROL_VERSIONS: ReadonlySet<number> = new Set(SUPPORTED_MAJORS.map((m) => versionFacts(m).pgControlVersion));
 
 /** Bytes needed for pgControlIdentity. */
 export const PG_CONTROL_IDENTITY_BYTES = 12;

@@ -12,10 +12,6 @@ export interface RelationFileName {
   readonly temporary: boolean;
 }
 
-/** 1 GiB segments of 8 kB blocks: block numbers are relation-wide (segno × this + block). */
-export const BLOCKS_PER_SEGMENT = 131072;
-export const BLCKSZ = 8192;
-
 const RELATION = /^(t\d+_)?(\d+)(?:_(fsm|vm|init))?(?:\.(\d+))?$/;
 
 export function parseRelationFileName(name: string): RelationFileName | undefined {
@@ -29,6 +25,12 @@ export function parseRelationFileName(name: string): RelationFileName | undefine
     segment: m[4] === undefined ? 0 : Number(m[4]),
     temporary: m[1] !== undefined,
   };
+}
+
+/** The fork a relation file belongs to, for messages: `base/5/16384_fsm.2` → `fsm`, otherwise `main`. */
+export function forkOf(path: string): Fork {
+  const m = /_(fsm|vm|init)(?:\.\d+)?$/.exec(path);
+  return m ? (m[1] as Fork) : 'main';
 }
 
 /**

@@ -22,3 +22,18 @@ export function fileSystemError(e: unknown, doing: string, path: string, place: 
 export function isOutOfSpace(code: string | undefined): boolean {
   return code === 'ENOSPC' || code === 'EDQUOT';
 }
+
+export function isNotFound(e: unknown): boolean {
+  return (e as NodeJS.ErrnoException)?.code === 'ENOENT';
+}
+
+/**
+ * A failed file operation as `what: reason`, with the hint of the place the file belongs to
+ * (the archive, a WAL directory), chosen by errno code where the fix differs.
+ */
+export function ioError(e: unknown, what: string, hint: string | ((code: string | undefined) => string)): PgbaculaError {
+  if (e instanceof PgbaculaError) return e;
+  const err = e as NodeJS.ErrnoException;
+  const reason = err?.message ?? String(e);
+  return new PgbaculaError('IO', `${what}: ${reason}`, { hint: typeof hint === 'string' ? hint : hint(err?.code), cause: e });
+}

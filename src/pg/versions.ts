@@ -1,49 +1,116 @@
 /**
- * Every per-major difference pgbacula relies on, in one table (pgBackRest's habit), so no
- * `if (major >= 15)` is scattered through modes.
+ * Every per-major difference pgbacula relies on, in one table, so no `if (major >= 15)` is
+ * scattered through the code: elsewhere a difference is read by name (`versionFacts(m).walSummaries`).
+ * test/unit/version-facts-only.test.ts fails on a major or version-number comparison outside
+ * this file.
  */
 export const SUPPORTED_MAJORS = [10, 11, 12, 13, 14, 15, 16, 17, 18] as const;
 export type Major = (typeof SUPPORTED_MAJORS)[number];
 
+/** The supported majors as operators read them: "PostgreSQL 10 to 18". */
+export const SUPPORTED_RANGE = `PostgreSQL ${SUPPORTED_MAJORS[0]} to ${SUPPORTED_MAJORS[SUPPORTED_MAJORS.length - 1]}`;
+
+/**
+ * What differs by major, decided for any major number: a data directory, a client tool or a
+ * server outside SUPPORTED_MAJORS gets the behaviour of the nearest end of the range.
+ */
 export interface VersionFacts {
-  readonly major: Major;
-  /** Non-exclusive backup start/stop functions. */
-  readonly backupStart: 'pg_start_backup' | 'pg_backup_start';
-  readonly backupStop: 'pg_stop_backup' | 'pg_backup_stop';
-  /** recovery.conf before 12; recovery.signal / standby.signal + GUCs from 12. */
+  readonly major: number;
+  /** Non-exclusive backup start/stop functions (renamed in 15). */
+  readonly backupStart: 'pg_backup_start' | 'pg_start_backup';
+  readonly backupStop: 'pg_backup_stop' | 'pg_stop_backup';
+  /** Their signatures, as GRANT EXECUTE and has_function_privilege name them. */
+  readonly backupStartSignature: 'pg_backup_start(text, boolean)' | 'pg_start_backup(text, boolean, boolean)';
+  readonly backupStopSignature: 'pg_backup_stop(boolean)' | 'pg_stop_backup(boolean, boolean)';
+  /** recovery.conf before 12; recovery.signal / standby.signal + GUCs (postgresql.auto.conf) from 12. */
   readonly recoveryConfig: 'recovery.conf' | 'signal-files';
-  /** Server-side WAL summaries (summarize_wal) exist from 17. */
+  /** pg_checksums --enable exists from 12; before, checksums are chosen at initdb only. */
+  readonly checksumsEnableOffline: boolean;
+  /** Server-side WAL summaries (summarize_wal, pg_wal/summaries) exist from 17. */
   readonly walSummaries: boolean;
   /** The predefined role pg_read_all_data exists from 14. */
   readonly readAllDataRole: boolean;
-  /** Temporary replication slots from 10; READ_REPLICATION_SLOT from 15. */
+  /** The setting idle_session_timeout exists from 14. */
+  readonly idleSessionTimeout: boolean;
+  /** Temporary replication slots from 10; READ_REPLICATION_SLOT and the generic option syntax from 15. */
   readonly readReplicationSlot: boolean;
-  /** XLOG_PAGE_MAGIC of the major (validating WAL segment files). */
-  readonly xlogPageMagic: number;
+  /** The rest of a segment after a WAL switch is zeros, page headers included, from 11 (10 writes headers). */
+  readonly switchZeroesSegmentTail: boolean;
+  /** WAL records may carry block id 252 (XLR_BLOCK_ID_TOPLEVEL_XID, 4 bytes) from 14. */
+  readonly walTopLevelXidBlock: boolean;
+  /** bimg_info bits that mark a compressed full-page image: BKPIMAGE_IS_COMPRESSED, lz4/zstd bits from 15. */
+  readonly walImageCompressedMask: number;
+  /** libpq's target_session_attrs=standby exists from 14 (a client-tool major). */
+  readonly targetSessionAttrsStandby: boolean;
+  /** DROP DATABASE … WITH (FORCE) exists from 13. */
+  readonly dropDatabaseForce: boolean;
+  /**
+   * The contents of pg_dynshmem, pg_notify, pg_serial, pg_snapshots and pg_subtrans are left
+   * out of a base backup (as pg_basebackup does) for 10 and later.
+   */
+  readonly excludeTransientDirectories: boolean;
   /** initdb enables data checksums by default from 18. */
   readonly checksumsDefaultOn: boolean;
 }
 
-const MAGIC: Record<Major, number> = {
-  10: 0xd097, 11: 0xd098, 12: 0xd101, 13: 0xd106, 14: 0xd10d, 15: 0xd110, 16: 0xd113, 17: 0xd116, 18: 0xd118,
+/** The facts that are constants of each supported release. */
+export interface SupportedVersionFacts extends VersionFacts {
+  readonly major: Major;
+  /** XLOG_PAGE_MAGIC of the major (validating WAL segment files). */
+  readonly xlogPageMagic: number;
+  /** pg_control_version in global/pg_control (bytes 8–11). */
+  readonly pgControlVersion: number;
+}
+
+const RELEASE: Record<Major, { readonly xlogPageMagic: number; readonly pgControlVersion: number }> = {
+  10: { xlogPageMagic: 0xd097, pgControlVersion: 1002 },
+  11: { xlogPageMagic: 0xd098, pgControlVersion: 1100 },
+  12: { xlogPageMagic: 0xd101, pgControlVersion: 1201 },
+  13: { xlogPageMagic: 0xd106, pgControlVersion: 1300 },
+  14: { xlogPageMagic: 0xd10d, pgControlVersion: 1300 },
+  15: { xlogPageMagic: 0xd110, pgControlVersion: 1300 },
+  16: { xlogPageMagic: 0xd113, pgControlVersion: 1300 },
+  17: { xlogPageMagic: 0xd116, pgControlVersion: 1700 },
+  18: { xlogPageMagic: 0xd118, pgControlVersion: 1800 },
 };
 
 export function isSupportedMajor(major: number): major is Major {
   return (SUPPORTED_MAJORS as readonly number[]).includes(major);
 }
 
-export function versionFacts(major: Major): VersionFacts {
+function decide(major: number): VersionFacts {
+  const renamedBackupFunctions = major >= 15;
   return {
     major,
-    backupStart: major >= 15 ? 'pg_backup_start' : 'pg_start_backup',
-    backupStop: major >= 15 ? 'pg_backup_stop' : 'pg_stop_backup',
+    backupStart: renamedBackupFunctions ? 'pg_backup_start' : 'pg_start_backup',
+    backupStop: renamedBackupFunctions ? 'pg_backup_stop' : 'pg_stop_backup',
+    backupStartSignature: renamedBackupFunctions ? 'pg_backup_start(text, boolean)' : 'pg_start_backup(text, boolean, boolean)',
+    backupStopSignature: renamedBackupFunctions ? 'pg_backup_stop(boolean)' : 'pg_stop_backup(boolean, boolean)',
     recoveryConfig: major >= 12 ? 'signal-files' : 'recovery.conf',
+    checksumsEnableOffline: major >= 12,
     walSummaries: major >= 17,
     readAllDataRole: major >= 14,
+    idleSessionTimeout: major >= 14,
     readReplicationSlot: major >= 15,
-    xlogPageMagic: MAGIC[major],
+    switchZeroesSegmentTail: major >= 11,
+    walTopLevelXidBlock: major >= 14,
+    walImageCompressedMask: major >= 15 ? 0x1c : 0x02,
+    targetSessionAttrsStandby: major >= 14,
+    dropDatabaseForce: major >= 13,
+    excludeTransientDirectories: major >= 10,
     checksumsDefaultOn: major >= 18,
   };
+}
+
+// Built once: the WAL scanner and the base-backup walk look facts up per segment and per entry.
+const TABLE = new Map<number, VersionFacts>(
+  SUPPORTED_MAJORS.map((m): [number, SupportedVersionFacts] => [m, Object.freeze({ ...decide(m), ...RELEASE[m], major: m })]),
+);
+
+export function versionFacts(major: Major): SupportedVersionFacts;
+export function versionFacts(major: number): VersionFacts;
+export function versionFacts(major: number): VersionFacts {
+  return TABLE.get(major) ?? decide(major);
 }
 
 /** server_version_num → major (10+ numbering: 150018 → 15). */

@@ -1,6 +1,7 @@
 import { readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { BLOCKS_PER_SEGMENT, carriesPageChecksums, parseRelationFileName } from '../format/relation-file.js';
+import { carriesPageChecksums, parseRelationFileName } from '../format/relation-file.js';
+import { DEFAULT_BLOCKS_PER_SEGMENT } from '../format/page.js';
 import { walkedEntries, type WalkedDir } from '../../workers/walk-dir.js';
 import { decideEntry, walSubdirectories } from './exclusions.js';
 import type { WorkerPool } from './pool.js';
@@ -149,7 +150,7 @@ export async function planCluster(pool: Pick<WorkerPool, 'run'> & { options: { m
           } else if (e.kind === 'file') {
             const verify = carriesPageChecksums(job.ruleDir, e.name);
             const seg = verify ? (parseRelationFileName(e.name)?.segment ?? 0) : 0;
-            list.push(new WalkedPlanEntry(dir, e.name, 'file', e.mode, e.mtimeMs, e.size, verify, seg * BLOCKS_PER_SEGMENT));
+            list.push(new WalkedPlanEntry(dir, e.name, 'file', e.mode, e.mtimeMs, e.size, verify, seg * DEFAULT_BLOCKS_PER_SEGMENT));
             totalBytes += e.size;
             fileCount++;
           } else if (e.kind === 'symlink') {

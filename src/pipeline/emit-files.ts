@@ -7,6 +7,7 @@ import type { ItemSink } from '../item/item.js';
 import type { JobLog } from '../item/job-log.js';
 import { loadKernels } from '../format/kernels.js';
 import { encodedBoundBytes } from '../format/lz4-frame.js';
+import { DEFAULT_BLOCK_SIZE } from '../format/page.js';
 import { orderedMerge, type MergeStats, type PlannedTask } from './ordered-merge.js';
 import type { WorkerPool } from './pool.js';
 import type { ProgressTracker } from '../item/job-log.js';
@@ -76,7 +77,7 @@ export async function emitFiles(entries: readonly PlanEntry[], o: EmitOptions): 
     offset,
     length,
     verifyPages: o.verifyPages && entry.verifyPages,
-    firstBlkno: entry.firstBlock + offset / 8192,
+    firstBlkno: entry.firstBlock + offset / DEFAULT_BLOCK_SIZE,
     compress: o.compress,
     acceleration: o.acceleration ?? 1,
     rangeSize,

@@ -1,3 +1,4 @@
+import { versionFacts } from '../pg/versions.js';
 import { isRelationDirectory, parseRelationFileName } from '../format/relation-file.js';
 
 /**
@@ -59,7 +60,7 @@ export function decideEntry(relDir: string, entry: DirEntryInfo, siblings: Reado
   if (relDir === '' && name === RESTORE_STATE_DIR_NAME) return { action: 'skip', reason: 'pgbacula restore state' };
   if (relDir === '' && (kind === 'dir' || kind === 'symlink')) {
     if (name === 'pg_wal') return { action: 'empty-dir' };
-    if (EXCLUDE_CONTENTS_ALL.includes(name) || (major >= 10 && EXCLUDE_CONTENTS_10.includes(name))) return { action: 'empty-dir' };
+    if (EXCLUDE_CONTENTS_ALL.includes(name) || (versionFacts(major).excludeTransientDirectories && EXCLUDE_CONTENTS_10.includes(name))) return { action: 'empty-dir' };
   }
   if (kind === 'symlink' && relDir !== 'pg_tblspc') return { action: 'skip', reason: 'symbolic link outside pg_tblspc (skipping special file)' };
   // Tablespace links are named by their oid (the walker handles those); any other link there is not the server's.
@@ -70,5 +71,5 @@ export function decideEntry(relDir: string, entry: DirEntryInfo, siblings: Reado
 
 /** Empty directories the server emits under pg_wal. */
 export function walSubdirectories(major: number): string[] {
-  return major >= 17 ? ['pg_wal/archive_status', 'pg_wal/summaries'] : ['pg_wal/archive_status'];
+  return versionFacts(major).walSummaries ? ['pg_wal/archive_status', 'pg_wal/summaries'] : ['pg_wal/archive_status'];
 }

@@ -30,7 +30,14 @@ export function workerCount(parallelJobs: number | undefined): number {
 
 export type WorkerPool = Piscina;
 
-export function createWorkerPool(threads: number): WorkerPool {
+export interface WorkerPoolOptions {
+  /** The job's parallel_jobs: that many workers, never more than the cores; unset, one a core. */
+  readonly parallelJobs?: number | undefined;
+}
+
+/** The one way a job gets its workers (backup, verify, restore, bench): the same limits for all. */
+export function createWorkerPool(o: WorkerPoolOptions = {}): WorkerPool {
+  const threads = workerCount(o.parallelJobs);
   return new Piscina({
     filename: workerModulePath(),
     minThreads: threads,

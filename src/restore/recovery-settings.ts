@@ -35,11 +35,6 @@ export function gucQuote(value: string): string {
   return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
 }
 
-/** A word for /bin/sh, single-quoted. */
-export function shellQuote(value: string): string {
-  return `'${value.replace(/'/g, `'\\''`)}'`;
-}
-
 /**
  * A target time as the server reads it at startup: space-separated and with a numeric offset.
  * Zone abbreviations (even 'Z') are not loaded yet when the configuration is first read, so

@@ -8,7 +8,7 @@ import { getBool, getInt, getList, getString, type ParamMap } from '../config/pa
 import { PgbaculaError } from '../errors.js';
 import type { BackupManifest } from '../format/backup-manifest.js';
 import type { JobLog } from '../item/job-log.js';
-import { createWorkerPool, workerCount } from '../pipeline/pool.js';
+import { createWorkerPool } from '../pipeline/pool.js';
 import { assertRepository, listBackups, loadBackup } from '../repo/catalog.js';
 import { formatLsn, parseLsn } from '../wal/lsn.js';
 import { listArchivedSystems } from '../archive/listing.js';
@@ -158,7 +158,7 @@ export async function restoreFromRepository(req: RepoRestoreRequest): Promise<Re
     });
   }
   const pgdataDir = getString(params, 'pgdata_dir') ?? manifest.dataDirectory;
-  const pool = createWorkerPool(workerCount(undefined));
+  const pool = createWorkerPool();
   try {
     const job = new RestoreJob({
       repo,

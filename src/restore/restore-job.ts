@@ -14,7 +14,7 @@ import type { WorkerPool } from '../pipeline/pool.js';
 import { orderedMerge } from '../pipeline/ordered-merge.js';
 import { storedPathChecker } from '../repo/catalog.js';
 import { storedFilePath } from '../repo/layout.js';
-import { majorOf, type Major } from '../pg/versions.js';
+import { majorOf, versionFacts, type Major } from '../pg/versions.js';
 import type { RestoreFileResult, RestoreFileTask } from '../../workers/restore-file.js';
 import { recoveryFiles, settingsToResetAfterPromotion, type RecoveryPlan, type RecoveryTarget } from './recovery-settings.js';
 import { parseLsn } from '../wal/lsn.js';
@@ -22,7 +22,8 @@ import { walSegmentNameForLsn } from '../wal/segment.js';
 import { restoreCommandLine } from '../archive/archive-command.js';
 import { serverBinDirFor } from './server-binaries.js';
 import { assertOutsideProtected, freeBytes, inspectTarget, resolveOwner, RESTORE_STATE_DIR, type NamedPath, type Owner } from './target.js';
-import { BLOCKS_PER_SEGMENT, carriesPageChecksums, parseRelationFileName } from '../format/relation-file.js';
+import { carriesPageChecksums, parseRelationFileName } from '../format/relation-file.js';
+import { DEFAULT_BLOCKS_PER_SEGMENT } from '../format/page.js';
 import { fileSystemError } from '../os/io-error.js';
 
 const execFileAsync = promisify(execFile);
@@ -489,7 +490,7 @@ export class RestoreJob {
         : t.kind === 'end-of-wal'
           ? 'replay every WAL segment there is'
           : `stop at recovery_target_${t.kind} '${t.value}', then ${this.plan.action}`;
-    this.phase(3, 'wal-setup', `${m.walSegments.length} WAL segment(s) ${m.walSegments[0] ?? ''}..${m.walSegments.at(-1) ?? ''} staged; restore_command: ${this.req.archiveRestoreCommand ? 'the WAL archive, then the backup\'s own WAL' : 'the backup\'s own WAL'}; ${goal}${t.kind === 'end-of-wal' || t.kind === 'immediate' ? ', then promote' : ''}; backup end ${m.stopLsn} (timeline ${m.stopTimeline}); ${major >= 12 ? 'recovery.signal + postgresql.auto.conf' : 'recovery.conf'}${this.req.archiveAfterRestore ? '; archiving kept' : '; archiving off in the copy'}${this.req.restorePort ? `; port ${this.req.restorePort}` : ''}${dropped.length ? `; removed the source's ${dropped.join(', ')}` : ''}`);
+    this.phase(3, 'wal-setup', `${m.walSegments.length} WAL segment(s) ${m.walSegments[0] ?? ''}..${m.walSegments.at(-1) ?? ''} staged; restore_command: ${this.req.archiveRestoreCommand ? 'the WAL archive, then the backup\'s own WAL' : 'the backup\'s own WAL'}; ${goal}${t.kind === 'end-of-wal' || t.kind === 'immediate' ? ', then promote' : ''}; backup end ${m.stopLsn} (timeline ${m.stopTimeline}); ${versionFacts(major).recoveryConfig === 'signal-files' ? 'recovery.signal + postgresql.auto.conf' : 'recovery.conf'}${this.req.archiveAfterRestore ? '; archiving kept' : '; archiving off in the copy'}${this.req.restorePort ? `; port ${this.req.restorePort}` : ''}${dropped.length ? `; removed the source's ${dropped.join(', ')}` : ''}`);
     this.saveState(3);
   }
 
@@ -624,7 +625,7 @@ export class RestoreJob {
    * postgresql.auto.conf, so they are reset (ALTER SYSTEM) and the staged WAL removed.
    */
   private async afterPromotion(port: number, socketDir: string | undefined, major: number): Promise<void> {
-    if (major >= 12) {
+    if (versionFacts(major).recoveryConfig === 'signal-files') {
       const client = new pg.Client({ host: socketDir ?? '127.0.0.1', port, user: 'postgres', database: 'postgres' });
       client.on('error', () => undefined);
       try {
@@ -668,7 +669,7 @@ export class RestoreJob {
           const abs = this.targetOf(f)!;
           const name = abs.split('/').pop()!;
           const seg = parseRelationFileName(name)?.segment ?? 0;
-          return { path: f.path, absPath: abs, type: 'file', mode: f.mode, mtimeMs: Date.parse(f.mtime), size: f.size, verifyPages: true, firstBlock: seg * BLOCKS_PER_SEGMENT };
+          return { path: f.path, absPath: abs, type: 'file', mode: f.mode, mtimeMs: Date.parse(f.mtime), size: f.size, verifyPages: true, firstBlock: seg * DEFAULT_BLOCKS_PER_SEGMENT };
         });
       const nullSink = { begin: async () => undefined, write: async () => undefined, end: async () => undefined };
       const r = await emitFiles(entries, { pool, sink: nullSink, log: this.req.log, verifyPages: true, compress: false });

@@ -29,7 +29,7 @@ export async function prepareBackupSession(client: pg.Client, facts: VersionFact
   });
   await client.query('SET statement_timeout = 0');
   await client.query('SET idle_in_transaction_session_timeout = 0');
-  if (facts.major >= 14) await client.query('SET idle_session_timeout = 0');
+  if (facts.idleSessionTimeout) await client.query('SET idle_session_timeout = 0');
 }
 
 const sessionEnd = new WeakMap<pg.Client, Error>();

@@ -1,5 +1,6 @@
 import type { BackupMode } from '../config/schema.js';
 import type { ServerFacts } from './server-facts.js';
+import { SUPPORTED_RANGE, versionFacts } from '../pg/versions.js';
 
 export interface Finding {
   /** What is missing, naming the setting or privilege. */
@@ -30,7 +31,7 @@ function readAccess(f: ServerFacts): Finding[] {
   return [
     {
       problem: `role ${f.user.name} may not read every table (neither superuser nor member of pg_read_all_data)`,
-      fix: f.major >= 14 ? `GRANT pg_read_all_data TO ${role};` : `ALTER ROLE ${role} SUPERUSER; (pg_read_all_data exists from PostgreSQL 14)`,
+      fix: versionFacts(f.major).readAllDataRole ? `GRANT pg_read_all_data TO ${role};` : `ALTER ROLE ${role} SUPERUSER; (pg_read_all_data exists from PostgreSQL 14)`,
       severity: 'blocker',
     },
   ];
@@ -46,7 +47,8 @@ function physicalBase(f: ServerFacts): Finding[] {
     out.push({ problem: `role ${f.user.name} lacks the REPLICATION attribute`, fix: `ALTER ROLE ${role} REPLICATION;`, severity: 'blocker' });
   }
   if (!f.user.superuser && !f.user.canRunBackupFunctions) {
-    const fn = f.major >= 15 ? 'pg_backup_start(text, boolean), pg_backup_stop(boolean)' : 'pg_start_backup(text, boolean, boolean), pg_stop_backup(boolean, boolean)';
+    const facts = versionFacts(f.major);
+    const fn = `${facts.backupStartSignature}, ${facts.backupStopSignature}`;
     out.push({ problem: `role ${f.user.name} may not run the backup functions`, fix: `GRANT EXECUTE ON FUNCTION ${fn} TO ${role};`, severity: 'blocker' });
   }
   if (f.maxWalSenders - f.walSendersInUse < 1) {
@@ -81,7 +83,7 @@ function physicalBase(f: ServerFacts): Finding[] {
   if (!f.dataChecksums) {
     out.push({
       problem: 'data checksums are off: page verification is unavailable (backups still work)',
-      fix: f.major >= 12
+      fix: versionFacts(f.major).checksumsEnableOffline
         ? 'stop PostgreSQL, run pg_checksums --enable -D <PGDATA>, start it again'
         : 'checksums can only be enabled at initdb time (initdb --data-checksums) before PostgreSQL 12',
       severity: 'warning',
@@ -117,7 +119,7 @@ export function assessModes(f: ServerFacts): ModeReadiness[] {
     if (!available) return { mode, ready: false, available, findings: notInThisVersion(mode) };
     const findings = f.supported ? RULES[mode](f) : [{
       problem: `PostgreSQL ${f.version} is not supported`,
-      fix: 'use PostgreSQL 10 to 18',
+      fix: `use ${SUPPORTED_RANGE}`,
       severity: 'blocker' as const,
     }];
     return { mode, ready: !findings.some((x) => x.severity === 'blocker'), available, findings };

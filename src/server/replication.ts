@@ -15,7 +15,7 @@ import { scrub } from '../config/redact.js';
 import { formatLsn, parseLsn, tryParseLsn, type Lsn } from '../wal/lsn.js';
 import { isValidWalSegmentSize } from '../wal/segment.js';
 import { openSession } from './session.js';
-import { isSupportedMajor, majorOf, versionFacts, type Major } from '../pg/versions.js';
+import { isSupportedMajor, majorOf, SUPPORTED_RANGE, versionFacts, type Major } from '../pg/versions.js';
 
 // ---------------------------------------------------------------------------------------------
 // Raw simple-query execution
@@ -386,7 +386,7 @@ export class ReplicationConnection {
     const major = majorOf(num);
     if (!isSupportedMajor(major)) {
       throw new PgbaculaError('VERSION_UNSUPPORTED', `PostgreSQL ${major} at ${this.endpoint} is not supported`, {
-        hint: 'pgbacula supports PostgreSQL 10 to 18.',
+        hint: `pgbacula supports ${SUPPORTED_RANGE}.`,
       });
     }
     this.cachedMajor = major;

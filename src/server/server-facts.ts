@@ -3,7 +3,7 @@ import { PgbaculaError } from '../errors.js';
 import { scrub } from '../config/redact.js';
 import type { ConnectionSettings } from '../config/connection.js';
 import { openSession } from './session.js';
-import { isSupportedMajor, majorOf } from '../pg/versions.js';
+import { isSupportedMajor, majorOf, versionFacts } from '../pg/versions.js';
 
 /** What `pgbacula check` (and every job's start) learns about a server. */
 export interface ServerFacts {
@@ -49,6 +49,27 @@ async function setting(client: pg.Client, name: string): Promise<string | null> 
   return r.rows[0]?.setting ?? null;
 }
 
+/** The server's version, as every job and `check` learn it first. */
+export interface ServerVersion {
+  /** server_version, e.g. `16.4` or `17beta1`. */
+  readonly version: string;
+  /** server_version_num, e.g. 160004. */
+  readonly versionNum: number;
+  readonly major: number;
+  readonly inRecovery: boolean;
+}
+
+/** The one query for a server's version (and whether it is a standby). */
+export async function serverVersion(client: Pick<pg.Client, 'query'>): Promise<ServerVersion> {
+  const r = await client.query<{ v: string; n: string; rec: boolean }>(
+    "SELECT current_setting('server_version') AS v, current_setting('server_version_num') AS n, pg_is_in_recovery() AS rec",
+  );
+  const row = r.rows[0];
+  if (!row) throw new PgbaculaError('PROTOCOL', 'the server version query returned no row');
+  const versionNum = Number(row.n);
+  return { version: row.v, versionNum, major: majorOf(versionNum), inRecovery: row.rec };
+}
+
 /** Probe a replication (walsender) connection the way a backup will use it. */
 async function probeReplication(c: ConnectionSettings): Promise<ServerFacts['replicationConnection']> {
   let client: pg.Client | undefined;
@@ -67,23 +88,19 @@ async function probeReplication(c: ConnectionSettings): Promise<ServerFacts['rep
 }
 
 export async function collectServerFacts(client: pg.Client, c: ConnectionSettings): Promise<ServerFacts> {
-  const v = await one<{ server_version: string; server_version_num: string }>(
-    client,
-    'SELECT current_setting(\'server_version\') AS server_version, current_setting(\'server_version_num\') AS server_version_num',
-  );
-  const versionNum = Number(v.server_version_num);
-  const major = majorOf(versionNum);
+  const v = await serverVersion(client);
+  const { versionNum, major, inRecovery } = v;
   const supported = isSupportedMajor(major);
-  const inRecovery = (await one<{ r: boolean }>(client, 'SELECT pg_is_in_recovery() AS r')).r;
+  const facts = versionFacts(major);
   const u = await one<{ name: string; rolsuper: boolean; rolreplication: boolean }>(
     client,
     'SELECT current_user AS name, rolsuper, rolreplication FROM pg_roles WHERE rolname = current_user',
   );
   let readAllData: boolean | null = null;
-  if (major >= 14) {
+  if (facts.readAllDataRole) {
     readAllData = (await one<{ m: boolean }>(client, "SELECT pg_has_role(current_user, 'pg_read_all_data', 'MEMBER') AS m")).m;
   }
-  const startFn = major >= 15 ? 'pg_backup_start(text, boolean)' : 'pg_start_backup(text, boolean, boolean)';
+  const startFn = facts.backupStartSignature;
   const canRunBackupFunctions = (
     await client.query<{ ok: boolean }>("SELECT has_function_privilege(current_user, $1, 'EXECUTE') AS ok", [startFn])
   ).rows[0]?.ok === true;
@@ -91,7 +108,7 @@ export async function collectServerFacts(client: pg.Client, c: ConnectionSetting
     (await one<{ n: string }>(client, "SELECT count(*) AS n FROM pg_stat_activity WHERE backend_type = 'walsender'")).n,
   );
   const replicationSlotsInUse = Number((await one<{ n: string }>(client, 'SELECT count(*) AS n FROM pg_replication_slots')).n);
-  const summarize = major >= 17 ? await setting(client, 'summarize_wal') : null;
+  const summarize = facts.walSummaries ? await setting(client, 'summarize_wal') : null;
   // wal_segment_size is reported in 8 kB units before 11 and in bytes from 11 (pg_settings unit).
   const seg = await one<{ setting: string; unit: string | null }>(client, "SELECT setting, unit FROM pg_settings WHERE name = 'wal_segment_size'");
   const walSegmentSize = seg.unit === '8kB' ? Number(seg.setting) * 8192 : seg.unit === 'B' || seg.unit === null ? Number(seg.setting) : Number(seg.setting) * 1024 * 1024;
@@ -102,7 +119,7 @@ export async function collectServerFacts(client: pg.Client, c: ConnectionSetting
     dataDirectory = null;
   }
   return {
-    version: v.server_version,
+    version: v.version,
     versionNum,
     major,
     supported,

@@ -24,13 +24,15 @@
  *   on the first page of each segment the system identifier and segment size); the all-zero
  *   pages after a WAL switch (11+) are accepted, but nothing non-zero after them.
  */
-import { mkdir, open, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Duplex, DuplexOptions } from 'node:stream';
 import type pg from 'pg';
 import pgCopyStreams from 'pg-copy-streams';
 import { PgbaculaError } from '../errors.js';
 import { fsyncPath, writeFileAtomic } from '../os/durable.js';
+import { exists } from '../os/exists.js';
+import { ioError } from '../os/io-error.js';
 import type { ConnectionSettings } from '../config/connection.js';
 import { DEFAULT_WAL_BLOCK_SIZE, formatLsn, maxLsn, tryParseLsn, type Lsn } from '../wal/lsn.js';
 import { isZeroPageHeader, LONG_PAGE_HEADER_SIZE, SHORT_PAGE_HEADER_SIZE, walPageHeaderProblems } from '../wal/page-header.js';
@@ -52,7 +54,7 @@ import {
   replicationError,
   startReplicationCommand,
 } from './replication.js';
-import type { Major } from '../pg/versions.js';
+import { versionFacts, type Major } from '../pg/versions.js';
 
 // ---------------------------------------------------------------------------------------------
 // CopyData payloads (big-endian: XLogData `w`, keepalive `k`, standby status `r`) — pure
@@ -205,7 +207,7 @@ export interface StreamWalResult {
 export async function storeTimelineHistory(conn: ReplicationConnection, timeline: number, dir: string): Promise<string> {
   const name = timelineHistoryFileName(timeline);
   const path = join(dir, name);
-  if (await exists(path)) return name;
+  if (await exists(path, walDirError)) return name;
   const h = await conn.timelineHistory(timeline);
   if (h.fileName !== name) {
     throw new PgbaculaError('PROTOCOL', `TIMELINE_HISTORY ${timeline} on ${conn.endpoint} returned file "${h.fileName}", expected "${name}"`);
@@ -214,7 +216,7 @@ export async function storeTimelineHistory(conn: ReplicationConnection, timeline
   try {
     await writeFileAtomic(path, h.content, 0o600);
   } catch (e) {
-    throw ioError(e, `cannot store ${name} in ${dir}`);
+    throw walDirError(e, `cannot store ${name} in ${dir}`);
   }
   return name;
 }
@@ -304,7 +306,7 @@ async function streamOnce(
     try {
       await mkdir(o.targetDir, { recursive: true, mode: 0o700 });
     } catch (e) {
-      throw ioError(e, `cannot create the WAL directory ${o.targetDir}`);
+      throw walDirError(e, `cannot create the WAL directory ${o.targetDir}`);
     }
     if (o.timeline > 1 && (o.fetchHistory ?? true)) await storeTimelineHistory(conn, o.timeline, o.targetDir);
     if (at.newTemporarySlot && at.slot !== undefined) await conn.createPhysicalSlot(at.slot, { temporary: true, reserveWal: true });
@@ -657,7 +659,7 @@ class CopySession {
           done += bytesWritten;
         }
       } catch (e) {
-        throw ioError(e, `cannot write ${cur.partialPath}`);
+        throw walDirError(e, `cannot write ${cur.partialPath}`);
       }
       off += n;
       lsn += BigInt(n);
@@ -683,7 +685,7 @@ class CopySession {
       // writes headers there, and a 10 standby's copy of the segment that ended its base backup
       // has zeros where the primary's has headers — so on 10 zeros are skipped, not a boundary.
       if (!first && isZeroPageHeader(data, at)) {
-        if (this.facts.major >= 11) this.zeroTailSegment = segno;
+        if (versionFacts(this.facts.major).switchZeroesSegmentTail) this.zeroTailSegment = segno;
         continue;
       }
       if (this.zeroTailSegment === segno) {
@@ -718,7 +720,7 @@ class CopySession {
       await fsyncPath(this.o.targetDir);
     } catch (e) {
       await fh?.close().catch(() => undefined);
-      throw ioError(e, `cannot create ${partialPath}`);
+      throw walDirError(e, `cannot create ${partialPath}`);
     }
     this.current = { segno, name, path, partialPath, fh };
     this.partial = `${name}.partial`;
@@ -732,7 +734,7 @@ class CopySession {
       try {
         await cur.fh.sync();
       } catch (e) {
-        throw ioError(e, `cannot fsync ${cur.partialPath}`);
+        throw walDirError(e, `cannot fsync ${cur.partialPath}`);
       }
     }
     this.flushed = this.written;
@@ -747,9 +749,9 @@ class CopySession {
       await cur.fh.sync();
       await cur.fh.close();
     } catch (e) {
-      throw ioError(e, `cannot fsync ${cur.partialPath}`);
+      throw walDirError(e, `cannot fsync ${cur.partialPath}`);
     }
-    if (await exists(cur.path)) {
+    if (await exists(cur.path, walDirError)) {
       // Restarted on a segment completed before: it must be the same WAL.
       const [a, b] = await Promise.all([readFile(cur.path), readFile(cur.partialPath)]);
       if (!a.equals(b)) {
@@ -763,7 +765,7 @@ class CopySession {
       try {
         await rename(cur.partialPath, cur.path);
       } catch (e) {
-        throw ioError(e, `cannot rename ${cur.partialPath} to ${cur.name}`);
+        throw walDirError(e, `cannot rename ${cur.partialPath} to ${cur.name}`);
       }
     }
     await fsyncPath(this.o.targetDir);
@@ -797,18 +799,7 @@ class CopySession {
   }
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-
-function ioError(e: unknown, what: string): PgbaculaError {
-  if (e instanceof PgbaculaError) return e;
-  const reason = (e as Error)?.message ?? String(e);
-  return new PgbaculaError('IO', `${what}: ${reason}`, { hint: 'Check free space and permissions of the WAL directory.', cause: e });
+/** A failure in the WAL directory, with the place's hint. */
+function walDirError(e: unknown, what: string): PgbaculaError {
+  return ioError(e, what, 'Check free space and permissions of the WAL directory.');
 }

@@ -20,10 +20,9 @@
  * Pure: bytes in, verdict out.
  */
 import { crc32cUpdate, scanSegmentRecords, type SegmentScan } from './record-scan.js';
-import { formatLsn, type Lsn } from './lsn.js';
+import { DEFAULT_WAL_BLOCK_SIZE as BLOCK, formatLsn, type Lsn } from './lsn.js';
 import { parseWalPageHeader, XLP_FIRST_IS_CONTRECORD, XLP_FIRST_IS_OVERWRITE_CONTRECORD } from './page-header.js';
 
-const BLOCK = 8192;
 const SHORT_PHD = 24;
 const LONG_PHD = 40;
 const RECORD_HEADER_SIZE = 24;

@@ -20,6 +20,7 @@
  *
  * Pure: bytes in, values out.
  */
+import { hexLiteral } from '../format/hex.js';
 import { SUPPORTED_MAJORS, versionFacts, type Major } from '../pg/versions.js';
 import { DEFAULT_WAL_BLOCK_SIZE, formatLsn, type Lsn } from './lsn.js';
 import { assertWalSegmentSize } from './segment.js';
@@ -81,8 +82,8 @@ export function majorOfXlogPageMagic(magic: number): Major | undefined {
   return SUPPORTED_MAJORS.find((m) => versionFacts(m).xlogPageMagic === magic);
 }
 
-function hex(n: number, width = 4): string {
-  return `0x${n.toString(16).toUpperCase().padStart(width, '0')}`;
+function hex(n: number): string {
+  return hexLiteral(n, 4);
 }
 
 function describeMagic(magic: number): string {
@@ -209,7 +210,7 @@ export function validateWalSegment(bytes: Uint8Array, o: SegmentValidationOption
     }
     validPages++;
   }
-  if (!o.partial && (o.major ?? 11) >= 11) {
+  if (!o.partial && (o.major === undefined || versionFacts(o.major).switchZeroesSegmentTail)) {
     // The zero tail of a switched segment (11+; see wal-stream.ts for 10): nothing may follow it.
     for (; page < totalPages; page++) {
       if (!isZeroPageHeader(bytes, page * bs)) {

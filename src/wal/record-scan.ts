@@ -13,6 +13,7 @@
  */
 import { majorOfXlogPageMagic, parseWalPageHeader, XLP_FIRST_IS_CONTRECORD, XLP_LONG_HEADER } from './page-header.js';
 import { DEFAULT_WAL_BLOCK_SIZE, type Lsn } from './lsn.js';
+import { versionFacts, type VersionFacts } from '../pg/versions.js';
 
 // ---------------------------------------------------------------------------------------------
 // CRC-32C (Castagnoli, reflected, init and final XOR 0xFFFFFFFF)
@@ -159,6 +160,7 @@ export function scanSegmentRecords(bytes: Uint8Array, o: ScanOptions): SegmentSc
     result.stoppedBecause = 'the first page is not a valid WAL page';
     return result;
   }
+  const facts = versionFacts(major);
   const magic = first.magic;
   const pageOk = (pageOff: number): boolean => {
     const h = parseWalPageHeader(bytes, pageOff);
@@ -250,7 +252,7 @@ export function scanSegmentRecords(bytes: Uint8Array, o: ScanOptions): SegmentSc
     const xid = rv.getUint32(4, true);
     let timed: TimedRecord | undefined;
     if (rmid === RM_XACT_ID && XACT_TIMED.has(info & XLOG_XACT_OPMASK)) {
-      const main = mainData(rec.data, totLen, major);
+      const main = mainData(rec.data, totLen, facts);
       if (main && main.length >= 8) {
         const op = info & XLOG_XACT_OPMASK;
         const kind = op === 0x00 ? 'commit' : op === 0x20 ? 'abort' : op === 0x30 ? 'commit-prepared' : 'abort-prepared';
@@ -258,7 +260,7 @@ export function scanSegmentRecords(bytes: Uint8Array, o: ScanOptions): SegmentSc
         result.lastXact = timed;
       }
     } else if (rmid === RM_XLOG_ID && (info & 0xf0) === XLOG_RESTORE_POINT) {
-      const main = mainData(rec.data, totLen, major);
+      const main = mainData(rec.data, totLen, facts);
       if (main && main.length >= 8) {
         const nameBytes = main.subarray(8, Math.min(main.length, 8 + 64));
         const nul = nameBytes.indexOf(0);
@@ -324,7 +326,7 @@ function readLogical(
  * The main data of a record: fragment headers are walked as DecodeXLogRecord does (A.3, A.4);
  * main data is the last payload. undefined when the headers do not parse.
  */
-function mainData(rec: Uint8Array, totLen: number, major: number): Uint8Array | undefined {
+function mainData(rec: Uint8Array, totLen: number, facts: VersionFacts): Uint8Array | undefined {
   let off = RECORD_HEADER_SIZE;
   let remaining = totLen - RECORD_HEADER_SIZE;
   let datatotal = 0;
@@ -352,7 +354,7 @@ function mainData(rec: Uint8Array, totLen: number, major: number): Uint8Array | 
     } else if (id === 253) {
       if (!need(2)) return undefined;
       off += 2;
-    } else if (id === 252 && major >= 14) {
+    } else if (id === 252 && facts.walTopLevelXidBlock) {
       if (!need(4)) return undefined;
       off += 4;
     } else if (id <= 32) {
@@ -367,7 +369,7 @@ function mainData(rec: Uint8Array, totLen: number, major: number): Uint8Array | 
         const bimgInfo = rec[off + 4]!;
         off += 5;
         datatotal += imgLen;
-        const compressed = major >= 15 ? (bimgInfo & 0x1c) !== 0 : (bimgInfo & 0x02) !== 0;
+        const compressed = (bimgInfo & facts.walImageCompressedMask) !== 0;
         if (compressed && bimgInfo & 0x01) {
           if (!need(2)) return undefined;
           off += 2;

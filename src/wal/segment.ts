@@ -9,6 +9,7 @@
  * Pure: values in, values out.
  */
 import { PgbaculaError } from '../errors.js';
+import { hexDigits } from '../format/hex.js';
 import { formatLsn, type Lsn } from './lsn.js';
 
 export const MIN_WAL_SEGMENT_SIZE = 1024 * 1024;
@@ -78,7 +79,7 @@ export function walSegmentStartOf(lsn: Lsn, segSize: number): Lsn {
 
 /** Eight upper-case hexadecimal digits, as timelines and the fields of WAL file names are written. */
 export function hex8(n: bigint | number): string {
-  return n.toString(16).toUpperCase().padStart(8, '0');
+  return hexDigits(n, 8);
 }
 
 /** `walSegmentName(1, 0x19n, 16 MiB)` → `000000010000000000000019`. */

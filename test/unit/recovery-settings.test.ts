@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { gucQuote, recoveryFiles, shellQuote } from '../../src/restore/recovery-settings.js';
+import { gucQuote, recoveryFiles } from '../../src/restore/recovery-settings.js';
+import { shellQuote } from '../../src/os/shell-quote.js';
 
 describe('recovery settings per version', () => {
   const plan = { restoreCommand: "cp '/x/%f' '%p'", target: { kind: 'time', value: '2026-04-23 14:30:00-03' } as const, action: 'promote' as const, timeline: 'latest' as const };
@@ -31,5 +32,8 @@ describe('recovery settings per version', () => {
   it('quotes', () => {
     expect(gucQuote("a'b\\c")).toBe("'a''b\\\\c'");
     expect(shellQuote("it's")).toBe("'it'\\''s'");
+    expect(shellQuote('/usr/lib/node_modules/pgbacula/bin/pgbacula.js')).toBe('/usr/lib/node_modules/pgbacula/bin/pgbacula.js');
+    expect(shellQuote('')).toBe("''");
+    expect(shellQuote('/srv/my backups')).toBe("'/srv/my backups'");
   });
 });

@@ -16,6 +16,7 @@ import { PgbaculaError } from '../../errors.js';
 import type { ItemProducer, JobContext, JobFactory, PluginJob, QueryAnswer } from '../../bacula/conversation.js';
 import { levelName } from '../../bacula/job-info.js';
 import { findClientTools } from '../../server/client-tools.js';
+import { serverVersion } from '../../server/server-facts.js';
 import { openSession } from '../../server/session.js';
 import type { RestoreTarget } from '../../item/restore-target.js';
 import { encodeName } from '../../modes/dump/layout.js';
@@ -159,7 +160,7 @@ class DumpPluginJob implements PluginJob {
     if (parameter === 'version') {
       const s = await openSession(conn, { applicationName: 'pgbacula query' });
       try {
-        const v = (await s.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]!.v;
+        const v = (await serverVersion(s)).version;
         const tools = findClientTools(getString(this.params, 'pg_bin_dir'), this.settings.env);
         return [{ pairs: `server=${v},pg_dump=${tools.version}` }];
       } finally {

@@ -11,6 +11,7 @@ import type { ItemProducer, JobContext, PluginJob, QueryAnswer } from '../../bac
 import { encodeName } from '../../modes/dump/layout.js';
 import { runPitrJob, type PitrSettings } from '../../modes/pitr/pitr.js';
 import { PitrRestoreTarget } from '../../modes/pitr/restore.js';
+import { serverVersion } from '../../server/server-facts.js';
 import { openSession } from '../../server/session.js';
 import type { RestoreTarget } from '../../item/restore-target.js';
 import { filesRestoreTarget, releaseJobResources } from './common.js';
@@ -96,8 +97,8 @@ export class PitrPluginJob implements PluginJob {
     if (parameter !== 'version') throw new PgbaculaError('PARAM_INVALID', `unknown query "${parameter}"`, { hint: 'Queries for mode=pitr: version.' });
     const s = await openSession(this.sourceConnection(), { applicationName: 'pgbacula query' });
     try {
-      const r = await s.query<{ v: string; id: string }>("SELECT current_setting('server_version') AS v, system_identifier::text AS id FROM pg_control_system()");
-      return [{ pairs: `server=${r.rows[0]!.v},system_identifier=${r.rows[0]!.id}` }];
+      const r = await s.query<{ id: string }>('SELECT system_identifier::text AS id FROM pg_control_system()');
+      return [{ pairs: `server=${(await serverVersion(s)).version},system_identifier=${r.rows[0]!.id}` }];
     } finally {
       await s.end().catch(() => undefined);
     }

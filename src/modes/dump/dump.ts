@@ -19,7 +19,8 @@ import { PgbaculaError } from '../../errors.js';
 import { checkToolsCanDump, findClientTools, toolConninfo, toolEnvironment, type ClientTools } from '../../server/client-tools.js';
 import { openSession } from '../../server/session.js';
 import { startTool, succeeded, toolFailure, warningRelay, type ToolProcess } from '../../server/tool-process.js';
-import { isSupportedMajor, majorOf } from '../../pg/versions.js';
+import { isSupportedMajor, SUPPORTED_RANGE, versionFacts } from '../../pg/versions.js';
+import { serverVersion } from '../../server/server-facts.js';
 import type { ItemHeader, ItemSink } from '../../item/item.js';
 import { formatBytes, ProgressTracker, type JobLog } from '../../item/job-log.js';
 import { registerScratch, removeScratch } from '../../pipeline/scratch-dirs.js';
@@ -71,20 +72,17 @@ async function systemIdentifier(session: pg.Client): Promise<string | null> {
 export async function planDump(settings: DumpSettings, connection: ConnectionSettings, log: JobLog, env: Readonly<Record<string, string | undefined>> = process.env): Promise<DumpPlan> {
   const session = await openSession(connection, { applicationName: 'pgbacula dump' });
   try {
-    const v = (await session.query<{ v: string; n: string; rec: boolean }>(
-      "SELECT current_setting('server_version') AS v, current_setting('server_version_num') AS n, pg_is_in_recovery() AS rec",
-    )).rows[0]!;
-    const major = majorOf(Number(v.n));
+    const { version, major, inRecovery } = await serverVersion(session);
     if (!isSupportedMajor(major)) {
-      throw new PgbaculaError('VERSION_UNSUPPORTED', `PostgreSQL ${v.v} at ${describeEndpoint(connection)} is not supported`, { hint: 'pgbacula supports PostgreSQL 10 to 18.' });
+      throw new PgbaculaError('VERSION_UNSUPPORTED', `PostgreSQL ${version} at ${describeEndpoint(connection)} is not supported`, { hint: `pgbacula supports ${SUPPORTED_RANGE}.` });
     }
-    if (settings.backupFromStandby && !v.rec) {
+    if (settings.backupFromStandby && !inRecovery) {
       throw new PgbaculaError('PREREQUISITE', `backup_from_standby=true but ${describeEndpoint(connection)} is a primary`, {
         hint: 'Point the connection (or standby_host) at a standby, or set backup_from_standby=false.',
       });
     }
     const tools = findClientTools(settings.pgBinDir, env);
-    checkToolsCanDump(tools, v.v, major, settings.pgBinDir !== undefined);
+    checkToolsCanDump(tools, version, major, settings.pgBinDir !== undefined);
 
     const all = (await session.query<{ datname: string; datallowconn: boolean; datistemplate: boolean; size: string }>(
       `SELECT datname, datallowconn, datistemplate,
@@ -132,7 +130,7 @@ export async function planDump(settings: DumpSettings, connection: ConnectionSet
       tools,
       cluster,
       systemIdentifier: sysid,
-      server: { version: v.v, major, role: v.rec ? 'standby' : 'primary' },
+      server: { version, major, role: inRecovery ? 'standby' : 'primary' },
       databases: chosen.map((d) => ({ name: d.datname, sizeBytes: Number(d.size) })),
       tablespaces,
     };
@@ -167,7 +165,7 @@ export interface DumpTools {
 }
 
 function dumpTools(plan: DumpPlan, ctx: DumpRunContext): DumpTools {
-  const standby = plan.settings.backupFromStandby && plan.tools.major >= 14 ? 'standby' : undefined;
+  const standby = plan.settings.backupFromStandby && versionFacts(plan.tools.major).targetSessionAttrsStandby ? 'standby' : undefined;
   return {
     plan,
     ctx,

@@ -22,7 +22,8 @@ import { describeEndpoint, type ConnectionSettings } from '../../config/connecti
 import { PgbaculaError } from '../../errors.js';
 import { findClientTools, toolConninfo, toolEnvironment, type ClientTools } from '../../server/client-tools.js';
 import { openSession } from '../../server/session.js';
-import { majorOf } from '../../pg/versions.js';
+import { versionFacts } from '../../pg/versions.js';
+import { serverVersion } from '../../server/server-facts.js';
 import { startTool, succeeded, toolFailure, type ToolExit, type ToolProcess } from '../../server/tool-process.js';
 import type { ItemTrailer } from '../../item/item.js';
 import { formatBytes, ProgressTracker, type JobLog } from '../../item/job-log.js';
@@ -296,16 +297,14 @@ export class ServerRestoreTarget implements RestoreTarget {
   async prepare(): Promise<void> {
     const session = await openSession(this.s.connection, { applicationName: 'pgbacula restore' });
     try {
-      const r = (await session.query<{ v: string; n: string; rec: boolean }>(
-        "SELECT current_setting('server_version') AS v, current_setting('server_version_num') AS n, pg_is_in_recovery() AS rec",
-      )).rows[0]!;
-      if (r.rec) {
+      const r = await serverVersion(session);
+      if (r.inRecovery) {
         throw new PgbaculaError('RESTORE_PRECHECK', `${this.endpoint} is a standby (in recovery): a dump cannot be restored into it`, {
           hint: 'Restore into the primary, or into another server (Plugin Options host/port).',
         });
       }
-      this.serverVersion = r.v;
-      this.serverMajor = majorOf(Number(r.n));
+      this.serverVersion = r.version;
+      this.serverMajor = r.major;
     } finally {
       await session.end().catch(() => undefined);
     }
@@ -409,7 +408,7 @@ export class ServerRestoreTarget implements RestoreTarget {
           hint: 'Set the Plugin Option overwrite_existing=yes to drop and recreate it, restore it into another server (host/port), or restore the archive as a file (where=/dir).',
         });
       }
-      const force = this.s.overwriteExisting && this.serverMajor >= 13 ? ' WITH (FORCE)' : '';
+      const force = this.s.overwriteExisting && versionFacts(this.serverMajor).dropDatabaseForce ? ' WITH (FORCE)' : '';
       try {
         await maint.query(`DROP DATABASE ${quoteIdent(db)}${force}`);
       } catch (e) {

@@ -7,11 +7,14 @@ import { PgbaculaError } from '../../errors.js';
 import { MANIFEST_VERSION, MANIFEST_FORMAT, type ManifestFile, type ManifestHead } from '../../format/backup-manifest.js';
 import { ManifestWriter } from '../../pipeline/manifest-writer.js';
 import { hashContent } from '../../format/content-hash.js';
+import { hexLiteral } from '../../format/hex.js';
+import { forkOf } from '../../format/relation-file.js';
 import { encodeBlocks, createLz4EncodeScratch } from '../../format/lz4-frame.js';
 import { prepareBackupSession, startBackup, stopBackup, timelineFromLabel } from '../../server/backup-api.js';
 import { ReplicationConnection } from '../../server/replication.js';
 import { openSession } from '../../server/session.js';
-import { isSupportedMajor, majorOf, versionFacts, type Major, type VersionFacts } from '../../pg/versions.js';
+import { isSupportedMajor, SUPPORTED_RANGE, versionFacts, type Major, type VersionFacts } from '../../pg/versions.js';
+import { serverVersion } from '../../server/server-facts.js';
 import { streamWal } from '../../server/wal-stream.js';
 import { planCluster, type PlanEntry } from '../../pipeline/cluster-walk.js';
 import { DEFAULT_RANGE_SIZE, emitFiles, type ChecksumFailure } from '../../pipeline/emit-files.js';
@@ -61,20 +64,18 @@ interface ServerBasics {
 }
 
 async function serverBasics(client: pg.Client): Promise<ServerBasics> {
-  const r = await client.query<{ v: string; n: string; rec: boolean; sums: string; bs: string }>(
-    "SELECT current_setting('server_version') AS v, current_setting('server_version_num') AS n, pg_is_in_recovery() AS rec, current_setting('data_checksums') AS sums, current_setting('block_size') AS bs",
-  );
-  const row = r.rows[0]!;
-  const major = majorOf(Number(row.n));
+  const v = await serverVersion(client);
+  const row = (await client.query<{ sums: string; bs: string }>("SELECT current_setting('data_checksums') AS sums, current_setting('block_size') AS bs")).rows[0]!;
+  const major = v.major;
   if (!isSupportedMajor(major)) {
-    throw new PgbaculaError('VERSION_UNSUPPORTED', `PostgreSQL ${row.v} is not supported`, { hint: 'pgbacula supports PostgreSQL 10 to 18.' });
+    throw new PgbaculaError('VERSION_UNSUPPORTED', `PostgreSQL ${v.version} is not supported`, { hint: `pgbacula supports ${SUPPORTED_RANGE}.` });
   }
   const dd = await client.query<{ setting: string }>("SELECT setting FROM pg_settings WHERE name = 'data_directory'");
   return {
-    version: row.v,
-    versionNum: Number(row.n),
+    version: v.version,
+    versionNum: v.versionNum,
     major,
-    inRecovery: row.rec,
+    inRecovery: v.inRecovery,
     dataChecksums: row.sums === 'on',
     dataDirectory: dd.rows[0]?.setting ?? null,
     blockSize: Number(row.bs),
@@ -199,7 +200,7 @@ export async function runBaseBackup(req: BaseBackupRequest): Promise<BaseBackupR
     else {
       log.info(`page checksums verified: ${formatCount(emitted.pagesChecked)} pages, ${emitted.failures.length} failures${emitted.tornPages ? ` (${emitted.tornPages} torn by concurrent writes, re-read)` : ''}`);
       for (const f of emitted.failures.slice(0, 50)) {
-        log.warning(`checksum verification failed in ${f.path.replace(/^pgdata\//, '')} (${forkOf(f.path)} fork), block ${f.blkno}: calculated ${hex4(f.computed)} but the page holds ${hex4(f.stored)}`);
+        log.warning(`checksum verification failed in ${f.path.replace(/^pgdata\//, '')} (${forkOf(f.path)} fork), block ${f.blkno}: calculated ${hexLiteral(f.computed, 4)} but the page holds ${hexLiteral(f.stored, 4)}`);
       }
     }
     if (emitted.vanished.length) log.info(`${emitted.vanished.length} files vanished during the backup (dropped relations; WAL replay accounts for them)`);
@@ -286,13 +287,4 @@ export async function runBaseBackup(req: BaseBackupRequest): Promise<BaseBackupR
     writer?.discard();
     await rm(walDir, { recursive: true, force: true });
   }
-}
-
-function hex4(n: number): string {
-  return `0x${n.toString(16).toUpperCase().padStart(4, '0')}`;
-}
-
-function forkOf(path: string): string {
-  const m = /_(fsm|vm|init)(?:\.\d+)?$/.exec(path);
-  return m ? m[1]! : 'main';
 }

@@ -22,12 +22,12 @@ import { encodeName } from '../dump/layout.js';
 import { runBaseBackup } from './base-backup.js';
 import { ReplicationConnection } from '../../server/replication.js';
 import { openSession } from '../../server/session.js';
-import { majorOf } from '../../pg/versions.js';
+import { serverVersion } from '../../server/server-facts.js';
 import { planCluster, type PlanEntry } from '../../pipeline/cluster-walk.js';
 import { DEFAULT_RANGE_SIZE, emitFiles } from '../../pipeline/emit-files.js';
 import type { ItemSink } from '../../item/item.js';
 import { formatBytes, formatCount, type JobLog } from '../../item/job-log.js';
-import { createWorkerPool, workerCount, type WorkerPool } from '../../pipeline/pool.js';
+import { createWorkerPool, type WorkerPool } from '../../pipeline/pool.js';
 import { PrefixedSink } from '../../pipeline/prefixed-sink.js';
 import { forgetScratch, registerScratch, removeScratch } from '../../pipeline/scratch-dirs.js';
 import { newBackupId } from '../../repo/layout.js';
@@ -148,7 +148,7 @@ async function situation(s: PitrSettings, repl: ReplicationConnection): Promise<
   let major: number;
   let dataDirectory: string | null;
   try {
-    major = majorOf(Number((await session.query<{ n: string }>("SELECT current_setting('server_version_num') AS n")).rows[0]!.n));
+    major = (await serverVersion(session)).major;
     const dd = await session.query<{ setting: string }>("SELECT setting FROM pg_settings WHERE name = 'data_directory'");
     dataDirectory = dd.rows[0]?.setting ?? null;
   } finally {
@@ -311,7 +311,7 @@ export async function runPitrJob(s: PitrSettings, job: PitrJob, sink: ItemSink, 
       allRecords = [];
     }
     const records = recordsOfJob(allRecords, job.name);
-    pool = createWorkerPool(workerCount(s.parallelJobs));
+    pool = createWorkerPool({ parallelJobs: s.parallelJobs });
 
     let plan: ReturnType<typeof planWalJob> = { kind: 'base', reason: '' };
     let listing = sit.listing;
