@@ -40,6 +40,7 @@ import { ARCHIVE_META_FILE, listWalArchive, storeHistoryFile, type WalArchiveLis
 import { parseTimelineHistory, type TimelineHistoryEntry } from '../../wal/timeline-history.js';
 import { archiverOf, checkSpool, giveToSpoolOwner } from './spool-check.js';
 import { prepareTmpdir } from '../../os/tmpdir.js';
+import { makeDirs } from '../../os/user-dirs.js';
 import {
   CHAIN_FORMAT, lineageSegments, planBaseWal, planWalJob, pruneLimit, retainRecords, findReference,
   type BaculaLevel, type ChainFile, type ChainRecord, type ChainSegmentRef, type ServerNow, type SpoolSegment,
@@ -378,7 +379,7 @@ async function baseJob(s: PitrSettings, job: PitrJob, sit: Situation, cluster: s
   const work = join(s.tmpdir, `pitr-${job.jobId}-${process.pid}`);
   // Also removes the work directories of backends that did not live to remove them (kill -9).
   await prepareTmpdir(s.tmpdir, log);
-  await mkdir(work, { recursive: true, mode: 0o700 });
+  await makeDirs(work, 0o700);
   // Removed by every exit path, a cancel (SIGUSR1 ends the process) included.
   registerScratch(work);
   try {
