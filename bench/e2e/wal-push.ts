@@ -19,7 +19,7 @@ import { spawn } from 'node:child_process';
 import { chownSync, cpSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { pushWalFile } from '../../src/archive/spool.js';
+import { pushWalFile } from '../../src/archive/push.js';
 import { BenchCluster } from './bench-cluster.js';
 
 const ROOT = join(process.env.PGBACULA_BENCH_DIR ?? '/var/tmp/pgbacula-bench', '..', 'pgbacula-bench-walpush');

@@ -13,7 +13,7 @@ import { storedFilePath } from '../repo/layout.js';
 import type { SegmentScan } from '../wal/record-scan.js';
 import { judgeSegment, judgeSegmentJoin } from '../wal/integrity.js';
 import { hex8, parseWalSegmentName, walSegmentStart } from '../wal/segment.js';
-import { listArchivedSystems, listWalArchive, type ArchivedSegment, type WalArchiveListing } from './spool.js';
+import { listArchivedSystems, listWalArchive, type ArchivedSegment, type WalArchiveListing } from './listing.js';
 import { timelineSpans } from '../wal/timeline-history.js';
 import { timelineOfSegment } from './window.js';
 

@@ -1,6 +1,6 @@
 /**
  * `pgbacula wal-receive`: a long-running WAL receiver over a physical replication slot that
- * feeds the same archive as wal-push (src/archive/spool.ts), the way pg_receivewal works
+ * feeds the same archive as wal-push (src/archive/push.ts), the way pg_receivewal works
  * (physical START_REPLICATION, segments written as `.partial` until complete) plus what an
  * archive needs:
  *
@@ -31,14 +31,10 @@ import { versionFacts, type Major } from '../pg/versions.js';
 import { streamWal } from '../server/wal-stream.js';
 import { formatLsn, parseLsn, type Lsn } from '../wal/lsn.js';
 import { parseWalFileName, walSegmentStart, walSegmentStartOf } from '../wal/segment.js';
-import {
-  isHistoryArchived,
-  listArchivedSystems,
-  listWalArchive,
-  publishReceivedFile,
-  receiveDir,
-  storeHistoryFile,
-} from './spool.js';
+import { isHistoryArchived, storeHistoryFile } from './history-files.js';
+import { listArchivedSystems, listWalArchive } from './listing.js';
+import { publishReceivedFile } from './publish-received.js';
+import { receiveDir } from './layout.js';
 import { isInLineage, parseTimelineHistory, switchPointOf, timelineOfLsn, type TimelineHistoryEntry } from '../wal/timeline-history.js';
 
 export interface ReceiverOptions {

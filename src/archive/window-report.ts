@@ -1,5 +1,5 @@
 /**
- * The recoverable window of an archive, gathered from disk: the listing (src/archive/spool.ts), the
+ * The recoverable window of an archive, gathered from disk: the listing (src/archive/listing.ts), the
  * base backups the caller knows (a repository's manifests), and the records of the last segments
  * of each range (src/wal/record-scan.ts) for the last commit time. The judging itself is pure
  * (src/archive/window.ts). Also the text `pgbacula info` prints.
@@ -9,7 +9,7 @@ import { formatLsn, parseLsn } from '../wal/lsn.js';
 import { pgTimeToIso, scanSegmentRecords, type SegmentScan } from '../wal/record-scan.js';
 import { walSegmentNumber, walSegmentStart } from '../wal/segment.js';
 import { checkWalArchive, type DamagedSegment } from './archive-check.js';
-import { listArchivedSystems, listWalArchive, type ArchivedSegment, type WalArchiveListing } from './spool.js';
+import { listArchivedSystems, listWalArchive, type ArchivedSegment, type WalArchiveListing } from './listing.js';
 import { describeGap, recoverableWindow, timelineOfSegment, type BackupPoint, type RecoverableWindow, type SegmentFacts } from './window.js';
 
 /** The fields of a backup manifest (src/format/backup-manifest.ts) the window needs. */

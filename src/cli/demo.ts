@@ -5,7 +5,7 @@ import pg from 'pg';
 import { getString } from '../config/params.js';
 import { EXIT, PgbaculaError } from '../errors.js';
 import { findServerBinDirs, postgresOsUser, readPostmasterPid, runServerTool, type RunAs } from '../server/server-control.js';
-import { archiveCommandLine } from '../archive/spool.js';
+import { archiveCommandLine } from '../archive/archive-command.js';
 import type { CommandContext } from './context.js';
 import { ok, type CommandResult } from './output.js';
 import { freePort } from '../os/free-port.js';

@@ -2,7 +2,7 @@ import { EXIT } from '../errors.js';
 import { formatBytes } from '../item/job-log.js';
 import { assertRepository, listBackups } from '../repo/catalog.js';
 import { requireRepo } from './backup.js';
-import { walArchiveRoot } from '../archive/spool.js';
+import { walArchiveRoot } from '../archive/layout.js';
 import { windowToJson } from '../archive/window.js';
 import { describeWindowReport, windowReports } from '../archive/window-report.js';
 import type { CommandContext } from './context.js';

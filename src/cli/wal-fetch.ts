@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { asPgbaculaError, EXIT, PgbaculaError } from '../errors.js';
-import { fetchWalFile, listArchivedSystems, type FetchResult } from '../archive/spool.js';
+import { fetchWalFile, type FetchResult } from '../archive/fetch.js';
+import { listArchivedSystems } from '../archive/listing.js';
 import type { CommandContext } from './context.js';
 import { ok, type CommandResult } from './output.js';
 import { pushingDataDirectory, walTarget } from './wal-target.js';

@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { PgbaculaError } from '../errors.js';
-import { pushWalFile } from '../archive/spool.js';
+import { pushWalFile } from '../archive/push.js';
 import type { CommandContext } from './context.js';
 import { ok, type CommandResult } from './output.js';
 import { pushingDataDirectory, walTarget } from './wal-target.js';

@@ -3,10 +3,11 @@ import { join } from 'node:path';
 import { getString } from '../config/params.js';
 import { PgbaculaError } from '../errors.js';
 import { REPO_MARKER } from '../repo/layout.js';
-import { dataDirectorySystemId, walArchiveRoot } from '../archive/spool.js';
+import { dataDirectorySystemId } from '../archive/data-directory.js';
+import { walArchiveRoot } from '../archive/layout.js';
 import type { CommandContext } from './context.js';
 
-/** Where wal-push / wal-fetch / wal-receive read and write WAL (layout: src/archive/spool.ts). */
+/** Where wal-push / wal-fetch / wal-receive read and write WAL (layout: src/archive/layout.ts). */
 export interface WalTarget {
   /** ROOT: `<repo>/wal`, or the spool directory. */
   readonly root: string;

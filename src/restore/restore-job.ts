@@ -19,7 +19,7 @@ import type { RestoreFileResult, RestoreFileTask } from '../../workers/restore-f
 import { recoveryFiles, settingsToResetAfterPromotion, type RecoveryPlan, type RecoveryTarget } from './recovery-settings.js';
 import { parseLsn } from '../wal/lsn.js';
 import { walSegmentNameForLsn } from '../wal/segment.js';
-import { restoreCommandLine } from '../archive/spool.js';
+import { restoreCommandLine } from '../archive/archive-command.js';
 import { serverBinDirFor } from './server-binaries.js';
 import { assertOutsideProtected, freeBytes, inspectTarget, resolveOwner, RESTORE_STATE_DIR, type NamedPath, type Owner } from './target.js';
 import { BLOCKS_PER_SEGMENT, carriesPageChecksums, parseRelationFileName } from '../format/relation-file.js';

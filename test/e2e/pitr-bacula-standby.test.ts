@@ -12,7 +12,7 @@ import { freePort, startCluster, startStandby, type Cluster } from '../harness/c
 import { registerForCleanup, testRoot } from '../harness/registry.js';
 import { amcheckAllIndexes, createStaticTables, digestAt, queryAt } from '../harness/verify-cluster.js';
 import { commitRows, type CommittedRow } from '../harness/workload.js';
-import { archiveCommandLine } from '../../src/archive/spool.js';
+import { archiveCommandLine } from '../../src/archive/archive-command.js';
 import { ownedDir, until } from '../integration/wal-helpers.js';
 import { findBaculaInstall, type BaculaSite } from './bacula-site.js';
 import { startPitrSite, stopRestoredServer } from './pitr-fixture.js';

@@ -18,7 +18,7 @@ import { serverUser } from '../harness/os-user.js';
 import { embeddedPgDir } from '../harness/pg-binaries.js';
 import { registerForCleanup, testRoot } from '../harness/registry.js';
 import { queryAt } from '../harness/verify-cluster.js';
-import { archiveCommandLine } from '../../src/archive/spool.js';
+import { archiveCommandLine } from '../../src/archive/archive-command.js';
 import { ownedDir, until } from '../integration/wal-helpers.js';
 import { BaculaSite, findBaculaInstall, pluginLine, type JobResult } from '../e2e/bacula-site.js';
 import { stopRestoredServer } from '../e2e/pitr-fixture.js';

@@ -16,7 +16,7 @@ import { runCliProcess as runCli } from '../harness/run-bin.js';
 import { queryAt } from '../harness/verify-cluster.js';
 import { commitRows, type CommittedRow } from '../harness/workload.js';
 import { crc32cUpdate } from '../../src/wal/record-scan.js';
-import { archiveCommandLine } from '../../src/archive/spool.js';
+import { archiveCommandLine } from '../../src/archive/archive-command.js';
 import { ownedDir, runAsServerUser, SEG, until } from '../integration/wal-helpers.js';
 
 const quiet = { PGBACULA_PROGRESS_SECONDS: '0' };

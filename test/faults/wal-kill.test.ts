@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { copyFileSync, chownSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { listWalArchive } from '../../src/archive/spool.js';
+import { listWalArchive } from '../../src/archive/listing.js';
 import { parseWalSegmentName } from '../../src/wal/segment.js';
 import { windowReport } from '../../src/archive/window-report.js';
 import { startCluster, type Cluster } from '../harness/cluster.js';

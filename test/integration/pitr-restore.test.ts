@@ -15,7 +15,7 @@ import { registerForCleanup, testRoot } from '../harness/registry.js';
 import { runCliProcess as runCli } from '../harness/run-bin.js';
 import { amcheckAllIndexes, createStaticTables, digestAt, queryAt } from '../harness/verify-cluster.js';
 import { commitRows, type CommittedRow } from '../harness/workload.js';
-import { archiveCommandLine } from '../../src/archive/spool.js';
+import { archiveCommandLine } from '../../src/archive/archive-command.js';
 import { ownedDir, until } from './wal-helpers.js';
 
 function stopServer(major: number, pgdata: string): void {

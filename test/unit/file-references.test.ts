@@ -76,7 +76,7 @@ describe('README.md and the sources point only at files that are in the reposito
     expect(probe('the slot holds WAL (spec §2.6)')).toContain('§');
     expect(probe('(PERFORMANCE.md)')).toContain('PERFORMANCE.md');
     expect(probe('see README.md')).toEqual([]);
-    expect(existsInRepo('src/archive/spool.ts')).toBe(true);
+    expect(existsInRepo('src/archive/layout.ts')).toBe(true);
     expect(existsInRepo('src/wal/no-such-file.ts')).toBe(false);
   });
 

@@ -3,17 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { PgbaculaError } from '../../src/errors.js';
-import {
-  archiveCommandLine,
-  dataDirectorySystemId,
-  fetchWalFile,
-  listWalArchive,
-  pushWalFile,
-  readArchiveMeta,
-  restoreCommandLine,
-  storeHistoryFile,
-  walArchiveRoot,
-} from '../../src/archive/spool.js';
+import { archiveCommandLine, restoreCommandLine } from '../../src/archive/archive-command.js';
+import { dataDirectorySystemId } from '../../src/archive/data-directory.js';
+import { fetchWalFile } from '../../src/archive/fetch.js';
+import { listWalArchive } from '../../src/archive/listing.js';
+import { pushWalFile } from '../../src/archive/push.js';
+import { readArchiveMeta } from '../../src/archive/archive-meta.js';
+import { storeHistoryFile } from '../../src/archive/history-files.js';
+import { walArchiveRoot } from '../../src/archive/layout.js';
 import { runCli } from '../harness/run-cli.js';
 import { headerOnlySegment, recordSegments, SYNTH_SEG } from './wal-synth.js';
 

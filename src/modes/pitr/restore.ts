@@ -29,7 +29,8 @@ import { completeBackups, pickBaseBackup, recoveryTargetOf, restoreFromRepositor
 import { parseWalFileName } from '../../wal/segment.js';
 import { majorOf } from '../../pg/versions.js';
 import { serverBinDirFor } from '../../restore/server-binaries.js';
-import { pushWalFile, walArchiveRoot } from '../../archive/spool.js';
+import { pushWalFile } from '../../archive/push.js';
+import { walArchiveRoot } from '../../archive/layout.js';
 import type { RestoreLog } from '../dump/restore.js';
 import { giveTreeToSync, setMode } from '../../os/file-owner.js';
 import { NewFile } from '../../os/new-file.js';
