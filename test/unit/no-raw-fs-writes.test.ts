@@ -75,12 +75,12 @@ export function rawWritesIn(file: string, source: string): RawWrite[] {
     found.push({ file, line: sf.getLineAndCharacterOfPosition(node.getStart(sf)).line + 1, call });
   };
   /** The fs function a callee names: `writeFile`, `fs.writeFile`, `fs.promises.writeFile`. */
+  const isModule = (e: ts.Expression): boolean =>
+    (ts.isIdentifier(e) && namespaces.has(e.text)) || (ts.isPropertyAccessExpression(e) && e.name.text === 'promises' && isModule(e.expression));
   const fsFunction = (callee: ts.Expression): string | undefined => {
     if (ts.isIdentifier(callee)) return named.get(callee.text);
-    if (!ts.isPropertyAccessExpression(callee)) return undefined;
-    const owner = callee.expression;
-    if (ts.isIdentifier(owner) && namespaces.has(owner.text)) return callee.name.text;
-    if (ts.isPropertyAccessExpression(owner) && owner.name.text === 'promises' && ts.isIdentifier(owner.expression) && namespaces.has(owner.expression.text)) return callee.name.text;
+    if (ts.isPropertyAccessExpression(callee) && isModule(callee.expression)) return callee.name.text;
+    if (ts.isElementAccessExpression(callee) && isModule(callee.expression) && ts.isStringLiteralLike(callee.argumentExpression)) return callee.argumentExpression.text;
     return undefined;
   };
   /** Is this identifier a reference to a binding (not a property name, an import specifier or a declaration)? */
@@ -97,7 +97,14 @@ export function rawWritesIn(file: string, source: string): RawWrite[] {
       const spec = node.arguments[0];
       if (spec && ts.isStringLiteralLike(spec) && FS_MODULES.has(spec.text)) report(node, `import('${spec.text}')`);
     }
-    const asFunction = ts.isPropertyAccessExpression(node) || (ts.isIdentifier(node) && isReference(node)) ? fsFunction(node as ts.Expression) : undefined;
+    // const { writeFileSync: w } = fs: a write taken out of the module under another name.
+    if (ts.isVariableDeclaration(node) && ts.isObjectBindingPattern(node.name) && node.initializer && isModule(node.initializer)) {
+      for (const el of node.name.elements) {
+        const key = el.propertyName ?? el.name;
+        if (ts.isIdentifier(key) && (WRITES.has(key.text) || OPENS.has(key.text))) report(el, `${key.text} (taken out of the module)`);
+      }
+    }
+    const asFunction = ts.isPropertyAccessExpression(node) || ts.isElementAccessExpression(node) || (ts.isIdentifier(node) && isReference(node)) ? fsFunction(node as ts.Expression) : undefined;
     if (asFunction) {
       const call = ts.isCallExpression(node.parent) && node.parent.expression === node ? node.parent : undefined;
       if (call && (WRITES.has(asFunction) || (OPENS.has(asFunction) && opensForWrite(call, sf)))) report(call, call.getText(sf).split('\n')[0]!.slice(0, 120));
@@ -139,9 +146,13 @@ describe('no raw node:fs writes outside src/storage/ and src/os/', () => {
       `await readFile('/x');`, // read: fine
       `const sync = fs.fsyncSync; [1].forEach(() => sync(1));`, // 15
       `const f = await import('node:fs');`, // 16
+      `const { writeFileSync: w, readFileSync } = fs;`, // 17
+      `fs['rmSync']('/x', { recursive: true });`, // 18
+      `const { symlink } = fsp;`, // 19
+      `fh.writeFile('x'); other.mkdir('/d'); const o = { rename: 1 };`, // not node:fs: fine
     ].join('\n');
     const lines = rawWritesIn('planted.ts', planted).map((w) => w.line);
-    expect(lines).toEqual([5, 6, 7, 8, 9, 10, 11, 15, 16]);
+    expect(lines).toEqual([5, 6, 7, 8, 9, 10, 11, 15, 16, 17, 18, 19]);
   });
 
   it('finds none in src/ and workers/', () => {
