@@ -4,12 +4,13 @@
  * reads after it (same timeline, or the timeline that branched off after it). Used by
  * `verify --repo`, `info` and the restore's pre-check (through window-report.ts).
  */
-import { readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { decodeFrame } from '../format/lz4-frame.js';
 import type { BackupManifest } from '../format/backup-manifest.js';
 import { loadKernels } from '../format/kernels.js';
 import { storedFilePath } from '../repo/layout.js';
+import { posixStorage } from '../storage/posix.js';
+import type { Storage } from '../storage/storage.js';
 import type { SegmentScan } from '../wal/record-scan.js';
 import { judgeSegment, judgeSegmentJoin } from '../wal/integrity.js';
 import { hex8, parseWalSegmentName, walSegmentStart } from '../wal/segment.js';
@@ -46,8 +47,8 @@ interface Judged {
  * Every segment of one system's archive, and every seam recovery would cross; `fromSegno`: only
  * segments from there on (what a restore from a backup that starts there can read).
  */
-export async function checkWalArchive(root: string, systemId: string, listing?: WalArchiveListing, fromSegno = 0n): Promise<WalArchiveCheck> {
-  const all = listing ?? (await listWalArchive(root, systemId));
+export async function checkWalArchive(root: string, systemId: string, listing?: WalArchiveListing, fromSegno = 0n, storage: Storage = posixStorage): Promise<WalArchiveCheck> {
+  const all = listing ?? (await listWalArchive(root, systemId, storage));
   const l = fromSegno === 0n ? all : { ...all, segments: all.segments.filter((s) => s.segno >= fromSegno), partials: all.partials.filter((s) => s.segno >= fromSegno) };
   const S = l.segmentSize;
   const spans = new Map<number, ReturnType<typeof timelineSpans>>();
@@ -81,7 +82,7 @@ export async function checkWalArchive(root: string, systemId: string, listing?: 
       lastSegno = seg.segno;
     }
     const segmentStart = walSegmentStart(seg.segno, S);
-    const bytes = await readOrReport(seg, damaged);
+    const bytes = await readOrReport(storage, seg, damaged);
     if (!bytes) continue;
     const v = judgeSegment(bytes, { segmentStart, segmentSize: S });
     if (!v.sound) damaged.push({ ...pick(seg), problem: v.problem! });
@@ -101,7 +102,7 @@ export async function checkWalArchive(root: string, systemId: string, listing?: 
     }
   }
   for (const seg of l.partials) {
-    const bytes = await readOrReport(seg, damaged);
+    const bytes = await readOrReport(storage, seg, damaged);
     if (!bytes) continue;
     const v = judgeSegment(bytes, { segmentStart: walSegmentStart(seg.segno, S), segmentSize: S, partial: true });
     if (!v.sound) damaged.push({ ...pick(seg), problem: v.problem! });
@@ -110,9 +111,9 @@ export async function checkWalArchive(root: string, systemId: string, listing?: 
 }
 
 /** The segment's bytes, or undefined after recording that it cannot be read (itself a finding). */
-async function readOrReport(seg: ArchivedSegment, damaged: DamagedSegment[]): Promise<Uint8Array | undefined> {
+async function readOrReport(storage: Storage, seg: ArchivedSegment, damaged: DamagedSegment[]): Promise<Uint8Array | undefined> {
   try {
-    return await readFile(seg.path);
+    return await storage.readFile(seg.path);
   } catch (e) {
     damaged.push({ ...pick(seg), problem: `it cannot be read: ${(e as Error).message}` });
     return undefined;
@@ -124,7 +125,7 @@ function pick(s: ArchivedSegment): Omit<DamagedSegment, 'problem'> {
 }
 
 /** The WAL a backup carries (start to stop; the last segment ends at the stop point). */
-export async function checkBackupWal(repo: string, m: BackupManifest): Promise<DamagedSegment[]> {
+export async function checkBackupWal(repo: string, m: BackupManifest, storage: Storage = posixStorage): Promise<DamagedSegment[]> {
   const S = m.walSegmentSize;
   const names = [...m.walSegments].sort();
   const damaged: DamagedSegment[] = [];
@@ -138,7 +139,7 @@ export async function checkBackupWal(repo: string, m: BackupManifest): Promise<D
     const at = { name, path, timeline, segno };
     let bytes: Uint8Array;
     try {
-      const stored = await readFile(path);
+      const stored = await storage.readFile(path);
       bytes = encoding === 'lz4' ? decodeFrame(stored, loadKernels()) : stored;
     } catch (e) {
       damaged.push({ ...at, problem: `it cannot be read: ${(e as Error).message}` });
@@ -181,13 +182,13 @@ const finding = (d: DamagedSegment): Finding => ({ name: d.name, path: d.path, p
  * and the WAL each backup carries. A repository with damaged WAL does not restore what it
  * promises even when every hash matches (a hash proves only that the bytes are the ones stored).
  */
-export async function verifyRepositoryWal(repo: string, backups: readonly BackupManifest[]): Promise<RepositoryWalVerification> {
+export async function verifyRepositoryWal(repo: string, backups: readonly BackupManifest[], storage: Storage = posixStorage): Promise<RepositoryWalVerification> {
   const root = join(repo, 'wal');
   const lines: string[] = [];
   const problems: string[] = [];
   const archives: RepositoryWalVerification['archives'][number][] = [];
-  for (const systemId of await listArchivedSystems(root)) {
-    const c = await checkWalArchive(root, systemId);
+  for (const systemId of await listArchivedSystems(root, storage)) {
+    const c = await checkWalArchive(root, systemId, undefined, 0n, storage);
     const p = c.listing.problems.map((x) => `wal/${systemId}/${x}`);
     // Recovery follows a timeline only through its history file (recovery_target_timeline = latest).
     const histories = new Set(c.listing.histories.filter((h) => h.entries).map((h) => h.timeline));
@@ -201,7 +202,7 @@ export async function verifyRepositoryWal(repo: string, backups: readonly Backup
   }
   const out: RepositoryWalVerification['backups'][number][] = [];
   for (const m of backups) {
-    const damaged = await checkBackupWal(repo, m);
+    const damaged = await checkBackupWal(repo, m, storage);
     out.push({ backupId: m.backupId, segments: m.walSegments.length, damaged: damaged.map(finding) });
     const bad = damaged.map((d) => `backup ${m.backupId}: wal/${d.name}: DAMAGED: ${d.problem}`);
     problems.push(...bad);

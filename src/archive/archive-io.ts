@@ -1,54 +1,35 @@
 /** File access the archive modules share, and the archive's I/O error (with what to do). */
-import { mkdir, readFile, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { PgbaculaError } from '../errors.js';
-import { fsyncPath } from '../os/durable.js';
+import type { Storage } from '../storage/storage.js';
+
+export { isNotFound } from '../storage/storage.js';
 
 export const FILE_MODE = 0o640;
 export const DIR_MODE = 0o750;
 
-export function isNotFound(e: unknown): boolean {
-  return (e as NodeJS.ErrnoException)?.code === 'ENOENT';
-}
-
-export function isLinkUnsupported(e: unknown): boolean {
-  const code = (e as NodeJS.ErrnoException)?.code;
-  return code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'EXDEV' || code === 'ENOSYS';
-}
-
-export async function exists(path: string): Promise<boolean> {
+export async function exists(storage: Storage, path: string): Promise<boolean> {
   try {
-    await stat(path);
-    return true;
+    return await storage.exists(path);
   } catch (e) {
-    if (isNotFound(e)) return false;
     throw ioError(e, `cannot check ${path}`);
   }
 }
 
-export async function readIfExists(path: string): Promise<Buffer | undefined> {
+export async function readIfExists(storage: Storage, path: string): Promise<Buffer | undefined> {
   try {
-    return await readFile(path);
+    return await storage.readFileIfExists(path);
   } catch (e) {
-    if (isNotFound(e)) return undefined;
     throw ioError(e, `cannot read ${path}`);
   }
 }
 
-/** fsync a directory (a rename or link inside it becomes durable). */
-export const fsyncDir = fsyncPath;
-
 /** mkdir -p, fsyncing the parent of each directory created so the new entries are durable. */
-export async function ensureDir(dir: string): Promise<void> {
-  try {
-    await stat(dir);
-    return;
-  } catch (e) {
-    if (!isNotFound(e)) throw ioError(e, `cannot check ${dir}`);
-  }
+export async function ensureDir(storage: Storage, dir: string): Promise<void> {
+  if (await exists(storage, dir)) return;
   let first: string | undefined;
   try {
-    first = await mkdir(dir, { recursive: true, mode: DIR_MODE });
+    first = await storage.makeDirs(dir, { mode: DIR_MODE });
   } catch (e) {
     throw ioError(e, `cannot create ${dir}`);
   }
@@ -58,7 +39,7 @@ export async function ensureDir(dir: string): Promise<void> {
     created.unshift(d);
     if (d === first || d === dirname(d)) break;
   }
-  for (const d of created) await fsyncDir(dirname(d));
+  for (const d of created) await storage.syncDir(dirname(d));
 }
 
 export function ioError(e: unknown, what: string): PgbaculaError {

@@ -1,9 +1,9 @@
 /** archive.json: what one system's archive holds (system, segment size, major). */
-import { randomBytes } from 'node:crypto';
-import { open, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PgbaculaError } from '../errors.js';
-import { ensureDir, FILE_MODE, fsyncDir, ioError, isNotFound } from './archive-io.js';
+import { posixStorage } from '../storage/posix.js';
+import type { Storage } from '../storage/storage.js';
+import { ensureDir, FILE_MODE, ioError, isNotFound } from './archive-io.js';
 import { ARCHIVE_FORMAT, ARCHIVE_META_FILE, systemDir } from './layout.js';
 
 export interface ArchiveMeta {
@@ -16,11 +16,11 @@ export interface ArchiveMeta {
   readonly created: string;
 }
 
-export async function readArchiveMeta(root: string, systemId: string): Promise<ArchiveMeta | undefined> {
+export async function readArchiveMeta(root: string, systemId: string, storage: Storage = posixStorage): Promise<ArchiveMeta | undefined> {
   const path = join(systemDir(root, systemId), ARCHIVE_META_FILE);
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    text = (await storage.readFile(path)).toString('utf8');
   } catch (e) {
     if (isNotFound(e)) return undefined;
     throw ioError(e, `cannot read ${path}`);
@@ -39,33 +39,21 @@ export async function readArchiveMeta(root: string, systemId: string): Promise<A
   return meta;
 }
 
-export async function writeArchiveMeta(root: string, meta: ArchiveMeta): Promise<void> {
-  const dir = systemDir(root, meta.systemIdentifier);
-  const path = join(dir, ARCHIVE_META_FILE);
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+export async function writeArchiveMeta(root: string, meta: ArchiveMeta, storage: Storage = posixStorage): Promise<void> {
+  const path = join(systemDir(root, meta.systemIdentifier), ARCHIVE_META_FILE);
   try {
-    const fh = await open(tmp, 'w', FILE_MODE);
-    try {
-      await fh.writeFile(JSON.stringify(meta, null, 1) + '\n');
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path);
-    await fsyncDir(dir);
+    await storage.writeFileDurable(path, JSON.stringify(meta, null, 1) + '\n', { mode: FILE_MODE });
   } catch (e) {
-    await unlink(tmp).catch(() => undefined);
     throw ioError(e, `cannot write ${path}`);
   }
 }
 
-
 /** Create ROOT/<sysid> and its archive.json when missing; return the metadata. */
-export async function ensureArchive(root: string, systemId: string): Promise<ArchiveMeta> {
-  const existing = await readArchiveMeta(root, systemId);
+export async function ensureArchive(root: string, systemId: string, storage: Storage = posixStorage): Promise<ArchiveMeta> {
+  const existing = await readArchiveMeta(root, systemId, storage);
   if (existing) return existing;
-  await ensureDir(systemDir(root, systemId));
+  await ensureDir(storage, systemDir(root, systemId));
   const meta: ArchiveMeta = { format: ARCHIVE_FORMAT, systemIdentifier: systemId, created: new Date().toISOString() };
-  await writeArchiveMeta(root, meta);
+  await writeArchiveMeta(root, meta, storage);
   return meta;
 }

@@ -1,8 +1,9 @@
 /** Which system a data directory is: the system identifier in its pg_control. */
-import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PgbaculaError } from '../errors.js';
 import { pgControlIdentity, PG_CONTROL_IDENTITY_BYTES } from '../format/pg-control.js';
+import { posixStorage } from '../storage/posix.js';
+import { errorCode, type Storage } from '../storage/storage.js';
 import { ioError, isNotFound } from './archive-io.js';
 
 /**
@@ -11,26 +12,20 @@ import { ioError, isNotFound } from './archive-io.js';
  * written once by initdb and never changes, so a read concurrent with a pg_control update
  * cannot tear it.
  */
-export async function dataDirectorySystemId(pgdata: string): Promise<string | undefined> {
+export async function dataDirectorySystemId(pgdata: string, storage: Storage = posixStorage): Promise<string | undefined> {
   const path = join(pgdata, 'global', 'pg_control');
-  let fh;
+  let bytes: Buffer;
   try {
-    fh = await open(path, 'r');
+    bytes = await storage.readRange(path, 0, PG_CONTROL_IDENTITY_BYTES);
   } catch (e) {
-    if (isNotFound(e) || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
+    if (isNotFound(e) || errorCode(e) === 'ENOTDIR') return undefined;
     throw ioError(e, `cannot read ${path}`);
   }
-  try {
-    const buf = Buffer.alloc(PG_CONTROL_IDENTITY_BYTES);
-    const { bytesRead } = await fh.read(buf, 0, PG_CONTROL_IDENTITY_BYTES, 0);
-    const control = pgControlIdentity(buf.subarray(0, bytesRead));
-    if (!control.supported) {
-      throw new PgbaculaError('PARAM_INVALID', `${path} is not the pg_control file of PostgreSQL 10 to 18 (pg_control_version ${control.version})`, {
-        hint: 'Run wal-push/wal-fetch from the data directory of the server (archive_command and restore_command do), or name it with --pgdata.',
-      });
-    }
-    return control.systemId;
-  } finally {
-    await fh.close();
+  const control = pgControlIdentity(bytes);
+  if (!control.supported) {
+    throw new PgbaculaError('PARAM_INVALID', `${path} is not the pg_control file of PostgreSQL 10 to 18 (pg_control_version ${control.version})`, {
+      hint: 'Run wal-push/wal-fetch from the data directory of the server (archive_command and restore_command do), or name it with --pgdata.',
+    });
   }
+  return control.systemId;
 }

@@ -1,11 +1,12 @@
 /** wal-fetch (restore_command): serve an archived file, never a damaged or partial one by default. */
-import { open, readdir, rename, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { PgbaculaError } from '../errors.js';
 import { judgeSegment, judgeSegmentJoin } from '../wal/integrity.js';
 import { majorOfXlogPageMagic, validateWalSegment } from '../wal/page-header.js';
 import { isValidWalSegmentSize, segmentNumberOfName, timelineHistoryFileName, walSegmentName, walSegmentStart } from '../wal/segment.js';
 import { parseTimelineHistory, timelineSpans } from '../wal/timeline-history.js';
+import { posixStorage } from '../storage/posix.js';
+import type { Storage } from '../storage/storage.js';
 import { readArchiveMeta } from './archive-meta.js';
 import { exists, ioError, readIfExists } from './archive-io.js';
 import { archivedPath, parseArchivableName, receiveDir, systemDir, timelineDir } from './layout.js';
@@ -39,6 +40,8 @@ export interface FetchOptions {
   readonly stagedDir?: string;
   /** Serve from stagedDir only: there is no archive (root is not read). */
   readonly stagedOnly?: boolean;
+  /** Where the archive, the staged WAL and destPath are (default: the file system). */
+  readonly storage?: Storage;
 }
 
 /**
@@ -49,24 +52,25 @@ export interface FetchOptions {
  * end of WAL and promote without everything after it.
  */
 export async function fetchWalFile(o: FetchOptions): Promise<FetchResult> {
+  const storage = o.storage ?? posixStorage;
   const parsed = parseArchivableName(o.fileName);
   if (parsed.kind === 'partial') {
     throw new PgbaculaError('PARAM_INVALID', `${o.fileName} is an incomplete segment: wal-fetch never serves a .partial file`, {
       hint: 'PostgreSQL never asks for .partial names; to use one, copy it by hand into pg_wal under its 24-digit name, knowing it ends early.',
     });
   }
-  const meta = o.stagedOnly ? undefined : await readArchiveMeta(o.root, o.systemId);
+  const meta = o.stagedOnly ? undefined : await readArchiveMeta(o.root, o.systemId, storage);
   let source = archivedPath(o.root, o.systemId, parsed);
-  let bytes = o.stagedOnly ? undefined : await readIfExists(source);
+  let bytes = o.stagedOnly ? undefined : await readIfExists(storage, source);
   let fromPartial = false;
   let mayEndEarly = false;
   let partialSeen: string | undefined;
   if (bytes === undefined && parsed.kind === 'segment' && !o.stagedOnly) {
     const partialPath = `${source}.partial`;
     const receiving = join(receiveDir(o.root, o.systemId), `${o.fileName}.partial`);
-    const found = (await exists(partialPath)) ? partialPath : (await exists(receiving)) ? receiving : undefined;
+    const found = (await exists(storage, partialPath)) ? partialPath : (await exists(storage, receiving)) ? receiving : undefined;
     if (found !== undefined && o.allowPartial) {
-      bytes = await readIfExists(found);
+      bytes = await readIfExists(storage, found);
       if (bytes !== undefined) {
         source = found;
         fromPartial = true;
@@ -75,11 +79,11 @@ export async function fetchWalFile(o: FetchOptions): Promise<FetchResult> {
   }
   if (bytes === undefined && o.stagedDir !== undefined) {
     const staged = join(o.stagedDir, o.fileName);
-    bytes = await readIfExists(staged);
+    bytes = await readIfExists(storage, staged);
     if (bytes !== undefined) {
       source = staged;
       if (parsed.kind === 'segment') {
-        const newest = (await readdir(o.stagedDir).catch(() => [] as string[])).filter((n) => /^[0-9A-F]{24}$/.test(n)).sort().at(-1);
+        const newest = (await storage.list(o.stagedDir).catch(() => [] as string[])).filter((n) => /^[0-9A-F]{24}$/.test(n)).sort().at(-1);
         mayEndEarly = newest === o.fileName;
       }
     }
@@ -111,7 +115,7 @@ export async function fetchWalFile(o: FetchOptions): Promise<FetchResult> {
     if (!judged.sound) throw damaged(judged.problem!);
     // A record continued from the previous segment is read by neither alone: check the seam.
     if (judged.scan.headContinuationEnd !== undefined && segno > 0n) {
-      const prev = await predecessorOf(o, parsed.timeline, segno, segSize);
+      const prev = await predecessorOf(storage, o, parsed.timeline, segno, segSize);
       if (prev) {
         const prevStart = walSegmentStart(segno - 1n, segSize);
         const pj = judgeSegment(prev.bytes, { segmentStart: prevStart, segmentSize: segSize });
@@ -124,29 +128,25 @@ export async function fetchWalFile(o: FetchOptions): Promise<FetchResult> {
   }
   const tmp = `${o.destPath}.pgbacula-${process.pid}`;
   try {
-    const fh = await open(tmp, 'w', 0o600);
+    const file = await storage.createFile(tmp, { mode: 0o600 });
     try {
-      let done = 0;
-      while (done < bytes.length) {
-        const { bytesWritten } = await fh.write(bytes, done, bytes.length - done, done);
-        done += bytesWritten;
-      }
+      await file.write(bytes);
     } finally {
-      await fh.close();
+      await file.close();
     }
-    await rename(tmp, o.destPath);
+    await storage.rename(tmp, o.destPath);
   } catch (e) {
-    await unlink(tmp).catch(() => undefined);
+    await storage.removeFile(tmp).catch(() => undefined);
     throw ioError(e, `cannot write ${o.destPath}`);
   }
   return { status: 'fetched', source, bytes: bytes.length, fromPartial };
 }
 
 /** The segment recovery read before `segno` of `timeline`: same timeline, else the one its history names. */
-async function predecessorOf(o: FetchOptions, timeline: number, segno: bigint, segSize: number): Promise<{ name: string; bytes: Uint8Array } | undefined> {
+async function predecessorOf(storage: Storage, o: FetchOptions, timeline: number, segno: bigint, segSize: number): Promise<{ name: string; bytes: Uint8Array } | undefined> {
   const candidates: number[] = [timeline];
   if (timeline > 1) {
-    const history = await readIfExists(join(systemDir(o.root, o.systemId), timelineHistoryFileName(timeline)));
+    const history = await readIfExists(storage, join(systemDir(o.root, o.systemId), timelineHistoryFileName(timeline)));
     if (history) {
       try {
         const t = timelineOfSegment(timelineSpans(parseTimelineHistory(history, timeline), timeline), segno - 1n, segSize);
@@ -158,7 +158,7 @@ async function predecessorOf(o: FetchOptions, timeline: number, segno: bigint, s
   }
   for (const tli of candidates) {
     const name = walSegmentName(tli, segno - 1n, segSize);
-    const bytes = (await readIfExists(join(timelineDir(o.root, o.systemId, tli), name))) ?? (o.stagedDir === undefined ? undefined : await readIfExists(join(o.stagedDir, name)));
+    const bytes = (await readIfExists(storage, join(timelineDir(o.root, o.systemId, tli), name))) ?? (o.stagedDir === undefined ? undefined : await readIfExists(storage, join(o.stagedDir, name)));
     if (bytes !== undefined && bytes.length === segSize) return { name, bytes };
   }
   return undefined;

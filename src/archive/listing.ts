@@ -1,17 +1,18 @@
 /** What an archive holds, from its directory listing. */
-import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { hex8, parseWalFileName, segmentNumberOfName } from '../wal/segment.js';
 import { parseTimelineHistory, type TimelineHistoryEntry } from '../wal/timeline-history.js';
+import { posixStorage } from '../storage/posix.js';
+import type { Storage } from '../storage/storage.js';
 import { readArchiveMeta, type ArchiveMeta } from './archive-meta.js';
 import { ioError, isNotFound } from './archive-io.js';
 import { ARCHIVE_META_FILE, ASIDE_DIR, RECEIVE_DIR, systemDir } from './layout.js';
 
 /** System identifiers that have a directory under root (sorted). */
-export async function listArchivedSystems(root: string): Promise<string[]> {
+export async function listArchivedSystems(root: string, storage: Storage = posixStorage): Promise<string[]> {
   let names: string[];
   try {
-    names = await readdir(root);
+    names = await storage.list(root);
   } catch (e) {
     if (isNotFound(e)) return [];
     throw ioError(e, `cannot list the WAL archive ${root}`);
@@ -65,9 +66,9 @@ function bySegment(a: ArchivedSegment, b: ArchivedSegment): number {
 }
 
 /** Everything archived for one system, from the directory listing (no file is read but history files). */
-export async function listWalArchive(root: string, systemId: string): Promise<WalArchiveListing> {
+export async function listWalArchive(root: string, systemId: string, storage: Storage = posixStorage): Promise<WalArchiveListing> {
   const dir = systemDir(root, systemId);
-  const meta = await readArchiveMeta(root, systemId);
+  const meta = await readArchiveMeta(root, systemId, storage);
   const segSize = meta?.walSegmentSize ?? DEFAULT_SEGMENT_SIZE;
   const segments: ArchivedSegment[] = [];
   const partials: ArchivedSegment[] = [];
@@ -79,7 +80,7 @@ export async function listWalArchive(root: string, systemId: string): Promise<Wa
   let aside: string[] = [];
   let top: string[];
   try {
-    top = await readdir(dir);
+    top = await storage.list(dir);
   } catch (e) {
     if (isNotFound(e)) top = [];
     else throw ioError(e, `cannot list ${dir}`);
@@ -93,11 +94,11 @@ export async function listWalArchive(root: string, systemId: string): Promise<Wa
     const path = join(dir, name);
     if (name === ARCHIVE_META_FILE || name.includes('.tmp-')) continue;
     if (name === ASIDE_DIR) {
-      aside = (await readdir(path).catch(() => [] as string[])).filter((n) => !n.includes('.tmp-')).sort();
+      aside = (await storage.list(path).catch(() => [] as string[])).filter((n) => !n.includes('.tmp-')).sort();
       continue;
     }
     if (name === RECEIVE_DIR) {
-      for (const r of (await readdir(path).catch(() => [] as string[])).sort()) {
+      for (const r of (await storage.list(path).catch(() => [] as string[])).sort()) {
         const s = segmentOf(r, join(path, r));
         if (!s) continue;
         if (r.endsWith('.partial')) {
@@ -110,7 +111,7 @@ export async function listWalArchive(root: string, systemId: string): Promise<Wa
     if (p?.kind === 'history') {
       let entries: TimelineHistoryEntry[] | undefined;
       try {
-        entries = parseTimelineHistory(await readFile(path), p.timeline);
+        entries = parseTimelineHistory(await storage.readFile(path), p.timeline);
       } catch (e) {
         problems.push(`${name}: ${(e as Error).message}`);
       }
@@ -119,7 +120,7 @@ export async function listWalArchive(root: string, systemId: string): Promise<Wa
     }
     if (/^[0-9A-F]{8}$/.test(name) && name !== '00000000') {
       const tli = parseInt(name, 16);
-      for (const f of (await readdir(path).catch(() => [] as string[])).sort()) {
+      for (const f of (await storage.list(path).catch(() => [] as string[])).sort()) {
         if (f.startsWith('.')) continue; // temporary files
         const fp = join(path, f);
         const q = parseWalFileName(f, segSize);

@@ -1,11 +1,12 @@
 /** Moving a segment wal-receive completed into the archive (link, never replacing). */
-import { link, readFile, unlink } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { PgbaculaError } from '../errors.js';
 import { majorOfXlogPageMagic } from '../wal/page-header.js';
 import { hex8, timelineHistoryFileName } from '../wal/segment.js';
 import { ensureArchive, writeArchiveMeta } from './archive-meta.js';
-import { ensureDir, fsyncDir, ioError, isLinkUnsupported } from './archive-io.js';
+import { posixStorage } from '../storage/posix.js';
+import type { Storage } from '../storage/storage.js';
+import { ensureDir, ioError } from './archive-io.js';
 import { isHistoryArchived } from './history-files.js';
 import { archivedPath, parseArchivableName } from './layout.js';
 import { storeBytes, type StoreOutcome } from './store.js';
@@ -15,41 +16,39 @@ import { storeBytes, type StoreOutcome } from './store.js';
  * system) into the archive without copying: link under the final name (never replacing), then
  * remove the source. A `.partial` name goes to its timeline directory, kept aside on conflict.
  */
-export async function publishReceivedFile(root: string, systemId: string, sourcePath: string, meta: { segmentSize: number; magic: number }): Promise<StoreOutcome> {
+export async function publishReceivedFile(root: string, systemId: string, sourcePath: string, meta: { segmentSize: number; magic: number }, storage: Storage = posixStorage): Promise<StoreOutcome> {
   const name = basename(sourcePath);
   const parsed = parseArchivableName(name, meta.segmentSize);
   if (parsed.kind !== 'segment' && parsed.kind !== 'partial') throw new PgbaculaError('INTERNAL', `publishReceivedFile: ${name} is not a segment`);
-  const m = await ensureArchive(root, systemId);
+  const m = await ensureArchive(root, systemId, storage);
   if (m.walSegmentSize === undefined || m.xlogPageMagic === undefined) {
     const major = majorOfXlogPageMagic(meta.magic);
-    await writeArchiveMeta(root, { ...m, walSegmentSize: meta.segmentSize, xlogPageMagic: meta.magic, ...(major === undefined ? {} : { pgMajor: major }) });
+    await writeArchiveMeta(root, { ...m, walSegmentSize: meta.segmentSize, xlogPageMagic: meta.magic, ...(major === undefined ? {} : { pgMajor: major }) }, storage);
   } else if (m.walSegmentSize !== meta.segmentSize || m.xlogPageMagic !== meta.magic) {
     throw new PgbaculaError('WAL_CONFLICT', `the archive of system ${systemId} in ${root} holds WAL of another segment size or major than the server streams`, {
       hint: 'After a major upgrade archive into a new directory and take a new base backup.',
     });
   }
-  if (parsed.timeline > 1 && !(await isHistoryArchived(root, systemId, parsed.timeline))) {
+  if (parsed.timeline > 1 && !(await isHistoryArchived(root, systemId, parsed.timeline, storage))) {
     throw new PgbaculaError('WAL_GAP', `${name} of timeline ${hex8(parsed.timeline)} refused: ${timelineHistoryFileName(parsed.timeline)} is not archived`, {
       hint: 'The history file is fetched from the server before streaming a timeline; check the log for why it failed.',
     });
   }
   const dest = archivedPath(root, systemId, parsed);
-  await ensureDir(dirname(dest));
+  await ensureDir(storage, dirname(dest));
   try {
-    await link(sourcePath, dest);
-    await fsyncDir(dirname(dest));
-    await unlink(sourcePath);
-    await fsyncDir(dirname(sourcePath));
-    return { status: 'stored', path: dest };
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
-      if (!isLinkUnsupported(e)) throw ioError(e, `cannot link ${sourcePath} to ${dest}`);
-      // No hard links on this file system: copy through the ordinary path.
+    if ((await storage.publishFileIfAbsent(sourcePath, dest)) === 'published') {
+      await storage.removeFile(sourcePath);
+      await storage.syncDir(dirname(sourcePath));
+      return { status: 'stored', path: dest };
     }
+    // The name is taken (compared below), or no hard links on this file system: copy through the ordinary path.
+  } catch (e) {
+    throw ioError(e, `cannot link ${sourcePath} to ${dest}`);
   }
-  const bytes = await readFile(sourcePath);
-  const outcome = await storeBytes(root, systemId, dest, bytes, parsed.kind === 'segment' ? 'refuse' : 'aside', sourcePath);
-  await unlink(sourcePath);
-  await fsyncDir(dirname(sourcePath));
+  const bytes = await storage.readFile(sourcePath);
+  const outcome = await storeBytes(storage, root, systemId, dest, bytes, parsed.kind === 'segment' ? 'refuse' : 'aside', sourcePath);
+  await storage.removeFile(sourcePath);
+  await storage.syncDir(dirname(sourcePath));
   return outcome;
 }

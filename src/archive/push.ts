@@ -2,12 +2,13 @@
  * wal-push (archive_command): validate one file and archive it, enforcing the rules of
  * layout.ts — WAL of one system, one segment size and major per archive, history files first.
  */
-import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { PgbaculaError } from '../errors.js';
 import { majorOfXlogPageMagic, parseWalPageHeader, validateWalSegment, XLP_LONG_HEADER } from '../wal/page-header.js';
 import { isValidWalSegmentSize, segmentNumberOfName, walSegmentStart, type WalFileName } from '../wal/segment.js';
 import { parseTimelineHistory } from '../wal/timeline-history.js';
+import { posixStorage } from '../storage/posix.js';
+import type { Storage } from '../storage/storage.js';
 import { ensureArchive, writeArchiveMeta } from './archive-meta.js';
 import { ioError, isNotFound } from './archive-io.js';
 import { ensureHistoryArchived } from './history-files.js';
@@ -26,6 +27,8 @@ export interface PushOptions {
   /** A repository holds one system only: refuse a second one. */
   readonly singleSystem?: boolean;
   readonly warn?: (text: string) => void;
+  /** Where the archive, the file and pg_wal are (default: the file system). */
+  readonly storage?: Storage;
 }
 
 export interface PushResult {
@@ -45,11 +48,12 @@ export interface PushResult {
  * Returns 'identical' when the same bytes are already archived under that name.
  */
 export async function pushWalFile(o: PushOptions): Promise<PushResult> {
+  const storage = o.storage ?? posixStorage;
   const fileName = basename(o.sourcePath);
   const parsed0 = parseArchivableName(fileName);
   let bytes: Buffer;
   try {
-    bytes = await readFile(o.sourcePath);
+    bytes = await storage.readFile(o.sourcePath);
   } catch (e) {
     if (isNotFound(e)) {
       throw new PgbaculaError('IO', `the file to archive ${o.sourcePath} does not exist`, { hint: 'archive_command passes %p relative to the data directory; run wal-push from there (the archiver does) or give an absolute path.' });
@@ -68,9 +72,9 @@ export async function pushWalFile(o: PushOptions): Promise<PushResult> {
     }
     headerSystemId = h.long.systemId.toString();
   }
-  const systemId = await chooseSystem(o, fileName, headerSystemId);
+  const systemId = await chooseSystem(storage, o, fileName, headerSystemId);
 
-  const meta = await ensureArchive(o.root, systemId);
+  const meta = await ensureArchive(o.root, systemId, storage);
   const historiesArchived: string[] = [];
   let parsed = parsed0;
 
@@ -114,7 +118,7 @@ export async function pushWalFile(o: PushOptions): Promise<PushResult> {
       });
     }
     if (meta.walSegmentSize === undefined || meta.xlogPageMagic === undefined) {
-      await writeArchiveMeta(o.root, { ...meta, walSegmentSize: segSize, xlogPageMagic: h.magic, pgMajor: major });
+      await writeArchiveMeta(o.root, { ...meta, walSegmentSize: segSize, xlogPageMagic: h.magic, pgMajor: major }, storage);
     }
   } else if (parsed.kind === 'history') {
     parseTimelineHistory(bytes, parsed.timeline);
@@ -123,20 +127,20 @@ export async function pushWalFile(o: PushOptions): Promise<PushResult> {
   }
 
   if (parsed.kind !== 'history' && parsed.timeline > 1) {
-    historiesArchived.push(...(await ensureHistoryArchived(o.root, systemId, parsed.timeline, o.pgdata, fileName)));
+    historiesArchived.push(...(await ensureHistoryArchived(storage, o.root, systemId, parsed.timeline, o.pgdata, fileName)));
   }
 
   const dest = archivedPath(o.root, systemId, parsed);
   const policy = parsed.kind === 'segment' || parsed.kind === 'history' ? 'refuse' : 'aside';
-  const outcome = await storeBytes(o.root, systemId, dest, bytes, policy, o.sourcePath);
+  const outcome = await storeBytes(storage, o.root, systemId, dest, bytes, policy, o.sourcePath);
   if (outcome.status === 'kept-aside') {
     o.warn?.(`${fileName} differs from the copy already archived; the new one was kept as ${outcome.path} (recovery never reads ${parsed.kind === 'partial' ? '.partial' : '.backup'} files; two promotions from the same timeline produce such pairs)`);
   }
   return { status: outcome.status, fileName, kind: parsed.kind, systemId, timeline: parsed.timeline, path: outcome.path, bytes: bytes.length, historiesArchived };
 }
 
-async function chooseSystem(o: PushOptions, fileName: string, headerSystemId: string | undefined): Promise<string> {
-  const systems = await listArchivedSystems(o.root);
+async function chooseSystem(storage: Storage, o: PushOptions, fileName: string, headerSystemId: string | undefined): Promise<string> {
+  const systems = await listArchivedSystems(o.root, storage);
   if (o.expectedSystemId !== undefined && headerSystemId !== undefined && headerSystemId !== o.expectedSystemId) {
     throw new PgbaculaError('WAL_CONFLICT', `${fileName} belongs to database system ${headerSystemId}, not to system ${o.expectedSystemId} of the data directory that archives it`, {
       hint: 'A WAL file of another cluster was handed to this server\'s archive_command; it was not archived. Remove it from pg_wal if it was copied there by mistake.',

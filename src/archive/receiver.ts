@@ -19,16 +19,16 @@
  *   different segment under an existing name, WAL the server no longer has) stops the receiver
  *   with the reason.
  */
-import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ConnectionSettings } from '../config/connection.js';
 import { PgbaculaError } from '../errors.js';
-import { acquirePidLock } from '../os/pid-lock.js';
 import type { JobLog } from '../item/job-log.js';
 import { closeClient, destroyClient, ReplicationConnection } from '../server/replication.js';
 import { openSession } from '../server/session.js';
 import { versionFacts, type Major } from '../pg/versions.js';
 import { streamWal } from '../server/wal-stream.js';
+import { acquireStoredPidLock } from '../storage/pid-lock.js';
+import { posixStorage } from '../storage/posix.js';
 import { formatLsn, parseLsn, type Lsn } from '../wal/lsn.js';
 import { parseWalFileName, walSegmentStart, walSegmentStartOf } from '../wal/segment.js';
 import { isHistoryArchived, storeHistoryFile } from './history-files.js';
@@ -172,7 +172,8 @@ async function session(o: ReceiverOptions, state: State): Promise<boolean> {
     }
     const rdir = receiveDir(o.root, systemId);
     try {
-      await mkdir(rdir, { recursive: true, mode: 0o750 });
+      // streamWal (src/server/wal-stream.ts) writes .receive/ on the file system: the receiver works on POSIX storage.
+      await posixStorage.makeDirs(rdir, { mode: 0o750 });
     } catch (e) {
       throw new PgbaculaError('IO', `cannot create ${rdir}: ${(e as Error).message}`, { hint: 'The archive must be writable by the OS user that runs wal-receive.' });
     }
@@ -198,7 +199,7 @@ async function session(o: ReceiverOptions, state: State): Promise<boolean> {
     };
 
     // Completed segments a killed predecessor left in .receive/ (fsynced, not yet moved).
-    for (const name of (await readdir(rdir)).sort()) {
+    for (const name of (await posixStorage.list(rdir)).sort()) {
       const p = parseWalFileName(name, segSize);
       if (p?.kind !== 'segment') continue;
       if (p.timeline > 1) await archiveHistories(p.timeline);
@@ -341,7 +342,7 @@ async function startPoint(
 /** One receiver per archive of a system: a pid file in .receive/ (a dead owner's is taken over). */
 async function lockReceiveDir(rdir: string): Promise<() => Promise<void>> {
   const path = join(rdir, 'lock');
-  return acquirePidLock(path, {
+  return acquireStoredPidLock(path, {
     busy: (pid) =>
       new PgbaculaError('PREREQUISITE', `another wal-receive (process ${pid}) already archives into ${rdir}`, {
         hint: 'Run one receiver per cluster and archive; stop the other one first.',

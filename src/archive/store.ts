@@ -1,14 +1,14 @@
 /**
  * Storing one file in the archive: written to a temporary name in its final directory, fsynced,
  * hard-linked under its final name (link(2) never replaces an existing file, so two writers
- * cannot overwrite each other), and the directory fsynced. An identical copy already there is
+ * cannot overwrite each other), and the directory fsynced (Storage.publishIfAbsent). An identical copy already there is
  * success; different bytes are refused, or kept aside for `.partial` and `.backup` files.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { link, open, readFile, rename, unlink } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import { PgbaculaError } from '../errors.js';
-import { ensureDir, FILE_MODE, fsyncDir, ioError, isLinkUnsupported, readIfExists } from './archive-io.js';
+import type { Storage } from '../storage/storage.js';
+import { ensureDir, FILE_MODE, ioError, readIfExists } from './archive-io.js';
 import { ASIDE_DIR, systemDir } from './layout.js';
 
 export type StoreOutcome =
@@ -17,63 +17,31 @@ export type StoreOutcome =
   | { readonly status: 'kept-aside'; readonly path: string; readonly existing: string };
 
 /**
- * temp + fsync + link (no replace) + fsync dir. When dest exists: identical → fsync it again
+ * Publish `bytes` under dest, never replacing it. When dest exists: identical → fsync it again
  * (an earlier run may have died before its directory fsync) and report 'identical'; different →
  * WAL_CONFLICT ('refuse') or a copy under ASIDE_DIR ('aside').
  */
-export async function storeBytes(root: string, systemId: string, dest: string, bytes: Buffer, policy: 'refuse' | 'aside', from: string): Promise<StoreOutcome> {
+export async function storeBytes(storage: Storage, root: string, systemId: string, dest: string, bytes: Buffer, policy: 'refuse' | 'aside', from: string): Promise<StoreOutcome> {
   const dir = dirname(dest);
-  const existing = await readIfExists(dest);
-  if (existing !== undefined) return resolveExisting(root, systemId, dest, existing, bytes, policy, from);
-  await ensureDir(dir);
-  const tmp = join(dir, `.${basename(dest)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const existing = await readIfExists(storage, dest);
+  if (existing !== undefined) return resolveExisting(storage, root, systemId, dest, existing, bytes, policy, from);
+  await ensureDir(storage, dir);
   try {
-    const fh = await open(tmp, 'wx', FILE_MODE);
-    try {
-      let done = 0;
-      while (done < bytes.length) {
-        const { bytesWritten } = await fh.write(bytes, done, bytes.length - done, done);
-        done += bytesWritten;
-      }
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    let linked = true;
-    try {
-      await link(tmp, dest);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'EEXIST') {
-        // Another writer (wal-receive, a concurrent push) got there first.
-        const other = await readFile(dest);
-        return await resolveExisting(root, systemId, dest, other, bytes, policy, from);
-      }
-      if (!isLinkUnsupported(e)) throw e;
-      linked = false;
-      await rename(tmp, dest); // file systems without hard links: the existence check above must do
-    }
-    if (linked) await unlink(tmp);
-    await fsyncDir(dir);
-    return { status: 'stored', path: dest };
+    if (await storage.publishIfAbsent(dest, bytes, { mode: FILE_MODE })) return { status: 'stored', path: dest };
+    // Another writer (wal-receive, a concurrent push) got there first.
+    const other = await storage.readFile(dest);
+    return await resolveExisting(storage, root, systemId, dest, other, bytes, policy, from);
   } catch (e) {
     if (e instanceof PgbaculaError) throw e;
     throw ioError(e, `cannot store ${basename(dest)} in ${dir}`);
-  } finally {
-    await unlink(tmp).catch(() => undefined);
   }
 }
 
-async function resolveExisting(root: string, systemId: string, dest: string, existing: Buffer, bytes: Buffer, policy: 'refuse' | 'aside', from: string): Promise<StoreOutcome> {
+async function resolveExisting(storage: Storage, root: string, systemId: string, dest: string, existing: Buffer, bytes: Buffer, policy: 'refuse' | 'aside', from: string): Promise<StoreOutcome> {
   if (existing.equals(bytes)) {
     try {
-      const fh = await open(dest, 'r');
-      try {
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await fsyncDir(dirname(dest));
+      await storage.syncFile(dest);
+      await storage.syncDir(dirname(dest));
     } catch (e) {
       throw ioError(e, `cannot fsync ${dest}`);
     }
@@ -89,7 +57,7 @@ async function resolveExisting(root: string, systemId: string, dest: string, exi
   }
   const asideDir = join(systemDir(root, systemId), ASIDE_DIR);
   const asidePath = join(asideDir, `${name}.${sha16(bytes)}`);
-  const kept = await storeBytes(root, systemId, asidePath, bytes, 'refuse', from);
+  const kept = await storeBytes(storage, root, systemId, asidePath, bytes, 'refuse', from);
   return { status: 'kept-aside', path: kept.path, existing: dest };
 }
 

@@ -4,7 +4,8 @@
  * of each range (src/wal/record-scan.ts) for the last commit time. The judging itself is pure
  * (src/archive/window.ts). Also the text `pgbacula info` prints.
  */
-import { open } from 'node:fs/promises';
+import { posixStorage } from '../storage/posix.js';
+import type { Storage } from '../storage/storage.js';
 import { formatLsn, parseLsn } from '../wal/lsn.js';
 import { pgTimeToIso, scanSegmentRecords, type SegmentScan } from '../wal/record-scan.js';
 import { walSegmentNumber, walSegmentStart } from '../wal/segment.js';
@@ -49,27 +50,14 @@ export interface WindowReportOptions {
   readonly timeline?: number;
   /** How many segments back from the end of a range to look for its last commit (default 8). */
   readonly scanBack?: number;
+  /** Where the archive is (default: the file system). */
+  readonly storage?: Storage;
 }
 
-async function readSegment(path: string, size: number): Promise<Uint8Array | undefined> {
-  let fh;
-  try {
-    fh = await open(path, 'r');
-  } catch {
-    return undefined;
-  }
-  try {
-    const buf = Buffer.alloc(size);
-    let got = 0;
-    while (got < size) {
-      const { bytesRead } = await fh.read(buf, got, size - got, got);
-      if (bytesRead === 0) break;
-      got += bytesRead;
-    }
-    return got === size ? buf : undefined;
-  } finally {
-    await fh.close();
-  }
+/** A whole segment, or undefined when it cannot be read or is short. */
+async function readSegment(storage: Storage, path: string, size: number): Promise<Uint8Array | undefined> {
+  const bytes = await storage.readRange(path, 0, size).catch(() => undefined);
+  return bytes?.length === size ? bytes : undefined;
 }
 
 function factsOf(scan: SegmentScan): SegmentFacts {
@@ -82,7 +70,8 @@ function factsOf(scan: SegmentScan): SegmentFacts {
 
 /** Listing + window of one system, with the last commit time of each range read from its WAL. */
 export async function windowReport(o: WindowReportOptions): Promise<WindowReport> {
-  const listing = await listWalArchive(o.root, o.systemId);
+  const storage = o.storage ?? posixStorage;
+  const listing = await listWalArchive(o.root, o.systemId, storage);
   const backups = (o.backups ?? [])
     .filter((b) => !('systemIdentifier' in b) || b.systemIdentifier === o.systemId)
     .map((b) => ('backupId' in b ? backupPointOf(b) : b));
@@ -93,7 +82,7 @@ export async function windowReport(o: WindowReportOptions): Promise<WindowReport
     const s = walSegmentNumber(b.startLsn, S);
     return m === undefined || s < m ? s : m;
   }, undefined);
-  const check = await checkWalArchive(o.root, o.systemId, listing, from ?? 0n);
+  const check = await checkWalArchive(o.root, o.systemId, listing, from ?? 0n, storage);
   const damaged = new Map(check.damaged.filter((d) => !d.name.endsWith('.partial')).map((d) => [d.name, d.problem] as const));
   const input = {
     systemId: o.systemId,
@@ -116,7 +105,7 @@ export async function windowReport(o: WindowReportOptions): Promise<WindowReport
     for (let k = 0; seg && k < scanBack; k++) {
       let f = facts.get(seg.name);
       if (!f) {
-        const bytes = await readSegment(seg.path, S);
+        const bytes = await readSegment(storage, seg.path, S);
         if (!bytes) break;
         f = factsOf(scanSegmentRecords(bytes, { segmentStart: walSegmentStart(seg.segno, S), segmentSize: S }));
         facts.set(seg.name, f);
@@ -130,7 +119,7 @@ export async function windowReport(o: WindowReportOptions): Promise<WindowReport
   }
   let receiving: { timeline: number; segno: bigint; endLsn?: bigint } | undefined;
   if (listing.receiving) {
-    const bytes = await readSegment(listing.receiving.path, S);
+    const bytes = await readSegment(storage, listing.receiving.path, S);
     const scan = bytes && scanSegmentRecords(bytes, { segmentStart: walSegmentStart(listing.receiving.segno, S), segmentSize: S });
     receiving = { timeline: listing.receiving.timeline, segno: listing.receiving.segno, ...(scan && scan.records > 0 ? { endLsn: scan.endLsn } : {}) };
   }
@@ -139,9 +128,9 @@ export async function windowReport(o: WindowReportOptions): Promise<WindowReport
 }
 
 /** Every system archived under root, each with its window. */
-export async function windowReports(root: string, backups: readonly ManifestLike[] = []): Promise<WindowReport[]> {
+export async function windowReports(root: string, backups: readonly ManifestLike[] = [], storage: Storage = posixStorage): Promise<WindowReport[]> {
   const out: WindowReport[] = [];
-  for (const systemId of await listArchivedSystems(root)) out.push(await windowReport({ root, systemId, backups }));
+  for (const systemId of await listArchivedSystems(root, storage)) out.push(await windowReport({ root, systemId, backups, storage }));
   return out;
 }
 

@@ -1,12 +1,16 @@
 import { createHash } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { manifestFileLine, manifestHeadText, manifestSealText, MANIFEST_FILES_END, type ManifestFile, type ManifestHead } from '../format/backup-manifest.js';
+import { posixStorage } from '../storage/posix.js';
+import type { Storage } from '../storage/storage.js';
 
 const FLUSH_AT = 1024 * 1024;
 
 /**
  * Collects manifest entries on disk as they are produced, so memory does not grow with the
- * number of files; `finish` writes the sealed manifest (head, entries, SHA-256) to its place.
+ * number of files; `finish` writes the sealed manifest (head, entries, SHA-256) to its place
+ * through the product's storage. The entries' spool is scratch space of this process (read back
+ * once, removed): plain synchronous file calls keep `add` synchronous on the walk's hot path.
  */
 export class ManifestWriter {
   private readonly fd: number;
@@ -15,7 +19,10 @@ export class ManifestWriter {
   rawBytes = 0;
   fileCount = 0;
 
-  constructor(private readonly spoolPath: string) {
+  constructor(
+    private readonly spoolPath: string,
+    private readonly storage: Storage = posixStorage,
+  ) {
     this.fd = openSync(spoolPath, 'w+', 0o600);
   }
 
@@ -38,31 +45,29 @@ export class ManifestWriter {
   }
 
   /** Write the sealed manifest to `dest` (fsynced); the spool file is removed. */
-  finish(head: ManifestHead, dest: string): void {
+  async finish(head: ManifestHead, dest: string): Promise<void> {
     this.flush();
     const hash = createHash('sha256');
-    const out = openSync(dest, 'w', 0o640);
+    let out;
     try {
-      const put = (b: Buffer) => {
+      out = await this.storage.createFile(dest, { mode: 0o640 });
+      const put = async (b: Buffer): Promise<void> => {
         hash.update(b);
-        let off = 0;
-        while (off < b.length) off += writeSync(out, b, off, b.length - off);
+        await out!.write(b);
       };
-      put(Buffer.from(manifestHeadText(head), 'utf8'));
+      await put(Buffer.from(manifestHeadText(head), 'utf8'));
       const chunk = Buffer.alloc(FLUSH_AT);
       for (let pos = 0; ; ) {
         const n = readSync(this.fd, chunk, 0, chunk.length, pos);
         if (n === 0) break;
-        put(chunk.subarray(0, n));
+        await put(chunk.subarray(0, n));
         pos += n;
       }
-      put(Buffer.from(MANIFEST_FILES_END, 'utf8'));
-      const seal = Buffer.from(manifestSealText(hash.digest('hex')), 'utf8');
-      let off = 0;
-      while (off < seal.length) off += writeSync(out, seal, off, seal.length - off);
-      fsyncSync(out);
+      await put(Buffer.from(MANIFEST_FILES_END, 'utf8'));
+      await out.write(Buffer.from(manifestSealText(hash.digest('hex')), 'utf8'));
+      await out.sync();
     } finally {
-      closeSync(out);
+      await out?.close();
       this.discard();
     }
   }

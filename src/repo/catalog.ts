@@ -1,12 +1,11 @@
-import { randomBytes } from 'node:crypto';
-import { existsSync, realpathSync } from 'node:fs';
-import { link, mkdir, open, readdir, readFile, rm, stat, unlink } from 'node:fs/promises';
+import { realpathSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { PgbaculaError } from '../errors.js';
 import { ManifestError, parseManifest, type BackupManifest } from '../format/backup-manifest.js';
-import { fsyncPath, writeFileAtomic } from '../os/durable.js';
 import { pidAlive } from '../os/pid-lock.js';
+import { posixStorage } from '../storage/posix.js';
+import { errorCode, temporaryNameOwner, type Storage } from '../storage/storage.js';
 import { BACKUP_ID, backupDir, backupsDir, inProgressPath, manifestPath, REPO_FORMAT, REPO_MARKER } from './layout.js';
 
 export type BackupState =
@@ -18,7 +17,8 @@ export type BackupState =
   /** Anything else: a manifest that does not parse or check, or a directory pgbacula did not leave. Kept and reported. */
   | { readonly id: string; readonly state: 'damaged'; readonly reason: string };
 
-const MARKER_TMP = `${REPO_MARKER}.tmp-`;
+/** The marker's temporary names: Storage's (`.pgbacula-repo.json.tmp-…`) and older versions' (`pgbacula-repo.json.tmp-…`). */
+const isMarkerTemporary = (n: string): boolean => n.startsWith(`.${REPO_MARKER}.tmp-`) || n.startsWith(`${REPO_MARKER}.tmp-`);
 
 /**
  * Create the repository if needed; refuse a directory that holds something else. Safe when
@@ -26,44 +26,33 @@ const MARKER_TMP = `${REPO_MARKER}.tmp-`;
  * published with link(2), which never replaces, and a marker's temporary file left by a process
  * that died (a full disk) neither blocks the repository nor stays.
  */
-export async function initRepository(repo: string): Promise<void> {
+export async function initRepository(repo: string, storage: Storage = posixStorage): Promise<void> {
   if (!repo.startsWith('/')) {
     throw new PgbaculaError('PARAM_INVALID', `repository path ${repo} is not absolute`, { hint: 'Give --repo an absolute path.' });
   }
-  await mkdir(backupsDir(repo), { recursive: true, mode: 0o750 }).catch((e: unknown) => {
+  await storage.makeDirs(backupsDir(repo), { mode: 0o750 }).catch((e: unknown) => {
     throw repoIoError(e, `cannot create the repository ${repo}`);
   });
   const marker = join(repo, REPO_MARKER);
-  if (existsSync(marker)) return;
+  if (await storage.exists(marker).catch(() => false)) return;
   // wal/ may come first: wal-push can archive into a repository before its first backup.
-  const entries = await readdir(repo);
-  const others = entries.filter((n) => n !== 'backups' && n !== 'lock' && n !== 'wal' && !n.startsWith(MARKER_TMP));
+  const entries = await storage.list(repo);
+  const others = entries.filter((n) => n !== 'backups' && n !== 'lock' && n !== 'wal' && !isMarkerTemporary(n));
   if (others.length > 0) {
     throw new PgbaculaError('REPOSITORY', `${repo} is not a pgbacula repository and is not empty (${others.slice(0, 3).join(', ')}…)`, {
       hint: 'Use an empty directory or an existing repository.',
     });
   }
   for (const n of entries) {
-    const pid = Number(/^.*\.tmp-(\d+)-/.exec(n)?.[1]);
-    if (n.startsWith(MARKER_TMP) && Number.isInteger(pid) && pid !== process.pid && !pidAlive(pid)) await unlink(join(repo, n)).catch(() => undefined);
+    const pid = temporaryNameOwner(n);
+    if (isMarkerTemporary(n) && pid !== undefined && pid !== process.pid && !pidAlive(pid)) await storage.removeFile(join(repo, n)).catch(() => undefined);
   }
-  const tmp = `${marker}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
   try {
-    const fh = await open(tmp, 'wx', 0o640);
-    try {
-      await fh.writeFile(JSON.stringify({ format: REPO_FORMAT, created: new Date().toISOString() }) + '\n');
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await link(tmp, marker).catch((e: unknown) => {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e; // another process made it first: same content
-    });
-    await fsyncPath(repo);
+    const content = JSON.stringify({ format: REPO_FORMAT, created: new Date().toISOString() }) + '\n';
+    // Not published: another process made it first (same content); its directory fsync may be pending.
+    if (!(await storage.publishIfAbsent(marker, content, { mode: 0o640 }))) await storage.syncDir(repo);
   } catch (e) {
     throw repoIoError(e, `cannot create the repository marker ${marker}`);
-  } finally {
-    await unlink(tmp).catch(() => undefined);
   }
 }
 
@@ -79,11 +68,11 @@ function repoIoError(e: unknown, what: string): PgbaculaError {
   return new PgbaculaError('IO', `${what}: ${err.message ?? String(e)}`, { hint, cause: e });
 }
 
-export async function assertRepository(repo: string): Promise<void> {
+export async function assertRepository(repo: string, storage: Storage = posixStorage): Promise<void> {
   const marker = join(repo, REPO_MARKER);
   let text: string;
   try {
-    text = await readFile(marker, 'utf8');
+    text = (await storage.readFile(marker)).toString('utf8');
   } catch {
     throw new PgbaculaError('REPOSITORY', `${repo} is not a pgbacula repository (no ${REPO_MARKER})`, {
       hint: 'Check --repo; a repository is created by the first pgbacula backup --repo DIR.',
@@ -95,30 +84,33 @@ export async function assertRepository(repo: string): Promise<void> {
   }
 }
 
-async function sizeOfTree(dir: string): Promise<number> {
+async function sizeOfTree(storage: Storage, dir: string): Promise<number> {
   let total = 0;
-  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
-    if (e.isFile()) total += (await stat(join(e.parentPath, e.name))).size;
+  for (const name of await storage.list(dir)) {
+    const path = join(dir, name);
+    const info = await storage.stat(path);
+    if (info?.kind === 'file') total += info.size;
+    else if (info?.kind === 'directory') total += await sizeOfTree(storage, path);
   }
   return total;
 }
 
 /** Every backup directory with its state. Only a sealed, checked manifest makes "complete". */
-export async function listBackups(repo: string, withSizes = false): Promise<BackupState[]> {
-  const ids = sortBackupIds((await readdir(backupsDir(repo)).catch(() => [] as string[])).filter((n) => BACKUP_ID.test(n)));
+export async function listBackups(repo: string, withSizes = false, storage: Storage = posixStorage): Promise<BackupState[]> {
+  const ids = sortBackupIds((await storage.list(backupsDir(repo)).catch(() => [] as string[])).filter((n) => BACKUP_ID.test(n)));
   const out: BackupState[] = [];
   for (const id of ids) {
     let text: string | undefined;
     try {
-      text = await readFile(manifestPath(repo, id), 'utf8');
+      text = (await storage.readFile(manifestPath(repo, id))).toString('utf8');
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
+      if (errorCode(e) !== 'ENOENT') {
         out.push({ id, state: 'damaged', reason: `manifest.json cannot be read: ${(e as Error).message}` });
         continue;
       }
     }
     if (text === undefined) {
-      const marker = await readInProgressMarker(repo, id);
+      const marker = await readInProgressMarker(storage, repo, id);
       if (marker === undefined) {
         out.push({ id, state: 'damaged', reason: 'no manifest.json and no in-progress marker: not left by an interrupted pgbacula backup (kept; remove it by hand if it is not needed)' });
       } else if (marker.host !== hostname()) {
@@ -134,7 +126,7 @@ export async function listBackups(repo: string, withSizes = false): Promise<Back
     try {
       const manifest = parseManifest(text);
       if (manifest.backupId !== id) throw new ManifestError(`manifest names backup ${JSON.stringify(manifest.backupId)}, stored under ${id}`);
-      out.push({ id, state: 'complete', manifest, storedBytes: withSizes ? await sizeOfTree(backupDir(repo, id)) : 0 });
+      out.push({ id, state: 'complete', manifest, storedBytes: withSizes ? await sizeOfTree(storage, backupDir(repo, id)) : 0 });
     } catch (e) {
       out.push({ id, state: 'damaged', reason: `manifest.json is damaged: ${e instanceof ManifestError ? e.message : (e as Error).message}` });
     }
@@ -161,9 +153,9 @@ export interface InProgressMarker {
   readonly started: string;
 }
 
-async function readInProgressMarker(repo: string, id: string): Promise<InProgressMarker | undefined> {
+async function readInProgressMarker(storage: Storage, repo: string, id: string): Promise<InProgressMarker | undefined> {
   try {
-    const m = JSON.parse(await readFile(inProgressPath(repo, id), 'utf8')) as InProgressMarker;
+    const m = JSON.parse((await storage.readFile(inProgressPath(repo, id))).toString('utf8')) as InProgressMarker;
     return Number.isInteger(m.pid) && m.pid > 0 ? m : undefined;
   } catch {
     return undefined;
@@ -174,19 +166,19 @@ async function readInProgressMarker(repo: string, id: string): Promise<InProgres
  * Create a new backup's directory exclusively, with its in-progress marker: two backups that
  * start in the same second get distinct ids (`…F`, `…F-2`), never one directory.
  */
-export async function createBackupDir(repo: string, baseId: string): Promise<string> {
+export async function createBackupDir(repo: string, baseId: string, storage: Storage = posixStorage): Promise<string> {
   for (let n = 1; n < 1000; n++) {
     const id = n === 1 ? baseId : `${baseId}-${n}`;
     try {
-      await mkdir(backupDir(repo, id), { mode: 0o750 });
+      await storage.makeDir(backupDir(repo, id), { mode: 0o750 });
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'EEXIST') continue;
+      if (errorCode(e) === 'EEXIST') continue;
       throw repoIoError(e, `cannot create backup directory ${backupDir(repo, id)}`);
     }
     const marker: InProgressMarker = { pid: process.pid, host: hostname(), started: new Date().toISOString() };
     try {
-      await writeFileAtomic(inProgressPath(repo, id), JSON.stringify(marker) + '\n');
-      await fsyncPath(backupsDir(repo));
+      await storage.writeFileDurable(inProgressPath(repo, id), JSON.stringify(marker) + '\n', { mode: 0o640 });
+      await storage.syncDir(backupsDir(repo));
     } catch (e) {
       throw repoIoError(e, `cannot create backup directory ${backupDir(repo, id)}`);
     }
@@ -195,8 +187,8 @@ export async function createBackupDir(repo: string, baseId: string): Promise<str
   throw new PgbaculaError('REPOSITORY', `more than 999 backups named ${baseId} in ${repo}`);
 }
 
-export async function loadBackup(repo: string, id?: string): Promise<BackupManifest> {
-  const all = await listBackups(repo);
+export async function loadBackup(repo: string, id?: string, storage: Storage = posixStorage): Promise<BackupManifest> {
+  const all = await listBackups(repo, false, storage);
   const complete = all.filter((b): b is Extract<BackupState, { state: 'complete' }> => b.state === 'complete');
   if (id === undefined) {
     const last = complete.at(-1);
@@ -216,11 +208,11 @@ export async function loadBackup(repo: string, id?: string): Promise<BackupManif
  * held): their in-progress marker is there, no manifest, and the process that wrote them is gone.
  * A damaged backup is never removed on a guess. Returns the ids removed.
  */
-export async function removeInterruptedBackups(repo: string): Promise<string[]> {
+export async function removeInterruptedBackups(repo: string, storage: Storage = posixStorage): Promise<string[]> {
   const removed: string[] = [];
-  for (const b of await listBackups(repo)) {
+  for (const b of await listBackups(repo, false, storage)) {
     if (b.state === 'incomplete') {
-      await rm(backupDir(repo, b.id), { recursive: true, force: true });
+      await storage.removeTree(backupDir(repo, b.id));
       removed.push(b.id);
     }
   }
@@ -230,7 +222,8 @@ export async function removeInterruptedBackups(repo: string): Promise<string[]> 
 /**
  * A check for stored files: their directory, links resolved, must lie inside the repository. A
  * directory of the repository replaced by a link would otherwise feed a restore (run as root)
- * files from anywhere. Returns the problem for a path, or undefined.
+ * files from anywhere. Returns the problem for a path, or undefined. POSIX only: links exist only
+ * on a real file system (src/storage/memory.ts has none).
  */
 export function storedPathChecker(repo: string): (storedPath: string) => string | undefined {
   const root = realpathSync(repo);

@@ -1,12 +1,20 @@
-import { mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
-import { writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { PgbaculaError } from '../errors.js';
 import { encodeFrameEnd, encodeFrameHeader } from '../format/lz4-frame.js';
 import type { ItemHeader, ItemSink, ItemTrailer } from '../item/item.js';
-import { fsyncAll, fsyncPath } from '../os/durable.js';
 import { fileSystemError } from '../os/io-error.js';
+import { posixStorage } from '../storage/posix.js';
+import type { FileWriter, Storage } from '../storage/storage.js';
 import { backupDir, backupsDir, inProgressPath, manifestPath, storedFilePath } from './layout.js';
+
+/** fsync many paths with bounded concurrency (libuv's pool does the blocking calls). */
+async function syncAll(paths: Iterable<string>, sync: (path: string) => Promise<void>, concurrency = 8): Promise<void> {
+  const it = paths[Symbol.iterator]();
+  const workers = Array.from({ length: concurrency }, async () => {
+    for (let n = it.next(); !n.done; n = it.next()) await sync(n.value);
+  });
+  await Promise.all(workers);
+}
 
 /**
  * Writes one backup into the repository, into a directory made for it alone (createBackupDir,
@@ -15,7 +23,7 @@ import { backupDir, backupsDir, inProgressPath, manifestPath, storedFilePath } f
  * and directory is fsynced) it is "incomplete", and the next run removes it.
  */
 export class RepoSink implements ItemSink {
-  private current: { header: ItemHeader; fh: FileHandle | undefined; path: string } | undefined;
+  private current: { header: ItemHeader; file: FileWriter | undefined; path: string } | undefined;
   private readonly written: string[] = [];
   private readonly dirs = new Set<string>();
   storedBytes = 0;
@@ -23,6 +31,7 @@ export class RepoSink implements ItemSink {
   constructor(
     readonly repo: string,
     readonly backupId: string,
+    private readonly storage: Storage = posixStorage,
   ) {}
 
   private get place(): string {
@@ -31,14 +40,14 @@ export class RepoSink implements ItemSink {
 
   async open(): Promise<void> {
     const dir = join(backupDir(this.repo, this.backupId), 'files');
-    await mkdir(dir, { recursive: true, mode: 0o750 }).catch((e: unknown) => {
+    await this.storage.makeDirs(dir, { mode: 0o750 }).catch((e: unknown) => {
       throw fileSystemError(e, 'create', dir, this.place);
     });
   }
 
   private async ensureDir(dir: string): Promise<void> {
     if (this.dirs.has(dir)) return;
-    await mkdir(dir, { recursive: true, mode: 0o750 }).catch((e: unknown) => {
+    await this.storage.makeDirs(dir, { mode: 0o750 }).catch((e: unknown) => {
       throw fileSystemError(e, 'create', dir, this.place);
     });
     this.dirs.add(dir);
@@ -49,30 +58,28 @@ export class RepoSink implements ItemSink {
     const path = storedFilePath(this.repo, this.backupId, header.path, header.encoding);
     if (header.type === 'dir') {
       await this.ensureDir(path);
-      this.current = { header, fh: undefined, path };
+      this.current = { header, file: undefined, path };
       return;
     }
     await this.ensureDir(dirname(path));
     if (header.type === 'symlink') {
       // Links are recorded in the manifest; a link in the repository would point into the live cluster.
-      this.current = { header, fh: undefined, path };
+      this.current = { header, file: undefined, path };
       return;
     }
-    const fh = await open(path, 'w', 0o640).catch((e: unknown) => {
+    const file = await this.storage.createFile(path, { mode: 0o640 }).catch((e: unknown) => {
       throw fileSystemError(e, 'create', path, this.place);
     });
-    this.current = { header, fh, path };
+    this.current = { header, file, path };
     if (header.encoding === 'lz4') await this.put(encodeFrameHeader());
   }
 
   private async put(bytes: Uint8Array): Promise<void> {
-    const fh = this.current?.fh;
-    if (!fh) throw new PgbaculaError('INTERNAL', 'data for an item that is not a file');
-    // A synchronous write into the page cache (about a millisecond per range) beats a round trip
-    // through libuv's thread pool per chunk; durability comes from the fsyncs at commit.
-    let off = 0;
+    const file = this.current?.file;
+    if (!file) throw new PgbaculaError('INTERNAL', 'data for an item that is not a file');
+    // Durability comes from the fsyncs at commit.
     try {
-      while (off < bytes.length) off += writeSync(fh.fd, bytes, off, bytes.length - off);
+      await file.write(bytes);
     } catch (e) {
       throw fileSystemError(e, 'write', this.current!.path, this.place);
     }
@@ -86,9 +93,9 @@ export class RepoSink implements ItemSink {
   async end(_trailer: ItemTrailer): Promise<void> {
     const c = this.current;
     if (!c) throw new PgbaculaError('INTERNAL', 'end without begin');
-    if (c.fh) {
+    if (c.file) {
       if (c.header.encoding === 'lz4') await this.put(encodeFrameEnd());
-      await c.fh.close().catch((e: unknown) => {
+      await c.file.close().catch((e: unknown) => {
         throw fileSystemError(e, 'write', c.path, this.place);
       });
       this.written.push(c.path);
@@ -106,13 +113,14 @@ export class RepoSink implements ItemSink {
    * manifestTempPath) is renamed into place, and the directories fsynced.
    */
   async commit(): Promise<void> {
+    const s = this.storage;
     try {
-      await fsyncAll(this.written);
-      await fsyncAll([...this.dirs].sort((a, b) => b.length - a.length));
-      await rename(this.manifestTempPath, manifestPath(this.repo, this.backupId));
-      await unlink(inProgressPath(this.repo, this.backupId));
-      await fsyncPath(backupDir(this.repo, this.backupId));
-      await fsyncPath(backupsDir(this.repo));
+      await syncAll(this.written, (p) => s.syncFile(p));
+      await syncAll([...this.dirs].sort((a, b) => b.length - a.length), (p) => s.syncDir(p));
+      await s.rename(this.manifestTempPath, manifestPath(this.repo, this.backupId));
+      await s.removeFile(inProgressPath(this.repo, this.backupId));
+      await s.syncDir(backupDir(this.repo, this.backupId));
+      await s.syncDir(backupsDir(this.repo));
     } catch (e) {
       throw fileSystemError(e, 'seal backup', backupDir(this.repo, this.backupId), this.place);
     }
@@ -120,8 +128,7 @@ export class RepoSink implements ItemSink {
 
   /** On failure: close what is open; the directory stays as visibly incomplete until cleaned. */
   async abort(): Promise<void> {
-    await this.current?.fh?.close().catch(() => undefined);
+    await this.current?.file?.close().catch(() => undefined);
     this.current = undefined;
   }
 }
-

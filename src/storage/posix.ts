@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { writeSync } from 'node:fs';
-import { link, lstat, mkdir, open, readdir, readFile, rename, rm, unlink, type FileHandle } from 'node:fs/promises';
+import { link, lstat, mkdir, open, readdir, readFile, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import {
   errorCode,
@@ -142,12 +142,17 @@ export class PosixStorage implements Storage {
 
   async stat(path: string): Promise<EntryInfo | undefined> {
     try {
-      const s = await lstat(path);
-      return { kind: s.isFile() ? 'file' : s.isDirectory() ? 'directory' : s.isSymbolicLink() ? 'symlink' : 'other', size: s.size };
+      const s = await stat(path);
+      return { kind: s.isFile() ? 'file' : s.isDirectory() ? 'directory' : 'other', size: s.size };
     } catch (e) {
+      if (!isNotFound(e)) throw e;
+    }
+    // A link that leads nowhere still holds its name.
+    const l = await lstat(path).catch((e: unknown) => {
       if (isNotFound(e)) return undefined;
       throw e;
-    }
+    });
+    return l === undefined ? undefined : { kind: 'symlink', size: l.size };
   }
 
   async exists(path: string): Promise<boolean> {

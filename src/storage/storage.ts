@@ -3,7 +3,8 @@
  * the WAL archive or spool (src/archive/). Two implementations: POSIX (posix.ts, the product) and
  * in memory (memory.ts, unit tests, with fault hooks). Both keep the same promises:
  *
- * - paths are absolute; a name's parent directory must exist (except for makeDirs);
+ * - paths are absolute (the POSIX store also takes them relative to the working directory, as
+ *   archive_command's %p is); a name's parent directory must exist (except for makeDirs);
  * - failures are errors carrying the POSIX `code` (ENOENT, EEXIST, ENOTDIR, EISDIR, ENOTEMPTY,
  *   ENOSPC, ...), the way node:fs reports them, so callers keep one way of telling them apart
  *   (src/os/io-error.ts turns them into operator messages);
@@ -15,7 +16,7 @@
  * - list returns names in no particular order.
  */
 
-/** What a name is: follows no links (a symbolic link is reported as one). */
+/** What a name is. Symbolic links are followed: 'symlink' is a link that leads nowhere. */
 export type EntryKind = 'file' | 'directory' | 'symlink' | 'other';
 
 export interface EntryInfo {
@@ -75,7 +76,7 @@ export interface Storage {
   readRange(path: string, position: number, length: number): Promise<Buffer>;
   openForRead(path: string): Promise<FileReader>;
 
-  /** What the name is, or undefined when it does not exist. */
+  /** What the name is (links followed), or undefined when it does not exist. */
   stat(path: string): Promise<EntryInfo | undefined>;
   exists(path: string): Promise<boolean>;
   /** Names in a directory (no order promised); ENOENT when it does not exist. */

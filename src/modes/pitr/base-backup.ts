@@ -274,7 +274,7 @@ export async function runBaseBackup(req: BaseBackupRequest): Promise<BaseBackupR
       tablespaces: plan.tablespaces,
       walSegments,
     };
-    writer.finish(manifest, req.manifestPath);
+    await writer.finish(manifest, req.manifestPath);
     return { manifest, fileCount: writer.fileCount, rawBytes: writer.rawBytes, failures: emitted.failures };
   } finally {
     streamStop.abort();
