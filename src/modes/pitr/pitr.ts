@@ -31,7 +31,7 @@ import { createWorkerPool, workerCount, type WorkerPool } from '../../pipeline/p
 import { PrefixedSink } from '../../pipeline/prefixed-sink.js';
 import { forgetScratch, registerScratch, removeScratch } from '../../pipeline/scratch-dirs.js';
 import { newBackupId } from '../../repo/layout.js';
-import { acquirePidLock } from '../../os/pid-lock.js';
+import { acquireStoredPidLock } from '../../storage/pid-lock.js';
 import { redactCommand } from '../../config/redact.js';
 import { parseLsn } from '../../wal/lsn.js';
 import { hex8, parseWalFileName, segmentNumberOfName, walSegmentName, walSegmentNumber } from '../../wal/segment.js';
@@ -289,7 +289,7 @@ export async function runPitrJob(s: PitrSettings, job: PitrJob, sink: ItemSink, 
       // and pruning must not race another job's shipping.
       await posixStorage.makeDirs(join(s.spoolRoot, CHAIN_DIR), { mode: 0o750 });
       const lockPath = chainPath.replace(/\.json$/, '.lock');
-      const unlock = await acquirePidLock(lockPath, {
+      const unlock = await acquireStoredPidLock(lockPath, {
         busy: (pid) =>
           new PgbaculaError('PREREQUISITE', `another pgbacula pitr job of cluster ${cluster} is running (process ${pid})`, {
             hint: 'Let it finish: Bacula can run the jobs of one cluster one after the other (Maximum Concurrent Jobs = 1 on the Job, or Allow Duplicate Jobs = no).',
