@@ -65,10 +65,6 @@ export class NewFile {
     return new NewFile(path, await open(path, NEW_FILE_FLAGS, mode));
   }
 
-  get fd(): number {
-    return this.fh.fd;
-  }
-
   /** All of `data[off, off + length)` written at `position`. */
   async writeAt(data: Uint8Array, off: number, length: number, position: number): Promise<void> {
     let done = 0;
