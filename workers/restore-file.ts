@@ -1,4 +1,6 @@
-import { closeSync, constants as fsc, fchmodSync, fchownSync, fstatSync, fsyncSync, futimesSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants as fsc, fstatSync, openSync, readSync } from 'node:fs';
+import { createFileSync, settleSync, writeAllSync } from '../src/os/new-file.js';
+import { moveFileSync, removeFileSync } from '../src/os/user-files.js';
 import { combineRangeHashes, hashHex } from '../src/format/content-hash.js';
 import { Lz4FrameDecoder } from '../src/format/lz4-frame.js';
 import { loadKernels } from '../src/format/kernels.js';
@@ -74,7 +76,7 @@ export function restoreFile(task: RestoreFileTask): RestoreFileResult {
       if (!checked.ok) return checked;
       const was = fstatSync(input);
       try {
-        renameSync(task.storedPath, task.targetPath);
+        moveFileSync(task.storedPath, task.targetPath);
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code === 'EXDEV') return copyOrCheck(task, input);
         return { ok: false, problem: `cannot move it into place: ${(e as Error).message}`, bytes: checked.bytes, targetErrno: (e as NodeJS.ErrnoException).code ?? 'EIO' };
@@ -90,10 +92,7 @@ export function restoreFile(task: RestoreFileTask): RestoreFileResult {
         if (now.ino !== was.ino || now.dev !== was.dev) {
           return { ok: false, problem: `${task.targetPath} is not the file that was checked: the staging was changed during the restore`, bytes: checked.bytes };
         }
-        fchmodSync(placed, task.mode & 0o777);
-        if (task.uid !== undefined && task.gid !== undefined) fchownSync(placed, task.uid, task.gid);
-        futimesSync(placed, task.mtimeMs / 1000, task.mtimeMs / 1000);
-        fsyncSync(placed);
+        settleSync(placed, task);
       } catch (e) {
         return { ok: false, problem: `cannot write ${task.targetPath}: ${(e as Error).message}`, bytes: checked.bytes, targetErrno: (e as NodeJS.ErrnoException).code ?? 'EIO' };
       } finally {
@@ -128,16 +127,13 @@ function copyOrCheck(task: RestoreFileTask, opened?: number): RestoreFileResult 
     const target = task.targetPath;
     // O_NOFOLLOW: a symbolic link where the file goes is never written through. Created 0600: it
     // takes the manifest's mode only once its content has checked.
-    if (target) out = onTarget(target, () => openSync(target, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC | fsc.O_NOFOLLOW, 0o600));
+    if (target) out = onTarget(target, () => createFileSync(target, 0o600));
     const flushRange = () => {
       const data = range.subarray(0, inRange);
       hashes.push(hashHex(kernels.hash(data)));
       if (out !== undefined) {
         const fd = out;
-        onTarget(target!, () => {
-          let off = 0;
-          while (off < data.length) off += writeSync(fd, data, off, data.length - off, written + off);
-        });
+        onTarget(target!, () => writeAllSync(fd, data, written));
       }
       written += inRange;
       inRange = 0;
@@ -173,12 +169,7 @@ function copyOrCheck(task: RestoreFileTask, opened?: number): RestoreFileResult 
     }
     if (out !== undefined) {
       const fd = out;
-      onTarget(target!, () => {
-        if (task.uid !== undefined && task.gid !== undefined) fchownSync(fd, task.uid, task.gid);
-        fchmodSync(fd, task.mode & 0o777);
-        futimesSync(fd, task.mtimeMs / 1000, task.mtimeMs / 1000);
-        fsyncSync(fd);
-      });
+      onTarget(target!, () => settleSync(fd, task));
     }
     complete = true;
     return { ok: true, bytes: written };
@@ -192,7 +183,7 @@ function copyOrCheck(task: RestoreFileTask, opened?: number): RestoreFileResult 
       // What failed its check (or could not be written whole) does not stay in the target.
       if (!complete) {
         try {
-          unlinkSync(task.targetPath!);
+          removeFileSync(task.targetPath!);
         } catch {
           // already gone
         }

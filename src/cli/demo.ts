@@ -1,4 +1,4 @@
-import { appendFileSync, chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -9,6 +9,9 @@ import { archiveCommandLine } from '../archive/archive-command.js';
 import type { CommandContext } from './context.js';
 import { ok, type CommandResult } from './output.js';
 import { freePort } from '../os/free-port.js';
+import { giveToSync, setModeSync } from '../os/file-owner.js';
+import { makeDirsSync, makePrivateDirSync, removeTreeSync } from '../os/user-dirs.js';
+import { appendToFileSync } from '../os/user-files.js';
 
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -44,15 +47,15 @@ export async function runDemo(ctx: CommandContext): Promise<CommandResult> {
   }
   const { main } = await import('./main.js');
   const user = await postgresOsUser();
-  const dir = mkdtempSync(join(tmpdir(), 'pgbacula-demo-'));
+  const dir = makePrivateDirSync(join(tmpdir(), 'pgbacula-demo-'));
   const pgdata = join(dir, 'pgdata');
   const restored = join(dir, 'restored');
   const sock = join(dir, 'sock');
   const repo = join(dir, 'repo');
   for (const d of [dir, sock, repo]) {
-    mkdirSync(d, { recursive: true });
-    chownSync(d, user.uid, user.gid);
-    chmodSync(d, 0o755);
+    makeDirsSync(d);
+    giveToSync(d, user);
+    setModeSync(d, 0o755);
   }
   const as: RunAs = { user, cwd: dir };
   const say = (line: string) => ctx.log.info(`demo: ${line}`);
@@ -65,7 +68,7 @@ export async function runDemo(ctx: CommandContext): Promise<CommandResult> {
   try {
     const port = await freePort();
     await runServerTool(join(binDir, 'initdb'), ['-D', pgdata, '-U', 'postgres', '--auth=trust', '--data-checksums', '-N', '--locale=C'], as);
-    appendFileSync(
+    appendToFileSync(
       join(pgdata, 'postgresql.conf'),
       [
         `port = ${port}`,
@@ -131,6 +134,6 @@ export async function runDemo(ctx: CommandContext): Promise<CommandResult> {
         await runServerTool(join(binDir, 'pg_ctl'), ['-D', d, '-m', 'immediate', '-w', 'stop'], as).catch(() => undefined);
       }
     }
-    rmSync(dir, { recursive: true, force: true });
+    removeTreeSync(dir);
   }
 }

@@ -1,3 +1,4 @@
+import { closeSync, fsyncSync, openSync, renameSync, writeFileSync } from 'node:fs';
 import { open, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
@@ -25,11 +26,25 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
   await fsyncPath(dirname(path));
 }
 
-/** fsync many paths with bounded concurrency (libuv's pool does the blocking calls). */
-export async function fsyncAll(paths: Iterable<string>, concurrency = 8): Promise<void> {
-  const it = paths[Symbol.iterator]();
-  const workers = Array.from({ length: concurrency }, async () => {
-    for (let n = it.next(); !n.done; n = it.next()) await fsyncPath(n.value);
-  });
-  await Promise.all(workers);
+/** writeFileAtomic, synchronous: for state recorded between steps that must not interleave. */
+export function writeFileAtomicSync(path: string, data: string | Uint8Array, mode = 0o640): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  const fd = openSync(tmp, 'w', mode);
+  try {
+    writeFileSync(fd, data);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+  fsyncPathSync(dirname(path));
+}
+
+export function fsyncPathSync(path: string): void {
+  const fd = openSync(path, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
 }

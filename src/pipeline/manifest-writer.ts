@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
-import { closeSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { manifestFileLine, manifestHeadText, manifestSealText, MANIFEST_FILES_END, type ManifestFile, type ManifestHead } from '../format/backup-manifest.js';
+import { createFileSync, writeAllSync } from '../os/new-file.js';
+import { removeFileSync } from '../os/user-files.js';
 import { posixStorage } from '../storage/posix.js';
 import type { Storage } from '../storage/storage.js';
 
@@ -23,7 +25,7 @@ export class ManifestWriter {
     private readonly spoolPath: string,
     private readonly storage: Storage = posixStorage,
   ) {
-    this.fd = openSync(spoolPath, 'w+', 0o600);
+    this.fd = createFileSync(spoolPath, 0o600);
   }
 
   add(f: ManifestFile): void {
@@ -38,9 +40,7 @@ export class ManifestWriter {
 
   private flush(): void {
     if (this.pending === '') return;
-    const b = Buffer.from(this.pending, 'utf8');
-    let off = 0;
-    while (off < b.length) off += writeSync(this.fd, b, off, b.length - off);
+    writeAllSync(this.fd, Buffer.from(this.pending, 'utf8'));
     this.pending = '';
   }
 
@@ -49,7 +49,9 @@ export class ManifestWriter {
     this.flush();
     const hash = createHash('sha256');
     let out;
+    let spool: number | undefined;
     try {
+      spool = openSync(this.spoolPath, 'r');
       out = await this.storage.createFile(dest, { mode: 0o640 });
       const put = async (b: Buffer): Promise<void> => {
         hash.update(b);
@@ -58,7 +60,7 @@ export class ManifestWriter {
       await put(Buffer.from(manifestHeadText(head), 'utf8'));
       const chunk = Buffer.alloc(FLUSH_AT);
       for (let pos = 0; ; ) {
-        const n = readSync(this.fd, chunk, 0, chunk.length, pos);
+        const n = readSync(spool, chunk, 0, chunk.length, pos);
         if (n === 0) break;
         await put(chunk.subarray(0, n));
         pos += n;
@@ -67,6 +69,7 @@ export class ManifestWriter {
       await out.write(Buffer.from(manifestSealText(hash.digest('hex')), 'utf8'));
       await out.sync();
     } finally {
+      if (spool !== undefined) closeSync(spool);
       await out?.close();
       this.discard();
     }
@@ -78,6 +81,10 @@ export class ManifestWriter {
     } catch {
       // already closed
     }
-    rmSync(this.spoolPath, { force: true });
+    try {
+      removeFileSync(this.spoolPath);
+    } catch {
+      // never created, or already removed
+    }
   }
 }

@@ -3,7 +3,7 @@
  * contents, so every exit path removes them: the job's own `finally`, and — for a cancel or a
  * signal that ends the process first — `removeAllScratchNow()` from the exit handler.
  */
-import { rmSync } from 'node:fs';
+import { removeTreeSync } from '../os/user-dirs.js';
 
 const dirs = new Set<string>();
 
@@ -12,7 +12,7 @@ export function registerScratch(dir: string): void {
 }
 
 export function removeScratch(dir: string): void {
-  rmSync(dir, { recursive: true, force: true });
+  removeTreeSync(dir);
   dirs.delete(dir);
 }
 
@@ -20,7 +20,7 @@ export function removeScratch(dir: string): void {
 export function removeAllScratchNow(): void {
   for (const d of dirs) {
     try {
-      rmSync(d, { recursive: true, force: true });
+      removeTreeSync(d);
     } catch {
       // best effort on the way out
     }

@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { PgbaculaError } from '../errors.js';
 import { ManifestError, parseManifest, type BackupManifest } from '../format/backup-manifest.js';
-import { pidAlive } from '../os/pid-lock.js';
+import { pidAlive } from '../os/pid-alive.js';
 import { posixStorage } from '../storage/posix.js';
 import { errorCode, temporaryNameOwner, type Storage } from '../storage/storage.js';
 import { BACKUP_ID, backupDir, backupsDir, inProgressPath, manifestPath, REPO_FORMAT, REPO_MARKER } from './layout.js';

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { appendFileSync, chownSync, closeSync, existsSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
@@ -25,6 +25,11 @@ import { assertOutsideProtected, freeBytes, inspectTarget, resolveOwner, RESTORE
 import { carriesPageChecksums, parseRelationFileName } from '../format/relation-file.js';
 import { DEFAULT_BLOCKS_PER_SEGMENT } from '../format/page.js';
 import { fileSystemError } from '../os/io-error.js';
+import { writeFileAtomicSync } from '../os/durable.js';
+import { giveToSync } from '../os/file-owner.js';
+import { OwnedDirs } from '../os/owned-dirs.js';
+import { makeDirSync, makeDirsSync, removeTreeSync } from '../os/user-dirs.js';
+import { appendToFileSync, removeFileSync, replaceFileSync, replaceWithSymlinkSync } from '../os/user-files.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -118,8 +123,6 @@ export class RestoreJob {
   private readonly fingerprint: string;
   /** Version directories (PG_<major>_*) of existing tablespace locations that overwrite_existing replaces. */
   private readonly tablespaceLeftovers = new Map<string, string[]>();
-  /** Directories checked (or made) by ensureDirBelow in this run. */
-  private readonly madeDirs = new Set<string>();
 
   constructor(private readonly req: RestoreRequest) {
     this.stateDir = join(req.pgdataDir, RESTORE_STATE_DIR);
@@ -143,23 +146,14 @@ export class RestoreJob {
   private phase(n: number, name: string, text: string): void {
     const line = `RESTORE PHASE ${n}/6 ${name}: ${text}`;
     this.req.log.info(line);
-    if (existsSync(this.stateDir)) appendFileSync(join(this.stateDir, 'audit.log'), `${new Date().toISOString()} ${line}\n`);
+    if (existsSync(this.stateDir)) appendToFileSync(join(this.stateDir, 'audit.log'), `${new Date().toISOString()} ${line}\n`);
   }
 
   private saveState(done: number): void {
     if (!this.state.phasesDone.includes(done)) this.state.phasesDone.push(done);
     // temp + fsync + rename: a restore killed while it records its progress must find the old
     // state or the new one when run again, never half a file (which would make it a stranger).
-    const path = join(this.stateDir, 'state.json');
-    const tmp = `${path}.tmp-${process.pid}`;
-    const fd = openSync(tmp, 'w', 0o600);
-    try {
-      writeSync(fd, JSON.stringify(this.state) + '\n');
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, path);
+    writeFileAtomicSync(join(this.stateDir, 'state.json'), JSON.stringify(this.state) + '\n', 0o600);
   }
 
   async run(): Promise<RestoreSummary> {
@@ -265,14 +259,14 @@ export class RestoreJob {
     this.owner = owner;
     if (t.exists && t.entries.length > 0 && !resumable) {
       // overwrite_existing=true: the explicit gate. Only now is anything removed.
-      for (const e of t.entries) rmSync(join(pgdataDir, e), { recursive: true, force: true });
+      for (const e of t.entries) removeTreeSync(join(pgdataDir, e));
     }
-    for (const [loc, names] of this.tablespaceLeftovers) for (const n of names) rmSync(join(loc, n), { recursive: true, force: true });
+    for (const [loc, names] of this.tablespaceLeftovers) for (const n of names) removeTreeSync(join(loc, n));
     makeParents(pgdataDir);
-    mkdirSync(pgdataDir, { recursive: true, mode: 0o700 });
-    chownSync(pgdataDir, this.owner.uid, this.owner.gid);
-    mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
-    chownSync(this.stateDir, this.owner.uid, this.owner.gid);
+    makeDirsSync(pgdataDir, 0o700);
+    giveToSync(pgdataDir, this.owner);
+    makeDirsSync(this.stateDir, 0o700);
+    giveToSync(this.stateDir, this.owner);
     if (resumable) this.state = { backupId: earlier.backupId, fingerprint: this.fingerprint, phasesDone: [...earlier.phasesDone], ...(earlier.logOffset !== undefined ? { logOffset: earlier.logOffset } : {}) };
     this.saveState(1);
     this.phase(1, 'pre-check', `backup ${m.backupId} (PostgreSQL ${m.pgVersion}, ${formatBytes(needed)}) into ${pgdataDir}; ${formatBytes(free)} free; server binaries ${binDir} (major ${major})${resumable ? '; resuming an interrupted restore' : ''}`);
@@ -327,37 +321,6 @@ export class RestoreJob {
     return p && join(p.root, ...p.parts);
   }
 
-  /**
-   * Make the directories from `root` down to `parts` (owned by the cluster's owner), refusing to
-   * pass through anything that is not a plain directory: a symbolic link on the way (left in a
-   * target, or made by a crafted entry) would carry the writes outside the root.
-   */
-  private ensureDirBelow(root: string, parts: readonly string[], owner: Owner, mode = 0o700): string {
-    let dir = root;
-    for (const c of parts) {
-      dir = join(dir, c);
-      if (this.madeDirs.has(dir)) continue;
-      let st;
-      try {
-        st = lstatSync(dir);
-      } catch {
-        mkdirSync(dir, { mode });
-        chownSync(dir, owner.uid, owner.gid);
-        this.madeDirs.add(dir);
-        continue;
-      }
-      if (!st.isDirectory()) {
-        throw new PgbaculaError('RESTORE_PRECHECK', `${dir} is ${st.isSymbolicLink() ? 'a symbolic link' : 'not a directory'}: the restore does not write through it`, {
-          hint: `Remove it, or restore into an empty directory (a backup never needs ${dir} to be anything but a directory).`,
-        });
-      }
-      // Made by an interrupted run that was killed between its mkdir and its chown.
-      if (st.uid !== owner.uid || st.gid !== owner.gid) chownSync(dir, owner.uid, owner.gid);
-      this.madeDirs.add(dir);
-    }
-    return dir;
-  }
-
   /** Phase 2: every file decoded, hash-checked and written by the worker pool. */
   private async layDown(): Promise<void> {
     const { manifest: m, pool, repo } = this.req;
@@ -365,24 +328,29 @@ export class RestoreJob {
     const mkdirOwned = (dir: string, mode = 0o700) => {
       if (existsSync(dir)) return; // checked in phase 1: a directory of the cluster's owner, used as it is
       makeParents(dir);
-      mkdirSync(dir, { mode });
-      chownSync(dir, owner.uid, owner.gid);
+      makeDirSync(dir, mode);
+      giveToSync(dir, owner);
     };
     for (const ts of m.tablespaces) mkdirOwned(this.tablespaceLocation(ts.oid, ts.location));
-    this.ensureDirBelow(this.req.pgdataDir, [RESTORE_STATE_DIR, 'wal'], owner);
+    // Made from the root down to each file's place, refusing to pass through anything that is not
+    // a plain directory (a link on the way would carry the writes outside the root).
+    const dirs = new OwnedDirs(owner, (dir, found) =>
+      new PgbaculaError('RESTORE_PRECHECK', `${dir} is ${found}: the restore does not write through it`, {
+        hint: `Remove it, or restore into an empty directory (a backup never needs ${dir} to be anything but a directory).`,
+      }),
+    );
+    dirs.below(this.req.pgdataDir, [RESTORE_STATE_DIR, 'wal']);
     for (const f of m.files) {
       if (f.type === 'dir') {
         const place = this.placeOf(f);
-        if (place) this.ensureDirBelow(place.root, place.parts, owner, f.mode & 0o777);
+        if (place) dirs.below(place.root, place.parts, f.mode & 0o777);
       } else if (f.type === 'symlink' && f.path.startsWith('pgdata/pg_tblspc/')) {
         // The link goes where the manifest's tablespace list (or remap) says, not where the entry says.
         const oid = f.path.split('/').pop()!;
         const ts = m.tablespaces.find((t) => t.oid === oid);
         if (!ts) continue;
-        const dir = this.ensureDirBelow(this.req.pgdataDir, ['pg_tblspc'], owner);
-        const link = join(dir, oid);
-        rmSync(link, { force: true });
-        symlinkSync(this.tablespaceLocation(oid, ts.location), link);
+        const dir = dirs.below(this.req.pgdataDir, ['pg_tblspc']);
+        replaceWithSymlinkSync(this.tablespaceLocation(oid, ts.location), join(dir, oid));
       }
     }
     const files = m.files.filter((f) => f.type === 'file' && this.targetOf(f) !== undefined);
@@ -400,7 +368,7 @@ export class RestoreJob {
           return [];
         }
         const place = this.placeOf(f)!;
-        const target = join(this.ensureDirBelow(place.root, place.parts.slice(0, -1), owner), place.parts.at(-1)!);
+        const target = join(dirs.below(place.root, place.parts.slice(0, -1)), place.parts.at(-1)!);
         const task: RestoreFileTask = {
           storedPath: stored,
           encoding: f.stored ?? 'raw',
@@ -459,7 +427,7 @@ export class RestoreJob {
     for (const name of ['standby.signal', 'recovery.signal', 'recovery.conf']) {
       const p = join(pgdataDir, name);
       if (existsSync(p)) {
-        rmSync(p);
+        removeFileSync(p);
         dropped.push(name);
       }
     }
@@ -467,20 +435,17 @@ export class RestoreJob {
       // A restored copy archiving into the source's archive would add a new timeline there that
       // every later restore of the source would follow (Barman turns it off the same way).
       const auto = join(pgdataDir, 'postgresql.auto.conf');
-      appendFileSync(auto, "# pgbacula restore: no archiving from the restored copy (archive_after_restore=true keeps it)\narchive_mode = 'off'\n");
-      chownSync(auto, owner.uid, owner.gid);
+      appendToFileSync(auto, "# pgbacula restore: no archiving from the restored copy (archive_after_restore=true keeps it)\narchive_mode = 'off'\n", { owner });
     }
     if (this.req.restorePort !== undefined) {
       const auto = join(pgdataDir, 'postgresql.auto.conf');
-      appendFileSync(auto, `# pgbacula restore: the restored server's port\nport = ${this.req.restorePort}\n`);
-      chownSync(auto, owner.uid, owner.gid);
+      appendToFileSync(auto, `# pgbacula restore: the restored server's port\nport = ${this.req.restorePort}\n`, { owner });
     }
     const major = majorOf(m.pgVersionNum) as Major;
     for (const f of recoveryFiles(major, this.plan)) {
       const path = join(pgdataDir, f.name);
-      if (f.how === 'append') appendFileSync(path, f.content);
-      else writeFileSync(path, f.content, { mode: 0o600 });
-      chownSync(path, owner.uid, owner.gid);
+      if (f.how === 'append') appendToFileSync(path, f.content, { owner });
+      else replaceFileSync(path, f.content, { mode: 0o600, owner });
     }
     const t = this.plan.target;
     const goal = this.plan.standby
@@ -499,7 +464,7 @@ export class RestoreJob {
     const { pgdataDir } = this.req;
     const owner = this.owner ?? resolveOwner(pgdataDir);
     const logFile = join(this.stateDir, 'server.log');
-    writeFileSync(logFile, '', { flag: 'a' });
+    appendToFileSync(logFile, '');
     // Only what the server started now (or by the interrupted run being resumed) writes counts:
     // earlier lines are another start's, and would announce a recovery that has not happened.
     const alreadyRunning = readPostmasterPid(pgdataDir) !== undefined;
@@ -508,8 +473,8 @@ export class RestoreJob {
       this.saveState(3);
     }
     const logFrom = this.state.logOffset;
-    chownSync(this.stateDir, owner.uid, owner.gid);
-    chownSync(logFile, owner.uid, owner.gid);
+    giveToSync(this.stateDir, owner);
+    giveToSync(logFile, owner);
     const plan = this.plan;
     const shutdownAtTarget = !plan.standby && plan.action === 'shutdown' && plan.target.kind !== 'end-of-wal';
     let startError: Error | undefined;
@@ -638,7 +603,7 @@ export class RestoreJob {
         await client.end().catch(() => undefined);
       }
     }
-    rmSync(this.stagedWalDir, { recursive: true, force: true });
+    removeTreeSync(this.stagedWalDir);
   }
 
   /** Phase 6: SELECT 1, and every data page of the restored cluster verified online. */
@@ -695,7 +660,7 @@ function readLogFrom(logFile: string, from: number): string {
  * they would belong to root and shut out the OS user the server runs as.
  */
 function makeParents(dir: string): void {
-  mkdirSync(dirname(dir), { recursive: true, mode: 0o755 });
+  makeDirsSync(dirname(dir), 0o755);
 }
 
 function lstatOrUndefined(path: string): ReturnType<typeof lstatSync> | undefined {

@@ -3,7 +3,7 @@ import { existsSync, readdirSync, readFileSync, realpathSync, statSync, statfsSy
 import { basename, dirname, join, resolve } from 'node:path';
 import { PgbaculaError } from '../errors.js';
 import { RESTORE_STATE_DIR_NAME } from '../pipeline/exclusions.js';
-import { pidAlive } from '../os/pid-lock.js';
+import { pidAlive } from '../os/pid-alive.js';
 
 export interface Owner {
   readonly uid: number;

@@ -24,7 +24,7 @@
  *   on the first page of each segment the system identifier and segment size); the all-zero
  *   pages after a WAL switch (11+) are accepted, but nothing non-zero after them.
  */
-import { mkdir, open, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Duplex, DuplexOptions } from 'node:stream';
 import type pg from 'pg';
@@ -33,6 +33,9 @@ import { PgbaculaError } from '../errors.js';
 import { fsyncPath, writeFileAtomic } from '../os/durable.js';
 import { exists } from '../os/exists.js';
 import { ioError } from '../os/io-error.js';
+import { NewFile } from '../os/new-file.js';
+import { makeDirs } from '../os/user-dirs.js';
+import { moveFile, removeFile } from '../os/user-files.js';
 import type { ConnectionSettings } from '../config/connection.js';
 import { DEFAULT_WAL_BLOCK_SIZE, formatLsn, maxLsn, tryParseLsn, type Lsn } from '../wal/lsn.js';
 import { isZeroPageHeader, LONG_PAGE_HEADER_SIZE, SHORT_PAGE_HEADER_SIZE, walPageHeaderProblems } from '../wal/page-header.js';
@@ -304,7 +307,7 @@ async function streamOnce(
     assertWalSegmentSize(segmentSize);
     const ident = await conn.identifySystem();
     try {
-      await mkdir(o.targetDir, { recursive: true, mode: 0o700 });
+      await makeDirs(o.targetDir, 0o700);
     } catch (e) {
       throw walDirError(e, `cannot create the WAL directory ${o.targetDir}`);
     }
@@ -344,7 +347,7 @@ interface OpenSegment {
   readonly name: string;
   readonly path: string;
   readonly partialPath: string;
-  readonly fh: FileHandle;
+  readonly fh: NewFile;
 }
 
 class CopySession {
@@ -652,12 +655,7 @@ class CopySession {
       const n = Math.min(data.length - off, this.segSize - segOff);
       this.checkPageHeaders(data, off, n, lsn);
       try {
-        let done = 0;
-        while (done < n) {
-          const { bytesWritten } = await cur.fh.write(data, off + done, n - done, segOff + done);
-          if (bytesWritten <= 0) throw new Error('short write');
-          done += bytesWritten;
-        }
+        await cur.fh.writeAt(data, off, n, segOff);
       } catch (e) {
         throw walDirError(e, `cannot write ${cur.partialPath}`);
       }
@@ -712,10 +710,10 @@ class CopySession {
     const name = walSegmentName(this.o.timeline, segno, this.segSize);
     const path = join(this.o.targetDir, name);
     const partialPath = `${path}.partial`;
-    let fh: FileHandle | undefined;
+    let fh: NewFile | undefined;
     try {
       // 'w' truncates a leftover .partial of an earlier run: we rewrite the segment from its start.
-      fh = await open(partialPath, 'w', 0o600);
+      fh = await NewFile.create(partialPath, 0o600);
       await fh.truncate(this.segSize);
       await fsyncPath(this.o.targetDir);
     } catch (e) {
@@ -760,10 +758,10 @@ class CopySession {
           hint: `The directory holds WAL of another server or history; the new copy was kept as ${cur.partialPath}. Use an empty directory per server and timeline.`,
         });
       }
-      await unlink(cur.partialPath);
+      await removeFile(cur.partialPath);
     } else {
       try {
-        await rename(cur.partialPath, cur.path);
+        await moveFile(cur.partialPath, cur.path);
       } catch (e) {
         throw walDirError(e, `cannot rename ${cur.partialPath} to ${cur.name}`);
       }

@@ -1,5 +1,5 @@
 import { PgbaculaError } from '../errors.js';
-import { pidAlive } from '../os/pid-lock.js';
+import { pidAlive } from '../os/pid-alive.js';
 import { errorCode, type Storage } from './storage.js';
 import { posixStorage } from './posix.js';
 

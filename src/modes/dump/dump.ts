@@ -11,7 +11,7 @@
  * Every level is a full dump; an Incremental or Differential job says so in its log. Any
  * pg_dump/pg_dumpall failure fails the job with pg_dump's own words (the caller aborts).
  */
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { describeEndpoint, type ConnectionSettings } from '../../config/connection.js';
@@ -31,6 +31,7 @@ import {
 import { pgDumpArgs, type DumpSettings } from './settings.js';
 import { emitStagedDirectory, stageDirectoryDump } from './parallel-dump.js';
 import { prepareTmpdir } from '../../os/tmpdir.js';
+import { removeTreeSync } from '../../os/user-dirs.js';
 
 /** Size of an item whose length is not known before its data (a streamed archive). */
 export const SIZE_NOT_KNOWN = -1;
@@ -283,7 +284,7 @@ export function removeStaleStaging(tmpdir: string, log: JobLog): void {
     if (!m) continue;
     const pid = Number(m[1]);
     if (pid === process.pid || isLiveBackend(pid)) continue; // another running job's
-    rmSync(join(tmpdir, name), { recursive: true, force: true });
+    removeTreeSync(join(tmpdir, name));
     log.info(`removed staging directory ${join(tmpdir, name)} left by an interrupted job`);
   }
 }

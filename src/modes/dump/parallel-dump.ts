@@ -4,7 +4,7 @@
  * is staged under `tmpdir`, then emitted as a directory item followed by its files (toc.dat
  * first), each streamed from disk, and the staged copy is removed at once.
  */
-import { createReadStream, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { createReadStream, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { PgbaculaError } from '../../errors.js';
 import { startTool, succeeded, toolFailure, warningRelay } from '../../server/tool-process.js';
@@ -12,6 +12,7 @@ import type { ItemSink } from '../../item/item.js';
 import { ProgressTracker } from '../../item/job-log.js';
 import type { DumpDatabase, DumpTools } from './dump.js';
 import { pgDumpArgs } from './settings.js';
+import { makeDirsSync, removeTreeSync } from '../../os/user-dirs.js';
 
 export interface StagedFile {
   readonly name: string;
@@ -46,9 +47,9 @@ export function stagedOrder(names: readonly string[]): string[] {
 /** Run pg_dump -Fd [-j N] into `dir`; progress is the staged size, polled. */
 export async function stageDirectoryDump(t: DumpTools, db: DumpDatabase, dir: string): Promise<StagedDirectory> {
   const { plan, ctx } = t;
-  rmSync(dir, { recursive: true, force: true });
+  removeTreeSync(dir);
   // pg_dump creates the archive directory itself, but not its parents.
-  mkdirSync(dirname(dir), { recursive: true, mode: 0o700 });
+  makeDirsSync(dirname(dir), 0o700);
   const proc = startTool(plan.tools.pgDump, pgDumpArgs(plan.settings, t.conninfo(db.name), dir), {
     env: t.env,
     onStderrLine: warningRelay(ctx.log, `pg_dump ${db.name}`),
@@ -71,7 +72,7 @@ export async function stageDirectoryDump(t: DumpTools, db: DumpDatabase, dir: st
     if (ctx.signal.aborted) throw new PgbaculaError('CANCELLED', 'the dump was canceled');
     if (!succeeded(exit)) throw toolFailure(`pg_dump of database ${db.name}`, 'pg_dump', exit);
   } catch (e) {
-    rmSync(dir, { recursive: true, force: true });
+    removeTreeSync(dir);
     throw e;
   } finally {
     if (poll) clearInterval(poll);
@@ -109,6 +110,6 @@ export async function emitStagedDirectory(staged: StagedDirectory, path: string,
     }
     return bytes;
   } finally {
-    rmSync(staged.dir, { recursive: true, force: true });
+    removeTreeSync(staged.dir);
   }
 }

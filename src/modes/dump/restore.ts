@@ -13,8 +13,8 @@
  * Every failure of a database is that database's error (the others are still restored); the job
  * ends with an error status whenever anything failed.
  */
-import { constants as fsConstants, createWriteStream, openSync, symlinkSync, utimesSync, type WriteStream } from 'node:fs';
-import { lstat, mkdir, rm } from 'node:fs/promises';
+import type { WriteStream } from 'node:fs';
+import { lstat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { createGunzip, type Gunzip } from 'node:zlib';
@@ -29,6 +29,10 @@ import type { ItemTrailer } from '../../item/item.js';
 import { formatBytes, ProgressTracker, type JobLog } from '../../item/job-log.js';
 import type { RestoreDecision, RestoreEntry, RestoreTarget } from '../../item/restore-target.js';
 import { registerScratch, removeScratch } from '../../pipeline/scratch-dirs.js';
+import { setTimesSync } from '../../os/file-owner.js';
+import { createFileStream, createFileStreamSync } from '../../os/new-file.js';
+import { makeDirs, removeTree } from '../../os/user-dirs.js';
+import { makeSymlinkSync } from '../../os/user-files.js';
 import { encodeName, parseDumpManifest, parseDumpPath, type DumpFormat, type DumpManifest, type DumpPath } from './layout.js';
 import { prepareTmpdir } from '../../os/tmpdir.js';
 
@@ -97,7 +101,7 @@ export class FileRestoreTarget implements RestoreTarget {
   async begin(entry: RestoreEntry): Promise<RestoreDecision> {
     const path = await this.checkName(entry.fname);
     if (entry.type === 'dir') {
-      await mkdir(path, { recursive: true, mode: entry.mode || 0o700 });
+      await makeDirs(path, entry.mode || 0o700);
       this.current = entry;
       return 'restore';
     }
@@ -115,17 +119,16 @@ export class FileRestoreTarget implements RestoreTarget {
       this.skipped++;
       return 'skip';
     }
-    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-    if (exists) await rm(path, { force: true, recursive: true });
+    await makeDirs(dirname(path), 0o700);
+    if (exists) await removeTree(path);
     if (entry.type === 'symlink') {
-      symlinkSync(entry.linkTarget ?? '', path);
+      makeSymlinkSync(entry.linkTarget ?? '', path);
       this.links.add(path);
       this.current = entry;
       return 'restore';
     }
     // O_NOFOLLOW: never written through a link that appears at the last moment either.
-    const fd = openSync(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC | fsConstants.O_NOFOLLOW, entry.mode || 0o600);
-    this.out = createWriteStream(path, { fd });
+    this.out = createFileStreamSync(path, entry.mode || 0o600);
     this.out.on('error', () => undefined);
     this.current = entry;
     return 'restore';
@@ -151,7 +154,7 @@ export class FileRestoreTarget implements RestoreTarget {
     }
     if (entry && entry.type !== 'symlink' && entry.mtimeMs > 0) {
       const t = entry.mtimeMs / 1000;
-      utimesSync(entry.fname.replace(/\/+$/, ''), t, t);
+      setTimesSync(entry.fname.replace(/\/+$/, ''), t);
     }
     if (entry?.type === 'file') this.files++;
   }
@@ -345,8 +348,8 @@ export class ServerRestoreTarget implements RestoreTarget {
         const dir = join(this.staging, encodeName(at.database!) + '.dir');
         await prepareTmpdir(this.s.tmpdir, this.log);
         registerScratch(this.staging);
-        await rm(dir, { recursive: true, force: true });
-        await mkdir(dir, { recursive: true, mode: 0o700 });
+        await removeTree(dir);
+        await makeDirs(dir, 0o700);
         this.pending = { db: at.database!, dir };
         this.log.info(`restoring database ${at.database} (directory archive: staged in ${dir}, then pg_restore -j ${this.s.parallelJobs})`);
         this.sink = { kind: 'none' };
@@ -360,7 +363,7 @@ export class ServerRestoreTarget implements RestoreTarget {
           });
         }
         if (at.member!.includes('/') || at.member === '.' || at.member === '..') throw new PgbaculaError('RESTORE_PRECHECK', `unexpected nested file ${at.member} in a directory archive`);
-        const out = createWriteStream(join(this.pending.dir, at.member!), { mode: 0o600 });
+        const out = createFileStream(join(this.pending.dir, at.member!), 0o600);
         out.on('error', () => undefined);
         this.sink = { kind: 'staged-file', db: at.database!, out };
         return 'restore';
@@ -609,7 +612,7 @@ export class ServerRestoreTarget implements RestoreTarget {
       this.restored.push(pending.db);
       this.log.info(`database ${pending.db} restored (directory archive, ${this.s.parallelJobs} parallel job${this.s.parallelJobs === 1 ? '' : 's'})`);
     } finally {
-      await rm(pending.dir, { recursive: true, force: true });
+      await removeTree(pending.dir);
     }
   }
 

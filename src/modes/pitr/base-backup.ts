@@ -1,4 +1,4 @@
-import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type pg from 'pg';
@@ -23,6 +23,7 @@ import { formatBytes, formatCount, ProgressTracker, type JobLog } from '../../it
 import { HASH_ALGORITHM, loadKernels } from '../../format/kernels.js';
 import type { WorkerPool } from '../../pipeline/pool.js';
 import { parseLsn } from '../../wal/lsn.js';
+import { makeDirs, removeTree } from '../../os/user-dirs.js';
 
 export interface BaseBackupRequest {
   readonly connection: ConnectionSettings;
@@ -154,7 +155,7 @@ export async function runBaseBackup(req: BaseBackupRequest): Promise<BaseBackupR
 
     // WAL is streamed while the files are copied (the slot would hold it anyway, but streaming
     // now keeps the server's pg_wal from growing with a long backup).
-    await mkdir(walDir, { recursive: true, mode: 0o700 });
+    await makeDirs(walDir, 0o700);
     writer = new ManifestWriter(join(walDir, 'manifest-entries.spool'));
     const add = writer.add.bind(writer);
     let streamError: unknown;
@@ -285,6 +286,6 @@ export async function runBaseBackup(req: BaseBackupRequest): Promise<BaseBackupR
     await session.end().catch(() => undefined);
     await repl?.close().catch(() => undefined);
     writer?.discard();
-    await rm(walDir, { recursive: true, force: true });
+    await removeTree(walDir);
   }
 }

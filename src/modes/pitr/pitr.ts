@@ -13,7 +13,7 @@
  * holds the WAL up to its own start of shipping; a job whose WAL does not arrive fails, and so
  * does one whose spool the archiver cannot fill (spool-check.ts) — never "OK" with a warning.
  */
-import { mkdir, open, readdir, stat, unlink } from 'node:fs/promises';
+import { open, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ConnectionSettings } from '../../config/connection.js';
 import { PgbaculaError } from '../../errors.js';
@@ -31,8 +31,7 @@ import { createWorkerPool, type WorkerPool } from '../../pipeline/pool.js';
 import { PrefixedSink } from '../../pipeline/prefixed-sink.js';
 import { forgetScratch, registerScratch, removeScratch } from '../../pipeline/scratch-dirs.js';
 import { newBackupId } from '../../repo/layout.js';
-import { writeFileAtomic } from '../../os/durable.js';
-import { acquirePidLock } from '../../os/pid-lock.js';
+import { acquireStoredPidLock } from '../../storage/pid-lock.js';
 import { redactCommand } from '../../config/redact.js';
 import { parseLsn } from '../../wal/lsn.js';
 import { hex8, parseWalFileName, segmentNumberOfName, walSegmentName, walSegmentNumber } from '../../wal/segment.js';
@@ -42,6 +41,8 @@ import { storeHistoryFile } from '../../archive/history-files.js';
 import { parseTimelineHistory, type TimelineHistoryEntry } from '../../wal/timeline-history.js';
 import { archiverOf, checkSpool, giveToSpoolOwner } from './spool-check.js';
 import { prepareTmpdir } from '../../os/tmpdir.js';
+import { makeDirs } from '../../os/user-dirs.js';
+import { posixStorage } from '../../storage/posix.js';
 import {
   CHAIN_FORMAT, lineageSegments, planBaseWal, planWalJob, pruneLimit, retainRecords, findReference,
   type BaculaLevel, type ChainFile, type ChainRecord, type ChainSegmentRef, type ServerNow, type SpoolSegment,
@@ -129,8 +130,8 @@ export async function loadChain(path: string): Promise<ChainRecord[]> {
 }
 
 async function saveChain(path: string, records: readonly ChainRecord[]): Promise<void> {
-  await mkdir(join(path, '..'), { recursive: true, mode: 0o750 });
-  await writeFileAtomic(path, JSON.stringify({ format: CHAIN_FORMAT, records } satisfies ChainFile, null, 1) + '\n', 0o640);
+  await posixStorage.makeDirs(join(path, '..'), { mode: 0o750 });
+  await posixStorage.writeFileDurable(path, JSON.stringify({ format: CHAIN_FORMAT, records } satisfies ChainFile, null, 1) + '\n', { mode: 0o640 });
 }
 
 interface Situation {
@@ -286,9 +287,9 @@ export async function runPitrJob(s: PitrSettings, job: PitrJob, sink: ItemSink, 
     if (!o.estimate) {
       // One pitr job per cluster at a time: the chain record is read, extended and written back,
       // and pruning must not race another job's shipping.
-      await mkdir(join(s.spoolRoot, CHAIN_DIR), { recursive: true, mode: 0o750 });
+      await posixStorage.makeDirs(join(s.spoolRoot, CHAIN_DIR), { mode: 0o750 });
       const lockPath = chainPath.replace(/\.json$/, '.lock');
-      const unlock = await acquirePidLock(lockPath, {
+      const unlock = await acquireStoredPidLock(lockPath, {
         busy: (pid) =>
           new PgbaculaError('PREREQUISITE', `another pgbacula pitr job of cluster ${cluster} is running (process ${pid})`, {
             hint: 'Let it finish: Bacula can run the jobs of one cluster one after the other (Maximum Concurrent Jobs = 1 on the Job, or Allow Duplicate Jobs = no).',
@@ -380,7 +381,7 @@ async function baseJob(s: PitrSettings, job: PitrJob, sit: Situation, cluster: s
   const work = join(s.tmpdir, `pitr-${job.jobId}-${process.pid}`);
   // Also removes the work directories of backends that did not live to remove them (kill -9).
   await prepareTmpdir(s.tmpdir, log);
-  await mkdir(work, { recursive: true, mode: 0o700 });
+  await makeDirs(work, 0o700);
   // Removed by every exit path, a cancel (SIGUSR1 ends the process) included.
   registerScratch(work);
   try {
@@ -486,7 +487,7 @@ async function pruneSpool(s: PitrSettings, records: readonly ChainRecord[], refe
   let removed = 0;
   for (const v of victims) {
     try {
-      await unlink(v.path);
+      await posixStorage.removeFile(v.path);
       removed++;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') log.warning(`cannot prune ${v.path}: ${(e as Error).message}`);
@@ -497,7 +498,7 @@ async function pruneSpool(s: PitrSettings, records: readonly ChainRecord[], refe
     if (!/^[0-9A-F]{8}$/.test(tli)) continue;
     for (const f of await readdir(join(listing.dir, tli)).catch(() => [] as string[])) {
       const p = parseWalFileName(f, reference.walSegmentSize);
-      if (p?.kind === 'backup' && segmentNumberOfName(p, reference.walSegmentSize) < limit) await unlink(join(listing.dir, tli, f)).catch(() => undefined);
+      if (p?.kind === 'backup' && segmentNumberOfName(p, reference.walSegmentSize) < limit) await posixStorage.removeFile(join(listing.dir, tli, f)).catch(() => undefined);
     }
   }
   if (removed > 0) {

@@ -13,8 +13,8 @@
  * staged base backups go when the restore is done; the staged WAL stays while the server may
  * still read it (paused, shut down at the target, standby).
  */
-import { chownSync, existsSync, lstatSync, readdirSync, writeSync } from 'node:fs';
-import { chmod, mkdir, open, readdir, rename, rm, type FileHandle } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { getBool, getString, mergeParams, type ParamMap } from '../../config/params.js';
 import { PgbaculaError } from '../../errors.js';
@@ -32,6 +32,10 @@ import { serverBinDirFor } from '../../restore/server-binaries.js';
 import { pushWalFile } from '../../archive/push.js';
 import { walArchiveRoot } from '../../archive/layout.js';
 import type { RestoreLog } from '../dump/restore.js';
+import { giveTreeToSync, setMode } from '../../os/file-owner.js';
+import { NewFile } from '../../os/new-file.js';
+import { makeDir, makeDirs, removeTree } from '../../os/user-dirs.js';
+import { moveFile } from '../../os/user-files.js';
 
 /** How a Bacula restore names the server binaries (bconsole cannot pass CLI flags). */
 export const BACULA_BIN_DIR_OPTION =
@@ -80,7 +84,7 @@ export function placeItem(staging: string, namespacePath: string, type: RestoreE
 export class PitrRestoreTarget implements RestoreTarget {
   private readonly pgdataDir: string;
   private readonly staging: string;
-  private current: { placement: Placement; fh: FileHandle | undefined; tmp: string | undefined; bytes: number } | undefined;
+  private current: { placement: Placement; fh: NewFile | undefined; tmp: string | undefined; bytes: number } | undefined;
   private readonly walNames = new Set<string>();
   private readonly backupIds = new Set<string>();
   private files = 0;
@@ -119,10 +123,10 @@ export class PitrRestoreTarget implements RestoreTarget {
       });
     }
     this.targetBefore = !t.exists ? 'absent' : foreign.length === 0 ? 'empty' : undefined;
-    await rm(this.staging, { recursive: true, force: true });
+    await removeTree(this.staging);
     // Made exclusively (not mkdir -p): a name planted in between (a link) fails here instead of
     // being written through. Root-owned: only the WAL inside is handed to the server's user.
-    await mkdir(this.staging, { mode: 0o755 });
+    await makeDir(this.staging, 0o755);
     registerScratch(this.staging);
     await initRepository(this.staging);
     this.log.info(`staging the restored jobs in ${this.staging} (a repository; removed when the restore is done)`);
@@ -140,15 +144,15 @@ export class PitrRestoreTarget implements RestoreTarget {
       return 'restore';
     }
     if (placement.kind === 'dir') {
-      await mkdir(placement.path, { recursive: true, mode: 0o750 });
+      await makeDirs(placement.path, 0o750);
       this.current = { placement, fh: undefined, tmp: undefined, bytes: 0 };
       return 'restore';
     }
-    await mkdir(dirname(placement.path), { recursive: true, mode: 0o750 });
+    await makeDirs(dirname(placement.path), 0o750);
     // Written under a temporary name: a manifest marks its backup complete, a WAL file is
     // archived from incoming/ only when whole.
     const tmp = `${placement.path}.part`;
-    const fh = await open(tmp, 'w', 0o640);
+    const fh = await NewFile.create(tmp, 0o640);
     this.current = { placement, fh, tmp, bytes: 0 };
     return 'restore';
   }
@@ -156,8 +160,7 @@ export class PitrRestoreTarget implements RestoreTarget {
   async write(chunk: Uint8Array): Promise<void> {
     const c = this.current;
     if (!c?.fh) return;
-    let off = 0;
-    while (off < chunk.length) off += writeSync(c.fh.fd, chunk, off, chunk.length - off);
+    c.fh.appendSync(chunk);
     c.bytes += chunk.length;
   }
 
@@ -167,7 +170,7 @@ export class PitrRestoreTarget implements RestoreTarget {
     if (!c?.fh || !c.tmp) return;
     await c.fh.close();
     const p = c.placement as Exclude<Placement, { kind: 'ignore' | 'dir' }>;
-    await rename(c.tmp, p.path);
+    await moveFile(c.tmp, p.path);
     this.files++;
     this.bytes += c.bytes;
     if (p.kind === 'manifest') this.backupIds.add(p.backupId);
@@ -189,8 +192,8 @@ export class PitrRestoreTarget implements RestoreTarget {
       // empty or new pgdata_dir back as it was, so the same restore can simply be run again.
       let reset = '';
       if (!running && this.targetBefore) {
-        if (this.targetBefore === 'absent') await rm(this.pgdataDir, { recursive: true, force: true });
-        else for (const name of await readdir(this.pgdataDir).catch(() => [] as string[])) await rm(join(this.pgdataDir, name), { recursive: true, force: true });
+        if (this.targetBefore === 'absent') await removeTree(this.pgdataDir);
+        else for (const name of await readdir(this.pgdataDir).catch(() => [] as string[])) await removeTree(join(this.pgdataDir, name));
         reset = ` ${this.pgdataDir} is as it was before the restore (${this.targetBefore}).`;
       }
       throw forBacula(e, reset);
@@ -242,14 +245,14 @@ export class PitrRestoreTarget implements RestoreTarget {
       }
     }
     if (foreign) this.log.info(`${foreign} WAL segments of another system (an earlier cluster of this chain) were left out`);
-    await rm(incoming, { recursive: true, force: true });
+    await removeTree(incoming);
     const ids = complete.map((m) => m.backupId).join(', ');
     this.log.info(`received ${formatCount(this.files)} files (${formatBytes(this.bytes)}): base backup${complete.length === 1 ? '' : 's'} ${ids}; WAL ${segments ? `${first}..${last} (${segments} segments)` : 'none beyond the backups\' own'}`);
     const owner = resolveOwner(this.pgdataDir);
     // The server's user reads the staged WAL (restore_command); the staged base backups stay
     // root's, so nothing it does can change a file between its check and its move into place.
-    await chmod(this.staging, 0o755);
-    if (existsSync(join(this.staging, 'wal'))) chownTree(join(this.staging, 'wal'), owner.uid, owner.gid);
+    await setMode(this.staging, 0o755);
+    if (existsSync(join(this.staging, 'wal'))) giveTreeToSync(join(this.staging, 'wal'), owner);
     const result = await restoreFromRepository({
       repo: this.staging,
       params: mergeParams(this.s.params, new Map([['pg_bin_dir', binDir]])),
@@ -269,17 +272,17 @@ export class PitrRestoreTarget implements RestoreTarget {
   /** The staged base backups always go; the staged WAL stays while a server may read it. */
   private async cleanup(keepWal: boolean): Promise<void> {
     if (!keepWal) {
-      await rm(this.staging, { recursive: true, force: true });
+      await removeTree(this.staging);
       removeScratch(this.staging);
       return;
     }
-    await rm(join(this.staging, 'backups'), { recursive: true, force: true });
-    await rm(join(this.staging, 'incoming'), { recursive: true, force: true });
+    await removeTree(join(this.staging, 'backups'));
+    await removeTree(join(this.staging, 'incoming'));
     forgetScratch(this.staging);
     if (await readdir(join(this.staging, 'wal')).then((l) => l.length > 0, () => false)) {
       this.log.info(`the staged WAL stays in ${this.staging} while the restored server may still read it (restore_command); remove it once recovery has ended`);
     } else {
-      await rm(this.staging, { recursive: true, force: true });
+      await removeTree(this.staging);
     }
   }
 
@@ -302,16 +305,4 @@ function forBacula(e: unknown, reset: string): unknown {
   }
   if (!reset) return e;
   return new PgbaculaError(e.code, e.message, { hint: `${e.hint ? `${e.hint.replace(/\.?$/, '.')}` : ''}${reset}`, cause: e });
-}
-
-/** chown -R without following links. */
-function chownTree(dir: string, uid: number, gid: number): void {
-  chownSync(dir, uid, gid);
-  for (const e of readdirSync(dir)) {
-    const p = join(dir, e);
-    const st = lstatSync(p);
-    if (st.isSymbolicLink()) continue;
-    chownSync(p, uid, gid);
-    if (st.isDirectory()) chownTree(p, uid, gid);
-  }
 }

@@ -17,10 +17,11 @@
  * writable only through an ACL is refused — give the archiver ownership instead.
  */
 import { readFileSync } from 'node:fs';
-import { chown, lstat, stat } from 'node:fs/promises';
+import { lstat, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { PgbaculaError } from '../../errors.js';
 import { hex8 } from '../../wal/segment.js';
+import { giveTo } from '../../os/file-owner.js';
 
 /** The OS user that runs the server (and its archive_command): the owner of the data directory. */
 export interface Archiver {
@@ -136,6 +137,6 @@ export async function giveToSpoolOwner(spoolRoot: string, paths: readonly string
   for (const p of paths) {
     const s = await lstat(p).catch(() => undefined);
     if (!s || s.isSymbolicLink() || (s.uid === owner.uid && s.gid === owner.gid)) continue;
-    await chown(p, owner.uid, owner.gid);
+    await giveTo(p, owner);
   }
 }
