@@ -1,5 +1,5 @@
 import { PARAMETERS } from '../config/schema.js';
-import type { CommandContext } from './context.js';
+import type { CommandContext } from '../command/context.js';
 import { ok, type CommandResult } from './output.js';
 
 /**

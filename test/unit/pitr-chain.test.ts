@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import {
   chainRoot, contiguousFrom, findReference, planBaseWal, planWalJob, pruneLimit, retainRecords,
   type ChainRecord, type ServerNow, type SpoolSegment,
-} from '../../src/modes/pitr/chain.js';
+} from '../../src/command/bacula/pitr-chain.js';
 import { walSegmentName } from '../../src/wal/segment.js';
 
 const S = 16 * 1024 * 1024;

@@ -43,7 +43,7 @@ import { prepareTmpdir } from '../../os/tmpdir.js';
 import {
   CHAIN_FORMAT, lineageSegments, planBaseWal, planWalJob, pruneLimit, retainRecords, findReference,
   type BaculaLevel, type ChainFile, type ChainRecord, type ChainSegmentRef, type ServerNow, type SpoolSegment,
-} from './chain.js';
+} from '../../command/bacula/pitr-chain.js';
 
 export interface PitrSettings {
   readonly connection: ConnectionSettings;

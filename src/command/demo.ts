@@ -7,7 +7,7 @@ import { EXIT, PgbaculaError } from '../errors.js';
 import { findServerBinDirs, postgresOsUser, readPostmasterPid, runServerTool, type RunAs } from '../server/server-control.js';
 import { archiveCommandLine } from '../archive/spool.js';
 import type { CommandContext } from './context.js';
-import { ok, type CommandResult } from './output.js';
+import { ok, type CommandResult } from '../cli/output.js';
 import { freePort } from '../os/free-port.js';
 
 
@@ -42,7 +42,7 @@ export async function runDemo(ctx: CommandContext): Promise<CommandResult> {
       hint: 'Install postgresql (scripts/setup.sh does) or pass --pg-bin-dir.',
     });
   }
-  const { main } = await import('./main.js');
+  const { main } = await import('../cli/main.js');
   const user = await postgresOsUser();
   const dir = mkdtempSync(join(tmpdir(), 'pgbacula-demo-'));
   const pgdata = join(dir, 'pgdata');

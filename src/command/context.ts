@@ -5,8 +5,8 @@ import { resolveConnection, type ConnectionSettings, type Env } from '../config/
 import { getString, mergeParams, validateParams, type ParamMap } from '../config/params.js';
 import type { ParamScope } from '../config/schema.js';
 import type { JobLog } from '../item/job-log.js';
-import type { ParsedArgv } from './argv.js';
-import { stderrLog } from './stderr-log.js';
+import type { ParsedArgv } from '../cli/argv.js';
+import { stderrLog } from '../cli/stderr-log.js';
 
 /** Everything a command needs from argv, the config file and the environment. */
 export interface CommandContext {
