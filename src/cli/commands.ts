@@ -1,6 +1,7 @@
 import type { ParamScope } from '../config/schema.js';
 import type { CommandContext } from '../command/context.js';
-import type { CommandResult } from './output.js';
+import type { CommandResult } from '../command/result.js';
+import { BACKUP_COMMAND_SCOPES, RESTORE_COMMAND_SCOPES } from '../command/command-scopes.js';
 
 export interface CommandDef {
   readonly name: string;
@@ -30,7 +31,7 @@ export const COMMANDS: readonly CommandDef[] = [
     name: 'backup',
     summary: 'full physical backup (base backup + its WAL) into a local repository',
     usage: 'pgbacula backup --repo DIR [--pgdata DIR] [--compression-level N] [--parallel-jobs N] [connection flags]',
-    scopes: ['backup', 'connection', 'options'],
+    scopes: BACKUP_COMMAND_SCOPES,
     details:
       'Hot base backup through the non-exclusive backup API, every data page checksum verified in\n' +
       'flight, every file hashed; the WAL from start to stop is streamed over a temporary slot and\n' +
@@ -41,7 +42,7 @@ export const COMMANDS: readonly CommandDef[] = [
     name: 'restore',
     summary: 'restore a backup from a local repository and start it (six phases)',
     usage: 'pgbacula restore --repo DIR [--backup ID] --pgdata-dir DIR [--overwrite-existing] [--restore-port N] [--pg-bin-dir DIR]',
-    scopes: ['restore', 'options'],
+    scopes: RESTORE_COMMAND_SCOPES,
     details:
       'pre-check (empty target or overwrite_existing=true, no server running there, free space, same\n' +
       'major), lay-down (parallel, every file hash-checked), WAL setup, start as the directory owner\n' +

@@ -2,7 +2,7 @@ import { asPgbaculaError, EXIT, PgbaculaError } from '../errors.js';
 import { packageVersion } from '../version.js';
 import { GLOBAL_FLAGS, parseArgv, type ParsedArgv } from './argv.js';
 import { COMMANDS, findCommand, scopesFor, type CommandDef } from './commands.js';
-import { buildContext } from '../command/context.js';
+import { buildContext } from './context.js';
 import { renderError, renderResult } from './output.js';
 import { parameterHelpText } from './parameter-docs.js';
 

@@ -8,7 +8,7 @@ import { newBackupId } from '../repo/layout.js';
 import { acquireRepoLock } from '../repo/lock.js';
 import { RepoSink } from '../repo/repo-sink.js';
 import type { CommandContext } from './context.js';
-import { ok, type CommandResult } from '../cli/output.js';
+import { ok, type CommandResult } from './result.js';
 import { prepareTmpdir } from '../os/tmpdir.js';
 
 export function requireRepo(ctx: CommandContext): string {

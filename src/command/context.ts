@@ -4,13 +4,20 @@ import { PgbaculaError } from '../errors.js';
 import { resolveConnection, type ConnectionSettings, type Env } from '../config/connection.js';
 import { getString, mergeParams, validateParams, type ParamMap } from '../config/params.js';
 import type { ParamScope } from '../config/schema.js';
+import type { RawParam } from '../config/plugin-string.js';
 import type { JobLog } from '../item/job-log.js';
-import type { ParsedArgv } from '../cli/argv.js';
-import { stderrLog } from '../cli/stderr-log.js';
+
+/** The command line as src/cli/argv.ts parses it: flags that name things, positional words, parameters. */
+export interface CommandArgs {
+  readonly command: string | undefined;
+  readonly positional: readonly string[];
+  readonly params: readonly RawParam[];
+  readonly globals: Partial<Record<'repo' | 'pgdata' | 'backup' | 'staged' | 'config' | 'json' | 'help' | 'version', string | true>>;
+}
 
 /** Everything a command needs from argv, the config file and the environment. */
 export interface CommandContext {
-  readonly argv: ParsedArgv;
+  readonly argv: CommandArgs;
   readonly params: ParamMap;
   readonly config: ConfigFile | undefined;
   readonly env: Env;
@@ -21,12 +28,8 @@ export interface CommandContext {
   connection(): ConnectionSettings;
 }
 
-export interface LogTarget {
-  stderr(text: string): void;
-  readonly isTty?: boolean;
-}
-
-export function buildContext(argv: ParsedArgv, scopes: readonly ParamScope[], env: Env, target: LogTarget = { stderr: () => undefined }): CommandContext {
+/** The context of one command: its flags validated for `scopes`, merged over pgbacula.conf. */
+export function buildContext(argv: CommandArgs, scopes: readonly ParamScope[], env: Env, log: JobLog): CommandContext {
   const flags = validateParams(argv.params, scopes, 'cli');
   const explicit = typeof argv.globals.config === 'string' ? argv.globals.config : getString(flags, 'config');
   const path = explicit ?? (existsSync(DEFAULT_CONFIG_PATH) ? DEFAULT_CONFIG_PATH : undefined);
@@ -50,7 +53,7 @@ export function buildContext(argv: ParsedArgv, scopes: readonly ParamScope[], en
     config,
     env,
     json: argv.globals.json === true,
-    log: stderrLog((t) => target.stderr(t), target.isTty === true),
+    log,
     // A steady interval for long work; PGBACULA_PROGRESS_SECONDS=0 turns progress lines off.
     progressIntervalMs: env.PGBACULA_PROGRESS_SECONDS !== undefined ? Number(env.PGBACULA_PROGRESS_SECONDS) * 1000 : 10_000,
     connection() {

@@ -2,7 +2,7 @@ import { formatBytes } from '../item/job-log.js';
 import { restoreFromRepository } from '../restore/repo-restore.js';
 import { requireRepo } from './backup.js';
 import type { CommandContext } from './context.js';
-import { ok, type CommandResult } from '../cli/output.js';
+import { ok, type CommandResult } from './result.js';
 
 /** `pgbacula restore --repo DIR --pgdata-dir DIR`: the six phases, to consistency or a point in time. */
 export async function runRestoreCommand(ctx: CommandContext): Promise<CommandResult> {

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { asPgbaculaError, EXIT, PgbaculaError } from '../errors.js';
 import { fetchWalFile, listArchivedSystems, type FetchResult } from '../archive/spool.js';
 import type { CommandContext } from './context.js';
-import { ok, type CommandResult } from '../cli/output.js';
+import { ok, type CommandResult } from './result.js';
 import { pushingDataDirectory, walTarget } from './wal-target.js';
 
 /**

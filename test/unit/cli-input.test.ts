@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { parseArgv } from '../../src/cli/argv.js';
 import { pgbaculaJobs } from '../../src/command/bacula/jobs.js';
 import type { JobContext } from '../../src/bacula/conversation.js';
-import { buildContext } from '../../src/command/context.js';
+import { buildContext } from '../../src/cli/context.js';
 import { getString, validateParams } from '../../src/config/params.js';
 import { parsePluginString } from '../../src/config/plugin-string.js';
 import { findParameter } from '../../src/config/schema.js';

@@ -16,7 +16,7 @@ import { serializePacket } from '../../bacula/packet.js';
 import { killAllToolsNow, stopAllTools } from '../../server/tool-process.js';
 import { removeAllScratchNow } from '../../pipeline/scratch-dirs.js';
 import type { CommandContext } from '../context.js';
-import type { CommandResult } from '../../cli/output.js';
+import type { CommandResult } from '../result.js';
 import { pgbaculaJobs } from './jobs.js';
 
 /** Progress lines in the Bacula job log: every 30 s unless PGBACULA_PROGRESS_SECONDS says otherwise (0 = none). */
