@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import type pg from 'pg';
 import { describeEndpoint, type ConnectionSettings } from '../../config/connection.js';
 import { PgbaculaError } from '../../errors.js';
-import { checkToolsCanDump, findClientTools, toolConninfo, toolEnvironment, type ClientTools } from '../../server/client-tools.js';
+import { checkToolsCanDump, findClientTools, toolConninfo, toolEnvironment } from '../../server/client-tools.js';
 import { openSession } from '../../server/session.js';
 import { startTool, succeeded, toolFailure, warningRelay, type ToolProcess } from '../../server/tool-process.js';
 import { isSupportedMajor, majorOf } from '../../pg/versions.js';
@@ -29,27 +29,11 @@ import {
 } from './layout.js';
 import { pgDumpArgs, type DumpSettings } from './settings.js';
 import { emitStagedDirectory, stageDirectoryDump } from './parallel-dump.js';
+import type { DumpDatabase, DumpPlan, DumpRunContext, DumpTools } from './plan.js';
 import { prepareTmpdir } from '../../os/tmpdir.js';
 
 /** Size of an item whose length is not known before its data (a streamed archive). */
 export const SIZE_NOT_KNOWN = -1;
-
-export interface DumpDatabase {
-  readonly name: string;
-  /** pg_database_size: what estimates report (a dump is usually smaller). */
-  readonly sizeBytes: number;
-}
-
-export interface DumpPlan {
-  readonly settings: DumpSettings;
-  readonly connection: ConnectionSettings;
-  readonly tools: ClientTools;
-  readonly cluster: string;
-  readonly systemIdentifier: string | null;
-  readonly server: { readonly version: string; readonly major: number; readonly role: 'primary' | 'standby' };
-  readonly databases: readonly DumpDatabase[];
-  readonly tablespaces: DumpManifest['tablespaces'];
-}
 
 function clusterNameFallback(c: ConnectionSettings): string {
   return `${c.host.replace(/^\/+/, '').replace(/[/:]/g, '_')}_${c.port}`;
@@ -141,29 +125,8 @@ export async function planDump(settings: DumpSettings, connection: ConnectionSet
   }
 }
 
-export interface DumpRunContext {
-  /** The job's name in paths: Bacula's JobId. */
-  readonly job: string;
-  /** F, I or D. */
-  readonly level: string;
-  readonly log: JobLog;
-  readonly signal: AbortSignal;
-  /** Headers only, sizes estimated (Bacula estimate). */
-  readonly estimate: boolean;
-  readonly progressIntervalMs: number;
-  readonly env?: Readonly<Record<string, string | undefined>>;
-}
-
 function cancelled(): PgbaculaError {
   return new PgbaculaError('CANCELLED', 'the dump was canceled');
-}
-
-/** Helpers shared with parallel-dump.ts. */
-export interface DumpTools {
-  readonly plan: DumpPlan;
-  readonly ctx: DumpRunContext;
-  readonly env: Record<string, string>;
-  conninfo(database: string): string;
 }
 
 function dumpTools(plan: DumpPlan, ctx: DumpRunContext): DumpTools {
