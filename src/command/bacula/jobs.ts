@@ -18,9 +18,10 @@ import { levelName } from '../../bacula/job-info.js';
 import { findClientTools } from '../../server/client-tools.js';
 import { openSession } from '../../server/session.js';
 import type { RestoreTarget } from '../../item/restore-target.js';
-import { encodeName } from '../../modes/dump/layout.js';
+import { encodeName } from '../../format/path-name.js';
 import { ServerRestoreTarget } from '../../modes/dump/restore.js';
 import { filesRestoreTarget, releaseJobResources } from './common.js';
+import { backupKindOf } from './levels.js';
 import { dumpSettings } from '../../modes/dump/settings.js';
 import { planDump, runDump } from '../../modes/dump/dump.js';
 import { PitrPluginJob } from './pitr-job.js';
@@ -120,7 +121,7 @@ class DumpPluginJob implements PluginJob {
     return (sink) =>
       runDump(plan, sink, {
         job: String(this.ctx.job.jobId),
-        level: this.ctx.job.level ?? 'F',
+        kind: backupKindOf(this.ctx.job.level),
         log: this.ctx.log,
         signal: this.ctx.signal,
         estimate: kind === 'estimate',

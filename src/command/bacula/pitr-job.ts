@@ -8,7 +8,7 @@ import { getBool, getInt, getList, getString, mergeParams, type ParamMap } from 
 import { formatParamValue } from '../../config/values.js';
 import { PgbaculaError } from '../../errors.js';
 import type { ItemProducer, JobContext, PluginJob, QueryAnswer } from '../../bacula/conversation.js';
-import { encodeName } from '../../modes/dump/layout.js';
+import { encodeName } from '../../format/path-name.js';
 import { runPitrJob, type PitrSettings } from '../../modes/pitr/pitr.js';
 import { PitrRestoreTarget } from '../../modes/pitr/restore.js';
 import { openSession } from '../../server/session.js';

@@ -21,10 +21,12 @@ import { openSession } from '../../server/session.js';
 import { startTool, succeeded, toolFailure, warningRelay, type ToolProcess } from '../../server/tool-process.js';
 import { isSupportedMajor, majorOf } from '../../pg/versions.js';
 import type { ItemHeader, ItemSink } from '../../item/item.js';
+import { encodeName } from '../../format/path-name.js';
+import { backupKindName } from '../../item/backup-kind.js';
 import { formatBytes, ProgressTracker, type JobLog } from '../../item/job-log.js';
 import { registerScratch, removeScratch } from '../../pipeline/scratch-dirs.js';
 import {
-  archiveName, dumpJobDir, DUMP_MANIFEST_FORMAT, DUMP_MANIFEST_VERSION, encodeName, GLOBALS_FILE, MANIFEST_FILE,
+  archiveName, dumpJobDir, DUMP_MANIFEST_FORMAT, DUMP_MANIFEST_VERSION, GLOBALS_FILE, MANIFEST_FILE, MANIFEST_LEVEL,
   type DumpManifest,
 } from './layout.js';
 import { pgDumpArgs, type DumpSettings } from './settings.js';
@@ -267,7 +269,7 @@ function manifestOf(plan: DumpPlan, ctx: DumpRunContext, compressed: boolean): D
     cluster: plan.cluster,
     systemIdentifier: plan.systemIdentifier,
     job: ctx.job,
-    level: ctx.level,
+    level: MANIFEST_LEVEL[ctx.kind],
     startedAt: new Date().toISOString(),
     server: { version: plan.server.version, major: plan.server.major, endpoint: describeEndpoint(plan.connection), role: plan.server.role },
     pgDump: { version: plan.tools.version, major: plan.tools.major },
@@ -305,12 +307,12 @@ export async function runDump(plan: DumpPlan, sink: ItemSink, ctx: DumpRunContex
   const t = dumpTools(plan, ctx);
   const t0 = Date.now();
   log.info(
-    `starting ${s.mode} backup (${ctx.level === 'F' ? 'Full' : ctx.level === 'I' ? 'Incremental' : 'Differential'}) of ${plan.databases.length} database${plan.databases.length === 1 ? '' : 's'}: ` +
+    `starting ${s.mode} backup (${backupKindName(ctx.kind)}) of ${plan.databases.length} database${plan.databases.length === 1 ? '' : 's'}: ` +
       `${plan.databases.map((d) => d.name).join(', ')} (PG ${plan.server.version} on ${describeEndpoint(plan.connection)}${plan.server.role === 'standby' ? ', standby' : ''}; ` +
       `pg_dump ${plan.tools.version}, format ${s.format}${s.format === 'directory' ? `, ${s.jobs} job${s.jobs === 1 ? '' : 's'}` : ''}, compression ${s.compressionLevel}${s.includeBlobs ? '' : ', without large objects'})`,
   );
-  if (ctx.level === 'I' || ctx.level === 'D') {
-    log.info(`${ctx.level === 'I' ? 'Incremental' : 'Differential'} level requested: ${s.mode} always takes a full dump of every database (a logical dump has no increments)`);
+  if (ctx.kind !== 'full') {
+    log.info(`${backupKindName(ctx.kind)} level requested: ${s.mode} always takes a full dump of every database (a logical dump has no increments)`);
   }
 
   await emitBuffer(sink, `${dir}/${MANIFEST_FILE}`, manifestBytes, now);

@@ -3,6 +3,7 @@
  * steps share; dump.ts and parallel-dump.ts both use these.
  */
 import type { ConnectionSettings } from '../../config/connection.js';
+import type { BackupKind } from '../../item/backup-kind.js';
 import type { JobLog } from '../../item/job-log.js';
 import type { ClientTools } from '../../server/client-tools.js';
 import type { DumpManifest } from './layout.js';
@@ -28,8 +29,8 @@ export interface DumpPlan {
 export interface DumpRunContext {
   /** The job's name in paths: Bacula's JobId. */
   readonly job: string;
-  /** F, I or D. */
-  readonly level: string;
+  /** What the job asked for (a dump is always whole; the manifest records what was asked). */
+  readonly kind: BackupKind;
   readonly log: JobLog;
   readonly signal: AbortSignal;
   /** Headers only, sizes estimated (Bacula estimate). */

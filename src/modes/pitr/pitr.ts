@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import type { ConnectionSettings } from '../../config/connection.js';
 import { PgbaculaError } from '../../errors.js';
 import { levelName } from '../../bacula/job-info.js';
-import { encodeName } from '../dump/layout.js';
+import { encodeName } from '../../format/path-name.js';
 import { runBaseBackup } from './base-backup.js';
 import { ReplicationConnection } from '../../server/replication.js';
 import { openSession } from '../../server/session.js';

@@ -30,7 +30,7 @@ import { parseWalFileName } from '../../wal/segment.js';
 import { majorOf } from '../../pg/versions.js';
 import { serverBinDirFor } from '../../restore/server-binaries.js';
 import { pushWalFile, walArchiveRoot } from '../../archive/spool.js';
-import type { RestoreLog } from '../dump/restore.js';
+import type { RestoreLog } from '../../restore/file-target.js';
 
 /** How a Bacula restore names the server binaries (bconsole cannot pass CLI flags). */
 export const BACULA_BIN_DIR_OPTION =
