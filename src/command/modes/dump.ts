@@ -11,12 +11,48 @@ import { findClientTools } from '../../server/client-tools.js';
 import { openSession } from '../../server/session.js';
 import { planDump, runDump } from '../../modes/dump/dump.js';
 import { ServerRestoreTarget, type ServerRestoreSettings } from '../../modes/dump/restore.js';
-import { dumpSettings, type DumpSettings } from '../../modes/dump/settings.js';
+import type { DumpFormat } from '../../modes/dump/layout.js';
+import type { DumpSettings } from '../../modes/dump/settings.js';
 import { backupKindOf } from '../bacula/levels.js';
 import type { BackendSettings, ModeEntry, SourceSettings } from '../mode-entry.js';
 
 /** Restore parameters that only mean something for physical restores. */
 const PHYSICAL_RESTORE_ONLY = ['target_time', 'target_lsn', 'target_xid', 'target_name', 'pgdata_dir', 'recovery_target_action', 'recreate_replication_slots', 'recreate_subscriptions', 'restore_as_standby', 'primary_conninfo', 'skip_wal_replay', 'restore_port'];
+
+/** Settings from validated parameters; refuses combinations pg_dump would refuse later. */
+export function dumpSettings(params: ParamMap): DumpSettings {
+  const mode = getString(params, 'mode') === 'parallel_dump' ? 'parallel_dump' : 'dump';
+  let format = getString(params, 'dump_format') as DumpFormat;
+  if (mode === 'parallel_dump') {
+    if (params.has('dump_format') && format !== 'directory') {
+      throw new PgbaculaError('PARAM_INVALID', `parameter dump_format=${format} does not go with mode=parallel_dump`, {
+        hint: 'parallel_dump always writes directory archives (pg_dump -Fd -j parallel_jobs): remove dump_format, or use mode=dump for custom, tar or plain.',
+      });
+    }
+    format = 'directory';
+  }
+  const compressionLevel = getInt(params, 'compression_level');
+  if (format === 'tar' && compressionLevel > 0) {
+    throw new PgbaculaError('PARAM_INVALID', `parameter compression_level=${compressionLevel} does not go with dump_format=tar`, {
+      hint: 'pg_dump cannot compress tar archives: use compression_level=0 (Bacula compresses) or dump_format=custom or directory.',
+    });
+  }
+  const databases = getList(params, 'database').filter((d) => d !== '*');
+  const listed = getList(params, 'database');
+  return {
+    mode,
+    format,
+    compressionLevel,
+    includeBlobs: getBool(params, 'include_blobs'),
+    jobs: mode === 'parallel_dump' ? getInt(params, 'parallel_jobs') : 1,
+    tmpdir: getString(params, 'tmpdir')!,
+    databases: listed.includes('*') ? [] : databases,
+    excludeDatabases: getList(params, 'exclude_database'),
+    backupFromStandby: getBool(params, 'backup_from_standby'),
+    cluster: params.has('cluster') ? getString(params, 'cluster') : undefined,
+    pgBinDir: params.has('pg_bin_dir') ? getString(params, 'pg_bin_dir') : undefined,
+  };
+}
 
 type DumpRestoreSettings = Omit<ServerRestoreSettings, 'job'>;
 
