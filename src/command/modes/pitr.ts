@@ -16,6 +16,10 @@ import { runPitrChainJob } from '../bacula/pitr-chain-job.js';
 import type { BackendSettings, ModeEntry, SourceSettings } from '../mode-entry.js';
 import { recoveryTargetOf, restoreOptionsOf } from '../restore-settings.js';
 
+/** How a Bacula restore names the server binaries (bconsole cannot pass CLI flags). */
+export const BACULA_BIN_DIR_OPTION =
+  "with the restore's Plugin Option pg_bin_dir=/usr/lib/postgresql/<major>/bin (bconsole: restore … → mod → Plugin Options), or pg_bin_dir in the FileSet's Plugin string or in [options] of pgbacula.conf on the client";
+
 /** Parameters that mean something for dump modes only. */
 const DUMP_ONLY = ['database', 'exclude_database', 'dump_format', 'include_blobs', 'target_database'];
 
@@ -95,7 +99,7 @@ export const PITR_ENTRY: ModeEntry<PitrSettings, RestoreOptions> = {
   },
 
   async restore(job) {
-    const target = new PitrRestoreTarget({ options: job.restoreSettings(), jobId: job.ctx.job.jobId, progressIntervalMs: job.backend.progressIntervalMs }, job.ctx.log);
+    const target = new PitrRestoreTarget({ options: job.restoreSettings(), binDirHint: BACULA_BIN_DIR_OPTION, jobId: job.ctx.job.jobId, progressIntervalMs: job.backend.progressIntervalMs }, job.ctx.log);
     await target.prepare();
     return target;
   },

@@ -31,12 +31,10 @@ import { serverBinDirFor } from '../../restore/server-binaries.js';
 import { pushWalFile, walArchiveRoot } from '../../archive/spool.js';
 import type { RestoreLog } from '../../restore/file-target.js';
 
-/** How a Bacula restore names the server binaries (bconsole cannot pass CLI flags). */
-export const BACULA_BIN_DIR_OPTION =
-  "with the restore's Plugin Option pg_bin_dir=/usr/lib/postgresql/<major>/bin (bconsole: restore … → mod → Plugin Options), or pg_bin_dir in the FileSet's Plugin string or in [options] of pgbacula.conf on the client";
-
 export interface PitrRestoreSettings {
   readonly options: RestoreOptions;
+  /** How the operator names the server binaries where this restore runs (the hint when none are found). */
+  readonly binDirHint: string;
   readonly jobId: number;
   readonly progressIntervalMs: number;
 }
@@ -216,7 +214,7 @@ export class PitrRestoreTarget implements RestoreTarget {
     const chosen = pickBaseBackup(complete, this.s.options.target, 'the restored Bacula jobs');
     // The server binaries before any work: the hint names the Plugin Option, the one place a
     // bconsole restore can name them (the CLI's --pg-bin-dir does not exist here).
-    const binDir = serverBinDirFor(majorOf(chosen.pgVersionNum), this.s.options.pgBinDir, BACULA_BIN_DIR_OPTION);
+    const binDir = serverBinDirFor(majorOf(chosen.pgVersionNum), this.s.options.pgBinDir, this.s.binDirHint);
     const systemId = chosen.systemIdentifier;
     let segments = 0;
     let foreign = 0;
