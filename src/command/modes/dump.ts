@@ -1,6 +1,6 @@
 /**
  * Modes `dump` and `parallel_dump` in the registry: settings from the parameters
- * (src/modes/dump/settings.ts checks them together), the dump as a source of items, the
+ * (read and checked together here, the one place), the dump as a source of items, the
  * databases for `.ls` and `.query`, and the restore into a server.
  */
 import { resolveConnection } from '../../config/connection.js';

@@ -1,5 +1,5 @@
 /**
- * Restore of dump backups: the items of a dump job (dump-layout.ts) arriving from a restore
+ * Restore of dump backups: the items of a dump job (layout.ts) arriving from a restore
  * source (the Bacula FD) go either
  *
  * - to files (Bacula `where=/dir`): every archive written as the file it was, under the restore
