@@ -16,3 +16,11 @@ export const MODES_HINT = 'Use mode=pitr (base backups + WAL, point-in-time rest
 export function modeEntry(name: string): ModeEntry | undefined {
   return MODES.find((m) => m.name === name);
 }
+
+/**
+ * The restore_mode that restores a mode's backups. A mode without an entry (not available in this
+ * version) counts as a dump here, so that its refusal names the mode rather than restore_mode.
+ */
+export function restoreModeOf(name: string): 'dump' | 'pitr' {
+  return modeEntry(name)?.restoreMode ?? 'dump';
+}

@@ -13,7 +13,7 @@ import { PgbaculaError } from '../../errors.js';
 import type { JobFactory } from '../../bacula/conversation.js';
 import { levelName } from '../../bacula/job-info.js';
 import type { BackendSettings } from '../mode-entry.js';
-import { modeEntry, MODES_HINT } from '../modes.js';
+import { modeEntry, MODES_HINT, restoreModeOf } from '../modes.js';
 import { ModePluginJob } from './plugin-job.js';
 
 const BACKUP_SCOPES: readonly ParamScope[] = ['backup', 'connection', 'options', 'protocol'];
@@ -57,7 +57,7 @@ export function pgbaculaJobs(settings: BackendSettings): JobFactory {
       const entry = modeEntry(mode);
       if (restore) {
         const restoreMode = getString(params, 'restore_mode')!;
-        if (restoreMode !== 'auto' && restoreMode !== (entry?.restoreMode ?? 'dump')) {
+        if (restoreMode !== 'auto' && restoreMode !== restoreModeOf(mode)) {
           throw new PgbaculaError('PARAM_INVALID', `restore_mode=${restoreMode} cannot restore this backup: it was made with mode=${mode}`, {
             hint: 'Leave restore_mode=auto (the mode is read from the backup).',
           });
