@@ -50,7 +50,7 @@ export interface PitrSettings {
   readonly compress: boolean;
   readonly backupFromStandby: boolean;
   readonly excludeTablespaces: readonly string[];
-  /** pitr_label: 'auto' → pgbacula_<backup-id>. */
+  /** pitr_label as given: 'auto' leaves the label to the caller (bacula_<jobid>, pgbacula_<backup-id>). */
   readonly label: string;
   readonly parallelJobs: number;
   readonly progressIntervalMs: number;
