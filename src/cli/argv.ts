@@ -3,6 +3,7 @@ import { PgbaculaError } from '../errors.js';
 import { closestName } from '../config/params.js';
 import { findParameter, PARAMETERS } from '../config/schema.js';
 import type { RawParam } from '../config/plugin-string.js';
+import type { CommandArgs } from '../command/context.js';
 
 /** Flags that are not parameters: they name things the command works on or how it prints. */
 export const GLOBAL_FLAGS = {
@@ -18,12 +19,7 @@ export const GLOBAL_FLAGS = {
 
 export type GlobalFlag = keyof typeof GLOBAL_FLAGS;
 
-export interface ParsedArgv {
-  readonly command: string | undefined;
-  readonly positional: readonly string[];
-  readonly params: readonly RawParam[];
-  readonly globals: Partial<Record<GlobalFlag, string | true>>;
-}
+export type ParsedArgv = CommandArgs;
 
 const kebabToSnake = (s: string) => s.replace(/-/g, '_');
 const snakeToKebab = (s: string) => s.replace(/_/g, '-');
@@ -49,7 +45,7 @@ function unknownFlag(name: string): PgbaculaError {
 export function parseArgv(argv: readonly string[]): ParsedArgv {
   const positional: string[] = [];
   const params: RawParam[] = [];
-  const globals: ParsedArgv['globals'] = {};
+  const globals: { -readonly [K in keyof ParsedArgv['globals']]: ParsedArgv['globals'][K] } = {};
   let command: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;

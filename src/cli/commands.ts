@@ -1,6 +1,7 @@
 import type { ParamScope } from '../config/schema.js';
-import type { CommandContext } from './context.js';
-import type { CommandResult } from './output.js';
+import type { CommandContext } from '../command/context.js';
+import type { CommandResult } from '../command/result.js';
+import { BACKUP_COMMAND_SCOPES, RESTORE_COMMAND_SCOPES } from '../command/command-scopes.js';
 
 export interface CommandDef {
   readonly name: string;
@@ -24,30 +25,30 @@ export const COMMANDS: readonly CommandDef[] = [
       'WAL senders and slots, the privileges of the connecting role, and whether a replication\n' +
       'connection is accepted; then, per mode, every missing prerequisite with the exact fix.\n' +
       'With --mode, exits 1 when that mode is not ready.',
-    run: async (ctx) => (await import('./check.js')).runCheck(ctx),
+    run: async (ctx) => (await import('../command/check.js')).runCheck(ctx),
   },
   {
     name: 'backup',
     summary: 'full physical backup (base backup + its WAL) into a local repository',
     usage: 'pgbacula backup --repo DIR [--pgdata DIR] [--compression-level N] [--parallel-jobs N] [connection flags]',
-    scopes: ['backup', 'connection', 'options'],
+    scopes: BACKUP_COMMAND_SCOPES,
     details:
       'Hot base backup through the non-exclusive backup API, every data page checksum verified in\n' +
       'flight, every file hashed; the WAL from start to stop is streamed over a temporary slot and\n' +
       'stored with the backup, so it restores on its own. Exit 4 when checksum failures were found.',
-    run: async (ctx) => (await import('./backup.js')).runBackupCommand(ctx),
+    run: async (ctx) => (await import('../command/backup.js')).runBackupCommand(ctx),
   },
   {
     name: 'restore',
     summary: 'restore a backup from a local repository and start it (six phases)',
     usage: 'pgbacula restore --repo DIR [--backup ID] --pgdata-dir DIR [--overwrite-existing] [--restore-port N] [--pg-bin-dir DIR]',
-    scopes: ['restore', 'options'],
+    scopes: RESTORE_COMMAND_SCOPES,
     details:
       'pre-check (empty target or overwrite_existing=true, no server running there, free space, same\n' +
       'major), lay-down (parallel, every file hash-checked), WAL setup, start as the directory owner\n' +
       'until consistent, topology, verify (SELECT 1 and every page checksum). Re-running an\n' +
       'interrupted restore into the same directory resumes it.',
-    run: async (ctx) => (await import('./restore.js')).runRestoreCommand(ctx),
+    run: async (ctx) => (await import('../command/restore.js')).runRestoreCommand(ctx),
   },
   {
     name: 'verify',
@@ -59,14 +60,14 @@ export const COMMANDS: readonly CommandDef[] = [
       '--pgdata: every data page of every relation file, online (torn pages under concurrent writes are\n' +
       're-read, not reported) or offline; exit 4 when a checksum fails. --repo: every stored file present\n' +
       'and equal to its manifest hash, and the WAL from start to stop present; exit 1 when damaged.',
-    run: async (ctx) => (await import('./verify.js')).runVerifyCommand(ctx),
+    run: async (ctx) => (await import('../command/verify.js')).runVerifyCommand(ctx),
   },
   {
     name: 'info',
     summary: 'list the backups of a local repository with state, sizes and LSN range',
     usage: 'pgbacula info --repo DIR [--json]',
     scopes: [],
-    run: async (ctx) => (await import('./info.js')).runInfoCommand(ctx),
+    run: async (ctx) => (await import('../command/info.js')).runInfoCommand(ctx),
   },
   {
     name: 'wal-push',
@@ -80,7 +81,7 @@ export const COMMANDS: readonly CommandDef[] = [
       'addresses), and for timeline N > 1 the N.history file must be archived (it is taken from pg_wal\n' +
       'when missing). An identical copy already archived is success; different bytes under an existing\n' +
       'segment or history name are refused (exit 1). Silent on success.',
-    run: async (ctx) => (await import('./wal-push.js')).runWalPushCommand(ctx),
+    run: async (ctx) => (await import('../command/wal-push.js')).runWalPushCommand(ctx),
   },
   {
     name: 'wal-fetch',
@@ -94,7 +95,7 @@ export const COMMANDS: readonly CommandDef[] = [
       'served: a damaged, foreign or unreadable file, or a wrong command line, exits 200 with the reason —\n' +
       'PostgreSQL stops recovery on a status above 125 instead of promoting without that WAL.\n' +
       '--staged DIR: a backup\'s own WAL (pgbacula restore stages it), served when the archive lacks a file.',
-    run: async (ctx) => (await import('./wal-fetch.js')).runWalFetchCommand(ctx),
+    run: async (ctx) => (await import('../command/wal-fetch.js')).runWalFetchCommand(ctx),
   },
   {
     name: 'wal-receive',
@@ -108,14 +109,14 @@ export const COMMANDS: readonly CommandDef[] = [
       'files are archived before their timeline, a promotion upstream is followed to the new timeline,\n' +
       'lost connections are retried with backoff. --synchronous-receive reports each write as flushed\n' +
       'once fsynced: list its application_name in synchronous_standby_names. Stops on SIGTERM/SIGINT.',
-    run: async (ctx) => (await import('./wal-receive.js')).runWalReceiveCommand(ctx),
+    run: async (ctx) => (await import('../command/wal-receive.js')).runWalReceiveCommand(ctx),
   },
   {
     name: 'bench',
     summary: 'measure the read / verify / hash / compress pipeline on a data directory, stage by stage',
     usage: 'pgbacula bench --pgdata DIR [--parallel-jobs N] [--json]',
     scopes: ['options'],
-    run: async (ctx) => (await import('./bench.js')).runBenchCommand(ctx),
+    run: async (ctx) => (await import('../command/bench.js')).runBenchCommand(ctx),
   },
   {
     name: 'demo',
@@ -123,7 +124,7 @@ export const COMMANDS: readonly CommandDef[] = [
     usage: 'pgbacula demo [--pg-bin-dir DIR] [--json]',
     scopes: ['options'],
     details: 'Uses the newest PostgreSQL under /usr/lib/postgresql unless --pg-bin-dir names one.',
-    run: async (ctx) => (await import('./demo.js')).runDemo(ctx),
+    run: async (ctx) => (await import('../command/demo.js')).runDemo(ctx),
   },
   {
     name: 'backend',
@@ -134,7 +135,7 @@ export const COMMANDS: readonly CommandDef[] = [
     details:
       'Not for interactive use: the FD starts it through a launcher script (BACKEND_CMD cannot carry\n' +
       'arguments), e.g. #!/bin/sh + exec node --no-warnings /usr/lib/pgbacula/bin/pgbacula.js backend.',
-    run: async (ctx) => (await import('./backend.js')).runBackend(ctx),
+    run: async (ctx) => (await import('../command/bacula/backend.js')).runBackend(ctx),
   },
   {
     name: 'shim-params',

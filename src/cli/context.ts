@@ -1,61 +1,15 @@
-import { existsSync } from 'node:fs';
-import { DEFAULT_CONFIG_PATH, loadConfigFile, type ConfigFile } from '../config/config-file.js';
-import { PgbaculaError } from '../errors.js';
-import { resolveConnection, type ConnectionSettings, type Env } from '../config/connection.js';
-import { getString, mergeParams, validateParams, type ParamMap } from '../config/params.js';
+import type { Env } from '../config/connection.js';
 import type { ParamScope } from '../config/schema.js';
-import type { JobLog } from '../item/job-log.js';
+import { buildContext as commandContext, type CommandContext } from '../command/context.js';
 import type { ParsedArgv } from './argv.js';
 import { stderrLog } from './stderr-log.js';
-
-/** Everything a command needs from argv, the config file and the environment. */
-export interface CommandContext {
-  readonly argv: ParsedArgv;
-  readonly params: ParamMap;
-  readonly config: ConfigFile | undefined;
-  readonly env: Env;
-  readonly json: boolean;
-  /** Operator lines and progress (stderr for the CLI). */
-  readonly log: JobLog;
-  readonly progressIntervalMs: number;
-  connection(): ConnectionSettings;
-}
 
 export interface LogTarget {
   stderr(text: string): void;
   readonly isTty?: boolean;
 }
 
+/** The command's context, its job log on stderr. */
 export function buildContext(argv: ParsedArgv, scopes: readonly ParamScope[], env: Env, target: LogTarget = { stderr: () => undefined }): CommandContext {
-  const flags = validateParams(argv.params, scopes, 'cli');
-  const explicit = typeof argv.globals.config === 'string' ? argv.globals.config : getString(flags, 'config');
-  const path = explicit ?? (existsSync(DEFAULT_CONFIG_PATH) ? DEFAULT_CONFIG_PATH : undefined);
-  let config: ConfigFile | undefined;
-  try {
-    config = path === undefined ? undefined : loadConfigFile(path);
-  } catch (e) {
-    // archive_command and restore_command run as the server's user, who may not read the FD's
-    // pgbacula.conf; when their archive is named on the command line they need nothing from it,
-    // and failing would stall archiving (pg_wal fills) or recovery for a file they do not use.
-    const archiveNamed = typeof argv.globals.repo === 'string' || flags.has('wal_spool');
-    const unreadable = e instanceof PgbaculaError && (e.cause as NodeJS.ErrnoException | undefined)?.code === 'EACCES';
-    if (!(explicit === undefined && unreadable && archiveNamed && (argv.command === 'wal-push' || argv.command === 'wal-fetch'))) throw e;
-    config = undefined;
-  }
-  const params = config ? mergeParams(config.connection, config.options, flags) : flags;
-  let connection: ConnectionSettings | undefined;
-  return {
-    argv,
-    params,
-    config,
-    env,
-    json: argv.globals.json === true,
-    log: stderrLog((t) => target.stderr(t), target.isTty === true),
-    // A steady interval for long work; PGBACULA_PROGRESS_SECONDS=0 turns progress lines off.
-    progressIntervalMs: env.PGBACULA_PROGRESS_SECONDS !== undefined ? Number(env.PGBACULA_PROGRESS_SECONDS) * 1000 : 10_000,
-    connection() {
-      connection ??= resolveConnection(params, env);
-      return connection;
-    },
-  };
+  return commandContext(argv, scopes, env, stderrLog((t) => target.stderr(t), target.isTty === true));
 }

@@ -4,7 +4,7 @@ import { GLOBAL_FLAGS, parseArgv, type ParsedArgv } from './argv.js';
 import { COMMANDS, findCommand, scopesFor, type CommandDef } from './commands.js';
 import { buildContext } from './context.js';
 import { renderError, renderResult } from './output.js';
-import { parameterHelpText } from './parameter-docs.js';
+import { parameterHelpText } from '../config/parameter-docs.js';
 
 export interface Io {
   stdout(text: string): void;

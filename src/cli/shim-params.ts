@@ -1,6 +1,6 @@
 import { PARAMETERS } from '../config/schema.js';
-import type { CommandContext } from './context.js';
-import { ok, type CommandResult } from './output.js';
+import type { CommandContext } from '../command/context.js';
+import { ok, type CommandResult } from '../command/result.js';
 
 /**
  * The FD refuses a restore-time key that the shim does not list ("Restore Error"), so the

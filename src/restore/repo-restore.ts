@@ -4,7 +4,6 @@
  * Shared by `pgbacula restore --repo` and the Bacula restore of mode pitr (which first stages
  * what the FD sends as a repository).
  */
-import { getBool, getInt, getList, getString, type ParamMap } from '../config/params.js';
 import { PgbaculaError } from '../errors.js';
 import type { BackupManifest } from '../format/backup-manifest.js';
 import type { JobLog } from '../item/job-log.js';
@@ -30,23 +29,6 @@ function parseRemap(pairs: readonly string[]): Map<string, string> {
     out.set(m[1]!, m[2]!);
   }
   return out;
-}
-
-const TARGET_KINDS = [['target_lsn', 'lsn'], ['target_time', 'time'], ['target_xid', 'xid'], ['target_name', 'name']] as const;
-
-/**
- * The stop point asked for. One only: PostgreSQL itself refuses several recovery_target_*
- * settings, and quietly preferring one would restore to a point the operator did not choose.
- */
-export function recoveryTargetOf(params: ParamMap): RecoveryTarget | undefined {
-  const given = TARGET_KINDS.filter(([name]) => params.has(name));
-  if (given.length > 1) {
-    throw new PgbaculaError('PARAM_INVALID', `two recovery targets given: ${given.map(([name]) => `${name}=${getString(params, name)}`).join(' and ')}`, {
-      hint: 'Give one of target_time, target_lsn, target_xid or target_name.',
-    });
-  }
-  const [one] = given;
-  return one === undefined ? undefined : { kind: one[1], value: getString(params, one[0])! };
 }
 
 /** ISO-8601 as the schema accepts it ('2026-04-23 14:30:00-03') → epoch milliseconds. */
@@ -89,9 +71,30 @@ export function pickBaseBackup(complete: readonly BackupManifest[], target: Reco
   return chosen;
 }
 
+/** What the restore parameters ask for, read once by the command (src/command/restore-settings.ts). */
+export interface RestoreOptions {
+  /** The stop point; undefined: the end of the WAL there is. */
+  readonly target: RecoveryTarget | undefined;
+  /** undefined: the backup's own data directory. */
+  readonly pgdataDir: string | undefined;
+  readonly overwriteExisting: boolean;
+  readonly pgBinDir: string | undefined;
+  readonly restorePort: number | undefined;
+  /** remap_tablespace: `OID=/new/dir` pairs. */
+  readonly remapTablespaces: readonly string[];
+  readonly skipWalReplay: boolean;
+  readonly restoreAsStandby: boolean;
+  /** Given or not (restore_as_standby needs it). */
+  readonly primaryConninfo: string | undefined;
+  readonly action: 'promote' | 'pause' | 'shutdown';
+  readonly archiveAfterRestore: boolean;
+  /** The spool no restore target may touch. */
+  readonly walSpool: string;
+}
+
 export interface RepoRestoreRequest {
   readonly repo: string;
-  readonly params: ParamMap;
+  readonly options: RestoreOptions;
   readonly log: JobLog;
   readonly progressIntervalMs: number;
   /** Restore this backup instead of choosing one for the target. */
@@ -113,8 +116,8 @@ export interface RepoRestoreResult extends RestoreSummary {
 }
 
 export async function restoreFromRepository(req: RepoRestoreRequest): Promise<RepoRestoreResult> {
-  const { repo, params } = req;
-  const target = recoveryTargetOf(params);
+  const { repo, options: o } = req;
+  const target = o.target;
   await assertRepository(repo);
   const manifest = req.manifest ?? (req.backupId !== undefined ? await loadBackup(repo, req.backupId) : await chooseBaseBackup(repo, target, req.describe));
   // A newer backup that cannot be used is said, never passed over in silence.
@@ -130,7 +133,7 @@ export async function restoreFromRepository(req: RepoRestoreRequest): Promise<Re
   // Before anything is written: is the target reachable from this backup with the WAL there is?
   // (Every archived segment's records are read: a damaged one ends the window like a gap.)
   let expectedReplay: { lastRecord: string; endLsn: string; segment: string } | undefined;
-  const replays = !getBool(params, 'skip_wal_replay') && !getBool(params, 'restore_as_standby');
+  const replays = !o.skipWalReplay && !o.restoreAsStandby;
   if (archived && (target?.kind === 'time' || target?.kind === 'lsn' || (target === undefined && replays))) {
     const { window } = await windowReport({ root: archiveRoot, systemId: manifest.systemIdentifier, backups: [manifest] });
     if (target?.kind === 'time' || target?.kind === 'lsn') {
@@ -151,37 +154,37 @@ export async function restoreFromRepository(req: RepoRestoreRequest): Promise<Re
       }
     }
   }
-  const restoreAsStandby = getBool(params, 'restore_as_standby');
-  if (restoreAsStandby && !params.has('primary_conninfo')) {
+  const restoreAsStandby = o.restoreAsStandby;
+  if (restoreAsStandby && o.primaryConninfo === undefined) {
     throw new PgbaculaError('PARAM_MISSING', 'restore_as_standby=true needs primary_conninfo (the primary to follow)', {
       hint: "Give primary_conninfo='host=db1 user=replicator' (a password belongs in the standby's ~/.pgpass).",
     });
   }
-  const pgdataDir = getString(params, 'pgdata_dir') ?? manifest.dataDirectory;
+  const pgdataDir = o.pgdataDir ?? manifest.dataDirectory;
   const pool = createWorkerPool();
   try {
     const job = new RestoreJob({
       repo,
       manifest,
       pgdataDir,
-      overwriteExisting: getBool(params, 'overwrite_existing'),
-      pgBinDir: getString(params, 'pg_bin_dir'),
-      restorePort: params.has('restore_port') ? getInt(params, 'restore_port') : undefined,
-      remapTablespaces: parseRemap(getList(params, 'remap_tablespace')),
+      overwriteExisting: o.overwriteExisting,
+      pgBinDir: o.pgBinDir,
+      restorePort: o.restorePort,
+      remapTablespaces: parseRemap(o.remapTablespaces),
       pool,
       log: req.log,
       progressIntervalMs: req.progressIntervalMs,
       startTimeoutSeconds: 600,
-      skipWalReplay: getBool(params, 'skip_wal_replay'),
+      skipWalReplay: o.skipWalReplay,
       ...(target ? { target } : {}),
-      action: getString(params, 'recovery_target_action') as 'promote' | 'pause' | 'shutdown',
-      ...(restoreAsStandby ? { standby: { primaryConninfo: getString(params, 'primary_conninfo')! } } : {}),
+      action: o.action,
+      ...(restoreAsStandby ? { standby: { primaryConninfo: o.primaryConninfo! } } : {}),
       ...(archived ? { archiveRestoreCommand: restoreCommandLine({ repo }) } : {}),
-      archiveAfterRestore: getBool(params, 'archive_after_restore'),
+      archiveAfterRestore: o.archiveAfterRestore,
       ...(req.consume ? { consumeRepository: true } : {}),
       protectedPaths: [
         { what: req.consume ? 'staged restore' : 'repository', path: repo },
-        { what: 'WAL spool', path: getString(params, 'wal_spool')! },
+        { what: 'WAL spool', path: o.walSpool },
         ...(req.protect ?? []),
       ],
       ...(expectedReplay ? { expectedReplay } : {}),

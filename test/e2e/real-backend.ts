@@ -34,7 +34,7 @@ export interface BuiltShim {
 
 /** Write the launcher and build the shim pointing at it, under `work`. */
 export function buildShimWithRealBackend(work: string, install: BaculaInstall): BuiltShim {
-  if (!existsSync(join(REPO, 'dist/src/cli/backend.js'))) throw new Error('dist/src/cli/backend.js is missing: run npm run build first');
+  if (!existsSync(join(REPO, 'dist/src/command/bacula/backend.js'))) throw new Error('dist/src/command/bacula/backend.js is missing: run npm run build first');
   const launcher = join(work, 'pgbacula-backend');
   writeFileSync(launcher, `#!/bin/sh\nexec ${process.execPath} --no-warnings ${join(REPO, 'bin/pgbacula.js')} backend\n`);
   chmodSync(launcher, 0o755);

@@ -7,7 +7,7 @@ import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, sym
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FileRestoreTarget, type RestoreLog } from '../../src/modes/dump/restore.js';
+import { FileRestoreTarget, type RestoreLog } from '../../src/restore/file-target.js';
 import { placeItem } from '../../src/modes/pitr/restore.js';
 import type { RestoreEntry } from '../../src/item/restore-target.js';
 

@@ -11,7 +11,7 @@ import { getString, validateParams } from '../../src/config/params.js';
 import { parsePluginString } from '../../src/config/plugin-string.js';
 import { findParameter } from '../../src/config/schema.js';
 import { PgbaculaError } from '../../src/errors.js';
-import { recoveryTargetOf } from '../../src/restore/repo-restore.js';
+import { recoveryTargetOf } from '../../src/command/restore-settings.js';
 import { runCli } from '../harness/run-cli.js';
 
 function refusal(fn: () => unknown): PgbaculaError {

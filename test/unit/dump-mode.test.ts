@@ -6,9 +6,11 @@ import { parseJobBlock } from '../../src/bacula/job-info.js';
 import { validatePluginParams } from '../../src/command/bacula/jobs.js';
 import type { ConnectionSettings } from '../../src/config/connection.js';
 import { conninfoValue, parseToolVersion, toolConninfo, toolEnvironment } from '../../src/server/client-tools.js';
-import { archiveName, decodeName, encodeName, parseDumpPath } from '../../src/modes/dump/layout.js';
+import { archiveName, parseDumpPath } from '../../src/modes/dump/layout.js';
+import { decodeName, encodeName } from '../../src/format/path-name.js';
 import { remapTablespaceLocations } from '../../src/modes/dump/restore.js';
-import { dumpSettings, pgDumpArgs } from '../../src/modes/dump/settings.js';
+import { pgDumpArgs } from '../../src/modes/dump/settings.js';
+import { dumpSettings } from '../../src/command/modes/dump.js';
 import { stagedOrder } from '../../src/modes/dump/parallel-dump.js';
 
 const RAW = (pairs: Record<string, string>) => Object.entries(pairs).map(([key, value]) => ({ key, value }));

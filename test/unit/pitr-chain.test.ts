@@ -1,13 +1,11 @@
 /**
- * The decisions of the pitr chain (src/modes/pitr/chain.ts): which recorded job Bacula's Since= names,
+ * The decisions of the pitr chain (src/command/bacula/pitr-chain.ts, src/modes/pitr/wal-plan.ts): which recorded job Bacula's Since= names,
  * when an Incremental/Differential continues it and when it must store a base backup (and why),
  * what a base job ships, and what the spool may lose. Pure logic: records and spool facts in.
  */
 import { describe, expect, it } from 'vitest';
-import {
-  chainRoot, contiguousFrom, findReference, planBaseWal, planWalJob, pruneLimit, retainRecords,
-  type ChainRecord, type ServerNow, type SpoolSegment,
-} from '../../src/modes/pitr/chain.js';
+import { chainRoot, findReference, planWalJob, pruneLimit, retainRecords, type ChainRecord } from '../../src/command/bacula/pitr-chain.js';
+import { contiguousFrom, planBaseWal, type ServerNow, type SpoolSegment } from '../../src/modes/pitr/wal-plan.js';
 import { walSegmentName } from '../../src/wal/segment.js';
 
 const S = 16 * 1024 * 1024;

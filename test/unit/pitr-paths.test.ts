@@ -7,8 +7,9 @@ import { describe, expect, it } from 'vitest';
 import { decodeFrame, encodeFrameHeader } from '../../src/format/lz4-frame.js';
 import { loadKernels } from '../../src/format/kernels.js';
 import { placeItem } from '../../src/modes/pitr/restore.js';
-import { chainFilePath, jobBaseName, recordsOfJob } from '../../src/modes/pitr/pitr.js';
-import type { ChainRecord } from '../../src/modes/pitr/chain.js';
+import { chainFilePath } from '../../src/command/bacula/pitr-chain-file.js';
+import { jobBaseName, recordsOfJob } from '../../src/command/bacula/pitr-chain.js';
+import type { ChainRecord } from '../../src/command/bacula/pitr-chain.js';
 import type { ItemHeader, ItemSink, ItemTrailer } from '../../src/item/item.js';
 import { PrefixedSink } from '../../src/pipeline/prefixed-sink.js';
 

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { withGeneratedParameters } from '../../src/cli/readme-docs.js';
+import { withGeneratedParameters } from '../../src/command/readme-docs.js';
 
 describe('README', () => {
   const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');

@@ -3,7 +3,7 @@
  * the release of child processes and staging on every exit path.
  */
 import type { JobContext } from '../../bacula/conversation.js';
-import { FileRestoreTarget } from '../../modes/dump/restore.js';
+import { FileRestoreTarget } from '../../restore/file-target.js';
 import { stopAllTools } from '../../server/tool-process.js';
 import type { RestoreTarget } from '../../item/restore-target.js';
 import { removeAllScratchNow } from '../../pipeline/scratch-dirs.js';

@@ -1,42 +1,23 @@
 /**
  * What `pgbacula backend` does with a job the FD hands it: the plugin parameters (FileSet string,
  * plus restore-time Plugin Options for restores) are validated against the ONE schema, merged
- * with pgbacula.conf, and routed to the mode — the dump modes here. Parsing and calling only;
- * the work is in modes/.
+ * with pgbacula.conf, and handed to the job of the mode's registry entry (src/command/modes.ts).
  */
 import { existsSync } from 'node:fs';
 import { DEFAULT_CONFIG_PATH, loadConfigFile } from '../../config/config-file.js';
-import { resolveConnection, type ConnectionSettings, type Env } from '../../config/connection.js';
-import { getBool, getInt, getList, getString, mergeParams, validateParams, type ParamMap } from '../../config/params.js';
+import { getString, mergeParams, validateParams, type ParamMap } from '../../config/params.js';
 import type { RawParam } from '../../config/plugin-string.js';
 import { scrub } from '../../config/redact.js';
 import { PARAMETERS, type ParamScope } from '../../config/schema.js';
-import { formatParamValue } from '../../config/values.js';
 import { PgbaculaError } from '../../errors.js';
-import type { ItemProducer, JobContext, JobFactory, PluginJob, QueryAnswer } from '../../bacula/conversation.js';
+import type { JobFactory } from '../../bacula/conversation.js';
 import { levelName } from '../../bacula/job-info.js';
-import { findClientTools } from '../../server/client-tools.js';
-import { serverVersion } from '../../server/server-facts.js';
-import { openSession } from '../../server/session.js';
-import type { RestoreTarget } from '../../item/restore-target.js';
-import { encodeName } from '../../modes/dump/layout.js';
-import { ServerRestoreTarget } from '../../modes/dump/restore.js';
-import { filesRestoreTarget, releaseJobResources } from './common.js';
-import { dumpSettings } from '../../modes/dump/settings.js';
-import { planDump, runDump } from '../../modes/dump/dump.js';
-import { PitrPluginJob } from './pitr-job.js';
-import { recoveryTargetOf } from '../../restore/repo-restore.js';
+import type { BackendSettings } from '../mode-entry.js';
+import { modeEntry, MODES_HINT, restoreModeOf } from '../modes.js';
+import { ModePluginJob } from './plugin-job.js';
 
 const BACKUP_SCOPES: readonly ParamScope[] = ['backup', 'connection', 'options', 'protocol'];
 const RESTORE_SCOPES: readonly ParamScope[] = ['backup', 'restore', 'connection', 'options', 'protocol'];
-/** Restore parameters that only mean something for physical restores. */
-const PHYSICAL_RESTORE_ONLY = ['target_time', 'target_lsn', 'target_xid', 'target_name', 'pgdata_dir', 'recovery_target_action', 'recreate_replication_slots', 'recreate_subscriptions', 'restore_as_standby', 'primary_conninfo', 'skip_wal_replay', 'restore_port'];
-
-export interface BackendSettings {
-  readonly env: Env;
-  /** Interval of progress lines in the job log; 0 = none. */
-  readonly progressIntervalMs: number;
-}
 
 function acceptedNames(scopes: readonly ParamScope[]): string {
   return PARAMETERS.filter((p) => p.inPluginString && !p.scopes.includes('protocol') && p.scopes.some((s) => scopes.includes(s))).map((p) => p.name).join(', ');
@@ -73,134 +54,24 @@ export function pgbaculaJobs(settings: BackendSettings): JobFactory {
       const config = configPath ? loadConfigFile(configPath) : undefined;
       const params = config ? mergeParams(config.connection, config.options, given) : given;
       const mode = getString(params, 'mode')!;
+      const entry = modeEntry(mode);
       if (restore) {
         const restoreMode = getString(params, 'restore_mode')!;
-        const physical = mode === 'pitr';
-        if (restoreMode !== 'auto' && restoreMode !== (physical ? 'pitr' : 'dump')) {
+        if (restoreMode !== 'auto' && restoreMode !== restoreModeOf(mode)) {
           throw new PgbaculaError('PARAM_INVALID', `restore_mode=${restoreMode} cannot restore this backup: it was made with mode=${mode}`, {
             hint: 'Leave restore_mode=auto (the mode is read from the backup).',
           });
         }
-        // Two targets are refused when the job starts, not after the FD has sent the data.
-        if (physical) recoveryTargetOf(params);
+        entry?.checkRestore?.(params);
       }
-      if (mode !== 'dump' && mode !== 'parallel_dump' && mode !== 'pitr') {
-        throw new PgbaculaError('PARAM_INVALID', `mode=${mode} is not available through Bacula in this version of pgbacula`, {
-          hint: 'Use mode=pitr (base backups + WAL, point-in-time restore) or mode=dump / parallel_dump in the FileSet.',
-        });
+      if (!entry) {
+        throw new PgbaculaError('PARAM_INVALID', `mode=${mode} is not available through Bacula in this version of pgbacula`, { hint: MODES_HINT });
       }
       if (ctx.job.type !== 'E' || !raw.some((p) => /^(listing|query)$/i.test(p.key))) {
         const what = restore ? 'restore' : ctx.job.type === 'E' ? 'estimate' : `${levelName(ctx.job.level)} backup`;
         ctx.log.info(`${what} parameters: ${scrub(describeParams(raw)) || '(defaults)'}${defaultConfig ? ` (+ ${DEFAULT_CONFIG_PATH})` : ''}`);
       }
-      return mode === 'pitr' ? new PitrPluginJob(params, ctx, settings) : new DumpPluginJob(params, ctx, settings);
+      return new ModePluginJob(entry, params, ctx, settings);
     },
   };
-}
-
-class DumpPluginJob implements PluginJob {
-  private restoreTarget: ServerRestoreTarget | undefined;
-  private disposed = false;
-
-  constructor(
-    private readonly params: ParamMap,
-    private readonly ctx: JobContext,
-    private readonly settings: BackendSettings,
-  ) {}
-
-  /** The server to read from: standby_host replaces the connection host. */
-  private sourceConnection(): ConnectionSettings {
-    const standby = getString(this.params, 'standby_host');
-    const p = standby ? mergeParams(this.params, new Map([['host', standby]])) : this.params;
-    return resolveConnection(p, this.settings.env);
-  }
-
-  async prepareBackup(kind: 'backup' | 'estimate'): Promise<ItemProducer> {
-    const s = dumpSettings(this.params);
-    const plan = await planDump(s, this.sourceConnection(), this.ctx.log, this.settings.env);
-    return (sink) =>
-      runDump(plan, sink, {
-        job: String(this.ctx.job.jobId),
-        level: this.ctx.job.level ?? 'F',
-        log: this.ctx.log,
-        signal: this.ctx.signal,
-        estimate: kind === 'estimate',
-        progressIntervalMs: this.settings.progressIntervalMs,
-        env: this.settings.env,
-      });
-  }
-
-  /** `.ls`: `/` lists the cluster directory; anything below it, the databases as directories. */
-  async prepareListing(path: string): Promise<ItemProducer> {
-    const s = dumpSettings(this.params);
-    const plan = await planDump({ ...s, databases: [], excludeDatabases: [] }, this.sourceConnection(), this.ctx.log, this.settings.env);
-    const top = path.replace(/\/+$/, '') === '' || path === '/';
-    const now = Date.now();
-    return async (sink) => {
-      const items = top ? [encodeName(plan.cluster)] : plan.databases.map((d) => `${encodeName(plan.cluster)}/${encodeName(d.name)}`);
-      for (const p of items) {
-        await sink.begin({ path: p, type: 'dir', mode: 0o755, mtimeMs: now, size: 0, encoding: 'raw' });
-        await sink.end({ hash: '', rawSize: 0, storedSize: 0 });
-      }
-    };
-  }
-
-  /** `.query`: `databases` (name and size) or `version` (server and pg_dump). */
-  async query(parameter: string): Promise<QueryAnswer[]> {
-    const conn = this.sourceConnection();
-    if (parameter === 'databases') {
-      const s = await openSession(conn, { applicationName: 'pgbacula query' });
-      try {
-        const r = await s.query<{ datname: string; size: string }>("SELECT datname, pg_database_size(oid) AS size FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname");
-        return r.rows.map((d) => ({ pairs: `database=${d.datname.replace(/,/g, '_')},size=${d.size}` }));
-      } finally {
-        await s.end().catch(() => undefined);
-      }
-    }
-    if (parameter === 'version') {
-      const s = await openSession(conn, { applicationName: 'pgbacula query' });
-      try {
-        const v = (await serverVersion(s)).version;
-        const tools = findClientTools(getString(this.params, 'pg_bin_dir'), this.settings.env);
-        return [{ pairs: `server=${v},pg_dump=${tools.version}` }];
-      } finally {
-        await s.end().catch(() => undefined);
-      }
-    }
-    throw new PgbaculaError('PARAM_INVALID', `unknown query "${parameter}"`, { hint: 'Queries: databases, version.' });
-  }
-
-  async prepareRestore(): Promise<RestoreTarget> {
-    const job = this.ctx.job;
-    for (const name of PHYSICAL_RESTORE_ONLY) {
-      if (this.params.has(name)) this.ctx.log.warning(`${name}=${formatParamValue(this.params.get(name)!)} applies to physical restores; ignored for a dump restore`);
-    }
-    const files = filesRestoreTarget(this.ctx, 'dump files', 'no database is touched');
-    if (files) return files;
-    const target = new ServerRestoreTarget(
-      {
-        connection: resolveConnection(this.params, this.settings.env),
-        targetDatabase: getString(this.params, 'target_database') || undefined,
-        overwriteExisting: getBool(this.params, 'overwrite_existing'),
-        remapTablespaces: getList(this.params, 'remap_tablespace'),
-        parallelJobs: getInt(this.params, 'parallel_jobs'),
-        tmpdir: getString(this.params, 'tmpdir')!,
-        pgBinDir: getString(this.params, 'pg_bin_dir'),
-        job: String(job.jobId),
-        progressIntervalMs: this.settings.progressIntervalMs,
-        env: this.settings.env,
-      },
-      this.ctx.log,
-    );
-    await target.prepare();
-    this.restoreTarget = target;
-    return target;
-  }
-
-  async dispose(): Promise<void> {
-    if (this.disposed) return;
-    this.disposed = true;
-    this.restoreTarget?.dispose();
-    await releaseJobResources();
-  }
 }

@@ -16,42 +16,28 @@ import { join } from 'node:path';
 import type pg from 'pg';
 import { describeEndpoint, type ConnectionSettings } from '../../config/connection.js';
 import { PgbaculaError } from '../../errors.js';
-import { checkToolsCanDump, findClientTools, toolConninfo, toolEnvironment, type ClientTools } from '../../server/client-tools.js';
+import { checkToolsCanDump, findClientTools, toolConninfo, toolEnvironment } from '../../server/client-tools.js';
 import { openSession } from '../../server/session.js';
 import { startTool, succeeded, toolFailure, warningRelay, type ToolProcess } from '../../server/tool-process.js';
 import { isSupportedMajor, SUPPORTED_RANGE, versionFacts } from '../../pg/versions.js';
 import { serverVersion } from '../../server/server-facts.js';
 import type { ItemHeader, ItemSink } from '../../item/item.js';
+import { encodeName } from '../../format/path-name.js';
+import { backupKindName } from '../../item/backup-kind.js';
 import { formatBytes, ProgressTracker, type JobLog } from '../../item/job-log.js';
 import { registerScratch, removeScratch } from '../../pipeline/scratch-dirs.js';
 import {
-  archiveName, dumpJobDir, DUMP_MANIFEST_FORMAT, DUMP_MANIFEST_VERSION, encodeName, GLOBALS_FILE, MANIFEST_FILE,
+  archiveName, dumpJobDir, DUMP_MANIFEST_FORMAT, DUMP_MANIFEST_VERSION, GLOBALS_FILE, MANIFEST_FILE, MANIFEST_LEVEL,
   type DumpManifest,
 } from './layout.js';
 import { pgDumpArgs, type DumpSettings } from './settings.js';
 import { emitStagedDirectory, stageDirectoryDump } from './parallel-dump.js';
+import type { DumpDatabase, DumpPlan, DumpRunContext, DumpTools } from './plan.js';
 import { prepareTmpdir } from '../../os/tmpdir.js';
 import { removeTreeSync } from '../../os/user-dirs.js';
 
 /** Size of an item whose length is not known before its data (a streamed archive). */
 export const SIZE_NOT_KNOWN = -1;
-
-export interface DumpDatabase {
-  readonly name: string;
-  /** pg_database_size: what estimates report (a dump is usually smaller). */
-  readonly sizeBytes: number;
-}
-
-export interface DumpPlan {
-  readonly settings: DumpSettings;
-  readonly connection: ConnectionSettings;
-  readonly tools: ClientTools;
-  readonly cluster: string;
-  readonly systemIdentifier: string | null;
-  readonly server: { readonly version: string; readonly major: number; readonly role: 'primary' | 'standby' };
-  readonly databases: readonly DumpDatabase[];
-  readonly tablespaces: DumpManifest['tablespaces'];
-}
 
 function clusterNameFallback(c: ConnectionSettings): string {
   return `${c.host.replace(/^\/+/, '').replace(/[/:]/g, '_')}_${c.port}`;
@@ -140,29 +126,8 @@ export async function planDump(settings: DumpSettings, connection: ConnectionSet
   }
 }
 
-export interface DumpRunContext {
-  /** The job's name in paths: Bacula's JobId. */
-  readonly job: string;
-  /** F, I or D. */
-  readonly level: string;
-  readonly log: JobLog;
-  readonly signal: AbortSignal;
-  /** Headers only, sizes estimated (Bacula estimate). */
-  readonly estimate: boolean;
-  readonly progressIntervalMs: number;
-  readonly env?: Readonly<Record<string, string | undefined>>;
-}
-
 function cancelled(): PgbaculaError {
   return new PgbaculaError('CANCELLED', 'the dump was canceled');
-}
-
-/** Helpers shared with parallel-dump.ts. */
-export interface DumpTools {
-  readonly plan: DumpPlan;
-  readonly ctx: DumpRunContext;
-  readonly env: Record<string, string>;
-  conninfo(database: string): string;
 }
 
 function dumpTools(plan: DumpPlan, ctx: DumpRunContext): DumpTools {
@@ -303,7 +268,7 @@ function manifestOf(plan: DumpPlan, ctx: DumpRunContext, compressed: boolean): D
     cluster: plan.cluster,
     systemIdentifier: plan.systemIdentifier,
     job: ctx.job,
-    level: ctx.level,
+    level: MANIFEST_LEVEL[ctx.kind],
     startedAt: new Date().toISOString(),
     server: { version: plan.server.version, major: plan.server.major, endpoint: describeEndpoint(plan.connection), role: plan.server.role },
     pgDump: { version: plan.tools.version, major: plan.tools.major },
@@ -341,12 +306,12 @@ export async function runDump(plan: DumpPlan, sink: ItemSink, ctx: DumpRunContex
   const t = dumpTools(plan, ctx);
   const t0 = Date.now();
   log.info(
-    `starting ${s.mode} backup (${ctx.level === 'F' ? 'Full' : ctx.level === 'I' ? 'Incremental' : 'Differential'}) of ${plan.databases.length} database${plan.databases.length === 1 ? '' : 's'}: ` +
+    `starting ${s.mode} backup (${backupKindName(ctx.kind)}) of ${plan.databases.length} database${plan.databases.length === 1 ? '' : 's'}: ` +
       `${plan.databases.map((d) => d.name).join(', ')} (PG ${plan.server.version} on ${describeEndpoint(plan.connection)}${plan.server.role === 'standby' ? ', standby' : ''}; ` +
       `pg_dump ${plan.tools.version}, format ${s.format}${s.format === 'directory' ? `, ${s.jobs} job${s.jobs === 1 ? '' : 's'}` : ''}, compression ${s.compressionLevel}${s.includeBlobs ? '' : ', without large objects'})`,
   );
-  if (ctx.level === 'I' || ctx.level === 'D') {
-    log.info(`${ctx.level === 'I' ? 'Incremental' : 'Differential'} level requested: ${s.mode} always takes a full dump of every database (a logical dump has no increments)`);
+  if (ctx.kind !== 'full') {
+    log.info(`${backupKindName(ctx.kind)} level requested: ${s.mode} always takes a full dump of every database (a logical dump has no increments)`);
   }
 
   await emitBuffer(sink, `${dir}/${MANIFEST_FILE}`, manifestBytes, now);

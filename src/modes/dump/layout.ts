@@ -8,11 +8,13 @@
  *   <cluster>/dump/<job>/<db>.sql[.gz]      pg_dump -Fp      (plain; .gz with compression_level > 0)
  *   <cluster>/dump/<job>/<db>.dir/...       pg_dump -Fd [-j] (directory, parallel_dump)
  *
- * Under Bacula these appear as /@pgbacula/<cluster>/dump/<jobid>/... . A name component keeps
- * letters, digits, `._+-=@,~` and any non-ASCII character; every other byte is %XX, so a
- * database called `a/b c` is stored as `a%2Fb%20c.dump` and decoded back at restore.
+ * Under Bacula these appear as /@pgbacula/<cluster>/dump/<jobid>/... . Names are path components
+ * as src/format/path-name.ts writes them: a database called `a/b c` is stored as `a%2Fb%20c.dump`
+ * and decoded back at restore.
  */
 import { PgbaculaError } from '../../errors.js';
+import type { BackupKind } from '../../item/backup-kind.js';
+import { decodeName, encodeName } from '../../format/path-name.js';
 
 export type DumpFormat = 'custom' | 'directory' | 'tar' | 'plain';
 
@@ -20,29 +22,6 @@ export const MANIFEST_FILE = 'manifest.json';
 export const GLOBALS_FILE = 'globals.sql';
 export const DUMP_MANIFEST_FORMAT = 'pgbacula-dump';
 export const DUMP_MANIFEST_VERSION = 1;
-
-const SAFE_ASCII = /[A-Za-z0-9._+\-=@,~]/;
-
-/** One path component for a database or cluster name (reversible, see decodeName). */
-export function encodeName(name: string): string {
-  let out = '';
-  for (const ch of name) {
-    const code = ch.codePointAt(0)!;
-    if (code >= 0x80 || SAFE_ASCII.test(ch)) out += ch;
-    else for (const b of Buffer.from(ch, 'utf8')) out += `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
-  }
-  // "." and ".." are not names a path can hold.
-  if (out === '.' || out === '..') out = out.replace(/\./g, '%2E');
-  return out;
-}
-
-export function decodeName(component: string): string {
-  try {
-    return decodeURIComponent(component);
-  } catch {
-    throw new PgbaculaError('PARAM_INVALID', `"${component}" is not a name written by pgbacula (bad %-escape)`);
-  }
-}
 
 const SUFFIX: Record<Exclude<DumpFormat, 'directory'>, string> = { custom: '.dump', tar: '.tar', plain: '.sql' };
 
@@ -98,6 +77,9 @@ export function parseDumpPath(path: string): DumpPath | undefined {
   }
   return undefined;
 }
+
+/** The manifest's `level`: the letter format 1 has always stored for what the job asked for. */
+export const MANIFEST_LEVEL: Readonly<Record<BackupKind, string>> = { full: 'F', incremental: 'I', differential: 'D' };
 
 /** manifest.json: written first, so a restore knows what is coming before it comes. */
 export interface DumpManifest {

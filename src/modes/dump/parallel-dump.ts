@@ -10,7 +10,7 @@ import { PgbaculaError } from '../../errors.js';
 import { startTool, succeeded, toolFailure, warningRelay } from '../../server/tool-process.js';
 import type { ItemSink } from '../../item/item.js';
 import { ProgressTracker } from '../../item/job-log.js';
-import type { DumpDatabase, DumpTools } from './dump.js';
+import type { DumpDatabase, DumpTools } from './plan.js';
 import { pgDumpArgs } from './settings.js';
 import { makeDirsSync, removeTreeSync } from '../../os/user-dirs.js';
 

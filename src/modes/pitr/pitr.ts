@@ -1,37 +1,34 @@
 /**
- * Mode `pitr` as a source of items for a Bacula job:
+ * Mode `pitr` as a source of items:
  *
  *   <cluster>/pitr/<backup-id>/...            a base backup in the repository's stored form
  *                                             (files/ of a repository backup, then manifest.json)
  *   <cluster>/wal/<TLI>/<segment>             WAL segments from the local spool
  *   <cluster>/wal/<TLI>/<TLI>.history         timeline history files
  *
- * Full = base backup + the spool's WAL from its start on; Incremental = the spool's WAL since the
- * job Bacula counts as the previous one; Differential = since the last Full. Which job that is,
- * whether its chain still holds and what the spool may lose: chain.ts. Before WAL is
- * shipped the primary switches to a new segment and we wait for it to reach the spool, so a job
- * holds the WAL up to its own start of shipping; a job whose WAL does not arrive fails, and so
- * does one whose spool the archiver cannot fill (spool-check.ts) — never "OK" with a warning.
+ * What a job stores is decided by its caller (for Bacula, from the level and the chain of earlier
+ * jobs: src/command/bacula/pitr-chain.ts): a base backup with the spool's WAL from its start on
+ * (storeBaseBackup), or the spool's WAL after a point (shipWal). Before WAL is shipped the primary
+ * switches to a new segment and we wait for it to reach the spool, so a job holds the WAL up to
+ * its own start of shipping; a job whose WAL does not arrive fails, and so does one whose spool
+ * the archiver cannot fill (spool-check.ts) — never "OK" with a warning.
  */
-import { open, readdir, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ConnectionSettings } from '../../config/connection.js';
 import { PgbaculaError } from '../../errors.js';
-import { levelName } from '../../bacula/job-info.js';
-import { encodeName } from '../dump/layout.js';
 import { runBaseBackup } from './base-backup.js';
-import { ReplicationConnection } from '../../server/replication.js';
+import type { ReplicationConnection } from '../../server/replication.js';
 import { openSession } from '../../server/session.js';
 import { serverVersion } from '../../server/server-facts.js';
 import { planCluster, type PlanEntry } from '../../pipeline/cluster-walk.js';
 import { DEFAULT_RANGE_SIZE, emitFiles } from '../../pipeline/emit-files.js';
 import type { ItemSink } from '../../item/item.js';
 import { formatBytes, formatCount, type JobLog } from '../../item/job-log.js';
-import { createWorkerPool, type WorkerPool } from '../../pipeline/pool.js';
+import type { WorkerPool } from '../../pipeline/pool.js';
 import { PrefixedSink } from '../../pipeline/prefixed-sink.js';
-import { forgetScratch, registerScratch, removeScratch } from '../../pipeline/scratch-dirs.js';
+import { registerScratch, removeScratch } from '../../pipeline/scratch-dirs.js';
 import { newBackupId } from '../../repo/layout.js';
-import { acquireStoredPidLock } from '../../storage/pid-lock.js';
 import { redactCommand } from '../../config/redact.js';
 import { parseLsn } from '../../wal/lsn.js';
 import { hex8, parseWalFileName, segmentNumberOfName, walSegmentName, walSegmentNumber } from '../../wal/segment.js';
@@ -43,10 +40,7 @@ import { archiverOf, checkSpool, giveToSpoolOwner } from './spool-check.js';
 import { prepareTmpdir } from '../../os/tmpdir.js';
 import { makeDirs } from '../../os/user-dirs.js';
 import { posixStorage } from '../../storage/posix.js';
-import {
-  CHAIN_FORMAT, lineageSegments, planBaseWal, planWalJob, pruneLimit, retainRecords, findReference,
-  type BaculaLevel, type ChainFile, type ChainRecord, type ChainSegmentRef, type ServerNow, type SpoolSegment,
-} from './chain.js';
+import { lineageSegments, planBaseWal, type SegmentRef, type ServerNow, type SpoolSegment } from './wal-plan.js';
 
 export interface PitrSettings {
   readonly connection: ConnectionSettings;
@@ -60,19 +54,12 @@ export interface PitrSettings {
   readonly compress: boolean;
   readonly backupFromStandby: boolean;
   readonly excludeTablespaces: readonly string[];
-  /** pitr_label: 'auto' → pgbacula_<backup-id>. */
+  /** pitr_label as given: 'auto' leaves the label to the caller (bacula_<jobid>, pgbacula_<backup-id>). */
   readonly label: string;
   readonly parallelJobs: number;
   readonly progressIntervalMs: number;
   /** How long to wait for the switched segment to reach the spool. */
   readonly archiveWaitMs: number;
-}
-
-export interface PitrJob {
-  readonly jobId: number;
-  readonly name: string;
-  readonly level: BaculaLevel;
-  readonly since: number | undefined;
 }
 
 export interface PitrRunOptions {
@@ -82,59 +69,7 @@ export interface PitrRunOptions {
   readonly estimate: boolean;
 }
 
-/**
- * `ROOT/.bacula-chain/<cluster>.json`: dot directories are not systems of the archive. One file per
- * cluster; each record names its Job, and a job continues only records of its own Job (Bacula's
- * Since= is per Job) — console estimates (Job `-Console-`) look at all of them.
- */
-export const CHAIN_DIR = '.bacula-chain';
-
-/** The Job name without Bacula's `.YYYY-MM-DD_HH.MM.SS_NN` suffix: Since= is per Job. */
-export function jobBaseName(name: string): string {
-  return name.replace(/\.\d{4}-\d{2}-\d{2}_\d{2}\.\d{2}\.\d{2}_\d+$/, '') || 'job';
-}
-
-export function chainFilePath(spoolRoot: string, cluster: string): string {
-  return join(spoolRoot, CHAIN_DIR, `${cluster.replace(/[^A-Za-z0-9_.-]/g, '_')}.json`);
-}
-
-/** The records a job may continue: its own Job's (all of them for a console estimate). */
-export function recordsOfJob(records: readonly ChainRecord[], jobName: string): ChainRecord[] {
-  const base = jobBaseName(jobName);
-  return base === '-Console-' ? [...records] : records.filter((r) => jobBaseName(r.jobName) === base);
-}
-
-export async function loadChain(path: string): Promise<ChainRecord[]> {
-  let text: string;
-  try {
-    const fh = await open(path, 'r');
-    try {
-      text = await fh.readFile('utf8');
-    } finally {
-      await fh.close();
-    }
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw new PgbaculaError('IO', `cannot read the chain record ${path}: ${(e as Error).message}`);
-  }
-  try {
-    const f = JSON.parse(text) as ChainFile;
-    if (f.format !== CHAIN_FORMAT || !Array.isArray(f.records)) throw new Error(`format ${String(f.format)}`);
-    return [...f.records];
-  } catch (e) {
-    // A damaged record only costs a Full: say so, never fail the job for it.
-    throw new PgbaculaError('REPOSITORY', `the chain record ${path} is damaged (${(e as Error).message})`, {
-      hint: 'Remove it: the next job stores a base backup and starts a new chain.',
-    });
-  }
-}
-
-async function saveChain(path: string, records: readonly ChainRecord[]): Promise<void> {
-  await posixStorage.makeDirs(join(path, '..'), { mode: 0o750 });
-  await posixStorage.writeFileDurable(path, JSON.stringify({ format: CHAIN_FORMAT, records } satisfies ChainFile, null, 1) + '\n', { mode: 0o640 });
-}
-
-interface Situation {
+export interface Situation {
   readonly server: ServerNow;
   readonly major: number;
   readonly dataDirectory: string | null;
@@ -142,7 +77,7 @@ interface Situation {
 }
 
 /** Who the server is, where it stands, and what the spool holds for it. */
-async function situation(s: PitrSettings, repl: ReplicationConnection): Promise<Situation> {
+export async function situation(s: PitrSettings, repl: ReplicationConnection): Promise<Situation> {
   const ident = await repl.identifySystem();
   const walSegmentSize = await repl.walSegmentSize();
   const session = await openSession(s.connection, { applicationName: 'pgbacula pitr' });
@@ -175,7 +110,7 @@ async function situation(s: PitrSettings, repl: ReplicationConnection): Promise<
  * On a primary: close the current segment (pg_switch_wal) and wait until the spool has it, so the
  * job ships WAL up to now. On a standby nothing can be switched: what the spool has is shipped.
  */
-async function switchAndAwait(s: PitrSettings, systemId: string, segmentSize: number, log: JobLog, signal: AbortSignal): Promise<void> {
+export async function switchAndAwait(s: PitrSettings, systemId: string, segmentSize: number, log: JobLog, signal: AbortSignal): Promise<void> {
   const session = await openSession(s.connection, { applicationName: 'pgbacula pitr' });
   let segment: string;
   try {
@@ -259,126 +194,46 @@ function walItemEntries(listing: WalArchiveListing, segments: readonly SpoolSegm
   ]);
 }
 
-function describeRange(ship: readonly SpoolSegment[]): string {
+export function describeRange(ship: readonly SpoolSegment[]): string {
   if (ship.length === 0) return 'none (no new segment in the spool)';
   return `${ship[0]!.name}..${ship.at(-1)!.name} (${ship.length} segment${ship.length === 1 ? '' : 's'})`;
 }
 
 /** Timelines whose history a restore along the server's lineage needs. */
-function lineageTimelines(server: ServerNow): number[] {
+export function lineageTimelines(server: ServerNow): number[] {
   return [...(server.history ?? []).map((e) => e.parentTimeline), server.timeline].filter((t) => t > 1);
 }
 
-/**
- * Run one pitr job of Bacula into `sink` (paths relative to the plugin namespace). Returns when
- * every item is written; the chain record is saved before returning (estimates change nothing).
- */
-export async function runPitrJob(s: PitrSettings, job: PitrJob, sink: ItemSink, o: PitrRunOptions): Promise<void> {
-  const { log } = o;
-  const startedAtMs = Date.now();
-  const repl = await ReplicationConnection.open(s.connection, { applicationName: 'pgbacula pitr' });
-  let pool: WorkerPool | undefined;
-  let release: (() => Promise<void>) | undefined;
-  try {
-    const sit = await situation(s, repl);
-    const { server } = sit;
-    const cluster = encodeName(s.cluster ?? server.systemId);
-    const chainPath = chainFilePath(s.spoolRoot, cluster);
-    if (!o.estimate) {
-      // One pitr job per cluster at a time: the chain record is read, extended and written back,
-      // and pruning must not race another job's shipping.
-      await posixStorage.makeDirs(join(s.spoolRoot, CHAIN_DIR), { mode: 0o750 });
-      const lockPath = chainPath.replace(/\.json$/, '.lock');
-      const unlock = await acquireStoredPidLock(lockPath, {
-        busy: (pid) =>
-          new PgbaculaError('PREREQUISITE', `another pgbacula pitr job of cluster ${cluster} is running (process ${pid})`, {
-            hint: 'Let it finish: Bacula can run the jobs of one cluster one after the other (Maximum Concurrent Jobs = 1 on the Job, or Allow Duplicate Jobs = no).',
-          }),
-        cannotCreate: (cause) => new PgbaculaError('IO', `cannot lock the chain record of cluster ${cluster} in ${s.spoolRoot}: ${cause.message}`, { cause }),
-      });
-      // A cancel ends the process without unwinding: the exit handler removes the lock then.
-      registerScratch(lockPath);
-      release = async () => {
-        forgetScratch(lockPath);
-        await unlock();
-      };
-    }
-    let allRecords: ChainRecord[];
-    try {
-      allRecords = await loadChain(chainPath);
-    } catch (e) {
-      // A damaged record breaks the chain like a gap does: a new one starts, and the job says why.
-      if (job.level !== 'F') log.warning(`${(e as Error).message}; a new chain starts with this job`);
-      allRecords = [];
-    }
-    const records = recordsOfJob(allRecords, job.name);
-    pool = createWorkerPool({ parallelJobs: s.parallelJobs });
-
-    let plan: ReturnType<typeof planWalJob> = { kind: 'base', reason: '' };
-    let listing = sit.listing;
-    if (job.level !== 'F') {
-      // WAL up to now: close the current segment first, then judge the chain on what the spool has.
-      if (!o.estimate) {
-        await switchAndAwait(s, server.systemId, server.walSegmentSize, log, o.signal);
-        listing = await listWalArchive(s.spoolRoot, server.systemId);
-      }
-      plan = planWalJob({ level: job.level, since: job.since, records, server, segments: listing.segments });
-      if (plan.kind === 'wal') {
-        log.info(`${levelName(job.level)}: WAL since JobId ${plan.reference.jobId} (${plan.reference.stored === 'base' ? `base backup ${plan.reference.backupId}` : 'WAL'}, through ${plan.reference.walThrough.name}); chain checked: system ${server.systemId}, timeline ${hex8(server.timeline)}, no gap in the spool`);
-      } else {
-        log.warning(`backup chain broken: ${plan.reason}. This ${levelName(job.level)} job stores a full base backup instead`);
-      }
-    }
-
-    if (o.estimate) {
-      await estimateItems(s, sit, plan, cluster, pool, sink);
-      return;
-    }
-
-    let record: ChainRecord;
-    if (plan.kind === 'wal') {
-      const final = plan;
-      const entries = await walItemEntries(listing, final.ship, lineageTimelines(server));
-      await emitFiles(entries, { pool, sink: new PrefixedSink(sink, `${cluster}/wal/`), log, verifyPages: false, compress: s.compress, rangeSize: DEFAULT_RANGE_SIZE, signal: o.signal });
-      log.info(`WAL shipped: ${describeRange(final.ship)}`);
-      record = {
-        jobId: job.jobId,
-        jobName: job.name,
-        level: job.level,
-        stored: 'wal',
-        referenceJobId: final.reference.jobId,
-        startedAtMs,
-        completedAtMs: Date.now(),
-        systemId: server.systemId,
-        timeline: server.timeline,
-        walSegmentSize: server.walSegmentSize,
-        walThrough: final.walThrough,
-        ...(final.ship.length ? { shippedFirst: final.ship[0]!.name, shippedLast: final.ship.at(-1)!.name } : {}),
-        shippedCount: final.ship.length,
-      };
-    } else {
-      record = await baseJob(s, job, sit, cluster, pool, sink, o, startedAtMs);
-    }
-
-    // Prune what Bacula has confirmed (the reference it named is in its catalog as successful).
-    const reference = job.level !== 'F' && job.since !== undefined ? findReference(records, job.since) : undefined;
-    const others = allRecords.filter((r) => !records.includes(r));
-    const kept = [...others, ...retainRecords([...records.filter((r) => r.jobId !== job.jobId || job.jobId === 0), record], reference)];
-    await saveChain(chainPath, kept);
-    if (reference) await pruneSpool(s, records, reference, others, log);
-  } finally {
-    await repl.close().catch(() => undefined);
-    await pool?.destroy();
-    await release?.();
-  }
+/** Ship `ship` (and the lineage's history files) from the spool under `<cluster>/wal/`. */
+export async function shipWal(s: PitrSettings, server: ServerNow, listing: WalArchiveListing, ship: readonly SpoolSegment[], cluster: string, pool: WorkerPool, sink: ItemSink, o: PitrRunOptions): Promise<void> {
+  const entries = await walItemEntries(listing, ship, lineageTimelines(server));
+  await emitFiles(entries, { pool, sink: new PrefixedSink(sink, `${cluster}/wal/`), log: o.log, verifyPages: false, compress: s.compress, rangeSize: DEFAULT_RANGE_SIZE, signal: o.signal });
+  o.log.info(`WAL shipped: ${describeRange(ship)}`);
 }
 
-async function baseJob(s: PitrSettings, job: PitrJob, sit: Situation, cluster: string, pool: WorkerPool, sink: ItemSink, o: PitrRunOptions, startedAtMs: number): Promise<ChainRecord> {
+/** What storeBaseBackup stored: a base backup and the spool's WAL from its start on. */
+export interface StoredBase {
+  readonly backupId: string;
+  readonly startSegno: bigint;
+  readonly startLsn: string;
+  readonly stopLsn: string;
+  /** Every segment from the backup's start through this one was shipped. */
+  readonly walThrough: SegmentRef;
+  readonly ship: readonly SpoolSegment[];
+}
+
+/** A base backup asked for: the job's number names its work directory; the label as the server records it. */
+export interface BaseRequest {
+  readonly jobId: number;
+  readonly label: string;
+}
+
+/** A base backup under `<cluster>/pitr/<backup-id>/`, then the spool's WAL from its start segment on. */
+export async function storeBaseBackup(s: PitrSettings, req: BaseRequest, sit: Situation, cluster: string, pool: WorkerPool, sink: ItemSink, o: PitrRunOptions): Promise<StoredBase> {
   const { log } = o;
   const now = new Date();
   const backupId = newBackupId(now, 'full');
-  const label = s.label === 'auto' ? `bacula_${job.jobId}` : s.label;
-  const work = join(s.tmpdir, `pitr-${job.jobId}-${process.pid}`);
+  const work = join(s.tmpdir, `pitr-${req.jobId}-${process.pid}`);
   // Also removes the work directories of backends that did not live to remove them (kill -9).
   await prepareTmpdir(s.tmpdir, log);
   await makeDirs(work, 0o700);
@@ -392,7 +247,7 @@ async function baseJob(s: PitrSettings, job: PitrJob, sit: Situation, cluster: s
       sink: new PrefixedSink(sink, `${cluster}/pitr/${backupId}/`),
       log,
       backupId,
-      label,
+      label: req.label,
       verifyChecksums: s.verifyChecksums,
       compress: s.compress,
       backupFromStandby: s.backupFromStandby,
@@ -424,31 +279,14 @@ async function baseJob(s: PitrSettings, job: PitrJob, sit: Situation, cluster: s
     await emitFiles(entries, { pool, sink: new PrefixedSink(sink, `${cluster}/wal/`), log, verifyPages: false, compress: s.compress, rangeSize: DEFAULT_RANGE_SIZE, signal: o.signal });
     log.info(`WAL shipped from the spool: ${describeRange(wal.ship)}`);
     log.info(`base backup ${backupId} complete: ${formatCount(result.fileCount)} files, ${formatBytes(result.rawBytes)}, lsn ${m.startLsn}..${m.stopLsn}, page verification ${m.pageVerification}`);
-    return {
-      jobId: job.jobId,
-      jobName: job.name,
-      level: job.level,
-      stored: 'base',
-      backupId,
-      startedAtMs,
-      completedAtMs: Date.now(),
-      systemId: sit.server.systemId,
-      timeline: sit.server.timeline,
-      walSegmentSize: S,
-      startSegno: String(startSegno),
-      startLsn: m.startLsn,
-      stopLsn: m.stopLsn,
-      walThrough: wal.walThrough satisfies ChainSegmentRef,
-      ...(wal.ship.length ? { shippedFirst: wal.ship[0]!.name, shippedLast: wal.ship.at(-1)!.name } : {}),
-      shippedCount: wal.ship.length,
-    };
+    return { backupId, startSegno, startLsn: m.startLsn, stopLsn: m.stopLsn, walThrough: wal.walThrough, ship: wal.ship };
   } finally {
     removeScratch(work);
   }
 }
 
-/** Header-only items: what a job of this level would store now. */
-async function estimateItems(s: PitrSettings, sit: Situation, plan: ReturnType<typeof planWalJob>, cluster: string, pool: WorkerPool, sink: ItemSink): Promise<void> {
+/** Header-only items: what a job would store now — WAL after a point, or a base backup. */
+export async function estimateItems(s: PitrSettings, sit: Situation, plan: { readonly kind: 'wal'; readonly ship: readonly SpoolSegment[] } | { readonly kind: 'base' }, cluster: string, pool: WorkerPool, sink: ItemSink): Promise<void> {
   const emitHeader = async (path: string, size: number, mtimeMs: number): Promise<void> => {
     await sink.begin({ path, type: 'file', mode: 0o640, mtimeMs, size, encoding: 'raw' });
     await sink.end({ hash: '', rawSize: size, storedSize: size });
@@ -471,18 +309,12 @@ async function estimateItems(s: PitrSettings, sit: Situation, plan: ReturnType<t
   for (const e of await walItemEntries(sit.listing, lineage.slice(-1), [])) await emitHeader(walPrefix + e.path, e.size, e.mtimeMs);
 }
 
-/** Remove spool files before the prune limit of the confirmed reference. */
-async function pruneSpool(s: PitrSettings, records: readonly ChainRecord[], reference: ChainRecord, others: readonly ChainRecord[], log: JobLog): Promise<void> {
-  let limit = pruneLimit(records, reference, s.overlap);
-  if (limit === undefined) return;
-  // Another Job of the same cluster keeps what its newest chain may still need.
-  for (const base of new Set(others.map((r) => jobBaseName(r.jobName)))) {
-    const mine = others.filter((r) => jobBaseName(r.jobName) === base).sort((a, b) => a.startedAtMs - b.startedAtMs);
-    const theirs = pruneLimit(mine, mine.at(-1)!, s.overlap);
-    if (theirs === undefined) return;
-    if (theirs < limit) limit = theirs;
-  }
-  const listing = await listWalArchive(s.spoolRoot, reference.systemId);
+/**
+ * Remove the spool's WAL of `systemId` before segment `limit` (and the backup history files of
+ * those segments); returns how many WAL files went.
+ */
+export async function pruneSpoolBefore(spoolRoot: string, systemId: string, walSegmentSize: number, limit: bigint, log: JobLog): Promise<number> {
+  const listing = await listWalArchive(spoolRoot, systemId);
   const victims = [...listing.segments, ...listing.partials].filter((seg) => seg.segno < limit);
   let removed = 0;
   for (const v of victims) {
@@ -497,12 +329,9 @@ async function pruneSpool(s: PitrSettings, records: readonly ChainRecord[], refe
   for (const tli of await readdir(listing.dir).catch(() => [] as string[])) {
     if (!/^[0-9A-F]{8}$/.test(tli)) continue;
     for (const f of await readdir(join(listing.dir, tli)).catch(() => [] as string[])) {
-      const p = parseWalFileName(f, reference.walSegmentSize);
-      if (p?.kind === 'backup' && segmentNumberOfName(p, reference.walSegmentSize) < limit) await posixStorage.removeFile(join(listing.dir, tli, f)).catch(() => undefined);
+      const p = parseWalFileName(f, walSegmentSize);
+      if (p?.kind === 'backup' && segmentNumberOfName(p, walSegmentSize) < limit) await posixStorage.removeFile(join(listing.dir, tli, f)).catch(() => undefined);
     }
   }
-  if (removed > 0) {
-    const firstKept = walSegmentName(reference.walThrough.timeline, limit, reference.walSegmentSize);
-    log.info(`spool pruned: ${removed} WAL file${removed === 1 ? '' : 's'} before ${firstKept} (Bacula confirmed JobId ${reference.jobId}; the spool keeps all WAL since the start of that chain's base backup, + ${s.overlap} segments of overlap)`);
-  }
+  return removed;
 }

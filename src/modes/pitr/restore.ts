@@ -16,7 +16,6 @@
 import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { getBool, getString, mergeParams, type ParamMap } from '../../config/params.js';
 import { PgbaculaError } from '../../errors.js';
 import type { ItemTrailer } from '../../item/item.js';
 import { formatBytes, formatCount } from '../../item/job-log.js';
@@ -25,24 +24,22 @@ import { forgetScratch, registerScratch, removeScratch } from '../../pipeline/sc
 import { initRepository } from '../../repo/catalog.js';
 import { BACKUP_ID } from '../../repo/layout.js';
 import { assertOutsideProtected, inspectTarget, resolveOwner, RESTORE_STATE_DIR } from '../../restore/target.js';
-import { completeBackups, pickBaseBackup, recoveryTargetOf, restoreFromRepository } from '../../restore/repo-restore.js';
+import { completeBackups, pickBaseBackup, restoreFromRepository, type RestoreOptions } from '../../restore/repo-restore.js';
 import { parseWalFileName } from '../../wal/segment.js';
 import { majorOf } from '../../pg/versions.js';
 import { serverBinDirFor } from '../../restore/server-binaries.js';
 import { pushWalFile } from '../../archive/push.js';
 import { walArchiveRoot } from '../../archive/layout.js';
-import type { RestoreLog } from '../dump/restore.js';
+import type { RestoreLog } from '../../restore/file-target.js';
 import { giveTreeToSync, setMode } from '../../os/file-owner.js';
 import { NewFile } from '../../os/new-file.js';
 import { makeDir, makeDirs, removeTree } from '../../os/user-dirs.js';
 import { moveFile } from '../../os/user-files.js';
 
-/** How a Bacula restore names the server binaries (bconsole cannot pass CLI flags). */
-export const BACULA_BIN_DIR_OPTION =
-  "with the restore's Plugin Option pg_bin_dir=/usr/lib/postgresql/<major>/bin (bconsole: restore … → mod → Plugin Options), or pg_bin_dir in the FileSet's Plugin string or in [options] of pgbacula.conf on the client";
-
 export interface PitrRestoreSettings {
-  readonly params: ParamMap;
+  readonly options: RestoreOptions;
+  /** How the operator names the server binaries where this restore runs (the hint when none are found). */
+  readonly binDirHint: string;
   readonly jobId: number;
   readonly progressIntervalMs: number;
 }
@@ -96,7 +93,7 @@ export class PitrRestoreTarget implements RestoreTarget {
     private readonly s: PitrRestoreSettings,
     private readonly log: RestoreLog,
   ) {
-    const dir = getString(s.params, 'pgdata_dir');
+    const dir = s.options.pgdataDir;
     if (!dir) {
       throw new PgbaculaError('PARAM_MISSING', 'a pitr restore through Bacula needs pgdata_dir (the directory to lay PGDATA in)', {
         hint: 'In bconsole: mod → Plugin Options → pgdata_dir=/new/data/dir (an empty or new directory). Or restore the files with where=/some/dir.',
@@ -111,13 +108,13 @@ export class PitrRestoreTarget implements RestoreTarget {
 
   /** Before the first byte: the target must be usable, or nothing is received. */
   async prepare(): Promise<void> {
-    assertOutsideProtected([{ what: 'restore target', path: this.pgdataDir }], [{ what: 'WAL spool', path: getString(this.s.params, 'wal_spool')! }]);
+    assertOutsideProtected([{ what: 'restore target', path: this.pgdataDir }], [{ what: 'WAL spool', path: this.s.options.walSpool }]);
     const t = inspectTarget(this.pgdataDir);
     if (t.runningPid) {
       throw new PgbaculaError('RESTORE_PRECHECK', `PostgreSQL is running in ${this.pgdataDir} (pid ${t.runningPid})`, { hint: 'Stop it first, or choose another pgdata_dir.' });
     }
     const foreign = t.entries.filter((e) => e !== RESTORE_STATE_DIR);
-    if (foreign.length > 0 && !getBool(this.s.params, 'overwrite_existing')) {
+    if (foreign.length > 0 && !this.s.options.overwriteExisting) {
       throw new PgbaculaError('RESTORE_PRECHECK', `restore target ${this.pgdataDir} is not empty (${foreign.slice(0, 5).join(', ')}${foreign.length > 5 ? ', …' : ''})`, {
         hint: 'Choose an empty or new pgdata_dir, or set the Plugin Option overwrite_existing=yes to replace its contents.',
       });
@@ -218,10 +215,10 @@ export class PitrRestoreTarget implements RestoreTarget {
       });
     }
     // The WAL of the system whose backup the restore will use (a chain may span a re-created cluster).
-    const chosen = pickBaseBackup(complete, recoveryTargetOf(this.s.params), 'the restored Bacula jobs');
+    const chosen = pickBaseBackup(complete, this.s.options.target, 'the restored Bacula jobs');
     // The server binaries before any work: the hint names the Plugin Option, the one place a
     // bconsole restore can name them (the CLI's --pg-bin-dir does not exist here).
-    const binDir = serverBinDirFor(majorOf(chosen.pgVersionNum), getString(this.s.params, 'pg_bin_dir'), BACULA_BIN_DIR_OPTION);
+    const binDir = serverBinDirFor(majorOf(chosen.pgVersionNum), this.s.options.pgBinDir, this.s.binDirHint);
     const systemId = chosen.systemIdentifier;
     let segments = 0;
     let foreign = 0;
@@ -255,7 +252,7 @@ export class PitrRestoreTarget implements RestoreTarget {
     if (existsSync(join(this.staging, 'wal'))) giveTreeToSync(join(this.staging, 'wal'), owner);
     const result = await restoreFromRepository({
       repo: this.staging,
-      params: mergeParams(this.s.params, new Map([['pg_bin_dir', binDir]])),
+      options: { ...this.s.options, pgBinDir: binDir },
       log: this.log,
       progressIntervalMs: this.s.progressIntervalMs,
       manifest: chosen,

@@ -6,7 +6,7 @@ import { assessModes, type ModeReadiness } from '../server/prerequisites.js';
 import { collectServerFacts, type ServerFacts } from '../server/server-facts.js';
 import { openSession } from '../server/session.js';
 import type { CommandContext } from './context.js';
-import { ok, table, type CommandResult } from './output.js';
+import { ok, table, type CommandResult } from './result.js';
 
 function yesNo(b: boolean): string {
   return b ? 'yes' : 'no';

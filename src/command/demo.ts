@@ -3,11 +3,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { getString } from '../config/params.js';
-import { EXIT, PgbaculaError } from '../errors.js';
+import { asPgbaculaError, EXIT, PgbaculaError } from '../errors.js';
 import { findServerBinDirs, postgresOsUser, readPostmasterPid, runServerTool, type RunAs } from '../server/server-control.js';
 import { archiveCommandLine } from '../archive/archive-command.js';
-import type { CommandContext } from './context.js';
-import { ok, type CommandResult } from './output.js';
+import type { RawParam } from '../config/plugin-string.js';
+import type { ParamScope } from '../config/schema.js';
+import type { JobLog } from '../item/job-log.js';
+import { runBackupCommand } from './backup.js';
+import { BACKUP_COMMAND_SCOPES, RESTORE_COMMAND_SCOPES } from './command-scopes.js';
+import { buildContext, type CommandArgs, type CommandContext } from './context.js';
+import { runRestoreCommand } from './restore.js';
+import { errorData, ok, type CommandResult } from './result.js';
 import { freePort } from '../os/free-port.js';
 import { giveToSync, setModeSync } from '../os/file-owner.js';
 import { makeDirsSync, makePrivateDirSync, removeTreeSync } from '../os/user-dirs.js';
@@ -45,7 +51,6 @@ export async function runDemo(ctx: CommandContext): Promise<CommandResult> {
       hint: 'Install postgresql (scripts/setup.sh does) or pass --pg-bin-dir.',
     });
   }
-  const { main } = await import('./main.js');
   const user = await postgresOsUser();
   const dir = makePrivateDirSync(join(tmpdir(), 'pgbacula-demo-'));
   const pgdata = join(dir, 'pgdata');
@@ -59,10 +64,22 @@ export async function runDemo(ctx: CommandContext): Promise<CommandResult> {
   }
   const as: RunAs = { user, cwd: dir };
   const say = (line: string) => ctx.log.info(`demo: ${line}`);
-  const run = async (args: string[]): Promise<{ code: number; out: string }> => {
-    let out = '';
-    const code = await main([...args, '--json'], { stdout: (t) => (out += t), stderr: (t) => ctx.log.info(t.replace(/^pgbacula: /, '  ').trimEnd()), env: { ...ctx.env, PGBACULA_PROGRESS_SECONDS: '0' } });
-    return { code, out };
+  // The commands themselves, as `pgbacula backup|restore … --json` would run them: their lines
+  // indented in the demo's log, progress off, a failure shown as --json prints it.
+  const subLog: JobLog = {
+    info: (t) => ctx.log.info(`  ${t}`),
+    warning: (t) => ctx.log.info(`  warning: ${t}`),
+    progress: () => undefined,
+  };
+  const run = async (command: (c: CommandContext) => Promise<CommandResult>, scopes: readonly ParamScope[], globals: CommandArgs['globals'], params: Record<string, string>): Promise<{ code: number }> => {
+    const args: CommandArgs = { command: undefined, positional: [], params: Object.entries(params).map(([key, value]): RawParam => ({ key, value })), globals: { ...globals, json: true } };
+    try {
+      return { code: (await command(buildContext(args, scopes, { ...ctx.env, PGBACULA_PROGRESS_SECONDS: '0' }, subLog))).exitCode };
+    } catch (e) {
+      const err = asPgbaculaError(e);
+      ctx.log.info(JSON.stringify(errorData(err), null, 2));
+      return { code: err.exitCode };
+    }
   };
   const t0 = Date.now();
   try {
@@ -86,7 +103,7 @@ export async function runDemo(ctx: CommandContext): Promise<CommandResult> {
     await sql(sock, port, "CREATE TABLE orders (id int PRIMARY KEY, placed_at timestamptz NOT NULL DEFAULT clock_timestamp(), note text)");
     await sql(sock, port, "INSERT INTO orders (id, note) SELECT g, 'before the backup' FROM generate_series(1, 3) g");
 
-    const backup = await run(['backup', '--repo', repo, '--host', sock, '--port', String(port), '--user', 'postgres', '--compression-level', '1']);
+    const backup = await run(runBackupCommand, BACKUP_COMMAND_SCOPES, { repo }, { host: sock, port: String(port), user: 'postgres', compression_level: '1' });
     if (backup.code !== 0) throw new PgbaculaError('INTERNAL', 'the demo backup failed', { hint: 'See the lines above.' });
     say('full backup done; now one order per second, each commit time recorded by the server');
 
@@ -114,7 +131,7 @@ export async function runDemo(ctx: CommandContext): Promise<CommandResult> {
     say(`restoring to ${targetText}: between order ${before.id} (committed ${before.at.toISOString()}) and order ${after.id} (${after.at.toISOString()})`);
 
     const restorePort = await freePort();
-    const restore = await run(['restore', '--repo', repo, '--pgdata-dir', restored, '--target-time', targetText, '--restore-port', String(restorePort), '--pg-bin-dir', binDir]);
+    const restore = await run(runRestoreCommand, RESTORE_COMMAND_SCOPES, { repo }, { pgdata_dir: restored, target_time: targetText, restore_port: String(restorePort), pg_bin_dir: binDir });
     if (restore.code !== 0) throw new PgbaculaError('INTERNAL', 'the demo restore failed', { hint: 'See the lines above.' });
 
     const got = (await sql<{ id: number }>(sock, restorePort, 'SELECT id FROM orders ORDER BY id')).map((r) => r.id);

@@ -4,7 +4,7 @@ import { asPgbaculaError, EXIT, PgbaculaError } from '../errors.js';
 import { fetchWalFile, type FetchResult } from '../archive/fetch.js';
 import { listArchivedSystems } from '../archive/listing.js';
 import type { CommandContext } from './context.js';
-import { ok, type CommandResult } from './output.js';
+import { ok, type CommandResult } from './result.js';
 import { pushingDataDirectory, walTarget } from './wal-target.js';
 
 /**

@@ -20,7 +20,7 @@ import { verifyRepositoryWal } from '../archive/archive-check.js';
 import type { BackupManifest } from '../format/backup-manifest.js';
 import type { RestoreFileResult, RestoreFileTask } from '../../workers/restore-file.js';
 import type { CommandContext } from './context.js';
-import { ok, type CommandResult } from './output.js';
+import { ok, type CommandResult } from './result.js';
 
 const nullSink = { begin: async () => undefined, write: async () => undefined, end: async () => undefined };
 

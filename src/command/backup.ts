@@ -1,4 +1,4 @@
-import { getBool, getInt, getList, getString } from '../config/params.js';
+import { getString } from '../config/params.js';
 import { EXIT, PgbaculaError } from '../errors.js';
 import { runBaseBackup } from '../modes/pitr/base-backup.js';
 import { formatBytes, formatCount } from '../item/job-log.js';
@@ -8,8 +8,9 @@ import { newBackupId } from '../repo/layout.js';
 import { acquireRepoLock } from '../repo/lock.js';
 import { RepoSink } from '../repo/repo-sink.js';
 import type { CommandContext } from './context.js';
-import { ok, type CommandResult } from './output.js';
+import { ok, type CommandResult } from './result.js';
 import { prepareTmpdir } from '../os/tmpdir.js';
+import { pitrSettings } from './modes/pitr.js';
 
 export function requireRepo(ctx: CommandContext): string {
   const repo = ctx.argv.globals.repo;
@@ -28,7 +29,7 @@ export async function runBackupCommand(ctx: CommandContext): Promise<CommandResu
       hint: 'Use --mode=pitr (the default standalone mode); dump modes run through Bacula.',
     });
   }
-  const connection = ctx.connection();
+  const s = pitrSettings(ctx.params, ctx.connection(), ctx.env, ctx.progressIntervalMs);
   await initRepository(repo);
   const release = await acquireRepoLock(repo);
   const log = ctx.log;
@@ -36,32 +37,31 @@ export async function runBackupCommand(ctx: CommandContext): Promise<CommandResu
   const onSignal = () => controller.abort();
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
-  const pool = createWorkerPool({ parallelJobs: ctx.params.has('parallel_jobs') ? getInt(ctx.params, 'parallel_jobs') : undefined });
+  const pool = createWorkerPool({ parallelJobs: ctx.params.has('parallel_jobs') ? s.parallelJobs : undefined });
   try {
     for (const id of await removeInterruptedBackups(repo)) log.info(`removed incomplete backup ${id} (an earlier run was interrupted)`);
     const backupId = await createBackupDir(repo, newBackupId(new Date(), 'full'));
     const sink = new RepoSink(repo, backupId);
     await sink.open();
-    const tmpdir = getString(ctx.params, 'tmpdir')!;
-    await prepareTmpdir(tmpdir, log);
-    const label = getString(ctx.params, 'pitr_label') === 'auto' ? `pgbacula_${backupId}` : getString(ctx.params, 'pitr_label')!;
+    await prepareTmpdir(s.tmpdir, log);
+    const label = s.label === 'auto' ? `pgbacula_${backupId}` : s.label;
     const t0 = Date.now();
     let result;
     try {
       result = await runBaseBackup({
-        connection,
+        connection: s.connection,
         pool,
         sink,
         log,
         backupId,
         label,
         ...(typeof ctx.argv.globals.pgdata === 'string' ? { pgdata: ctx.argv.globals.pgdata } : {}),
-        verifyChecksums: getBool(ctx.params, 'verify_checksum'),
-        compress: getInt(ctx.params, 'compression_level') > 0,
-        backupFromStandby: getBool(ctx.params, 'backup_from_standby'),
-        excludeTablespaces: getList(ctx.params, 'exclude_tablespace'),
-        tmpdir,
-        progressIntervalMs: ctx.progressIntervalMs,
+        verifyChecksums: s.verifyChecksums,
+        compress: s.compress,
+        backupFromStandby: s.backupFromStandby,
+        excludeTablespaces: s.excludeTablespaces,
+        tmpdir: s.tmpdir,
+        progressIntervalMs: s.progressIntervalMs,
         signal: controller.signal,
         manifestPath: sink.manifestTempPath,
       });

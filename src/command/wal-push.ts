@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { PgbaculaError } from '../errors.js';
 import { pushWalFile } from '../archive/push.js';
 import type { CommandContext } from './context.js';
-import { ok, type CommandResult } from './output.js';
+import { ok, type CommandResult } from './result.js';
 import { pushingDataDirectory, walTarget } from './wal-target.js';
 
 /**

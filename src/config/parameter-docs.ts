@@ -1,5 +1,5 @@
-import { PARAMETERS, CONFIG_FILE_SECTIONS, type ParameterDef, type ParamScope } from '../config/schema.js';
-import { acceptedValues } from '../config/values.js';
+import { PARAMETERS, CONFIG_FILE_SECTIONS, type ParameterDef, type ParamScope } from './schema.js';
+import { acceptedValues } from './values.js';
 
 function defaultText(p: ParameterDef): string {
   if (p.defaultDoc) return p.defaultDoc;

@@ -17,21 +17,17 @@
  * and the spool holds every segment after `walThrough`. Otherwise the job stores a new base
  * backup and says why.
  */
-import type { TimelineHistoryEntry } from '../../wal/timeline-history.js';
 import { timelineSpans } from '../../wal/timeline-history.js';
 import { hex8, walSegmentName, walSegmentNumber } from '../../wal/segment.js';
 import { timelineOfSegment } from '../../archive/window.js';
+import { contiguousFrom, lineageSegments, type SegmentRef, type ServerNow, type SpoolSegment } from '../../modes/pitr/wal-plan.js';
+
+/** A segment as a chain record names it. */
+export type ChainSegmentRef = SegmentRef;
 
 export const CHAIN_FORMAT = 1;
 
 export type BaculaLevel = 'F' | 'I' | 'D';
-
-export interface ChainSegmentRef {
-  readonly timeline: number;
-  /** Segment number as a decimal string (JSON has no bigint). */
-  readonly segno: string;
-  readonly name: string;
-}
 
 export interface ChainRecord {
   readonly jobId: number;
@@ -68,21 +64,6 @@ export interface ChainFile {
   readonly records: readonly ChainRecord[];
 }
 
-/** The spool's facts about one segment (from listWalArchive). */
-export interface SpoolSegment {
-  readonly name: string;
-  readonly timeline: number;
-  readonly segno: bigint;
-}
-
-export interface ServerNow {
-  readonly systemId: string;
-  readonly timeline: number;
-  readonly walSegmentSize: number;
-  /** History of the server's timeline (empty for timeline 1, undefined when the spool lacks it). */
-  readonly history: readonly TimelineHistoryEntry[] | undefined;
-}
-
 /** Seconds of clock slack when matching `Since=` (the FD's skew correction works in whole seconds). */
 export const SINCE_SLACK_MS = 1000;
 
@@ -106,36 +87,6 @@ export function chainRoot(records: readonly ChainRecord[], r: ChainRecord): Chai
     at = records.find((x) => x.jobId === at!.referenceJobId);
   }
   return at;
-}
-
-/** Segments of the server's lineage in segment order: for each number, the timeline recovery reads it from. */
-export function lineageSegments(segments: readonly SpoolSegment[], server: ServerNow): SpoolSegment[] {
-  const spans = timelineSpans(server.history ?? [], server.timeline);
-  const out: SpoolSegment[] = [];
-  for (const s of segments) {
-    if (timelineOfSegment(spans, s.segno, server.walSegmentSize) === s.timeline) out.push(s);
-  }
-  return out.sort((a, b) => (a.segno < b.segno ? -1 : a.segno > b.segno ? 1 : 0));
-}
-
-export interface ContiguousRun {
-  /** Segments from `from` on without a hole (possibly empty). */
-  readonly run: SpoolSegment[];
-  /** The first missing segment number, when segments exist after a hole. */
-  readonly missing?: bigint;
-}
-
-/** The run of lineage segments starting exactly at `from`. */
-export function contiguousFrom(lineage: readonly SpoolSegment[], from: bigint): ContiguousRun {
-  const run: SpoolSegment[] = [];
-  let next = from;
-  const after = lineage.filter((s) => s.segno >= from);
-  for (const s of after) {
-    if (s.segno !== next) return { run, missing: next };
-    run.push(s);
-    next++;
-  }
-  return { run };
 }
 
 export type WalJobPlan =
@@ -207,33 +158,6 @@ export function planWalJob(o: {
   };
 }
 
-/**
- * What a base-backup job ships from the spool and how far its chain reaches: the lineage
- * segments from the backup's start segment on; the chain reaches through the contiguous run
- * that begins at the stop segment (the backup's own WAL covers start..stop, the stop segment
- * only up to the stop LSN).
- */
-export function planBaseWal(o: {
-  readonly server: ServerNow;
-  readonly segments: readonly SpoolSegment[];
-  readonly startSegno: bigint;
-  readonly stopSegno: bigint;
-}): { ship: SpoolSegment[]; walThrough: ChainSegmentRef; gapAfter?: { missing: string; after: string } } {
-  const lineage = lineageSegments(o.segments, o.server);
-  const { run, missing } = contiguousFrom(lineage, o.stopSegno);
-  const spans = timelineSpans(o.server.history ?? [], o.server.timeline);
-  const nameOf = (segno: bigint): string => walSegmentName(timelineOfSegment(spans, segno, o.server.walSegmentSize), segno, o.server.walSegmentSize);
-  const last = run.at(-1);
-  const throughSegno = last ? last.segno : o.stopSegno - 1n;
-  const ship = lineage.filter((s) => s.segno >= o.startSegno && s.segno <= throughSegno);
-  const walThrough = last ? { timeline: last.timeline, segno: String(last.segno), name: last.name } : { timeline: o.server.timeline, segno: String(throughSegno), name: nameOf(throughSegno) };
-  return {
-    ship,
-    walThrough,
-    ...(missing !== undefined ? { gapAfter: { missing: nameOf(missing), after: walThrough.name } } : {}),
-  };
-}
-
 /** The newest Full job (level F, a base backup) recorded at or before `r`. */
 export function lastFullAtOrBefore(records: readonly ChainRecord[], r: ChainRecord): ChainRecord | undefined {
   return [...records].filter((x) => x.level === 'F' && x.stored === 'base' && x.startedAtMs <= r.startedAtMs).sort((a, b) => a.startedAtMs - b.startedAtMs).at(-1);
@@ -262,4 +186,15 @@ export function retainRecords(records: readonly ChainRecord[], reference: ChainR
   const lastFull = sorted.filter((r) => r.level === 'F' && r.stored === 'base').at(-1);
   const from = Math.min(root?.startedAtMs ?? Infinity, lastFull?.startedAtMs ?? Infinity);
   return sorted.filter((r, i) => i >= sorted.length - keep || r.startedAtMs >= from);
+}
+
+/** The Job name without Bacula's `.YYYY-MM-DD_HH.MM.SS_NN` suffix: Since= is per Job. */
+export function jobBaseName(name: string): string {
+  return name.replace(/\.\d{4}-\d{2}-\d{2}_\d{2}\.\d{2}\.\d{2}_\d+$/, '') || 'job';
+}
+
+/** The records a job may continue: its own Job's (all of them for a console estimate). */
+export function recordsOfJob(records: readonly ChainRecord[], jobName: string): ChainRecord[] {
+  const base = jobBaseName(jobName);
+  return base === '-Console-' ? [...records] : records.filter((r) => jobBaseName(r.jobName) === base);
 }

@@ -2,7 +2,7 @@ import { getBool, getInt, getString } from '../config/params.js';
 import { assertSlotName } from '../server/replication.js';
 import { runWalReceiver } from '../archive/receiver.js';
 import type { CommandContext } from './context.js';
-import { ok, type CommandResult } from './output.js';
+import { ok, type CommandResult } from './result.js';
 import { walTarget } from './wal-target.js';
 
 /**

@@ -6,7 +6,7 @@ import { walArchiveRoot } from '../archive/layout.js';
 import { windowToJson } from '../archive/window.js';
 import { describeWindowReport, windowReports } from '../archive/window-report.js';
 import type { CommandContext } from './context.js';
-import { ok, type CommandResult } from './output.js';
+import { ok, type CommandResult } from './result.js';
 
 /** `pgbacula info --repo DIR`: every backup with its state, sizes and LSN range. */
 export async function runInfoCommand(ctx: CommandContext): Promise<CommandResult> {

@@ -1,8 +1,9 @@
 import { formatBytes } from '../item/job-log.js';
 import { restoreFromRepository } from '../restore/repo-restore.js';
 import { requireRepo } from './backup.js';
+import { restoreOptionsOf } from './restore-settings.js';
 import type { CommandContext } from './context.js';
-import { ok, type CommandResult } from './output.js';
+import { ok, type CommandResult } from './result.js';
 
 /** `pgbacula restore --repo DIR --pgdata-dir DIR`: the six phases, to consistency or a point in time. */
 export async function runRestoreCommand(ctx: CommandContext): Promise<CommandResult> {
@@ -10,7 +11,7 @@ export async function runRestoreCommand(ctx: CommandContext): Promise<CommandRes
   const explicit = typeof ctx.argv.globals.backup === 'string' ? ctx.argv.globals.backup : undefined;
   const s = await restoreFromRepository({
     repo,
-    params: ctx.params,
+    options: restoreOptionsOf(ctx.params),
     log: ctx.log,
     progressIntervalMs: ctx.progressIntervalMs,
     ...(explicit !== undefined ? { backupId: explicit } : {}),

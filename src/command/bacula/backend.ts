@@ -9,15 +9,15 @@
  * cancel (without a listener Node would open its inspector); every child process and staging
  * directory goes with us on every exit path.
  */
-import { Conversation } from '../bacula/conversation.js';
-import { PacketReader, PacketWriter } from '../bacula/channel.js';
-import { abortText } from '../bacula/conversation.js';
-import { serializePacket } from '../bacula/packet.js';
-import { killAllToolsNow, stopAllTools } from '../server/tool-process.js';
-import { removeAllScratchNow } from '../pipeline/scratch-dirs.js';
-import type { CommandContext } from './context.js';
-import type { CommandResult } from './output.js';
-import { pgbaculaJobs } from '../command/bacula/jobs.js';
+import { Conversation } from '../../bacula/conversation.js';
+import { PacketReader, PacketWriter } from '../../bacula/channel.js';
+import { abortText } from '../../bacula/conversation.js';
+import { serializePacket } from '../../bacula/packet.js';
+import { killAllToolsNow, stopAllTools } from '../../server/tool-process.js';
+import { removeAllScratchNow } from '../../pipeline/scratch-dirs.js';
+import type { CommandContext } from '../context.js';
+import type { CommandResult } from '../result.js';
+import { pgbaculaJobs } from './jobs.js';
 
 /** Progress lines in the Bacula job log: every 30 s unless PGBACULA_PROGRESS_SECONDS says otherwise (0 = none). */
 export function backendProgressIntervalMs(env: Readonly<Record<string, string | undefined>>): number {

@@ -8,7 +8,7 @@ import { formatBytes, formatCount } from '../item/job-log.js';
 import { loadKernels } from '../format/kernels.js';
 import { createWorkerPool, workerCount } from '../pipeline/pool.js';
 import type { CommandContext } from './context.js';
-import { ok, table, type CommandResult } from './output.js';
+import { ok, table, type CommandResult } from './result.js';
 
 interface Stage {
   readonly name: string;
