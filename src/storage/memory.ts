@@ -7,6 +7,8 @@
  */
 import { posix } from 'node:path';
 import {
+  STORED_DIR_MODE,
+  STORED_FILE_MODE,
   temporaryName,
   type CreateFileOptions,
   type DirOptions,
@@ -18,8 +20,8 @@ import {
   type WriteOptions,
 } from './storage.js';
 
-const FILE_MODE = 0o640;
-const DIR_MODE = 0o750;
+const FILE_MODE = STORED_FILE_MODE;
+const DIR_MODE = STORED_DIR_MODE;
 
 class MemFile {
   bytes = new Uint8Array(0);

@@ -11,6 +11,8 @@ import { basename, dirname, join } from 'node:path';
 import {
   errorCode,
   isNotFound,
+  STORED_DIR_MODE,
+  STORED_FILE_MODE,
   temporaryName,
   type CreateFileOptions,
   type DirOptions,
@@ -22,8 +24,8 @@ import {
   type WriteOptions,
 } from './storage.js';
 
-const FILE_MODE = 0o640;
-const DIR_MODE = 0o750;
+const FILE_MODE = STORED_FILE_MODE;
+const DIR_MODE = STORED_DIR_MODE;
 
 /** link(2) refused because the file system (or its mount) has no hard links. */
 export function isLinkUnsupported(e: unknown): boolean {

@@ -4,10 +4,11 @@
  * only through src/command/, and no module imports itself back through a chain (an import cycle).
  * A new upward import or cycle fails here with the file and the edge to remove.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { dirname, join, normalize, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { repoRoot } from '../harness/pg-binaries.js';
+import { tsSourceFiles } from '../harness/source-files.js';
 
 const root = repoRoot();
 
@@ -39,15 +40,7 @@ const CLI_MAY_IMPORT = new Set(['src', 'src/item', 'src/config', 'src/command'])
 /** Allowed by rank, refused by design: a mode never knows its sink (no Bacula levels or Since= in a mode). */
 const NEVER: ReadonlyArray<readonly [string, string, string]> = [['src/modes', 'src/bacula', 'a mode never knows its sink: Bacula levels and Since= belong in src/command/bacula']];
 
-function tsFiles(dir: string): string[] {
-  const out: string[] = [];
-  for (const e of readdirSync(join(root, dir), { withFileTypes: true })) {
-    const p = `${dir}/${e.name}`;
-    if (e.isDirectory()) out.push(...tsFiles(p));
-    else if (e.name.endsWith('.ts') && !e.name.endsWith('.d.ts')) out.push(p);
-  }
-  return out;
-}
+const tsFiles = (dir: string): string[] => tsSourceFiles(dir, root);
 
 /** The layer a file belongs to: the longest listed folder that contains it. */
 function layerOf(file: string): string {

@@ -2,18 +2,17 @@
  * The mode registry (src/command/modes.ts) is the one place a mode is named: every entry is a
  * mode of the schema, and neither the CLI nor the Bacula job branches on a mode's name.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { modeEntry, restoreModeOf } from '../../src/command/modes.js';
 import { findParameter } from '../../src/config/schema.js';
 import { repoRoot } from '../harness/pg-binaries.js';
+import { tsSourceFiles } from '../harness/source-files.js';
 
 const root = repoRoot();
 
-function tsFiles(dir: string): string[] {
-  return readdirSync(join(root, dir), { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? tsFiles(`${dir}/${e.name}`) : e.name.endsWith('.ts') ? [`${dir}/${e.name}`] : []));
-}
+const tsFiles = (dir: string): string[] => tsSourceFiles(dir, root);
 
 describe('mode registry', () => {
   const modes = findParameter('mode')!.values!;

@@ -6,11 +6,12 @@
  * — a named, aliased or namespace import of a write call, or an open with a write flag — fails
  * here with the file, the line and the call to route through one of those two folders.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import { repoRoot } from '../harness/pg-binaries.js';
+import { tsSourceFiles } from '../harness/source-files.js';
 
 const root = repoRoot();
 
@@ -117,15 +118,7 @@ export function rawWritesIn(file: string, source: string): RawWrite[] {
   return found;
 }
 
-function tsFiles(dir: string): string[] {
-  const out: string[] = [];
-  for (const e of readdirSync(join(root, dir), { withFileTypes: true })) {
-    const p = `${dir}/${e.name}`;
-    if (e.isDirectory()) out.push(...tsFiles(p));
-    else if (e.name.endsWith('.ts') && !e.name.endsWith('.d.ts')) out.push(p);
-  }
-  return out;
-}
+const tsFiles = (dir: string): string[] => tsSourceFiles(dir, root);
 
 describe('no raw node:fs writes outside src/storage/ and src/os/', () => {
   it('recognises every form of a raw write (planted examples)', () => {
