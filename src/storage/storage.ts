@@ -133,11 +133,11 @@ export function isAlreadyExists(e: unknown): boolean {
   return errorCode(e) === 'EEXIST';
 }
 
-/** The temporary name writeFileDurable and publishIfAbsent use beside `name`: hidden, owner pid first. */
 /** Modes of what the product stores, unless a caller asks for others: readable by its group (the backup operator), never by others. */
 export const STORED_FILE_MODE = 0o640;
 export const STORED_DIR_MODE = 0o750;
 
+/** The temporary name writeFileDurable and publishIfAbsent use beside `name`: hidden, owner pid first. */
 export function temporaryName(name: string, pid: number, random: string): string {
   return `.${name}.tmp-${pid}-${random}`;
 }
