@@ -9,6 +9,8 @@ import type { BackupManifest } from '../format/backup-manifest.js';
 import type { JobLog } from '../item/job-log.js';
 import { createWorkerPool } from '../pipeline/pool.js';
 import { assertRepository, listBackups, loadBackup } from '../repo/catalog.js';
+import { posixStorage } from '../storage/posix.js';
+import type { Storage } from '../storage/storage.js';
 import { formatLsn, parseLsn } from '../wal/lsn.js';
 import { listArchivedSystems } from '../archive/listing.js';
 import { restoreCommandLine } from '../archive/archive-command.js';
@@ -41,13 +43,13 @@ export function isoTimeMs(text: string): number {
  * The base backup for a target: the latest complete one that ends before it (time or LSN);
  * for xid and restore-point targets, which no backup records, the latest.
  */
-export async function chooseBaseBackup(repo: string, target: RecoveryTarget | undefined, where = `repository ${repo}`): Promise<BackupManifest> {
-  return pickBaseBackup(await completeBackups(repo), target, where);
+export async function chooseBaseBackup(repo: string, target: RecoveryTarget | undefined, where = `repository ${repo}`, storage: Storage = posixStorage): Promise<BackupManifest> {
+  return pickBaseBackup(await completeBackups(repo, storage), target, where);
 }
 
 /** The manifests of the complete backups of a repository, oldest first. */
-export async function completeBackups(repo: string): Promise<BackupManifest[]> {
-  return (await listBackups(repo)).filter((b): b is Extract<typeof b, { state: 'complete' }> => b.state === 'complete').map((b) => b.manifest);
+export async function completeBackups(repo: string, storage: Storage = posixStorage): Promise<BackupManifest[]> {
+  return (await listBackups(repo, false, storage)).filter((b): b is Extract<typeof b, { state: 'complete' }> => b.state === 'complete').map((b) => b.manifest);
 }
 
 /** chooseBaseBackup over manifests already read. */
