@@ -1,12 +1,13 @@
 /** File access the archive modules share, and the archive's I/O error (with what to do). */
 import { dirname } from 'node:path';
 import { PgbaculaError } from '../errors.js';
-import type { Storage } from '../storage/storage.js';
+import { STORED_DIR_MODE, STORED_FILE_MODE, type Storage } from '../storage/storage.js';
 
 export { isNotFound } from '../storage/storage.js';
 
-export const FILE_MODE = 0o640;
-export const DIR_MODE = 0o750;
+/** The archive keeps the product's stored modes (src/storage/storage.ts). */
+export const FILE_MODE = STORED_FILE_MODE;
+export const DIR_MODE = STORED_DIR_MODE;
 
 export async function exists(storage: Storage, path: string): Promise<boolean> {
   try {
