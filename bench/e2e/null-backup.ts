@@ -6,7 +6,7 @@
 import { rmSync } from 'node:fs';
 import v8 from 'node:v8';
 import { resolveConnection } from '../../src/config/connection.js';
-import { runBaseBackup } from '../../src/modes/pitr/base-backup.js';
+import { runBaseBackup } from '../../src/physical/base-backup.js';
 import { silentLog } from '../../src/item/job-log.js';
 import { createWorkerPool } from '../../src/pipeline/pool.js';
 

@@ -1,6 +1,6 @@
 import { getString } from '../config/params.js';
 import { EXIT, PgbaculaError } from '../errors.js';
-import { runBaseBackup } from '../modes/pitr/base-backup.js';
+import { runBaseBackup } from '../physical/base-backup.js';
 import { formatBytes, formatCount } from '../item/job-log.js';
 import { createWorkerPool } from '../pipeline/pool.js';
 import { createBackupDir, initRepository, removeInterruptedBackups } from '../repo/catalog.js';

@@ -29,6 +29,7 @@ export const LAYERS: readonly string[] = [
   'src/repo', // the local repository
   'src/archive', // the WAL archive / spool and the recoverable window
   'src/restore', // laying a backup down and recovering it
+  'src/physical', // the physical backup engine the physical modes share (a base backup, its plan)
   'src/modes', // one folder per mode: sources of items (siblings never import each other)
   'src/command', // the mode registry and the jobs (bacula/, backup, restore, verify, receive)
   'src/cli', // argv → command → output

@@ -17,7 +17,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ConnectionSettings } from '../../config/connection.js';
 import { PgbaculaError } from '../../errors.js';
-import { runBaseBackup } from './base-backup.js';
+import { runBaseBackup } from '../../physical/base-backup.js';
 import type { ReplicationConnection } from '../../server/replication.js';
 import { openSession } from '../../server/session.js';
 import { serverVersion } from '../../server/server-facts.js';
