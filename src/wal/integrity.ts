@@ -19,7 +19,8 @@
  *
  * Pure: bytes in, verdict out.
  */
-import { crc32cUpdate, scanSegmentRecords, type SegmentScan } from './record-scan.js';
+import { crc32cUpdate } from '../format/crc32c.js';
+import { scanSegmentRecords, type SegmentScan } from './record-scan.js';
 import { DEFAULT_WAL_BLOCK_SIZE as BLOCK, formatLsn, type Lsn } from './lsn.js';
 import { parseWalPageHeader, XLP_FIRST_IS_CONTRECORD, XLP_FIRST_IS_OVERWRITE_CONTRECORD } from './page-header.js';
 

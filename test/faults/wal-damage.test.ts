@@ -15,7 +15,7 @@ import { registerForCleanup, testRoot } from '../harness/registry.js';
 import { runCliProcess as runCli } from '../harness/run-bin.js';
 import { queryAt } from '../harness/verify-cluster.js';
 import { commitRows, type CommittedRow } from '../harness/workload.js';
-import { crc32cUpdate } from '../../src/wal/record-scan.js';
+import { crc32cUpdate } from '../../src/format/crc32c.js';
 import { archiveCommandLine } from '../../src/archive/archive-command.js';
 import { ownedDir, runAsServerUser, SEG, until } from '../integration/wal-helpers.js';
 

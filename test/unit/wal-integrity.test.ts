@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { judgeSegment, judgeSegmentJoin } from '../../src/wal/integrity.js';
-import { crc32c } from '../../src/wal/record-scan.js';
+import { crc32c } from '../../src/format/crc32c.js';
 import { BLCKSZ, SYNTH_SEG, WalWriter } from './wal-synth.js';
 
 const SYS = 7_000_000_000_000_000_001n;

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { crc32c, pgTimeToIso, scanSegmentRecords } from '../../src/wal/record-scan.js';
+import { crc32c } from '../../src/format/crc32c.js';
+import { pgTimeToIso, scanSegmentRecords } from '../../src/wal/record-scan.js';
 import { BLCKSZ, SYNTH_SEG, WalWriter } from './wal-synth.js';
 
 const SYS = 7311887020705307463n;

@@ -3,7 +3,7 @@
  * record framing of docs/postgresql-facts.md ("WAL": MAXALIGNed records, continuation across pages with
  * XLP_FIRST_IS_CONTRECORD and xlp_rem_len, CRC-32C), small enough (1 MiB segments) to be fast.
  */
-import { crc32c, crc32cUpdate } from '../../src/wal/record-scan.js';
+import { crc32c, crc32cUpdate } from '../../src/format/crc32c.js';
 import { walSegmentName } from '../../src/wal/segment.js';
 
 export const SYNTH_SEG = 1024 * 1024;
