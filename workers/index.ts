@@ -3,3 +3,4 @@
 export { walkDir } from './walk-dir.js';
 export { backupBatch, backupRange } from './backup-range.js';
 export { restoreFile } from './restore-file.js';
+export { combineFile } from './combine-file.js';

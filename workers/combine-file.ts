@@ -1,0 +1,391 @@
+import { closeSync, constants as fsc, openSync, readSync } from 'node:fs';
+import { createFileSync, settleSync, writeAllSync } from '../src/os/new-file.js';
+import { removeFileSync } from '../src/os/user-files.js';
+import { combineRangeHashes, hashHex } from '../src/format/content-hash.js';
+import { Lz4FrameDecoder } from '../src/format/lz4-frame.js';
+import { loadKernels, type Kernels, type StreamingHash } from '../src/format/kernels.js';
+import { incrementalFileSize, incrementalHeaderBytesNeeded, parseIncrementalHeader, reconstructedBlocks, type IncrementalHeader } from '../src/format/incremental-file.js';
+
+/**
+ * The restore of one relation segment of a block-incremental chain (docs/block-incremental.md,
+ * "Restoring a chain"): each block is taken from the newest backup that holds it, read from the
+ * stored files as they are (raw or LZ4 frames) and written in block order; every stored file is
+ * read once, start to end, and checked against its content hash. Memory stays bounded whatever
+ * the segment's size: only a few chunks of each stored file are held at a time.
+ */
+export interface CombineSource {
+  /** The stored file in the repository (raw or .lz4). */
+  readonly storedPath: string;
+  readonly encoding: 'raw' | 'lz4';
+  /** An `INCREMENTAL.<name>` file, or a whole copy of `<name>`. */
+  readonly kind: 'incremental' | 'full';
+  /** Raw (decoded) size, from the manifest. */
+  readonly size: number;
+  /** Content hash, from the manifest. */
+  readonly expectedHash: string;
+  /** The backup's range size (the ranges its content hash is made of). */
+  readonly rangeSize: number;
+  /** Backup id and path, for messages. */
+  readonly label: string;
+}
+
+export interface CombineFileTask {
+  /**
+   * Newest first: sources[0] is the newest backup's incremental file; the chain goes back to a
+   * 'full' source, which must be the last.
+   */
+  readonly sources: readonly CombineSource[];
+  /** Where to write it; absent = check only (verify --repo of a chain). */
+  readonly targetPath?: string;
+  readonly blockSize: number;
+  readonly blocksPerSegment: number;
+  readonly mode: number;
+  readonly mtimeMs: number;
+  readonly uid?: number;
+  readonly gid?: number;
+  /** The restored path, for messages. */
+  readonly label: string;
+}
+
+export interface CombineFileResult {
+  readonly ok: boolean;
+  readonly problem?: string;
+  readonly bytes: number;
+  /** Blocks taken from each source, in the order of the sources. */
+  readonly blocksFrom: readonly number[];
+  /** Blocks no source holds, written as zero pages. */
+  readonly zeroBlocks: number;
+  /** Set when writing the target failed, not a stored file (see RestoreFileResult). */
+  readonly targetErrno?: string;
+}
+
+/** A stored file that is not what its manifest says: the backup named in the message is damaged. */
+class SourceError extends Error {}
+
+/** A failure of the target file system, kept apart from a damaged stored file. */
+class TargetWriteError extends Error {
+  constructor(readonly errno: string, message: string) {
+    super(message);
+  }
+}
+
+function onTarget<T>(path: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new TargetWriteError(err.code ?? 'EIO', `cannot write ${path}: ${err.message}`);
+  }
+}
+
+const READ_CHUNK = 256 * 1024;
+/**
+ * Compressed bytes handed to the LZ4 decoder at a time. A block decodes to at most 4 MiB and LZ4
+ * expands at most about 255-fold, so what one feed can produce stays a few MiB per source.
+ */
+const LZ4_FEED = 16 * 1024;
+const OUTPUT_CHUNK = 1024 * 1024;
+
+/** The decoded content of a stored file, in order, a chunk at a time. */
+interface ContentStream {
+  /** The next chunk (valid until the next call), or undefined at the end. */
+  next(): Uint8Array | undefined;
+}
+
+class RawStream implements ContentStream {
+  private readonly chunk = new Uint8Array(READ_CHUNK);
+  private pos = 0;
+  constructor(private readonly fd: number) {}
+  next(): Uint8Array | undefined {
+    const n = readSync(this.fd, this.chunk, 0, this.chunk.length, this.pos);
+    if (n === 0) return undefined;
+    this.pos += n;
+    return this.chunk.subarray(0, n);
+  }
+}
+
+/** The decoder pushes what it decodes; this pulls, feeding it only as much as the reader needs. */
+class Lz4Stream implements ContentStream {
+  private readonly input = new Uint8Array(READ_CHUNK);
+  private inputLength = 0;
+  private inputAt = 0;
+  private pos = 0;
+  private ended = false;
+  private readonly decoded: Uint8Array[] = [];
+  private readonly decoder: Lz4FrameDecoder;
+  constructor(private readonly fd: number, kernels: Kernels) {
+    // The decoder's content is a view of its own buffer, reused for the next block: copied.
+    this.decoder = new Lz4FrameDecoder(kernels, (content) => this.decoded.push(content.slice()));
+  }
+  next(): Uint8Array | undefined {
+    while (this.decoded.length === 0) {
+      if (this.inputAt === this.inputLength) {
+        if (this.ended) return undefined;
+        this.inputLength = readSync(this.fd, this.input, 0, this.input.length, this.pos);
+        this.inputAt = 0;
+        this.pos += this.inputLength;
+        if (this.inputLength === 0) {
+          this.ended = true;
+          this.decoder.end();
+          continue;
+        }
+      }
+      const feed = this.input.subarray(this.inputAt, Math.min(this.inputAt + LZ4_FEED, this.inputLength));
+      this.inputAt += feed.length;
+      this.decoder.push(feed);
+    }
+    return this.decoded.shift();
+  }
+}
+
+/**
+ * One stored file read forward only: every byte that comes out of it is hashed range by range
+ * (as the backup computed its content hash), whether it is used or skipped.
+ */
+class SourceReader {
+  private chunk: Uint8Array = new Uint8Array(0);
+  private chunkAt = 0;
+  /** Bytes of content before the current chunk. */
+  private before = 0;
+  private inRange = 0;
+  private readonly rangeHashes: string[] = [];
+  private ended = false;
+
+  constructor(
+    private readonly stream: ContentStream,
+    private readonly hasher: StreamingHash<bigint>,
+    private readonly rangeSize: number,
+  ) {}
+
+  /** Offset of the next byte. */
+  get position(): number {
+    return this.before + this.chunkAt;
+  }
+
+  private fetch(): boolean {
+    if (this.ended) return false;
+    const next = this.stream.next();
+    this.before += this.chunk.length;
+    this.chunk = next ?? new Uint8Array(0);
+    this.chunkAt = 0;
+    if (next === undefined) {
+      this.ended = true;
+      return false;
+    }
+    let at = 0;
+    while (at < next.length) {
+      const n = Math.min(next.length - at, this.rangeSize - this.inRange);
+      this.hasher.update(next.subarray(at, at + n));
+      this.inRange += n;
+      at += n;
+      if (this.inRange === this.rangeSize) this.closeRange();
+    }
+    return true;
+  }
+
+  private closeRange(): void {
+    this.rangeHashes.push(hashHex(this.hasher.digest()));
+    this.hasher.reset();
+    this.inRange = 0;
+  }
+
+  /** The next `length` bytes copied into `into` at `at`. */
+  read(into: Uint8Array, at: number, length: number): void {
+    let done = 0;
+    while (done < length) {
+      if (this.chunkAt === this.chunk.length && !this.fetch()) throw new SourceError(`ends after ${this.position} bytes, before byte ${this.position + length - done} it needs`);
+      const n = Math.min(length - done, this.chunk.length - this.chunkAt);
+      into.set(this.chunk.subarray(this.chunkAt, this.chunkAt + n), at + done);
+      this.chunkAt += n;
+      done += n;
+    }
+  }
+
+  /** Forward to `offset` (never back: each file is read once). */
+  skipTo(offset: number): void {
+    if (offset < this.position) throw new Error(`internal: read back from ${this.position} to ${offset}`);
+    while (this.position < offset) {
+      if (this.chunkAt === this.chunk.length && !this.fetch()) throw new SourceError(`ends after ${this.position} bytes, before byte ${offset} it needs`);
+      this.chunkAt += Math.min(offset - this.position, this.chunk.length - this.chunkAt);
+    }
+  }
+
+  /** Read to the end; its size and content hash. */
+  finish(hash: (data: Uint8Array) => bigint): { size: number; hash: string } {
+    while (this.fetch()) this.chunkAt = this.chunk.length;
+    if (this.inRange > 0 || this.rangeHashes.length === 0) this.closeRange();
+    return { size: this.before, hash: combineRangeHashes(this.rangeHashes, hash) };
+  }
+}
+
+interface OpenSource {
+  readonly source: CombineSource;
+  readonly fd: number;
+  readonly reader: SourceReader;
+  /** Incremental sources only. */
+  header?: IncrementalHeader;
+  /** Blocks it can give: the listed ones (incremental) or its length in blocks (full). */
+  fullBlocks?: number;
+  /** Index in header.blocks of the next listed block not yet passed. */
+  cursor: number;
+}
+
+/** Why a chain cannot be combined as given (the caller built it wrong), or undefined. */
+function chainShapeProblem(sources: readonly CombineSource[]): string | undefined {
+  if (sources.length < 2) return `a chain needs an incremental file and an older whole copy, got ${sources.length} source(s)`;
+  if (sources[0]!.kind !== 'incremental') return `the newest source ${sources[0]!.label} is not an incremental file`;
+  const last = sources[sources.length - 1]!;
+  if (last.kind !== 'full') return `the chain ends at ${last.label}, an incremental file: no whole copy of the file to start from`;
+  const early = sources.slice(0, -1).find((s) => s.kind === 'full');
+  if (early) return `the chain has a whole copy ${early.label} before its end`;
+  return undefined;
+}
+
+/** Messages of a stored file carry its label: which backup is damaged. */
+function aboutSource<T>(source: CombineSource, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof TargetWriteError) throw e;
+    throw new SourceError(`${source.label}: ${(e as Error).message}`);
+  }
+}
+
+function readHeader(o: OpenSource, task: CombineFileTask): IncrementalHeader {
+  const name = 'incremental file';
+  const first = new Uint8Array(12);
+  o.reader.read(first, 0, 12);
+  const need = incrementalHeaderBytesNeeded(first, name);
+  const shape = { blockSize: task.blockSize, blocksPerSegment: task.blocksPerSegment, name };
+  // A damaged count is refused before its list is read (it could claim gigabytes).
+  if (need > 12 + 4 * task.blocksPerSegment) return parseIncrementalHeader(first, shape);
+  const bytes = new Uint8Array(need);
+  bytes.set(first);
+  o.reader.read(bytes, 12, need - 12);
+  const header = parseIncrementalHeader(bytes, shape);
+  const expected = incrementalFileSize(header.blocks.length, task.blockSize);
+  if (expected !== o.source.size) {
+    throw new SourceError(`its header lists ${header.blocks.length} blocks, which make ${expected} bytes, but the manifest says ${o.source.size}`);
+  }
+  o.reader.skipTo(header.headerLength);
+  return header;
+}
+
+export function combineFile(task: CombineFileTask): CombineFileResult {
+  const blocksFrom = task.sources.map(() => 0);
+  let zeroBlocks = 0;
+  let written = 0;
+  const fail = (problem: string, targetErrno?: string): CombineFileResult => ({ ok: false, problem, bytes: written, blocksFrom, zeroBlocks, ...(targetErrno ? { targetErrno } : {}) });
+  const shape = chainShapeProblem(task.sources);
+  if (shape) return fail(shape);
+  const bs = task.blockSize;
+  const kernels = loadKernels();
+  const open: OpenSource[] = [];
+  let out: number | undefined;
+  let complete = false;
+  try {
+    for (const source of task.sources) {
+      let fd: number;
+      try {
+        // A stored file is a plain file of the repository: a link in its place is not followed.
+        fd = openSync(source.storedPath, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+      } catch (e) {
+        return fail(`${source.label}: stored file is missing or unreadable: ${(e as NodeJS.ErrnoException).code ?? e}`);
+      }
+      const stream = source.encoding === 'lz4' ? new Lz4Stream(fd, kernels) : new RawStream(fd);
+      open.push({ source, fd, reader: new SourceReader(stream, kernels.createHasher(), source.rangeSize), cursor: 0 });
+    }
+    // Headers first: which source gives which block is known before a byte is written.
+    for (const o of open) {
+      if (o.source.kind === 'incremental') o.header = aboutSource(o.source, () => readHeader(o, task));
+      else o.fullBlocks = Math.floor(o.source.size / bs);
+    }
+    const newest = open[0]!.header!;
+    const length = reconstructedBlocks(newest);
+    const cutoff = newest.truncationBlocks;
+    // The newest file's blocks all count (past its truncation length too: they extend the file);
+    // an older backup's only below that length: what lies beyond was truncated since.
+    const from = new Int32Array(length).fill(-1);
+    for (const b of newest.blocks) from[b] = 0;
+    for (let k = 1; k < open.length; k++) {
+      const o = open[k]!;
+      if (o.header) {
+        for (const b of o.header.blocks) {
+          if (b >= cutoff) break;
+          if (from[b]! < 0) from[b] = k;
+        }
+      } else {
+        for (let b = 0; b < Math.min(cutoff, o.fullBlocks!); b++) if (from[b]! < 0) from[b] = k;
+      }
+    }
+
+    const target = task.targetPath;
+    if (target) out = onTarget(target, () => createFileSync(target, 0o600));
+    const buffer = new Uint8Array(Math.max(bs, Math.floor(OUTPUT_CHUNK / bs) * bs));
+    let filled = 0;
+    const flush = () => {
+      if (out !== undefined && filled > 0) {
+        const fd = out;
+        const data = buffer.subarray(0, filled);
+        onTarget(target!, () => writeAllSync(fd, data, written));
+      }
+      written += filled;
+      filled = 0;
+    };
+    for (let b = 0; b < length; b++) {
+      const k = from[b]!;
+      if (k < 0) {
+        buffer.fill(0, filled, filled + bs);
+        zeroBlocks++;
+      } else {
+        const o = open[k]!;
+        let offset: number;
+        if (o.header) {
+          const listed = o.header.blocks;
+          while (listed[o.cursor]! < b) o.cursor++;
+          offset = o.header.headerLength + o.cursor * bs;
+        } else {
+          offset = b * bs;
+        }
+        aboutSource(o.source, () => {
+          o.reader.skipTo(offset);
+          if (out !== undefined) o.reader.read(buffer, filled, bs);
+          else o.reader.skipTo(offset + bs);
+        });
+        blocksFrom[k] = blocksFrom[k]! + 1;
+      }
+      filled += bs;
+      if (filled === buffer.length) flush();
+    }
+    flush();
+    // Every stored file to its end: its size and content hash are the backup's word that every
+    // block taken from it (and every block passed over) is what was stored.
+    for (const o of open) {
+      const s = aboutSource(o.source, () => o.reader.finish((d) => kernels.hash(d)));
+      if (s.size !== o.source.size) return fail(`${o.source.label}: holds ${s.size} bytes, the manifest says ${o.source.size}`);
+      if (s.hash !== o.source.expectedHash) return fail(`${o.source.label}: content hash ${s.hash} differs from the manifest's ${o.source.expectedHash}`);
+    }
+    if (out !== undefined) {
+      const fd = out;
+      onTarget(target!, () => settleSync(fd, task));
+    }
+    complete = true;
+    return { ok: true, bytes: written, blocksFrom, zeroBlocks };
+  } catch (e) {
+    if (e instanceof TargetWriteError) return fail(e.message, e.errno);
+    return fail((e as Error).message);
+  } finally {
+    for (const o of open) closeSync(o.fd);
+    if (out !== undefined) {
+      closeSync(out);
+      // What failed its check (or could not be written whole) does not stay in the target.
+      if (!complete) {
+        try {
+          removeFileSync(task.targetPath!);
+        } catch {
+          // already gone
+        }
+      }
+    }
+  }
+}
