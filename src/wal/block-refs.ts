@@ -13,6 +13,7 @@
  * Pure: bytes in, values out.
  */
 import { BlockRefTable, type RelFork } from '../format/block-ref-table.js';
+import { DEFAULT_BLOCK_SIZE } from '../format/page.js';
 import { versionFacts, type VersionFacts } from '../pg/versions.js';
 import { DEFAULT_WAL_BLOCK_SIZE, formatLsn, type Lsn } from './lsn.js';
 import { majorOfXlogPageMagic, parseWalPageHeader, XLP_FIRST_IS_CONTRECORD, XLP_FIRST_IS_OVERWRITE_CONTRECORD } from './page-header.js';
@@ -349,6 +350,7 @@ const BKPBLOCK_HAS_DATA = 0x20;
 const BKPBLOCK_SAME_REL = 0x80;
 const BKPIMAGE_HAS_HOLE = 0x01;
 const WAL_LEVEL_MINIMAL = 0;
+const HEAP_BLOCKS_PER_VM_PAGE = (DEFAULT_BLOCK_SIZE - 24) * 4;
 
 interface BlockRef {
   readonly rf: RelFork;
@@ -514,7 +516,7 @@ class Collector {
       const r = rel(4);
       const flags = v.getInt32(16, true);
       if (flags & SMGR_TRUNCATE_HEAP) this.table.setLimit({ ...r, fork: MAIN_FORK }, blkno);
-      if (flags & SMGR_TRUNCATE_VM) this.table.setLimit({ ...r, fork: VM_FORK }, blkno);
+      if (flags & SMGR_TRUNCATE_VM) this.table.setLimit({ ...r, fork: VM_FORK }, vmBlocksFor(blkno));
       return;
     }
     if (rmid === RM_XACT_ID) {
@@ -561,6 +563,16 @@ class Collector {
       this.distrust(`the WAL record at ${at} (resource manager ${rmid}, type 0x${info.toString(16)}) changes relation files in a way pgbacula does not decode`);
     }
   }
+}
+
+/**
+ * Length in blocks of the visibility map of a heap of nheapblocks blocks: two bits per heap
+ * block on the page after its 24-byte header (BLCKSZ 8192). The summarizer of current
+ * PostgreSQL releases limits the vm fork to this, not to the heap's length: a vm block beyond
+ * it that is later re-extended without WAL must not be taken from an older backup.
+ */
+function vmBlocksFor(nheapblocks: number): number {
+  return Math.ceil(nheapblocks / HEAP_BLOCKS_PER_VM_PAGE);
 }
 
 /** Where the record's wal_level is, for the XLOG records that carry one (undefined: none). */
