@@ -3,7 +3,16 @@
  * this file: same API, simple representation, so src/wal/block-refs.ts compiles and is tested.
  * At merge the wt-brt version replaces it. Format: docs/block-incremental.md.
  */
-import { crc32c } from '../wal/record-scan.js';
+
+/** Bitwise CRC-32C (the stand-in's own; wt-brt uses src/format/crc32c.ts). */
+function crc32c(bytes: Uint8Array): number {
+  let c = 0xffffffff;
+  for (const b of bytes) {
+    c ^= b;
+    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
+  }
+  return (c ^ 0xffffffff) >>> 0;
+}
 
 export const NO_LIMIT = 0xffffffff;
 const MAGIC = 0x652b137b;
