@@ -4,7 +4,7 @@
  * major (src/pg/versions.ts).
  */
 import { describe, expect, it } from 'vitest';
-import { NO_LIMIT, type BlockRefTable, type RelFork } from '../../src/format/block-ref-table.js';
+import { NO_LIMIT, type BlockRefTable } from '../../src/format/block-ref-table.js';
 import { SUPPORTED_MAJORS, versionFacts, type Major } from '../../src/pg/versions.js';
 import { summarizeRange, summarizeSegment } from '../../src/wal/block-refs.js';
 import { SYNTH_SEG, WalWriter } from './wal-synth.js';
@@ -68,7 +68,6 @@ function ints(...fields: (number | ['i64', bigint] | ['u8', number])[]): Uint8Ar
   return Uint8Array.from(out);
 }
 
-const rf = (spcOid: number, dbOid: number, relNumber: number, fork = 0): RelFork => ({ spcOid, dbOid, relNumber, fork });
 
 /** The table as plain data: "spc/db/rel/fork" → { limit, blocks }. */
 function dump(t: BlockRefTable): Record<string, { limit: number; blocks: number[] }> {
