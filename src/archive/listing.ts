@@ -6,6 +6,7 @@ import { posixStorage } from '../storage/posix.js';
 import type { Storage } from '../storage/storage.js';
 import { readArchiveMeta, type ArchiveMeta } from './archive-meta.js';
 import { ioError, isNotFound } from './archive-io.js';
+import { summarizedSegmentName } from './segment-summary.js';
 import { ARCHIVE_META_FILE, ASIDE_DIR, RECEIVE_DIR, systemDir } from './layout.js';
 
 /** System identifiers that have a directory under root (sorted). */
@@ -122,6 +123,7 @@ export async function listWalArchive(root: string, systemId: string, storage: St
       const tli = parseInt(name, 16);
       for (const f of (await storage.list(path).catch(() => [] as string[])).sort()) {
         if (f.startsWith('.')) continue; // temporary files
+        if (summarizedSegmentName(f) !== undefined) continue; // a segment's block summary (segment-summary.ts), not WAL
         const fp = join(path, f);
         const q = parseWalFileName(f, segSize);
         if (q?.kind === 'backup') {

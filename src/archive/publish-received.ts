@@ -2,13 +2,14 @@
 import { basename, dirname } from 'node:path';
 import { PgbaculaError } from '../errors.js';
 import { majorOfXlogPageMagic } from '../wal/page-header.js';
-import { hex8, timelineHistoryFileName } from '../wal/segment.js';
+import { hex8, segmentNumberOfName, timelineHistoryFileName } from '../wal/segment.js';
 import { ensureArchive, writeArchiveMeta } from './archive-meta.js';
 import { posixStorage } from '../storage/posix.js';
 import type { Storage } from '../storage/storage.js';
 import { ensureDir, ioError } from './archive-io.js';
 import { isHistoryArchived } from './history-files.js';
 import { archivedPath, parseArchivableName } from './layout.js';
+import { summarizeStoredSegment, warnOnStderr } from './segment-summary.js';
 import { storeBytes, type StoreOutcome } from './store.js';
 
 /**
@@ -16,7 +17,18 @@ import { storeBytes, type StoreOutcome } from './store.js';
  * system) into the archive without copying: link under the final name (never replacing), then
  * remove the source. A `.partial` name goes to its timeline directory, kept aside on conflict.
  */
-export async function publishReceivedFile(root: string, systemId: string, sourcePath: string, meta: { segmentSize: number; magic: number }, storage: Storage = posixStorage): Promise<StoreOutcome> {
+export async function publishReceivedFile(root: string, systemId: string, sourcePath: string, meta: { segmentSize: number; magic: number }, storage: Storage = posixStorage, warn: (text: string) => void = warnOnStderr): Promise<StoreOutcome> {
+  const outcome = await publish(root, systemId, sourcePath, meta, storage);
+  const parsed = parseArchivableName(basename(sourcePath), meta.segmentSize);
+  if (parsed.kind === 'segment') {
+    // After the segment is durably stored: a summary is an optimization, never a reason to fail.
+    const segno = segmentNumberOfName(parsed, meta.segmentSize);
+    await summarizeStoredSegment({ storage, root, systemId, timeline: parsed.timeline, segno, segmentSize: meta.segmentSize, warn });
+  }
+  return outcome;
+}
+
+async function publish(root: string, systemId: string, sourcePath: string, meta: { segmentSize: number; magic: number }, storage: Storage): Promise<StoreOutcome> {
   const name = basename(sourcePath);
   const parsed = parseArchivableName(name, meta.segmentSize);
   if (parsed.kind !== 'segment' && parsed.kind !== 'partial') throw new PgbaculaError('INTERNAL', `publishReceivedFile: ${name} is not a segment`);

@@ -16,6 +16,7 @@ import { ioError, isNotFound } from './archive-io.js';
 import { ensureHistoryArchived } from './history-files.js';
 import { archivedPath, parseArchivableName } from './layout.js';
 import { listArchivedSystems } from './listing.js';
+import { summarizeStoredSegment, warnOnStderr } from './segment-summary.js';
 import { storeBytes, type StoreOutcome } from './store.js';
 
 export interface PushOptions {
@@ -79,6 +80,7 @@ export async function pushWalFile(o: PushOptions): Promise<PushResult> {
   const meta = await ensureArchive(o.root, systemId, storage);
   const historiesArchived: string[] = [];
   let parsed = parsed0;
+  let segmentOf: { segno: bigint; segSize: number } | undefined;
 
   if (parsed.kind === 'segment' || parsed.kind === 'partial') {
     const h = parseWalPageHeader(bytes, 0)!;
@@ -105,6 +107,7 @@ export async function pushWalFile(o: PushOptions): Promise<PushResult> {
       });
     }
     const segno = segmentNumberOfName(parsed as { log: number; seg: number }, segSize);
+    segmentOf = { segno, segSize };
     const v = validateWalSegment(bytes, {
       segmentStart: walSegmentStart(segno, segSize),
       segmentSize: segSize,
@@ -135,6 +138,10 @@ export async function pushWalFile(o: PushOptions): Promise<PushResult> {
   const dest = archivedPath(o.root, systemId, parsed);
   const policy = parsed.kind === 'segment' || parsed.kind === 'history' ? 'refuse' : 'aside';
   const outcome = await storeBytes(storage, o.root, systemId, dest, bytes, policy, o.sourcePath);
+  if (parsed.kind === 'segment' && segmentOf) {
+    // After the segment is durably stored: a summary is an optimization, never a reason to fail.
+    await summarizeStoredSegment({ storage, root: o.root, systemId, timeline: parsed.timeline, segno: segmentOf.segno, segmentSize: segmentOf.segSize, bytes, warn: o.warn ?? warnOnStderr });
+  }
   if (outcome.status === 'kept-aside') {
     o.warn?.(`${fileName} differs from the copy already archived; the new one was kept as ${outcome.path} (recovery never reads ${parsed.kind === 'partial' ? '.partial' : '.backup'} files; two promotions from the same timeline produce such pairs)`);
   }

@@ -178,7 +178,7 @@ async function session(o: ReceiverOptions, state: State): Promise<boolean> {
     state.releaseLock ??= await lockReceiveDir(rdir);
     const magic = versionFacts(major).xlogPageMagic;
     const publish = async (path: string, name: string): Promise<void> => {
-      const out = await publishReceivedFile(o.root, systemId, path, { segmentSize: segSize, magic });
+      const out = await publishReceivedFile(o.root, systemId, path, { segmentSize: segSize, magic }, posixStorage, (t) => o.log.warning(t));
       if (!name.endsWith('.partial')) state.segments++;
       o.log.info(`archived ${name}${out.status === 'identical' ? ' (already archived, identical)' : out.status === 'kept-aside' ? ` (differs from the archived copy: kept as ${out.path})` : ''}`);
     };

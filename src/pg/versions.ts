@@ -51,6 +51,22 @@ export interface VersionFacts {
   readonly excludeTransientDirectories: boolean;
   /** initdb enables data checksums by default from 18. */
   readonly checksumsDefaultOn: boolean;
+  /**
+   * Database rmgr record types (xl_info & 0xF0): ≤ 14 CREATE 0x00 and DROP 0x10; 15+
+   * CREATE_FILE_COPY 0x00, CREATE_WAL_LOG 0x10, DROP 0x20. Every create carries (db, tablespace) first.
+   */
+  readonly walDbaseInfo: { readonly createFileCopy: number; readonly createWalLog: number | undefined; readonly drop: number };
+  /** XLOG_DBASE_DROP main data: ≤ 12 (u32 db, u32 tablespace); 13+ (u32 db, i32 n, n × u32 tablespace). */
+  readonly walDbaseDropTablespaceList: boolean;
+  /** Offset of wal_level (i32) in XLOG_PARAMETER_CHANGE: 16 in ≤ 11, 20 from 12 (max_wal_senders added before it). */
+  readonly walParameterChangeWalLevelOffset: number;
+  /**
+   * From 17 the shutdown checkpoint (CheckPoint.wal_level at 20), XLOG_CHECKPOINT_REDO (0xE0, i32
+   * wal_level at 0) and XLOG_END_OF_RECOVERY (wal_level at 16) carry wal_level; undefined before.
+   */
+  readonly walLevelInCheckpointRecords: { readonly checkpointShutdown: number; readonly checkpointRedoInfo: number; readonly endOfRecovery: number } | undefined;
+  /** Abort records may carry the DBINFO item (xinfo bit 0) from 11; in 10 they never do. */
+  readonly walXactAbortDbInfo: boolean;
 }
 
 /** The facts that are constants of each supported release. */
@@ -99,6 +115,11 @@ function decide(major: number): VersionFacts {
     dropDatabaseForce: major >= 13,
     excludeTransientDirectories: major >= 10,
     checksumsDefaultOn: major >= 18,
+    walDbaseInfo: major >= 15 ? { createFileCopy: 0x00, createWalLog: 0x10, drop: 0x20 } : { createFileCopy: 0x00, createWalLog: undefined, drop: 0x10 },
+    walDbaseDropTablespaceList: major >= 13,
+    walParameterChangeWalLevelOffset: major >= 12 ? 20 : 16,
+    walLevelInCheckpointRecords: major >= 17 ? { checkpointShutdown: 20, checkpointRedoInfo: 0xe0, endOfRecovery: 16 } : undefined,
+    walXactAbortDbInfo: major >= 11,
   };
 }
 

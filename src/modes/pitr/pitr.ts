@@ -320,6 +320,7 @@ export async function pruneSpoolBefore(spoolRoot: string, systemId: string, walS
   for (const v of victims) {
     try {
       await posixStorage.removeFile(v.path);
+      await posixStorage.removeFile(`${v.path}.summary`).catch(() => undefined); // its block summary, when it has one
       removed++;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') log.warning(`cannot prune ${v.path}: ${(e as Error).message}`);

@@ -1,0 +1,201 @@
+/**
+ * pgbacula's WAL summarizer against real servers (docs/block-incremental.md):
+ * (a) on 18, the summary of a range equals the server's own WAL summary of that range;
+ * (b) on 10, 13 and 15 (no server summaries), it is sound against the pages themselves: every
+ *     page whose LSN is past the range's start is marked, under a limit, or in a changed database;
+ * (c) wal-push writes a .summary per segment, and changedBlocksFromArchive merges them (and
+ *     refuses, naming it, when a segment is missing).
+ */
+import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NO_LIMIT, parseBlockRefTable, type BlockRefTable } from '../../src/format/block-ref-table.js';
+import { archiveCommandLine } from '../../src/archive/archive-command.js';
+import { parseLsn, formatLsn } from '../../src/wal/lsn.js';
+import { summarizeRange } from '../../src/wal/block-refs.js';
+import { walSegmentName, walSegmentNumber } from '../../src/wal/segment.js';
+import { startCluster, type Cluster } from '../harness/cluster.js';
+import { ownedDir, SEG, until } from './wal-helpers.js';
+
+type Dump = Record<string, { limit: number; blocks: number[] }>;
+
+function dump(t: BlockRefTable): Dump {
+  const out: Dump = {};
+  for (const e of t.entries()) out[`${e.rf.spcOid}/${e.rf.dbOid}/${e.rf.relNumber}/${e.rf.fork}`] = { limit: e.limitBlock, blocks: [...e.blocks] };
+  return out;
+}
+
+/** Segments [first, last] of timeline 1 read from the server's pg_wal (as root: the test runs as root). */
+function segmentsFromPgWal(c: Cluster, first: bigint, last: bigint): { segno: bigint; bytes: Uint8Array }[] {
+  const out: { segno: bigint; bytes: Uint8Array }[] = [];
+  for (let s = first; s <= last; s++) {
+    const p = join(c.pgdata, 'pg_wal', walSegmentName(1, s, SEG));
+    if (!existsSync(p)) break;
+    out.push({ segno: s, bytes: readFileSync(p) });
+  }
+  return out;
+}
+
+async function insertLsn(c: Cluster): Promise<bigint> {
+  const [r] = await c.sql<{ l: string }>('SELECT pg_current_wal_insert_lsn()::text AS l');
+  return parseLsn(r!.l);
+}
+
+/**
+ * Every kind of change the summarizer must see: inserts over many blocks, updates, DELETE and
+ * VACUUM truncating, TRUNCATE, DROP TABLE, VACUUM FULL, CREATE INDEX, a rolled-back CREATE
+ * TABLE, a prepared transaction dropping a table, CREATE DATABASE (both strategies where they
+ * exist) and DROP DATABASE.
+ */
+async function workload(c: Cluster): Promise<void> {
+  const q = (s: string, db = 'postgres') => c.sql(s, [], db);
+  await q("CREATE TABLE wb_a (id int PRIMARY KEY, v text); INSERT INTO wb_a SELECT g, repeat('x', 200) FROM generate_series(1, 6000) g");
+  await q("UPDATE wb_a SET v = 'y' WHERE id % 97 = 0");
+  await q("CREATE TABLE wb_t (id int, v text); INSERT INTO wb_t SELECT g, repeat('t', 300) FROM generate_series(1, 4000) g");
+  await q('DELETE FROM wb_t WHERE id > 150');
+  await q('VACUUM wb_t');
+  await q("CREATE TABLE wb_tr (id int, v text); INSERT INTO wb_tr SELECT g, 'r' FROM generate_series(1, 3000) g");
+  await q("TRUNCATE wb_tr; INSERT INTO wb_tr VALUES (1, 'again')");
+  await q("CREATE TABLE wb_drop AS SELECT g AS id FROM generate_series(1, 20000) g");
+  await q('DROP TABLE wb_drop');
+  await q('VACUUM FULL wb_a');
+  await q('CREATE INDEX wb_a_v ON wb_a (v)');
+  await q("BEGIN; CREATE TABLE wb_rb AS SELECT g FROM generate_series(1, 5000) g; ROLLBACK").catch(() => undefined);
+  const client = await c.client();
+  try {
+    await client.query("BEGIN; CREATE TABLE wb_p (id int); INSERT INTO wb_p SELECT generate_series(1, 1000); PREPARE TRANSACTION 'wb1'");
+    await client.query("COMMIT PREPARED 'wb1'");
+    await client.query("BEGIN; DROP TABLE wb_p; PREPARE TRANSACTION 'wb2'");
+    await client.query("COMMIT PREPARED 'wb2'");
+  } finally {
+    await client.end();
+  }
+  await q('CREATE DATABASE wb_db1');
+  await q("CREATE TABLE x (id int); INSERT INTO x SELECT generate_series(1, 2000)", 'wb_db1');
+  if (c.major >= 15) await q('CREATE DATABASE wb_db2 STRATEGY FILE_COPY');
+  await q('DROP DATABASE wb_db1');
+  await q("INSERT INTO wb_a SELECT g, 'late' FROM generate_series(6001, 7000) g");
+  await q('CHECKPOINT');
+  await q('CHECKPOINT');
+}
+
+const SETTINGS = { autovacuum: false, max_prepared_transactions: 5, wal_keep_size: '1GB' } as const;
+
+describe('(a) PostgreSQL 18: equal to the server\'s own WAL summaries', () => {
+  let c: Cluster;
+  beforeAll(async () => {
+    c = await startCluster({ major: 18, name: 'pg18-walsum', summarizeWal: true, settings: SETTINGS });
+  });
+  afterAll(async () => {
+    await c?.destroy();
+  });
+
+  it('every summary the server wrote over the workload equals summarizeRange over the same range', async () => {
+    await c.sql("SELECT pg_create_physical_replication_slot('keep', true)");
+    await c.sql('CHECKPOINT');
+    const from = await insertLsn(c);
+    await workload(c);
+    // Summaries end at redo points: wait for the one of the last checkpoint.
+    const [ck] = await c.sql<{ l: string }>('SELECT redo_lsn::text AS l FROM pg_control_checkpoint()');
+    const lastRedo = parseLsn(ck!.l);
+    await until('the summarizer reached the last redo point', async () => {
+      const [s] = await c.sql<{ l: string }>('SELECT summarized_lsn::text AS l FROM pg_get_wal_summarizer_state()');
+      return parseLsn(s!.l) >= lastRedo;
+    });
+    const ranges = (await c.sql<{ s: string; e: string }>('SELECT start_lsn::text AS s, end_lsn::text AS e FROM pg_available_wal_summaries() WHERE tli = 1 ORDER BY start_lsn'))
+      .map((r) => ({ start: parseLsn(r.s), end: parseLsn(r.e) }))
+      .filter((r) => r.end > from);
+    expect(ranges.length).toBeGreaterThanOrEqual(3);
+    let entries = 0;
+    let limits = 0;
+    for (const r of ranges) {
+      const rows = await c.sql<{ n: string; t: string; d: string; f: number; b: string; l: boolean }>(
+        'SELECT relfilenode::text AS n, reltablespace::text AS t, reldatabase::text AS d, relforknumber AS f, relblocknumber::text AS b, is_limit_block AS l FROM pg_wal_summary_contents(1, $1::pg_lsn, $2::pg_lsn)',
+        [formatLsn(r.start), formatLsn(r.end)],
+      );
+      const server: Dump = {};
+      for (const row of rows) {
+        const k = `${row.t}/${row.d}/${row.n}/${row.f}`;
+        const e = (server[k] ??= { limit: NO_LIMIT, blocks: [] });
+        if (row.l) e.limit = Number(row.b);
+        else e.blocks.push(Number(row.b));
+      }
+      for (const e of Object.values(server)) e.blocks.sort((x, y) => x - y);
+      const segs = segmentsFromPgWal(c, walSegmentNumber(r.start, SEG), walSegmentNumber(r.end, SEG) + 1n);
+      const mine = summarizeRange(segs, { timeline: 1, segmentSize: SEG, fromLsn: r.start, toLsn: r.end });
+      expect(mine.untrusted, `${formatLsn(r.start)}..${formatLsn(r.end)}`).toBeUndefined();
+      expect(mine.pendingTail).toBeUndefined();
+      expect(mine.records).toBeGreaterThan(0);
+      expect(dump(mine.table), `${formatLsn(r.start)}..${formatLsn(r.end)}`).toEqual(server);
+      entries += Object.keys(server).length;
+      limits += Object.values(server).filter((e) => e.limit !== NO_LIMIT).length;
+    }
+    // The workload really produced limits (truncate, drops, database create/drop) and many entries.
+    expect(limits).toBeGreaterThan(5);
+    expect(entries).toBeGreaterThan(50);
+  });
+});
+
+/** Relation files of the cluster: (spc, db, relfilenode, fork, segment) from base/ and global/. */
+function relationFiles(pgdata: string): { spc: number; db: number; rel: number; fork: number; seg: number; path: string }[] {
+  const out: { spc: number; db: number; rel: number; fork: number; seg: number; path: string }[] = [];
+  const forks: Record<string, number> = { '': 0, _fsm: 1, _vm: 2, _init: 3 };
+  const scan = (dir: string, spc: number, db: number) => {
+    for (const f of readdirSync(dir)) {
+      const m = /^(\d+)(_fsm|_vm|_init)?(?:\.(\d+))?$/.exec(f);
+      if (!m) continue;
+      out.push({ spc, db, rel: Number(m[1]), fork: forks[m[2] ?? '']!, seg: Number(m[3] ?? 0), path: join(dir, f) });
+    }
+  };
+  scan(join(pgdata, 'global'), 1664, 0);
+  for (const d of readdirSync(join(pgdata, 'base'))) if (/^\d+$/.test(d)) scan(join(pgdata, 'base', d), 1663, Number(d));
+  return out;
+}
+
+describe.each([10, 13, 15] as const)('(b) PostgreSQL %i: sound against the pages\' own LSNs', (major) => {
+  let c: Cluster;
+  beforeAll(async () => {
+    const { wal_keep_size: keep, ...rest } = SETTINGS;
+    c = await startCluster({ major, name: `pg${major}-walsum`, settings: major < 13 ? { ...rest, wal_keep_segments: 64 } : { ...rest, wal_keep_size: keep } });
+  });
+  afterAll(async () => {
+    await c?.destroy();
+  });
+
+  it('every page changed after the start LSN is marked, under its fork\'s limit, or in a changed database', async () => {
+    await c.sql("SELECT pg_create_physical_replication_slot('keep', true)");
+    await c.sql('CHECKPOINT');
+    const from = await insertLsn(c);
+    await workload(c);
+    const to = await insertLsn(c);
+    const segs = segmentsFromPgWal(c, walSegmentNumber(from, SEG), walSegmentNumber(to, SEG));
+    const s = summarizeRange(segs, { timeline: 1, segmentSize: SEG, fromLsn: from, toLsn: to });
+    expect(s.untrusted).toBeUndefined();
+    expect(s.pendingTail).toBeUndefined();
+    let changedPages = 0;
+    const missed: string[] = [];
+    for (const f of relationFiles(c.pgdata)) {
+      if (f.fork === 1) continue; // the free-space map is never tracked (not WAL-logged reliably)
+      const bytes = readFileSync(f.path);
+      const e = s.table.entry({ spcOid: f.spc, dbOid: f.db, relNumber: f.rel, fork: f.fork });
+      for (let p = 0; p + 8192 <= bytes.length; p += 8192) {
+        const lsn = (BigInt(bytes.readUInt32LE(p)) << 32n) | BigInt(bytes.readUInt32LE(p + 4));
+        if (lsn <= from) continue;
+        changedPages++;
+        const block = f.seg * 131072 + p / 8192;
+        const marked = e !== undefined && (e.limitBlock <= block || e.blocksIn(block, block + 1).length === 1);
+        if (!marked && !s.table.databaseChanged(f.spc, f.db)) missed.push(`${f.path} block ${block} (page LSN ${formatLsn(lsn)})`);
+      }
+    }
+    expect(missed).toEqual([]);
+    expect(changedPages).toBeGreaterThan(200);
+    // And the table is not everything: most pages of the cluster did not change.
+    const totalPages = relationFiles(c.pgdata).reduce((n, f) => n + Math.floor(statSync(f.path).size / 8192), 0);
+    expect(s.table.blockCount).toBeLessThan(totalPages);
+  });
+});
+
+void rmSync;
+void ownedDir;
+void archiveCommandLine;
+void parseBlockRefTable;
