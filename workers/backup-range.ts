@@ -26,6 +26,17 @@ export interface RangeTask {
    * more in first-touch page faults than the copy itself. Returned as `data`.
    */
   readonly buffer?: ArrayBuffer;
+  /**
+   * The range is part of an incremental file (docs/block-incremental.md): its bytes are these
+   * header bytes, then the pages of these blocks of the relation file (relative numbers;
+   * `firstBlkno` is then the file's first block). Otherwise the range is the file's own bytes.
+   */
+  readonly incremental?: IncrementalRange;
+}
+
+export interface IncrementalRange {
+  readonly header: Uint8Array;
+  readonly blocks: Uint32Array;
 }
 
 export interface RangeFailure {
@@ -77,6 +88,71 @@ function readFully(fd: number, into: Uint8Array, length: number, position: numbe
   return got;
 }
 
+interface PageStats {
+  pagesChecked: number;
+  newPages: number;
+  tornPages: number;
+  readonly failures: RangeFailure[];
+}
+
+/**
+ * Verify the pages read into the verifier's input (`bytes` of them, read from file offset
+ * `offset`, the first being relation block `firstBlkno`).
+ */
+function verifyPages(verifier: PageVerifier, fd: number, raw: Uint8Array, bytes: number, offset: number, firstBlkno: number, stats: PageStats): void {
+  const v = verifier.verify(bytes, firstBlkno);
+  stats.pagesChecked += v.checkedPages;
+  stats.newPages += v.newPages;
+  if (v.failures.length === 0) return;
+  // Re-read each failing page: if its bytes changed, a concurrent write tore our first read (WAL
+  // replay fixes it: full-page writes are forced during a backup). If the bytes are the same,
+  // the page on disk is corrupt — whatever its pd_lsn says.
+  const again = new Uint8Array(BLCKSZ);
+  for (const f of v.failures) {
+    const at = f.pageIndex * BLCKSZ;
+    const n = readFully(fd, again, BLCKSZ, offset + at);
+    const before = raw.subarray(at, at + BLCKSZ);
+    const same = n === BLCKSZ && Buffer.compare(Buffer.from(again.buffer, 0, BLCKSZ), Buffer.from(before.buffer, before.byteOffset, BLCKSZ)) === 0;
+    if (same) stats.failures.push({ blkno: firstBlkno + f.pageIndex, stored: f.stored, computed: f.computed });
+    else stats.tornPages++;
+  }
+}
+
+let incrementalScratch: Uint8Array | undefined;
+
+/**
+ * The bytes of a range of an incremental file: its header bytes, then the changed pages, read
+ * run by run of consecutive blocks (one read and one checksum pass per run).
+ */
+function assembleIncremental(task: RangeTask, inc: IncrementalRange, fd: number, verifier: PageVerifier, stats: PageStats): { raw: Uint8Array; zeroFilled: number } {
+  if (!incrementalScratch || incrementalScratch.length < task.rangeSize) incrementalScratch = new Uint8Array(task.rangeSize);
+  const raw = incrementalScratch.subarray(0, task.length);
+  raw.set(inc.header, 0);
+  let at = inc.header.length;
+  let zeroFilled = 0;
+  const input = verifier.input;
+  const blocks = inc.blocks;
+  for (let i = 0; i < blocks.length; ) {
+    let j = i + 1;
+    while (j < blocks.length && blocks[j] === blocks[j - 1]! + 1) j++;
+    const bytes = (j - i) * BLCKSZ;
+    const offset = blocks[i]! * BLCKSZ;
+    const got = readFully(fd, input, bytes, offset);
+    // Truncated since the plan: zeros, as for a whole file (WAL replay restores the truth).
+    if (got < bytes) {
+      input.fill(0, got, bytes);
+      zeroFilled += bytes - got;
+    }
+    const run = input.subarray(0, bytes);
+    if (task.verifyPages) verifyPages(verifier, fd, run, bytes, offset, task.firstBlkno + blocks[i]!, stats);
+    raw.set(run, at);
+    at += bytes;
+    i = j;
+  }
+  if (at !== task.length) throw new Error(`incremental range of ${task.absPath} holds ${at} bytes, planned ${task.length}`);
+  return { raw, zeroFilled };
+}
+
 /** Where a range's stored bytes go: a region of a recycled buffer, or a fresh buffer when absent or too small. */
 function outputFor(target: Uint8Array | undefined, need: number): Uint8Array {
   return target !== undefined && target.length >= need ? target : new Uint8Array(need);
@@ -99,38 +175,23 @@ function processRange(task: RangeTask, target: Uint8Array | undefined): { result
     throw e;
   }
   try {
-    const input = s.verifier.input;
-    const got = readFully(fd, input, task.length, task.offset);
-    // A file that shrank since the walk is padded with zeros to its announced size, as the
-    // server's own base backup does: WAL replay restores the truth.
-    if (got < task.length) input.fill(0, got, task.length);
-    const raw = input.subarray(0, task.length);
-
-    let pagesChecked = 0;
-    let newPages = 0;
-    let tornPages = 0;
-    const failures: RangeFailure[] = [];
-    if (task.verifyPages) {
-      const whole = task.length - (task.length % BLCKSZ);
-      const v = s.verifier.verify(whole, task.firstBlkno);
-      pagesChecked = v.checkedPages;
-      newPages = v.newPages;
-      if (v.failures.length > 0) {
-        // Re-read each failing page: if its bytes changed, a concurrent write tore our first
-        // read (WAL replay fixes it: full-page writes are forced during a backup). If the bytes
-        // are the same, the page on disk is corrupt — whatever its pd_lsn says.
-        const again = new Uint8Array(BLCKSZ);
-        for (const f of v.failures) {
-          const at = f.pageIndex * BLCKSZ;
-          const n = readFully(fd, again, BLCKSZ, task.offset + at);
-          const before = raw.subarray(at, at + BLCKSZ);
-          const same = n === BLCKSZ && Buffer.compare(Buffer.from(again.buffer, 0, BLCKSZ), Buffer.from(before.buffer, before.byteOffset, BLCKSZ)) === 0;
-          if (same) failures.push({ blkno: task.firstBlkno + f.pageIndex, stored: f.stored, computed: f.computed });
-          else tornPages++;
-        }
-      }
+    const pages: PageStats = { pagesChecked: 0, newPages: 0, tornPages: 0, failures: [] };
+    let raw: Uint8Array;
+    let zeroFilled: number;
+    if (task.incremental) {
+      ({ raw, zeroFilled } = assembleIncremental(task, task.incremental, fd, s.verifier, pages));
+    } else {
+      const input = s.verifier.input;
+      const got = readFully(fd, input, task.length, task.offset);
+      // A file that shrank since the walk is padded with zeros to its announced size, as the
+      // server's own base backup does: WAL replay restores the truth.
+      if (got < task.length) input.fill(0, got, task.length);
+      raw = input.subarray(0, task.length);
+      zeroFilled = task.length - got;
+      if (task.verifyPages) verifyPages(s.verifier, fd, raw, task.length - (task.length % BLCKSZ), task.offset, task.firstBlkno, pages);
     }
-    const common = { rawLength: task.length, pagesChecked, newPages, failures, tornPages, zeroFilled: task.length - got, vanished: false };
+    const { pagesChecked, newPages, tornPages, failures } = pages;
+    const common = { rawLength: task.length, pagesChecked, newPages, failures, tornPages, zeroFilled, vanished: false };
     if (task.verifyOnly) {
       return { result: { data: new ArrayBuffer(0), dataOffset: 0, dataLength: 0, hash: '', ...common }, out: undefined };
     }

@@ -1,4 +1,4 @@
-import { getString } from '../config/params.js';
+import { getInt, getString } from '../config/params.js';
 import { EXIT, PgbaculaError } from '../errors.js';
 import { runBaseBackup } from '../physical/base-backup.js';
 import { formatBytes, formatCount } from '../item/job-log.js';
@@ -11,6 +11,10 @@ import type { CommandContext } from './context.js';
 import { ok, type CommandResult } from './result.js';
 import { prepareTmpdir } from '../os/tmpdir.js';
 import { pitrSettings } from './modes/pitr.js';
+import { blockPlanner } from '../modes/pitr_block/planner.js';
+import type { BlockBackupType } from '../modes/pitr_block/reference.js';
+import { walArchiveRoot } from '../archive/layout.js';
+import { completeBackups } from '../restore/repo-restore.js';
 
 export function requireRepo(ctx: CommandContext): string {
   const repo = ctx.argv.globals.repo;
@@ -23,11 +27,16 @@ export function requireRepo(ctx: CommandContext): string {
 /** `pgbacula backup --repo DIR`: a full physical backup into a local repository. */
 export async function runBackupCommand(ctx: CommandContext): Promise<CommandResult> {
   const repo = requireRepo(ctx);
-  const mode = getString(ctx.params, 'mode');
-  if (ctx.params.has('mode') && mode !== 'pitr') {
+  const type = getString(ctx.params, 'type') as BlockBackupType;
+  // Without --mode, an incremental or differential backup is a block-level one.
+  const mode = ctx.params.has('mode') ? getString(ctx.params, 'mode') : type === 'full' ? 'pitr' : 'pitr_block';
+  if (mode !== 'pitr' && mode !== 'pitr_block') {
     throw new PgbaculaError('PARAM_INVALID', `mode ${mode} is not available for standalone backups in this version`, {
-      hint: 'Use --mode=pitr (the default standalone mode); dump modes run through Bacula.',
+      hint: 'Use --mode=pitr (whole base backups, the default) or --mode=pitr_block (block-level incremental); dump modes run through Bacula.',
     });
+  }
+  if (mode === 'pitr' && type !== 'full') {
+    throw new PgbaculaError('PARAM_INVALID', `--type=${type} needs --mode=pitr_block: mode pitr stores whole base backups`, { hint: 'Use --mode=pitr_block --type=incr (or diff), or leave --type out.' });
   }
   const s = pitrSettings(ctx.params, ctx.connection(), ctx.env, ctx.progressIntervalMs);
   await initRepository(repo);
@@ -40,7 +49,10 @@ export async function runBackupCommand(ctx: CommandContext): Promise<CommandResu
   const pool = createWorkerPool({ parallelJobs: ctx.params.has('parallel_jobs') ? s.parallelJobs : undefined });
   try {
     for (const id of await removeInterruptedBackups(repo)) log.info(`removed incomplete backup ${id} (an earlier run was interrupted)`);
-    const backupId = await createBackupDir(repo, newBackupId(new Date(), 'full'));
+    const backupId = await createBackupDir(repo, newBackupId(new Date(), type === 'incr' ? 'incremental' : type === 'diff' ? 'differential' : 'full'));
+    const planner = mode === 'pitr_block'
+      ? blockPlanner({ type, summaryDays: getInt(ctx.params, 'pitr_block_summary_days'), archiveRoot: walArchiveRoot({ repo }), summarizerWaitMs: Number(ctx.env.PGBACULA_SUMMARIZER_WAIT_SECONDS ?? 60) * 1000 }, await completeBackups(repo))
+      : undefined;
     const sink = new RepoSink(repo, backupId);
     await sink.open();
     await prepareTmpdir(s.tmpdir, log);
@@ -64,6 +76,8 @@ export async function runBackupCommand(ctx: CommandContext): Promise<CommandResu
         progressIntervalMs: s.progressIntervalMs,
         signal: controller.signal,
         manifestPath: sink.manifestTempPath,
+        mode,
+        ...(planner ? { planner } : {}),
       });
     } catch (e) {
       await sink.abort();
@@ -73,9 +87,13 @@ export async function runBackupCommand(ctx: CommandContext): Promise<CommandResu
     const seconds = (Date.now() - t0) / 1000;
     const m = result.manifest;
     const raw = result.rawBytes;
+    const cb = m.changedBlocks;
+    if (cb) log.info(`${m.level} backup stored ${formatBytes(sink.storedBytes)}: changed blocks from ${cb.source}; ${formatBytes(cb.bytesRead)} of relation files read, ${formatBytes(cb.bytesSkipped)} skipped`);
     const text = [
-      `backup ${backupId} complete: ${formatCount(result.fileCount)} files, ${formatBytes(raw)} in ${seconds.toFixed(1)} s (${(raw / 1e6 / Math.max(seconds, 0.001)).toFixed(0)} MB/s), stored ${formatBytes(sink.storedBytes)}`,
+      `backup ${backupId} complete (${m.mode} ${m.level}${m.reference ? ` against ${m.reference.backupId}` : ''}): ${formatCount(result.fileCount)} files, ${formatBytes(raw)} in ${seconds.toFixed(1)} s (${(raw / 1e6 / Math.max(seconds, 0.001)).toFixed(0)} MB/s), stored ${formatBytes(sink.storedBytes)}`,
       `  lsn ${m.startLsn} .. ${m.stopLsn}, timeline ${m.stopTimeline}, page verification ${m.pageVerification}${m.checksumFailures ? ` (${m.checksumFailures} failures)` : ''}`,
+      ...(cb ? [`  changed blocks from ${cb.source}: ${formatCount(cb.incrementalFiles)} incremental files, ${formatCount(cb.unchangedFiles)} unchanged, ${formatCount(cb.wholeFiles)} whole relation files; ${formatBytes(cb.bytesRead)} read, ${formatBytes(cb.bytesSkipped)} skipped`] : []),
+      ...(m.fullBecause ? [`  full backup: ${m.fullBecause}`] : []),
     ].join('\n');
     return ok({ backupId, manifest: m, fileCount: result.fileCount, rawBytes: raw, storedBytes: sink.storedBytes, seconds }, text, m.checksumFailures > 0 ? EXIT.WARNING : EXIT.OK);
   } finally {

@@ -47,8 +47,8 @@ function renderModes(modes: readonly ModeReadiness[]): string {
     }
     lines.push(`  ${m.mode.padEnd(14)} ${m.ready ? (warn ? `ready, ${warn} warning${warn > 1 ? 's' : ''}` : 'ready') : 'NOT READY'}`);
     for (const f of m.findings) {
-      lines.push(`    - ${f.severity === 'blocker' ? 'missing' : 'warning'}: ${f.problem}`);
-      lines.push(`      fix: ${f.fix}`);
+      lines.push(`    - ${f.severity === 'blocker' ? 'missing' : f.severity}: ${f.problem}`);
+      if (f.fix !== 'nothing to do') lines.push(`      fix: ${f.fix}`);
     }
   }
   return lines.join('\n');

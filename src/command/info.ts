@@ -27,8 +27,11 @@ export async function runInfoCommand(ctx: CommandContext): Promise<CommandResult
           timeline: b.manifest.stopTimeline,
           startTime: b.manifest.startTime,
           stopTime: b.manifest.stopTime,
-          rawBytes: b.manifest.files.reduce((s, f) => s + f.size, 0),
+          rawBytes: b.manifest.files.reduce((s, f) => s + (f.incremental?.fileSize ?? f.size), 0),
           storedBytes: b.storedBytes,
+          ...(b.manifest.reference ? { reference: b.manifest.reference.backupId } : {}),
+          ...(b.manifest.changedBlocks ? { changedBlocks: b.manifest.changedBlocks } : {}),
+          ...(b.manifest.fullBecause ? { fullBecause: b.manifest.fullBecause } : {}),
           pageVerification: b.manifest.pageVerification,
           checksumFailures: b.manifest.checksumFailures,
         }
@@ -43,7 +46,9 @@ export async function runInfoCommand(ctx: CommandContext): Promise<CommandResult
     : [`repository ${repo}:`, ...rows.map((r) =>
         'reason' in r
           ? `  ${r.id}  ${r.state.toUpperCase()}  ${r.reason}`
-          : `  ${r.id}  ${r.state}  ${r.mode} ${r.level}  PG ${r.pgVersion}  lsn ${r.startLsn}..${r.stopLsn} tli ${r.timeline}  ${formatBytes(r.rawBytes)} (stored ${formatBytes(r.storedBytes)})  pages ${r.pageVerification}${r.checksumFailures ? ` (${r.checksumFailures} failures)` : ''}  ${r.stopTime}`,
+          : `  ${r.id}  ${r.state}  ${r.mode} ${r.level}${r.reference ? ` of ${r.reference}` : ''}  PG ${r.pgVersion}  lsn ${r.startLsn}..${r.stopLsn} tli ${r.timeline}  ${formatBytes(r.rawBytes)} (stored ${formatBytes(r.storedBytes)}${r.reference ? `, ${((100 * r.storedBytes) / Math.max(1, r.rawBytes)).toFixed(1)} %` : ''})  pages ${r.pageVerification}${r.checksumFailures ? ` (${r.checksumFailures} failures)` : ''}  ${r.stopTime}${
+              r.changedBlocks ? `\n      changed blocks from ${r.changedBlocks.source}: ${r.changedBlocks.changedBlocks} in ${r.changedBlocks.incrementalFiles} incremental files, ${r.changedBlocks.unchangedFiles} unchanged, ${r.changedBlocks.wholeFiles} whole` : ''}${
+              r.fullBecause ? `\n      full because ${r.fullBecause}` : ''}`,
       )].join('\n');
   const damaged = rows.filter((r) => r.state === 'damaged');
   const damagedWal = reports.reduce((n, r) => n + r.damaged.length, 0);

@@ -51,7 +51,7 @@ export interface ModeRestoreTarget extends RestoreTarget {
 export interface ModeEntry<S = unknown, R = unknown> {
   readonly name: string;
   /** The restore_mode that restores this mode's backups. */
-  readonly restoreMode: 'dump' | 'pitr';
+  readonly restoreMode: 'dump' | 'pitr' | 'pitr_block';
   /** Parameters of other modes: each one given is warned about (`<name>=<value> <why>`) and ignored. */
   readonly ignored: { readonly names: readonly string[]; readonly when: 'start' | 'restore'; readonly why: string };
   /** A where= restore writes the stored files as they are: what they are, and what stays untouched. */

@@ -7,11 +7,12 @@
 import type { ModeEntry } from './mode-entry.js';
 import { DUMP_ENTRY, PARALLEL_DUMP_ENTRY } from './modes/dump.js';
 import { PITR_ENTRY } from './modes/pitr.js';
+import { PITR_BLOCK_ENTRY } from './modes/pitr_block.js';
 
-const MODES: readonly ModeEntry[] = [DUMP_ENTRY, PARALLEL_DUMP_ENTRY, PITR_ENTRY];
+const MODES: readonly ModeEntry[] = [DUMP_ENTRY, PARALLEL_DUMP_ENTRY, PITR_ENTRY, PITR_BLOCK_ENTRY as ModeEntry];
 
 /** The modes a Bacula FileSet can name in this version, for messages. */
-export const MODES_HINT = 'Use mode=pitr (base backups + WAL, point-in-time restore) or mode=dump / parallel_dump in the FileSet.';
+export const MODES_HINT = 'Use mode=pitr (base backups + WAL, point-in-time restore), mode=pitr_block (the same with block-level Incrementals) or mode=dump / parallel_dump in the FileSet.';
 
 export function modeEntry(name: string): ModeEntry | undefined {
   return MODES.find((m) => m.name === name);
@@ -21,6 +22,6 @@ export function modeEntry(name: string): ModeEntry | undefined {
  * The restore_mode that restores a mode's backups. A mode without an entry (not available in this
  * version) counts as a dump here, so that its refusal names the mode rather than restore_mode.
  */
-export function restoreModeOf(name: string): 'dump' | 'pitr' {
+export function restoreModeOf(name: string): 'dump' | 'pitr' | 'pitr_block' {
   return modeEntry(name)?.restoreMode ?? 'dump';
 }

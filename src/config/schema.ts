@@ -70,6 +70,7 @@ export const PARAMETERS: readonly ParameterDef[] = [
   { name: 'standby_host', type: 'host', scopes: ['backup'], default: '', doc: 'explicit standby (overrides the connection host)', inPluginString: true },
   { name: 'pitr_label', type: 'string', scopes: ['backup'], default: 'auto', doc: 'backup label passed to the backup-start call (auto = bacula_<jobid> or pgbacula_<time>)', inPluginString: true },
   { name: 'wal_segment_overlap', type: 'int', scopes: ['backup'], default: '2', min: 1, max: 32, doc: 'extra WAL segments kept in the spool after a job', inPluginString: true },
+  { name: 'type', type: 'enum', scopes: ['backup'], default: 'full', values: ['full', 'incr', 'diff'], doc: 'standalone pgbacula backup: full, incr (changed blocks since the last backup) or diff (since the last full); mode pitr_block. Bacula jobs take their level instead', inPluginString: false },
   { name: 'pitr_block_summary_days', type: 'int', scopes: ['backup'], default: '14', min: 1, max: 365, doc: 'how far back WAL summaries are kept and usable', inPluginString: true },
   { name: 'cdp_window_seconds', type: 'int', scopes: ['backup'], default: '300', min: 10, max: 86400, doc: 'how often cdp ships WAL', inPluginString: true },
   // Per user: a directory one user made 0700 (root through Bacula) must not block another (postgres

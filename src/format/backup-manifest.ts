@@ -10,6 +10,13 @@ import type { ItemEncoding, ItemType, PageCheckResult } from '../item/item.js';
  */
 export const MANIFEST_FORMAT = 'pgbacula-backup-manifest';
 export const MANIFEST_VERSION = 1;
+/**
+ * Written by backups that hold incremental files (a reference and INCREMENTAL.<name> entries):
+ * a pgbacula that knows only version 1 refuses them instead of restoring incremental files as
+ * if they were whole ones.
+ */
+export const MANIFEST_VERSION_INCREMENTAL = 2;
+const READABLE_VERSIONS: readonly number[] = [MANIFEST_VERSION, MANIFEST_VERSION_INCREMENTAL];
 
 export interface ManifestFile {
   readonly path: string;
@@ -22,6 +29,38 @@ export interface ManifestFile {
   readonly stored?: ItemEncoding;
   readonly storedSize?: number;
   readonly pages?: PageCheckResult;
+  /**
+   * An incremental file (`<dir>/INCREMENTAL.<name>`, docs/block-incremental.md): the changed
+   * blocks of `<dir>/<name>`, the length it had in blocks, and its size when backed up.
+   */
+  readonly incremental?: IncrementalEntry;
+}
+
+export interface IncrementalEntry {
+  readonly blocks: number;
+  readonly truncationBlocks: number;
+  readonly fileSize: number;
+}
+
+/** The backup an incremental or differential backup was taken against. */
+export interface ManifestReference {
+  readonly backupId: string;
+  readonly startLsn: string;
+  readonly timeline: number;
+}
+
+/** How the changed blocks of an incremental backup were found, and what they cost. */
+export interface ChangedBlocksReport {
+  /** server summaries | pgbacula summaries */
+  readonly source: string;
+  readonly changedBlocks: number;
+  /** Relation files stored whole, as incremental files with blocks, and unchanged (empty incremental files). */
+  readonly wholeFiles: number;
+  readonly incrementalFiles: number;
+  readonly unchangedFiles: number;
+  /** Bytes read from relation files for incremental files, and bytes of relation files not read. */
+  readonly bytesRead: number;
+  readonly bytesSkipped: number;
 }
 
 export interface ManifestTablespace {
@@ -58,6 +97,11 @@ export interface BackupManifest {
   readonly tablespaces: readonly ManifestTablespace[];
   /** WAL segment file names stored with the backup (start to stop; the last may be partial). */
   readonly walSegments: readonly string[];
+  /** Incremental and differential backups: the backup the changed blocks are counted from. */
+  readonly reference?: ManifestReference;
+  readonly changedBlocks?: ChangedBlocksReport;
+  /** A block-level backup asked for as incremental or differential that had to be full: why. */
+  readonly fullBecause?: string;
   readonly files: readonly ManifestFile[];
 }
 
@@ -105,7 +149,7 @@ export function parseManifest(text: string): BackupManifest {
   if (actual !== m[1]) throw new ManifestError(`manifest seal mismatch: content hashes to ${actual}, seal says ${m[1]}`);
   const parsed = JSON.parse(text) as BackupManifest & { manifestSha256?: string };
   if (parsed.format !== MANIFEST_FORMAT) throw new ManifestError(`not a pgbacula manifest (format ${String(parsed.format)})`);
-  if (parsed.version !== MANIFEST_VERSION) throw new ManifestError(`manifest version ${parsed.version} is not supported by this pgbacula`);
+  if (!READABLE_VERSIONS.includes(parsed.version)) throw new ManifestError(`manifest version ${parsed.version} is not supported by this pgbacula`);
   delete parsed.manifestSha256;
   const problem = manifestPathProblem(parsed);
   if (problem) throw new ManifestError(problem);
@@ -145,6 +189,17 @@ export function manifestPathProblem(m: Pick<BackupManifest, 'files' | 'tablespac
     if (parts.some(badComponent)) return `${bad} is not a plain relative path (empty, '.', '..' or NUL component)`;
     if (f.type !== 'file' && f.type !== 'dir' && f.type !== 'symlink') return `${bad} has type ${JSON.stringify(f.type)}`;
     const [root, ...rest] = parts;
+    const name = parts[parts.length - 1]!;
+    if (name.startsWith('INCREMENTAL.') || f.incremental !== undefined) {
+      // An incremental file stands for a relation file of a relation directory, and says so.
+      const dir = parts.slice(0, -1).join('/');
+      const inRelationDir = /^pgdata\/(?:global|base\/\d+)$/.test(dir) || /^tablespaces\/\d+\/PG_\d+_\d+\/\d+$/.test(dir);
+      const inc = f.incremental;
+      if (f.type !== 'file' || !name.startsWith('INCREMENTAL.') || !inRelationDir || typeof inc !== 'object' || inc === null
+        || ![inc.blocks, inc.truncationBlocks, inc.fileSize].every((n) => Number.isSafeInteger(n) && n >= 0)) {
+        return `${bad} is not an incremental file of a relation directory with its block counts`;
+      }
+    }
     if (f.type === 'symlink') {
       if (!(root === 'pgdata' && rest.length === 2 && rest[0] === 'pg_tblspc' && oids.has(rest[1]!))) {
         return `${bad} is a symbolic link; only tablespace links pgdata/pg_tblspc/<oid> of a listed tablespace are restored`;

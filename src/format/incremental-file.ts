@@ -86,3 +86,16 @@ export function parseIncrementalHeader(bytes: Uint8Array, o: { blockSize: number
 export function reconstructedBlocks(h: Pick<IncrementalHeader, 'blocks' | 'truncationBlocks'>): number {
   return Math.max(h.truncationBlocks, h.blocks.length ? h.blocks[h.blocks.length - 1]! + 1 : 0);
 }
+
+/** The path of the file an incremental file stands for (`d/INCREMENTAL.n` → `d/n`); other paths unchanged. */
+export function wholePathOf(path: string): string {
+  const slash = path.lastIndexOf('/');
+  const name = path.slice(slash + 1);
+  return name.startsWith(INCREMENTAL_PREFIX) ? `${path.slice(0, slash + 1)}${name.slice(INCREMENTAL_PREFIX.length)}` : path;
+}
+
+/** The path an incremental file of `path` is stored under (`d/n` → `d/INCREMENTAL.n`). */
+export function incrementalPathOf(path: string): string {
+  const slash = path.lastIndexOf('/');
+  return `${path.slice(0, slash + 1)}${INCREMENTAL_PREFIX}${path.slice(slash + 1)}`;
+}

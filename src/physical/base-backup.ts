@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type pg from 'pg';
 import type { ConnectionSettings } from '../config/connection.js';
 import { PgbaculaError } from '../errors.js';
-import { MANIFEST_VERSION, MANIFEST_FORMAT, type ManifestFile, type ManifestHead } from '../format/backup-manifest.js';
+import { MANIFEST_VERSION, MANIFEST_VERSION_INCREMENTAL, MANIFEST_FORMAT, type ManifestFile, type ManifestHead } from '../format/backup-manifest.js';
 import { ManifestWriter } from '../pipeline/manifest-writer.js';
 import { hashContent } from '../format/content-hash.js';
 import { hexLiteral } from '../format/hex.js';
@@ -24,6 +24,7 @@ import { HASH_ALGORITHM, loadKernels } from '../format/kernels.js';
 import type { WorkerPool } from '../pipeline/pool.js';
 import { parseLsn } from '../wal/lsn.js';
 import { makeDirs, removeTree } from '../os/user-dirs.js';
+import type { BackupPlanner, PlannedBackup } from './planner.js';
 
 export interface BaseBackupRequest {
   readonly connection: ConnectionSettings;
@@ -44,6 +45,10 @@ export interface BaseBackupRequest {
   readonly signal?: AbortSignal;
   /** Where the sealed manifest is written (fsynced) at the end; the sink commits it. */
   readonly manifestPath: string;
+  /** The mode the manifest records (default pitr). */
+  readonly mode?: string;
+  /** Block-level backups: what becomes of the walked plan once the backup has started. */
+  readonly planner?: BackupPlanner;
 }
 
 export interface BaseBackupResult {
@@ -178,11 +183,28 @@ export async function runBaseBackup(req: BaseBackupRequest): Promise<BaseBackupR
     const excluded = [...plan.excluded.keys()].filter((k) => k.startsWith('contents of') || k.includes('server rules')).slice(0, 6);
     log.info(`PGDATA walk: ${formatCount(plan.fileCount)} files, ${formatBytes(plan.totalBytes)}${excluded.length ? ` (excluded ${excluded.join(', ')})` : ''}`);
 
+    let planned: PlannedBackup | undefined;
+    if (req.planner) {
+      planned = await req.planner({
+        entries: plan.entries,
+        startLsn: start.startLsn,
+        timeline: ident.timeline,
+        systemId: ident.systemId,
+        major: server.major,
+        pgdata,
+        blockSize: server.blockSize,
+        walSegmentSize: segmentSize,
+        session,
+        log,
+        ...(req.signal ? { signal: req.signal } : {}),
+      });
+    }
+    const entries = planned?.entries ?? plan.entries;
     const verify = req.verifyChecksums && server.dataChecksums;
-    const progress = new ProgressTracker(log, 'backup', plan.totalBytes, req.progressIntervalMs);
+    const progress = new ProgressTracker(log, 'backup', planned?.totalBytes ?? plan.totalBytes, req.progressIntervalMs);
     let emitted;
     try {
-      emitted = await emitFiles(plan.entries, {
+      emitted = await emitFiles(entries, {
         pool: req.pool,
         sink: req.sink,
         log,
@@ -250,10 +272,10 @@ export async function runBaseBackup(req: BaseBackupRequest): Promise<BaseBackupR
 
     const manifest: ManifestHead = {
       format: MANIFEST_FORMAT,
-      version: MANIFEST_VERSION,
+      version: planned?.reference ? MANIFEST_VERSION_INCREMENTAL : MANIFEST_VERSION,
       backupId: req.backupId,
-      mode: 'pitr',
-      level: 'full',
+      mode: req.mode ?? 'pitr',
+      level: planned?.level ?? 'full',
       label: req.label,
       systemIdentifier: ident.systemId,
       pgVersion: server.version,
@@ -274,6 +296,9 @@ export async function runBaseBackup(req: BaseBackupRequest): Promise<BaseBackupR
       checksumFailures: emitted.failures.length,
       tablespaces: plan.tablespaces,
       walSegments,
+      ...(planned?.reference ? { reference: planned.reference } : {}),
+      ...(planned?.changedBlocks ? { changedBlocks: planned.changedBlocks } : {}),
+      ...(planned?.fullBecause ? { fullBecause: planned.fullBecause } : {}),
     };
     await writer.finish(manifest, req.manifestPath);
     return { manifest, fileCount: writer.fileCount, rawBytes: writer.rawBytes, failures: emitted.failures };

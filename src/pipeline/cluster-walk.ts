@@ -22,6 +22,21 @@ export interface PlanEntry {
   readonly verifyPages: boolean;
   /** Relation-wide number of the file's first block (segment × blocks per segment). */
   readonly firstBlock: number;
+  /**
+   * Stored as an incremental file (docs/block-incremental.md): `path` names `INCREMENTAL.<name>`,
+   * `absPath` the relation file, `size` the incremental file's size.
+   */
+  readonly incremental?: IncrementalPlan;
+}
+
+export interface IncrementalPlan {
+  /** The incremental file's header, padding included (src/format/incremental-file.ts). */
+  readonly header: Uint8Array;
+  /** Changed blocks, relative to the file, ascending: the pages that follow the header. */
+  readonly blocks: Uint32Array;
+  readonly truncationBlocks: number;
+  /** The relation file's size when planned. */
+  readonly fileSize: number;
 }
 
 /** The directory an entry was found in: paths are built from it on demand, not stored per entry. */

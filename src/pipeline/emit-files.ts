@@ -1,8 +1,8 @@
 import { PgbaculaError } from '../errors.js';
 import { combineRangeHashes, fileRanges } from '../format/content-hash.js';
 import type { ManifestFile } from '../format/backup-manifest.js';
-import type { RangeResult, RangeTask } from '../../workers/backup-range.js';
-import type { PlanEntry } from './cluster-walk.js';
+import type { IncrementalRange, RangeResult, RangeTask } from '../../workers/backup-range.js';
+import type { IncrementalPlan, PlanEntry } from './cluster-walk.js';
 import type { ItemSink } from '../item/item.js';
 import type { JobLog } from '../item/job-log.js';
 import { loadKernels } from '../format/kernels.js';
@@ -56,11 +56,24 @@ type Step =
   | { readonly kind: 'range'; readonly entry: PlanEntry; readonly index: number; readonly count: number; readonly result: RangeResult };
 
 /**
+ * The part of an incremental file a range covers: header bytes, then whole pages (the header is
+ * a whole number of blocks when there are pages, and ranges are too).
+ */
+export function incrementalSlice(plan: IncrementalPlan, offset: number, length: number): IncrementalRange {
+  const h = plan.header.length;
+  // Copies (slice), not views: a task is cloned to its worker with its whole underlying buffer.
+  const header = offset < h ? plan.header.slice(offset, Math.min(h, offset + length)) : new Uint8Array(0);
+  const firstPage = Math.max(0, offset - h) / DEFAULT_BLOCK_SIZE;
+  const endPage = Math.max(0, offset + length - h) / DEFAULT_BLOCK_SIZE;
+  return { header, blocks: plan.blocks.slice(firstPage, endPage) };
+}
+
+/**
  * Stream every plan entry through the worker pool to the sink, strictly in plan order: ranges of
  * a file are read/verified/hashed/compressed in parallel and reassembled in order by the merge;
  * the sink's drain is the only throttle.
  */
-export async function emitFiles(entries: readonly PlanEntry[], o: EmitOptions): Promise<EmitResult> {
+export async function emitFiles(entries: Iterable<PlanEntry>, o: EmitOptions): Promise<EmitResult> {
   const rangeSize = o.rangeSize ?? DEFAULT_RANGE_SIZE;
   const threads = o.pool.options.maxThreads;
   // Two ranges per worker keep every worker fed while the sink writes; more only costs memory.
@@ -77,11 +90,12 @@ export async function emitFiles(entries: readonly PlanEntry[], o: EmitOptions): 
     offset,
     length,
     verifyPages: o.verifyPages && entry.verifyPages,
-    firstBlkno: entry.firstBlock + offset / DEFAULT_BLOCK_SIZE,
+    firstBlkno: entry.firstBlock + (entry.incremental ? 0 : offset / DEFAULT_BLOCK_SIZE),
     compress: o.compress,
     acceleration: o.acceleration ?? 1,
     rangeSize,
     ...(o.verifyOnly ? { verifyOnly: true } : {}),
+    ...(entry.incremental ? { incremental: incrementalSlice(entry.incremental, offset, length) } : {}),
   });
 
   // Small files travel in batches: one worker round trip per file costs more than reading it.
@@ -222,7 +236,8 @@ export async function emitFiles(entries: readonly PlanEntry[], o: EmitOptions): 
       pagesChecked += filePages.checked;
       newPages += filePages.fresh;
       tornPages += filePages.torn;
-      if (!o.verifyOnly) record({ path: e.path, type: 'file', size: e.size, mode: e.mode, mtime, hash, stored: encoding, storedSize, ...(pages ? { pages } : {}) });
+      const incremental = e.incremental ? { incremental: { blocks: e.incremental.blocks.length, truncationBlocks: e.incremental.truncationBlocks, fileSize: e.incremental.fileSize } } : {};
+      if (!o.verifyOnly) record({ path: e.path, type: 'file', size: e.size, mode: e.mode, mtime, hash, stored: encoding, storedSize, ...(pages ? { pages } : {}), ...incremental });
     }
   }
   return { files, pagesChecked, newPages, tornPages, failures, vanished, rawBytes, merge };

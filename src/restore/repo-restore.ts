@@ -9,6 +9,7 @@ import type { BackupManifest } from '../format/backup-manifest.js';
 import type { JobLog } from '../item/job-log.js';
 import { createWorkerPool } from '../pipeline/pool.js';
 import { assertRepository, listBackups, loadBackup } from '../repo/catalog.js';
+import { ChainError, chainOf } from '../repo/chain.js';
 import { posixStorage } from '../storage/posix.js';
 import type { Storage } from '../storage/storage.js';
 import { formatLsn, parseLsn } from '../wal/lsn.js';
@@ -128,6 +129,18 @@ export async function restoreFromRepository(req: RepoRestoreRequest): Promise<Re
       req.log.warning(`backup ${b.id} is newer than the one restored (${manifest.backupId}) but ${b.state === 'damaged' ? 'damaged' : 'still being written'}: ${b.reason}${b.state === 'damaged' ? ' — pgbacula verify --repo reports it' : ''}`);
     }
   }
+  // A block-level backup is restored with its chain: every link present, complete and the backup its successor was taken against.
+  let chain: BackupManifest[] = [];
+  if (manifest.reference) {
+    try {
+      chain = chainOf(manifest, await completeBackups(repo)).slice(0, -1);
+    } catch (e) {
+      if (!(e instanceof ChainError)) throw e;
+      throw new PgbaculaError('REPOSITORY', `backup ${manifest.backupId} cannot be restored: ${e.message}`, {
+        hint: 'An incremental or differential backup needs every backup of its chain back to a full one (pgbacula info --repo shows the chains); restore an older complete chain or a full backup.',
+      });
+    }
+  }
   req.onChosen?.(manifest);
   // WAL after the backup's own comes from the repository's WAL archive (wal-push / wal-receive).
   const archiveRoot = walArchiveRoot({ repo });
@@ -190,6 +203,7 @@ export async function restoreFromRepository(req: RepoRestoreRequest): Promise<Re
         ...(req.protect ?? []),
       ],
       ...(expectedReplay ? { expectedReplay } : {}),
+      ...(chain.length ? { chain } : {}),
     });
     const s = await job.run();
     return { ...s, manifest };

@@ -16,6 +16,8 @@ import { storedPathChecker } from '../repo/catalog.js';
 import { storedFilePath } from '../repo/layout.js';
 import { majorOf, versionFacts, type Major } from '../pg/versions.js';
 import type { RestoreFileResult, RestoreFileTask } from '../../workers/restore-file.js';
+import type { CombineFileResult, CombineFileTask, CombineSource } from '../../workers/combine-file.js';
+import { incrementalPathOf, wholePathOf } from '../format/incremental-file.js';
 import { recoveryFiles, settingsToResetAfterPromotion, type RecoveryPlan, type RecoveryTarget } from './recovery-settings.js';
 import { parseLsn } from '../wal/lsn.js';
 import { walSegmentNameForLsn } from '../wal/segment.js';
@@ -64,12 +66,24 @@ export interface RestoreRequest {
    * chosen backup): "redo done at" before `lastRecord` means recovery stopped early.
    */
   readonly expectedReplay?: { readonly lastRecord: string; readonly endLsn: string; readonly segment: string };
+  /**
+   * `manifest` is the newest backup of a block-level chain: these are the older ones, full
+   * first, already checked link by link (src/repo/chain.ts). Its incremental files are rebuilt
+   * from them block by block (docs/block-incremental.md).
+   */
+  readonly chain?: readonly BackupManifest[];
+}
+
+/** The size a file has once restored: an incremental file stands for a file of its recorded size. */
+function restoredSize(f: ManifestFile): number {
+  return f.incremental?.fileSize ?? f.size;
 }
 
 /** A digest of what was asked: resuming is for the same request only. No secret is stored in clear. */
 function restoreFingerprint(req: RestoreRequest): string {
   const asked = {
     backup: req.manifest.backupId,
+    chain: (req.chain ?? []).map((c) => c.backupId),
     system: req.manifest.systemIdentifier,
     pgdata: req.pgdataDir,
     port: req.restorePort ?? null,
@@ -171,7 +185,7 @@ export class RestoreJob {
     const verified = await this.verify(started.port, started.socketDir, started.state);
     this.state.finished = new Date().toISOString();
     this.saveState(6);
-    return { pgdataDir: this.req.pgdataDir, bytes: m.files.reduce((s, f) => s + f.size, 0), port: started.port, socketDir: started.socketDir, stoppedAt: started.stoppedAt, state: started.state, ...verified };
+    return { pgdataDir: this.req.pgdataDir, bytes: m.files.reduce((s, f) => s + restoredSize(f), 0), port: started.port, socketDir: started.socketDir, stoppedAt: started.stoppedAt, state: started.state, ...verified };
   }
 
   /** Phase 1: nothing the user had is touched before every check has passed. */
@@ -248,7 +262,7 @@ export class RestoreJob {
       }
       if (!resumable) this.tablespaceLeftovers.set(loc, inside.filter((n) => versionDir.test(n)));
     }
-    const needed = m.files.reduce((s, f) => s + f.size, 0);
+    const needed = m.files.reduce((s, f) => s + restoredSize(f), 0);
     const free = freeBytes(pgdataDir);
     // A staging repository on the target's file system is moved into place: only what is copied
     // (LZ4-stored files, tablespaces elsewhere, everything when the file systems differ) needs room.
@@ -277,8 +291,8 @@ export class RestoreJob {
     const { manifest: m, pgdataDir, repo } = this.req;
     let probe = pgdataDir;
     while (!existsSync(probe)) probe = dirname(probe);
-    if (statSync(probe).dev !== statSync(repo).dev) return m.files.reduce((s, f) => s + f.size, 0);
-    return m.files.filter((f) => f.stored === 'lz4' || f.path.startsWith('tablespaces/')).reduce((s, f) => s + f.size, 0);
+    if (statSync(probe).dev !== statSync(repo).dev) return m.files.reduce((s, f) => s + restoredSize(f), 0);
+    return m.files.filter((f) => f.stored === 'lz4' || f.incremental || f.path.startsWith('tablespaces/')).reduce((s, f) => s + restoredSize(f), 0);
   }
 
   private tablespaceLocation(oid: string, original: string): string {
@@ -301,13 +315,13 @@ export class RestoreJob {
     if (area === 'pgdata') {
       // Restore state of an earlier restore, in backups made before it was excluded: never ours to lay down.
       if (rest[0] === RESTORE_STATE_DIR) return undefined;
-      return { root: pgdataDir, parts: rest };
+      return { root: pgdataDir, parts: f.incremental ? [...rest.slice(0, -1), wholePathOf(rest.at(-1)!)] : rest };
     }
     if (area === 'tablespaces') {
       const [oid, ...inner] = rest;
       const ts = m.tablespaces.find((t) => t.oid === oid);
       if (!ts) return undefined;
-      return { root: this.tablespaceLocation(oid!, ts.location), parts: inner };
+      return { root: this.tablespaceLocation(oid!, ts.location), parts: f.incremental ? [...inner.slice(0, -1), wholePathOf(inner.at(-1)!)] : inner };
     }
     if (f.path === 'backup_label') return { root: pgdataDir, parts: ['backup_label'] };
     // The backup's WAL is staged for restore_command (archive recovery), not put in pg_wal.
@@ -319,6 +333,30 @@ export class RestoreJob {
   private targetOf(f: ManifestFile): string | undefined {
     const p = this.placeOf(f);
     return p && join(p.root, ...p.parts);
+  }
+
+  /**
+   * For an incremental file of the newest backup: the stored files it is rebuilt from, newest
+   * first, back to the first whole copy (as pg_combinebackup walks a chain); or why it cannot be.
+   */
+  private chainSources(): (f: ManifestFile, stored: string) => CombineSource[] | string {
+    const { manifest: m, repo } = this.req;
+    // Older backups, newest first, each with its files by path.
+    const older = [...(this.req.chain ?? [])].reverse().map((b) => ({ b, files: new Map(b.files.map((x) => [x.path, x])) }));
+    return (f, stored) => {
+      const whole = wholePathOf(f.path);
+      const sources: CombineSource[] = [{ storedPath: stored, encoding: f.stored ?? 'raw', kind: 'incremental', size: f.size, expectedHash: f.hash ?? '', rangeSize: m.rangeSize, label: `${m.backupId}:${f.path}` }];
+      for (const { b, files } of older) {
+        const full = files.get(whole);
+        const inc = full ? undefined : files.get(incrementalPathOf(whole));
+        const x = full ?? inc;
+        if (!x || x.type !== 'file') return `backup ${b.backupId} of its chain holds neither ${whole} nor an incremental file of it`;
+        if (inc && !inc.incremental) return `backup ${b.backupId} lists ${inc.path} without its block counts`;
+        sources.push({ storedPath: storedFilePath(repo, b.backupId, x.path, x.stored ?? 'raw'), encoding: x.stored ?? 'raw', kind: full ? 'full' : 'incremental', size: x.size, expectedHash: x.hash ?? '', rangeSize: b.rangeSize, label: `${b.backupId}:${x.path}` });
+        if (full) return sources;
+      }
+      return older.length === 0 ? `backup ${m.backupId} holds an incremental file but names no chain of earlier backups` : `the full backup of the chain holds only an incremental file of ${whole}`;
+    };
   }
 
   /** Phase 2: every file decoded, hash-checked and written by the worker pool. */
@@ -354,7 +392,8 @@ export class RestoreJob {
       }
     }
     const files = m.files.filter((f) => f.type === 'file' && this.targetOf(f) !== undefined);
-    const total = files.reduce((s, f) => s + f.size, 0);
+    const total = files.reduce((s, f) => s + restoredSize(f), 0);
+    const sourcesOf = this.chainSources();
     const progress = new ProgressTracker(this.req.log, 'restore', total, this.req.progressIntervalMs);
     const problems: string[] = [];
     let targetFailure: { path: string; problem: string; errno: string } | undefined;
@@ -369,6 +408,30 @@ export class RestoreJob {
         }
         const place = this.placeOf(f)!;
         const target = join(dirs.below(place.root, place.parts.slice(0, -1)), place.parts.at(-1)!);
+        if (f.incremental) {
+          const sources = sourcesOf(f, stored);
+          if (typeof sources === 'string') {
+            problems.push(`${f.path}: ${sources}`);
+            return [];
+          }
+          const bad = sources.map((c) => outside(c.storedPath)).find((p) => p !== undefined);
+          if (bad) {
+            problems.push(`${f.path}: ${bad}`);
+            return [];
+          }
+          const combine: CombineFileTask = {
+            sources,
+            targetPath: target,
+            blockSize: m.blockSize,
+            blocksPerSegment: DEFAULT_BLOCKS_PER_SEGMENT,
+            mode: f.mode,
+            mtimeMs: Date.parse(f.mtime),
+            uid: owner.uid,
+            gid: owner.gid,
+            label: wholePathOf(f.path),
+          };
+          return [{ bytes: Math.min(restoredSize(f), m.rangeSize), start: async () => ({ f, r: (await pool.run(combine, { name: 'combineFile' })) as CombineFileResult }) }];
+        }
         const task: RestoreFileTask = {
           storedPath: stored,
           encoding: f.stored ?? 'raw',
@@ -388,7 +451,7 @@ export class RestoreJob {
       for await (const { f, r } of orderedMerge(tasks, { windowBytes: 64 * m.rangeSize, maxTasks: pool.options.maxThreads * 4 })) {
         if (!r.ok && r.targetErrno) targetFailure ??= { path: this.targetOf(f)!, problem: r.problem ?? '', errno: r.targetErrno };
         else if (!r.ok) problems.push(`${f.path}: ${r.problem}`);
-        progress.add(f.size);
+        progress.add(restoredSize(f));
       }
     } finally {
       progress.stop();
@@ -413,7 +476,8 @@ export class RestoreJob {
         hint: 'Run pgbacula verify --repo; restore another backup.',
       });
     }
-    this.phase(2, 'lay-down', `${formatBytes(total)} restored (${formatCount(files.length)} files, every hash checked)`);
+    const rebuilt = files.filter((f) => f.incremental).length;
+    this.phase(2, 'lay-down', `${formatBytes(total)} restored (${formatCount(files.length)} files${rebuilt ? `, ${formatCount(rebuilt)} rebuilt block by block from a chain of ${(this.req.chain?.length ?? 0) + 1} backups` : ''}, every hash checked)`);
     this.saveState(2);
   }
 
@@ -634,7 +698,7 @@ export class RestoreJob {
           const abs = this.targetOf(f)!;
           const name = abs.split('/').pop()!;
           const seg = parseRelationFileName(name)?.segment ?? 0;
-          return { path: f.path, absPath: abs, type: 'file', mode: f.mode, mtimeMs: Date.parse(f.mtime), size: f.size, verifyPages: true, firstBlock: seg * DEFAULT_BLOCKS_PER_SEGMENT };
+          return { path: wholePathOf(f.path), absPath: abs, type: 'file', mode: f.mode, mtimeMs: Date.parse(f.mtime), size: restoredSize(f), verifyPages: true, firstBlock: seg * DEFAULT_BLOCKS_PER_SEGMENT };
         });
       const nullSink = { begin: async () => undefined, write: async () => undefined, end: async () => undefined };
       const r = await emitFiles(entries, { pool, sink: nullSink, log: this.req.log, verifyPages: true, compress: false });

@@ -7,8 +7,8 @@ export interface Finding {
   readonly problem: string;
   /** The exact fix an operator can run. */
   readonly fix: string;
-  /** A blocker stops the mode; a warning degrades it (e.g. no checksum verification). */
-  readonly severity: 'blocker' | 'warning';
+  /** A blocker stops the mode; a warning degrades it (e.g. no checksum verification); a note says what an option would change. */
+  readonly severity: 'blocker' | 'warning' | 'note';
 }
 
 export interface ModeReadiness {
@@ -99,9 +99,37 @@ function physicalBase(f: ServerFacts): Finding[] {
 function notInThisVersion(mode: BackupMode): Finding[] {
   return [{
     problem: `mode ${mode} is not available in this version of pgbacula`,
-    fix: 'use mode=pitr (base backups + WAL, point-in-time recovery) or mode=dump / parallel_dump',
+    fix: 'use mode=pitr (base backups + WAL, point-in-time recovery), mode=pitr_block (block-level incremental) or mode=dump / parallel_dump',
     severity: 'blocker',
   }];
+}
+
+/**
+ * Block-level backups (docs/block-incremental.md) need what pitr needs, and a source of changed
+ * blocks: pgbacula's summaries of the WAL wal-push archives, or on 17+ the server's own. Without
+ * either, incremental and differential jobs are full backups (they say why).
+ */
+function blockLevel(f: ServerFacts): Finding[] {
+  const out = physicalBase(f);
+  const pgbaculaArchives = (f.archiveMode === 'on' || f.archiveMode === 'always') && /pgbacula\s+wal-push/.test(f.archiveCommand);
+  const serverSummaries = versionFacts(f.major).walSummaries;
+  if (serverSummaries && f.summarizeWal) {
+    out.push({ problem: 'summarize_wal is on: incremental jobs read the changed blocks from the server\'s own WAL summaries (pgbacula\'s summaries of the archived WAL are the fallback)', fix: 'nothing to do', severity: 'note' });
+  } else if (serverSummaries) {
+    out.push({
+      problem: 'summarize_wal is off (optional): incremental jobs find the changed blocks in pgbacula\'s summaries of the archived WAL',
+      fix: "ALTER SYSTEM SET summarize_wal = on; SELECT pg_reload_conf(); — then the server's own summaries are used first",
+      severity: 'note',
+    });
+  }
+  if (!pgbaculaArchives && !(serverSummaries && f.summarizeWal)) {
+    out.push({
+      problem: `no source of changed blocks: WAL is not archived by pgbacula wal-push${serverSummaries ? ' and summarize_wal is off' : ''} — incremental and differential jobs will be full backups`,
+      fix: `ALTER SYSTEM SET archive_command = 'pgbacula wal-push %p'; (archive_mode = on)${serverSummaries ? ' or ALTER SYSTEM SET summarize_wal = on;' : ''} SELECT pg_reload_conf(); — or run pgbacula wal-receive`,
+      severity: 'warning',
+    });
+  }
+  return out;
 }
 
 /** Data, not branches: what each mode needs, given what the server told us. */
@@ -109,13 +137,13 @@ const RULES: Record<BackupMode, (f: ServerFacts) => Finding[]> = {
   dump: readAccess,
   parallel_dump: readAccess,
   pitr: physicalBase,
-  pitr_block: () => notInThisVersion('pitr_block'),
+  pitr_block: blockLevel,
   cdp: () => notInThisVersion('cdp'),
 };
 
 export function assessModes(f: ServerFacts): ModeReadiness[] {
   return (Object.keys(RULES) as BackupMode[]).map((mode) => {
-    const available = mode !== 'pitr_block' && mode !== 'cdp';
+    const available = mode !== 'cdp';
     if (!available) return { mode, ready: false, available, findings: notInThisVersion(mode) };
     const findings = f.supported ? RULES[mode](f) : [{
       problem: `PostgreSQL ${f.version} is not supported`,

@@ -62,20 +62,40 @@ describe.each(TEST_MAJORS)('pgbacula check against PostgreSQL %i', (major) => {
     expect(s.replicationConnection.systemIdentifier).toBe(sys!.id);
     // A superuser on a replica-level primary can run every mode this version has; archiving is
     // only a warning.
-    for (const m of json.modes.filter((x) => x.mode !== 'pitr_block' && x.mode !== 'cdp')) expect(m.ready, m.mode).toBe(true);
+    for (const m of json.modes.filter((x) => x.mode !== 'cdp')) expect(m.ready, m.mode).toBe(true);
     const pitr = json.modes.find((m) => m.mode === 'pitr')!;
     expect(pitr.findings.map((f) => f.fix).join('\n')).toContain("archive_command = 'pgbacula wal-push %p'");
   });
 
-  it('calls pitr_block and cdp not available in this version, never ready', async () => {
+  it('says where pitr_block finds changed blocks on this major, and calls cdp not available', async () => {
     const { json } = await check(primary);
-    for (const mode of ['pitr_block', 'cdp']) {
-      const m = json.modes.find((x) => x.mode === mode)!;
-      expect(m.ready, mode).toBe(false);
-      expect(m.findings.map((f) => f.problem).join('\n')).toContain('not available in this version');
+    const block = json.modes.find((x) => x.mode === 'pitr_block')!;
+    const said = block.findings.map((f) => `${f.severity}: ${f.problem} / ${f.fix}`).join('\n');
+    // No archiving to pgbacula here: without server summaries, incrementals would be full backups.
+    if (major >= 17) {
+      expect(said).toContain("note: summarize_wal is on: incremental jobs read the changed blocks from the server's own WAL summaries");
+      expect(said).not.toContain('no source of changed blocks');
+    } else {
+      expect(said).toContain('warning: no source of changed blocks: WAL is not archived by pgbacula wal-push — incremental and differential jobs will be full backups');
+      expect(said).not.toContain('summarize_wal');
     }
+    if (major >= 17) {
+      await primary.sql('ALTER SYSTEM SET summarize_wal = off');
+      await primary.sql('SELECT pg_reload_conf()');
+      try {
+        const off = (await check(primary)).json.modes.find((x) => x.mode === 'pitr_block')!.findings.map((f) => `${f.severity}: ${f.problem} / ${f.fix}`).join('\n');
+        expect(off).toContain("note: summarize_wal is off (optional): incremental jobs find the changed blocks in pgbacula's summaries of the archived WAL / ALTER SYSTEM SET summarize_wal = on;");
+        expect(off).toContain('warning: no source of changed blocks: WAL is not archived by pgbacula wal-push and summarize_wal is off');
+      } finally {
+        await primary.sql('ALTER SYSTEM RESET summarize_wal');
+        await primary.sql('SELECT pg_reload_conf()');
+      }
+    }
+    const cdp = json.modes.find((x) => x.mode === 'cdp')!;
+    expect(cdp.ready).toBe(false);
+    expect(cdp.findings.map((f) => f.problem).join('\n')).toContain('not available in this version');
     const text = await runCli(['check', '--host', primary.socketDir, '--port', String(primary.port), '--user', 'postgres']);
-    expect(text.stdout).toMatch(/pitr_block\s+not available in this version/);
+    expect(text.stdout).toMatch(/pitr_block\s+ready, \d warnings?/);
     expect(text.stdout).toMatch(/cdp\s+not available in this version/);
     const one = await runCli(['check', '--host', primary.socketDir, '--port', String(primary.port), '--user', 'postgres', '--mode', 'cdp']);
     expect(one.code).toBe(1);

@@ -18,7 +18,7 @@ function hex(s: string): Uint8Array {
   return Uint8Array.from(s.replace(/[\s|]+/g, '').match(/../g)!.map((b) => parseInt(b, 16)));
 }
 
-/** The 141 blocks of the spec's example: 0, 411, 413, then others below 552. */
+/** 141 blocks: 0, 411, 413, then others below 552 (a header that needs padding to a whole block). */
 function exampleBlocks(): Uint32Array {
   const blocks = [0, 411, 413];
   for (let b = 414; blocks.length < 141; b++) blocks.push(b);

@@ -17,13 +17,14 @@ const tsFiles = (dir: string): string[] => tsSourceFiles(dir, root);
 describe('mode registry', () => {
   const modes = findParameter('mode')!.values!;
 
-  it('has an entry for dump, parallel_dump and pitr, each a mode of the schema', () => {
-    for (const name of ['dump', 'parallel_dump', 'pitr']) {
+  it('has an entry for dump, parallel_dump, pitr and pitr_block, each a mode of the schema', () => {
+    for (const name of ['dump', 'parallel_dump', 'pitr', 'pitr_block']) {
       expect(modes).toContain(name);
       expect(modeEntry(name)?.name).toBe(name);
     }
     expect(modeEntry('no_such_mode')).toBeUndefined();
     expect(restoreModeOf('pitr')).toBe('pitr');
+    expect(restoreModeOf('pitr_block')).toBe('pitr_block');
     expect(restoreModeOf('parallel_dump')).toBe('dump');
   });
 

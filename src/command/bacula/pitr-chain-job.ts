@@ -22,24 +22,20 @@ import {
   type PitrRunOptions, type PitrSettings,
 } from '../../modes/pitr/pitr.js';
 import { CHAIN_DIR, chainFilePath, loadChain, saveChain } from './pitr-chain-file.js';
+import { blockReference, blockRequest, pruneKeptManifests, type BlockBase } from './block-chain.js';
 import {
   findReference, jobBaseName, planWalJob, pruneLimit, recordsOfJob, retainRecords,
-  type BaculaLevel, type ChainRecord, type ChainSegmentRef,
+  type BlockJobSettings, type ChainRecord, type ChainSegmentRef, type PitrChainJob,
 } from './pitr-chain.js';
 
-/** The FD's job as the chain reads it. */
-export interface PitrChainJob {
-  readonly jobId: number;
-  readonly name: string;
-  readonly level: BaculaLevel;
-  readonly since: number | undefined;
-}
+export type { BlockJobSettings, PitrChainJob } from './pitr-chain.js';
 
 /**
- * Run one pitr job of Bacula into `sink` (paths relative to the plugin namespace). Returns when
- * every item is written; the chain record is saved before returning (estimates change nothing).
+ * Run one pitr (or pitr_block) job of Bacula into `sink` (paths relative to the plugin
+ * namespace). Returns when every item is written; the chain record is saved before returning
+ * (estimates change nothing).
  */
-export async function runPitrChainJob(s: PitrSettings, job: PitrChainJob, sink: ItemSink, o: PitrRunOptions): Promise<void> {
+export async function runPitrChainJob(s: PitrSettings, job: PitrChainJob, sink: ItemSink, o: PitrRunOptions, block?: BlockJobSettings): Promise<void> {
   const { log } = o;
   const startedAtMs = Date.now();
   const repl = await ReplicationConnection.open(s.connection, { applicationName: 'pgbacula pitr' });
@@ -82,7 +78,12 @@ export async function runPitrChainJob(s: PitrSettings, job: PitrChainJob, sink: 
 
     let plan: ReturnType<typeof planWalJob> = { kind: 'base', reason: '' };
     let listing = sit.listing;
-    if (job.level !== 'F') {
+    let blockBase: BlockBase | undefined;
+    if (block && job.level !== 'F') {
+      const decided = await blockReference(s, block, job, records, cluster, server, log);
+      if (decided.kind === 'reference') blockBase = decided.base;
+      else log.warning(`backup chain broken: ${decided.reason}. This ${levelName(job.level)} job stores a full base backup instead`);
+    } else if (job.level !== 'F') {
       // WAL up to now: close the current segment first, then judge the chain on what the spool has.
       if (!o.estimate) {
         await switchAndAwait(s, server.systemId, server.walSegmentSize, log, o.signal);
@@ -122,13 +123,14 @@ export async function runPitrChainJob(s: PitrSettings, job: PitrChainJob, sink: 
       };
     } else {
       const label = s.label === 'auto' ? `bacula_${job.jobId}` : s.label;
-      const base = await storeBaseBackup(s, { jobId: job.jobId, label }, sit, cluster, pool, sink, o);
+      const base = await storeBaseBackup(s, { jobId: job.jobId, label, ...(block ? blockRequest(s, block, job, blockBase, cluster) : {}) }, sit, cluster, pool, sink, o);
       record = {
         jobId: job.jobId,
         jobName: job.name,
         level: job.level,
         stored: 'base',
         backupId: base.backupId,
+        ...(blockBase && base.level !== 'full' ? { referenceJobId: blockBase.record.jobId } : {}),
         startedAtMs,
         completedAtMs: Date.now(),
         systemId: server.systemId,
@@ -148,6 +150,7 @@ export async function runPitrChainJob(s: PitrSettings, job: PitrChainJob, sink: 
     const others = allRecords.filter((r) => !records.includes(r));
     const kept = [...others, ...retainRecords([...records.filter((r) => r.jobId !== job.jobId || job.jobId === 0), record], reference)];
     await saveChain(chainPath, kept);
+    if (block) await pruneKeptManifests(s.spoolRoot, cluster, kept);
     if (reference) await pruneSpool(s, records, reference, others, log);
   } finally {
     await repl.close().catch(() => undefined);

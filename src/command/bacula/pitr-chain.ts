@@ -198,3 +198,22 @@ export function recordsOfJob(records: readonly ChainRecord[], jobName: string): 
   const base = jobBaseName(jobName);
   return base === '-Console-' ? [...records] : records.filter((r) => jobBaseName(r.jobName) === base);
 }
+
+/** The FD's job as the chain reads it. */
+export interface PitrChainJob {
+  readonly jobId: number;
+  readonly name: string;
+  readonly level: BaculaLevel;
+  readonly since: number | undefined;
+}
+
+/**
+ * Mode pitr_block: every job stores a base backup; an Incremental or Differential one stores
+ * only the blocks changed since the base backup of its reference job (docs/block-incremental.md).
+ */
+export interface BlockJobSettings {
+  /** The mode the manifests record (the registry's name for it). */
+  readonly mode: string;
+  readonly summaryDays: number;
+  readonly summarizerWaitMs: number;
+}

@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import type { ConnectionSettings } from '../../config/connection.js';
 import { PgbaculaError } from '../../errors.js';
 import { runBaseBackup } from '../../physical/base-backup.js';
+import type { BackupPlanner } from '../../physical/planner.js';
 import type { ReplicationConnection } from '../../server/replication.js';
 import { openSession } from '../../server/session.js';
 import { serverVersion } from '../../server/server-facts.js';
@@ -220,19 +221,29 @@ export interface StoredBase {
   /** Every segment from the backup's start through this one was shipped. */
   readonly walThrough: SegmentRef;
   readonly ship: readonly SpoolSegment[];
+  /** What the manifest says it is (a block-level backup asked for as incremental may have had to be full). */
+  readonly level: 'full' | 'incremental' | 'differential';
 }
 
 /** A base backup asked for: the job's number names its work directory; the label as the server records it. */
 export interface BaseRequest {
   readonly jobId: number;
   readonly label: string;
+  /** Block-level modes: the manifest's mode, the id's level letter, and what becomes of the walked plan. */
+  readonly mode?: string;
+  readonly level?: 'full' | 'incremental' | 'differential';
+  readonly planner?: BackupPlanner;
+  /** Ship the spool's WAL from this segment on when it is before the backup's start (the chain's WAL stays contiguous). */
+  readonly walFromSegno?: bigint;
+  /** Given the sealed manifest file before the work directory goes (block-level modes keep a copy). */
+  readonly onManifest?: (path: string) => Promise<void>;
 }
 
 /** A base backup under `<cluster>/pitr/<backup-id>/`, then the spool's WAL from its start segment on. */
 export async function storeBaseBackup(s: PitrSettings, req: BaseRequest, sit: Situation, cluster: string, pool: WorkerPool, sink: ItemSink, o: PitrRunOptions): Promise<StoredBase> {
   const { log } = o;
   const now = new Date();
-  const backupId = newBackupId(now, 'full');
+  const backupId = newBackupId(now, req.level ?? 'full');
   const work = join(s.tmpdir, `pitr-${req.jobId}-${process.pid}`);
   // Also removes the work directories of backends that did not live to remove them (kill -9).
   await prepareTmpdir(s.tmpdir, log);
@@ -256,7 +267,10 @@ export async function storeBaseBackup(s: PitrSettings, req: BaseRequest, sit: Si
       progressIntervalMs: s.progressIntervalMs,
       signal: o.signal,
       manifestPath,
+      ...(req.mode ? { mode: req.mode } : {}),
+      ...(req.planner ? { planner: req.planner } : {}),
     });
+    await req.onManifest?.(manifestPath);
     // The sealed manifest last: a restore treats a backup without it as incomplete.
     await emitFiles([{ path: 'manifest.json', absPath: manifestPath, type: 'file', mode: 0o640, mtimeMs: Date.now(), size: (await stat(manifestPath)).size, verifyPages: false, firstBlock: 0 }], {
       pool, sink: new PrefixedSink(sink, `${cluster}/pitr/${backupId}/`), log, verifyPages: false, compress: false, rangeSize: DEFAULT_RANGE_SIZE, signal: o.signal,
@@ -267,7 +281,7 @@ export async function storeBaseBackup(s: PitrSettings, req: BaseRequest, sit: Si
     const listing = await listWalArchive(s.spoolRoot, sit.server.systemId);
     const startSegno = walSegmentNumber(parseLsn(m.startLsn), S);
     const stopSegno = walSegmentNumber(parseLsn(m.stopLsn), S);
-    const wal = planBaseWal({ server: sit.server, segments: listing.segments, startSegno, stopSegno });
+    const wal = planBaseWal({ server: sit.server, segments: listing.segments, startSegno: req.walFromSegno !== undefined && req.walFromSegno < startSegno ? req.walFromSegno : startSegno, stopSegno });
     if (listing.segments.length === 0) {
       // A standby switches no segment, so nothing was awaited: an empty spool is the same failure.
       throw new PgbaculaError('WAL_GAP', `the spool ${s.spoolRoot} holds no WAL of system ${sit.server.systemId} (${await archiverState(s)})`, { hint: archiveHint(s.spoolRoot) });
@@ -279,7 +293,7 @@ export async function storeBaseBackup(s: PitrSettings, req: BaseRequest, sit: Si
     await emitFiles(entries, { pool, sink: new PrefixedSink(sink, `${cluster}/wal/`), log, verifyPages: false, compress: s.compress, rangeSize: DEFAULT_RANGE_SIZE, signal: o.signal });
     log.info(`WAL shipped from the spool: ${describeRange(wal.ship)}`);
     log.info(`base backup ${backupId} complete: ${formatCount(result.fileCount)} files, ${formatBytes(result.rawBytes)}, lsn ${m.startLsn}..${m.stopLsn}, page verification ${m.pageVerification}`);
-    return { backupId, startSegno, startLsn: m.startLsn, stopLsn: m.stopLsn, walThrough: wal.walThrough, ship: wal.ship };
+    return { backupId, startSegno, startLsn: m.startLsn, stopLsn: m.stopLsn, walThrough: wal.walThrough, ship: wal.ship, level: m.level };
   } finally {
     removeScratch(work);
   }

@@ -1,0 +1,71 @@
+/**
+ * The planner mode pitr_block gives the base backup engine (src/physical/planner.ts): choose the
+ * reference, find the blocks changed since it, and turn the walked plan into whole and
+ * incremental files — or, when any of that is impossible, keep the plan whole and say why.
+ */
+import type { BackupManifest } from '../../format/backup-manifest.js';
+import { DEFAULT_BLOCKS_PER_SEGMENT } from '../../format/page.js';
+import { wholePathOf } from '../../format/incremental-file.js';
+import { formatBytes, formatCount } from '../../item/job-log.js';
+import type { BackupPlanner, PlannedBackup, PlannerContext } from '../../physical/planner.js';
+import { parseLsn } from '../../wal/lsn.js';
+import { planBlocks } from './block-plan.js';
+import { findChangedBlocks } from './changed-blocks.js';
+import { checkReference, chooseReference, type BlockBackupType } from './reference.js';
+
+export interface BlockBackupSettings {
+  readonly type: BlockBackupType;
+  /** pitr_block_summary_days: the oldest reference counted from. */
+  readonly summaryDays: number;
+  /** The WAL archive whose summaries count; undefined: none. */
+  readonly archiveRoot: string | undefined;
+  readonly summarizerWaitMs: number;
+  /** The reference, when the caller has chosen it (a Bacula job names it by its level and Since=). */
+  readonly reference?: BackupManifest;
+}
+
+/** PostgreSQL's default relation segment: 1 GiB of 8 kB blocks (`SHOW segment_size`). */
+const DEFAULT_SEGMENT_SIZE_TEXT = '1GB';
+
+function whole(ctx: PlannerContext, fullBecause?: string): PlannedBackup {
+  return { entries: ctx.entries, totalBytes: ctx.entries.reduce((n, e) => n + (e.type === 'file' ? e.size : 0), 0), level: 'full', ...(fullBecause ? { fullBecause } : {}) };
+}
+
+/** `complete`: the complete backups a reference may be chosen from (oldest first). */
+export function blockPlanner(s: BlockBackupSettings, complete: readonly BackupManifest[]): BackupPlanner {
+  return async (ctx) => {
+    const { log } = ctx;
+    const asked = { type: s.type, systemId: ctx.systemId, timeline: ctx.timeline, blockSize: ctx.blockSize, maxAgeDays: s.summaryDays, now: new Date() };
+    const choice = s.reference ? checkReference(s.reference, complete, asked) : chooseReference(complete, asked);
+    if (choice.kind === 'full') {
+      if (choice.because) log.warning(`full backup instead of ${s.type === 'incr' ? 'an incremental' : 'a differential'} one: ${choice.because}`);
+      return whole(ctx, choice.because);
+    }
+    const segment = (await ctx.session.query<{ v: string }>("SELECT current_setting('segment_size') AS v")).rows[0]?.v;
+    if (segment !== DEFAULT_SEGMENT_SIZE_TEXT) {
+      const because = `block-level backups need 1 GB relation segments; this server was built with segment_size ${segment}`;
+      log.warning(`full backup instead of ${choice.level} one: ${because}`);
+      return whole(ctx, because);
+    }
+    const ref = choice.reference;
+    log.info(`${choice.level} backup against ${ref.backupId} (${ref.level}, start lsn ${ref.startLsn}): blocks changed since ${ref.startLsn}`);
+    const found = await findChangedBlocks({ ctx, fromLsn: parseLsn(ref.startLsn), toLsn: parseLsn(ctx.startLsn), archiveRoot: s.archiveRoot, summarizerWaitMs: s.summarizerWaitMs });
+    if (!found.ok) {
+      const because = `the changed blocks cannot be found: ${found.reasons.join('; ')}`;
+      log.warning(`full backup instead of ${choice.level} one: ${because}`);
+      return whole(ctx, because);
+    }
+    const refPaths = new Set(ref.files.map((f) => wholePathOf(f.path)));
+    const plan = planBlocks({ entries: ctx.entries, changed: found.table, inReference: (p) => refPaths.has(p), blockSize: ctx.blockSize, blocksPerSegment: DEFAULT_BLOCKS_PER_SEGMENT });
+    const st = plan.stats;
+    log.info(`changed blocks found from ${found.source} (${found.detail}): ${formatCount(found.table.blockCount)} blocks changed`);
+    log.info(`relation files: ${formatCount(st.incrementalFiles)} incremental (${formatCount(st.changedBlocks)} blocks, ${formatBytes(st.bytesRead)} read), ${formatCount(st.unchangedFiles)} unchanged, ${formatCount(st.wholeFiles)} whole; ${formatBytes(st.bytesSkipped)} of relation files not read`);
+    return {
+      entries: plan.entries,
+      totalBytes: plan.totalBytes,
+      level: choice.level,
+      reference: { backupId: ref.backupId, startLsn: ref.startLsn, timeline: ref.stopTimeline },
+      changedBlocks: { source: found.source, changedBlocks: st.changedBlocks, wholeFiles: st.wholeFiles, incrementalFiles: st.incrementalFiles, unchangedFiles: st.unchangedFiles, bytesRead: st.bytesRead, bytesSkipped: st.bytesSkipped },
+    };
+  };
+}

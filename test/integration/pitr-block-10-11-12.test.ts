@@ -1,0 +1,3 @@
+import { blockChainScenario } from './pitr-block-scenario.js';
+
+for (const major of [10, 11, 12] as const) blockChainScenario(major);
