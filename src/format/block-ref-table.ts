@@ -6,8 +6,8 @@
  *
  * In memory it keeps the file's shape, because a range can change 10^8 blocks: per fork, one
  * chunk per 65536 blocks; a chunk is a sorted array of 16-bit offsets that becomes a 4096-word
- * bitmap (8 KiB, one bit per block) when it would receive its 4096th offset. Dense changes cost
- * one bit per block, sparse ones two bytes.
+ * bitmap (8 KiB, one bit per block) once it holds ARRAY_LIMIT offsets (the file switches at
+ * 4096). Dense changes cost one bit per block, sparse ones two to four bytes.
  *
  * Pure: values in, bytes out.
  */
