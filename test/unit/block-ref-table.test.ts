@@ -176,6 +176,34 @@ describe('BlockRefTable', () => {
     expect(serializeBlockRefTable(back).length).toBe(asBitmap.length);
   });
 
+  it('a chunk of 1024 to 4095 blocks is written as an array, whatever memory holds', () => {
+    const t = new BlockRefTable();
+    const rf = rel(16384);
+    const random = seededRandom(5);
+    const want = new Set<number>();
+    while (want.size < 3000) {
+      const b = random() % BLOCKS_PER_CHUNK;
+      want.add(b);
+      t.markBlock(rf, b);
+    }
+    const file = serializeBlockRefTable(t);
+    expect(file.length).toBe(4 + 24 + 2 + 2 * 3000 + 24 + 4);
+    const v = new DataView(file.buffer);
+    expect(v.getUint16(28, true)).toBe(3000);
+    const offsets = Array.from({ length: 3000 }, (_, k) => v.getUint16(30 + 2 * k, true));
+    expect(offsets).toEqual([...want].sort((a, b) => a - b));
+    expect(t.approximateBytes).toBeLessThan(16 * 1024);
+    // A limit keeps it an array in the file; 4096 blocks make it a bitmap for good.
+    t.setLimit(rf, 60000);
+    const kept = [...want].filter((b) => b < 60000).length;
+    expect(serializeBlockRefTable(t).length).toBe(4 + 24 + 2 + 2 * kept + 24 + 4);
+    for (let b = 0; t.entry(rf)!.blockCount < 4096; b++) t.markBlock(rf, b);
+    expect(serializeBlockRefTable(t).length).toBe(4 + 24 + 2 + 8192 + 24 + 4);
+    t.setLimit(rf, 100);
+    expect(serializeBlockRefTable(t).length).toBe(4 + 24 + 2 + 8192 + 24 + 4);
+    expect(dump(parseBlockRefTable(serializeBlockRefTable(t)))).toEqual([['1663/5/16384/0', 100, [...Array(100).keys()]]]);
+  });
+
   it('a limit forgets the blocks at and above it; blocks marked later are kept; only a lower limit counts', () => {
     const t = new BlockRefTable();
     const rf = rel(16384);
