@@ -81,6 +81,6 @@ export async function findChangedBlocks(r: FindRequest): Promise<ChangedBlocksFo
     ok: true,
     table: found.table,
     source: 'pgbacula summaries',
-    detail: `${found.segments} WAL segment(s) for ${range}: ${found.fromSummaries} summarized when archived, ${found.summarizedNow} summarized now`,
+    detail: `${found.segments} WAL segment(s) for ${range}: ${found.fromSummaries} summarized when archived, ${found.summarizedNow} summarized now${reasons.length ? `; not from the server's summaries: ${reasons.join('; ')}` : ''}`,
   };
 }
