@@ -18,6 +18,10 @@ import { parseLsn } from '../wal/lsn.js';
 import { walSegmentNameForLsn } from '../wal/segment.js';
 import { verifyRepositoryWal } from '../archive/archive-check.js';
 import type { BackupManifest } from '../format/backup-manifest.js';
+import { DEFAULT_BLOCKS_PER_SEGMENT } from '../format/page.js';
+import { ChainError, chainOf } from '../repo/chain.js';
+import { chainSources } from '../restore/chain-sources.js';
+import type { CombineFileResult, CombineFileTask } from '../../workers/combine-file.js';
 import type { RestoreFileResult, RestoreFileTask } from '../../workers/restore-file.js';
 import type { CommandContext } from './context.js';
 import { ok, type CommandResult } from './result.js';
@@ -184,6 +188,7 @@ async function verifyRepo(ctx: CommandContext, repo: string): Promise<CommandRes
   if (chosen.length === 0) throw new PgbaculaError('REPOSITORY', `repository ${repo} holds no backup`, { hint: 'Nothing to verify.' });
   const pool = createWorkerPool();
   const report: { backupId: string; state: string; files: number; bytes: number; problems: string[]; note?: string }[] = [];
+  const complete = all.flatMap((b) => (b.state === 'complete' ? [b.manifest] : []));
   try {
     for (const b of chosen) {
       if (b.state !== 'complete') {
@@ -196,12 +201,32 @@ async function verifyRepo(ctx: CommandContext, repo: string): Promise<CommandRes
       const problems: string[] = [];
       const files = m.files.filter((f) => f.type === 'file');
       const outside = storedPathChecker(repo);
+      // A block-level backup is checked with its chain: every link, and every incremental file
+      // rebuilt to nowhere from the stored files it needs (each of their hashes checked).
+      let sourcesOf: ReturnType<typeof chainSources> | undefined;
+      if (m.reference) {
+        try {
+          sourcesOf = chainSources(repo, m, chainOf(m, complete).slice(0, -1));
+        } catch (e) {
+          if (!(e instanceof ChainError)) throw e;
+          problems.push(`chain: ${e.message}`);
+        }
+      }
       const tasks = files.flatMap((f) => {
         const stored = storedFilePath(repo, backupId, f.path, f.stored ?? 'raw');
         const bad = outside(stored);
         if (bad) {
           problems.push(`${f.path}: ${bad}`);
           return [];
+        }
+        if (f.incremental) {
+          const sources = sourcesOf?.(f, stored) ?? 'its chain cannot be read';
+          if (typeof sources === 'string') {
+            problems.push(`${f.path}: ${sources}`);
+            return [];
+          }
+          const check: CombineFileTask = { sources, blockSize: m.blockSize, blocksPerSegment: DEFAULT_BLOCKS_PER_SEGMENT, mode: f.mode, mtimeMs: 0, label: f.path };
+          return [{ bytes: Math.min(f.incremental.fileSize, m.rangeSize), start: async () => ({ f, r: (await pool.run(check, { name: 'combineFile' })) as CombineFileResult }) }];
         }
         const task: RestoreFileTask = {
           storedPath: stored,

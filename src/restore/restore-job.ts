@@ -16,8 +16,9 @@ import { storedPathChecker } from '../repo/catalog.js';
 import { storedFilePath } from '../repo/layout.js';
 import { majorOf, versionFacts, type Major } from '../pg/versions.js';
 import type { RestoreFileResult, RestoreFileTask } from '../../workers/restore-file.js';
-import type { CombineFileResult, CombineFileTask, CombineSource } from '../../workers/combine-file.js';
-import { incrementalPathOf, wholePathOf } from '../format/incremental-file.js';
+import type { CombineFileResult, CombineFileTask } from '../../workers/combine-file.js';
+import { wholePathOf } from '../format/incremental-file.js';
+import { chainSources } from './chain-sources.js';
 import { recoveryFiles, settingsToResetAfterPromotion, type RecoveryPlan, type RecoveryTarget } from './recovery-settings.js';
 import { parseLsn } from '../wal/lsn.js';
 import { walSegmentNameForLsn } from '../wal/segment.js';
@@ -335,29 +336,6 @@ export class RestoreJob {
     return p && join(p.root, ...p.parts);
   }
 
-  /**
-   * For an incremental file of the newest backup: the stored files it is rebuilt from, newest
-   * first, back to the first whole copy (as pg_combinebackup walks a chain); or why it cannot be.
-   */
-  private chainSources(): (f: ManifestFile, stored: string) => CombineSource[] | string {
-    const { manifest: m, repo } = this.req;
-    // Older backups, newest first, each with its files by path.
-    const older = [...(this.req.chain ?? [])].reverse().map((b) => ({ b, files: new Map(b.files.map((x) => [x.path, x])) }));
-    return (f, stored) => {
-      const whole = wholePathOf(f.path);
-      const sources: CombineSource[] = [{ storedPath: stored, encoding: f.stored ?? 'raw', kind: 'incremental', size: f.size, expectedHash: f.hash ?? '', rangeSize: m.rangeSize, label: `${m.backupId}:${f.path}` }];
-      for (const { b, files } of older) {
-        const full = files.get(whole);
-        const inc = full ? undefined : files.get(incrementalPathOf(whole));
-        const x = full ?? inc;
-        if (!x || x.type !== 'file') return `backup ${b.backupId} of its chain holds neither ${whole} nor an incremental file of it`;
-        if (inc && !inc.incremental) return `backup ${b.backupId} lists ${inc.path} without its block counts`;
-        sources.push({ storedPath: storedFilePath(repo, b.backupId, x.path, x.stored ?? 'raw'), encoding: x.stored ?? 'raw', kind: full ? 'full' : 'incremental', size: x.size, expectedHash: x.hash ?? '', rangeSize: b.rangeSize, label: `${b.backupId}:${x.path}` });
-        if (full) return sources;
-      }
-      return older.length === 0 ? `backup ${m.backupId} holds an incremental file but names no chain of earlier backups` : `the full backup of the chain holds only an incremental file of ${whole}`;
-    };
-  }
 
   /** Phase 2: every file decoded, hash-checked and written by the worker pool. */
   private async layDown(): Promise<void> {
@@ -393,7 +371,7 @@ export class RestoreJob {
     }
     const files = m.files.filter((f) => f.type === 'file' && this.targetOf(f) !== undefined);
     const total = files.reduce((s, f) => s + restoredSize(f), 0);
-    const sourcesOf = this.chainSources();
+    const sourcesOf = chainSources(repo, m, this.req.chain ?? []);
     const progress = new ProgressTracker(this.req.log, 'restore', total, this.req.progressIntervalMs);
     const problems: string[] = [];
     let targetFailure: { path: string; problem: string; errno: string } | undefined;

@@ -6,7 +6,7 @@
  * rows, amcheck with heapallindexed, page checksums).
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startCluster, type Cluster } from '../harness/cluster.js';
@@ -149,5 +149,27 @@ export function blockChainScenario(major: TestMajor): void {
         expect(await amcheckEverything(r.at)).toBeGreaterThan(3);
       });
     }
+
+    it('verify --repo checks each incremental against its chain, and names damage in an older backup', async () => {
+      const ok = await runCli(['verify', '--repo', repo], quiet);
+      expect(ok.code, ok.stdout + ok.stderr).toBe(0);
+      for (const t of taken.values()) expect(ok.stdout).toContain(`${t.id}: OK`);
+      // One stored block of the full backup that later incrementals rebuild from.
+      const full = taken.get('F')!.id;
+      const m = JSON.parse(readFileSync(join(repo, 'backups', full, 'manifest.json'), 'utf8')) as { files: { path: string; size: number; stored?: string }[] };
+      const victim = m.files.find((f) => /^pgdata\/base\/\d+\/\d+$/.test(f.path) && f.size >= 8 * 8192 && f.stored !== 'lz4')!;
+      const stored = join(repo, 'backups', full, 'files', victim.path);
+      const bytes = readFileSync(stored);
+      bytes[8192 * 3 + 100] ^= 0xff;
+      writeFileSync(stored, bytes);
+      const bad = await runCli(['verify', '--repo', repo], quiet);
+      expect(bad.code).toBe(1);
+      expect(bad.stdout).toMatch(new RegExp(`${full}: DAMAGED[\\s\\S]*${victim.path}: content hash`));
+      const later = [...taken.entries()].filter(([n]) => n !== 'F').map(([, t]) => t.id);
+      const rebuiltFromIt = later.filter((id) => new RegExp(`${id}: DAMAGED[\\s\\S]*${full}:${victim.path}`).test(bad.stdout));
+      expect(rebuiltFromIt.length, bad.stdout).toBeGreaterThan(0);
+      bytes[8192 * 3 + 100] ^= 0xff;
+      writeFileSync(stored, bytes);
+    });
   });
 }
