@@ -4,7 +4,7 @@
  * At merge the wt-brt version replaces it. Format: docs/block-incremental.md.
  */
 
-/** Bitwise CRC-32C (the stand-in's own; wt-brt uses src/format/crc32c.ts). */
+/** Bitwise CRC-32C: the stand-in's own (the format layer may not import src/wal). */
 function crc32c(bytes: Uint8Array): number {
   let c = 0xffffffff;
   for (const b of bytes) {
