@@ -2,10 +2,16 @@
  * Block summaries next to archived segments (src/archive/segment-summary.ts) and the changed
  * blocks of a range (src/archive/changed-blocks.ts), on the in-memory storage.
  */
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { silentLog } from '../../src/item/job-log.js';
+import { pruneSpoolBefore } from '../../src/modes/pitr/pitr.js';
 import { parseBlockRefTable, type BlockRefTable } from '../../src/format/block-ref-table.js';
 import { changedBlocksFromArchive } from '../../src/archive/changed-blocks.js';
 import { listWalArchive } from '../../src/archive/listing.js';
+import { publishReceivedFile } from '../../src/archive/publish-received.js';
 import { pushWalFile } from '../../src/archive/push.js';
 import { MemoryStorage } from '../../src/storage/memory.js';
 import { SYNTH_SEG, WalWriter } from './wal-synth.js';
@@ -114,6 +120,46 @@ describe('segment summaries in the archive', () => {
     const r = await pushWalFile({ root: ROOT, sourcePath: '/src/000000010000000000000005', storage: s, warn: (t) => warnings.push(t) });
     expect(r.status).toBe('stored');
     expect(warnings.join('\n')).toMatch(/cannot write the block summary of WAL segment 000000010000000000000005 .*no space left/);
+  });
+});
+
+describe('pruning the spool', () => {
+  it('removes a pruned segment\'s summary with it, and keeps the others', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'pgbacula-prune-'));
+    try {
+      const { files } = stream();
+      const warnings: string[] = [];
+      for (const n of [4, 5]) {
+        const src = join(root, `00000001000000000000000${n}`);
+        writeFileSync(src, files[n - 4]!);
+        await pushWalFile({ root: join(root, 'spool'), sourcePath: src, warn: (t) => warnings.push(t) });
+      }
+      const tl = join(root, 'spool', ID, '00000001');
+      expect(readdirSync(tl).sort()).toEqual(['000000010000000000000004', '000000010000000000000004.summary', '000000010000000000000005', '000000010000000000000005.summary']);
+      expect(await pruneSpoolBefore(join(root, 'spool'), ID, SYNTH_SEG, 5n, silentLog)).toBe(1);
+      expect(readdirSync(tl).sort()).toEqual(['000000010000000000000005', '000000010000000000000005.summary']);
+      expect(warnings).toEqual([]);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('wal-receive publishing', () => {
+  it('writes the summaries of the segments it publishes, resolving the previous one\'s pending tail', async () => {
+    const s = new MemoryStorage();
+    const { files } = stream();
+    const rdir = `${ROOT}/${ID}/.receive`;
+    await s.makeDirs(rdir);
+    for (const n of [4, 5]) {
+      const name = `00000001000000000000000${n}`;
+      await s.writeFileDurable(`${rdir}/${name}`, files[n - 4]!);
+      const warnings: string[] = [];
+      await publishReceivedFile(ROOT, ID, `${rdir}/${name}`, { segmentSize: SYNTH_SEG, magic: 0xd118 }, s, (t) => warnings.push(t));
+      expect(warnings).toEqual([]);
+      expect(await s.exists(`${TL}/000000010000000000000004.summary`)).toBe(n === 5);
+    }
+    expect(dump(parseBlockRefTable(await s.readFile(`${TL}/000000010000000000000005.summary`)))['1663/5/16500/0']!.blocks).toEqual([7]);
   });
 });
 
