@@ -17,7 +17,7 @@ import { DEFAULT_BLOCK_SIZE } from '../format/page.js';
 import { versionFacts, type VersionFacts } from '../pg/versions.js';
 import { DEFAULT_WAL_BLOCK_SIZE, formatLsn, type Lsn } from './lsn.js';
 import { majorOfXlogPageMagic, parseWalPageHeader, XLP_FIRST_IS_CONTRECORD, XLP_FIRST_IS_OVERWRITE_CONTRECORD } from './page-header.js';
-import { crc32cUpdate } from './record-scan.js';
+import { crc32cUpdate } from '../format/crc32c.js';
 
 export interface WalSummary {
   readonly table: BlockRefTable;

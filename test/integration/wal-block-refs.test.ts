@@ -22,7 +22,7 @@ type Dump = Record<string, { limit: number; blocks: number[] }>;
 
 function dump(t: BlockRefTable): Dump {
   const out: Dump = {};
-  for (const e of t.entries()) out[`${e.rf.spcOid}/${e.rf.dbOid}/${e.rf.relNumber}/${e.rf.fork}`] = { limit: e.limitBlock, blocks: [...e.blocks] };
+  for (const [rf, e] of t.entries()) out[`${rf.spcOid}/${rf.dbOid}/${rf.relNumber}/${rf.fork}`] = { limit: e.limitBlock, blocks: [...e.blocksIn(0, 0xffffffff)] };
   return out;
 }
 

@@ -24,7 +24,7 @@ const TL = `${ROOT}/${ID}/00000001`;
 
 function dump(t: BlockRefTable): Record<string, { limit: number; blocks: number[] }> {
   const out: Record<string, { limit: number; blocks: number[] }> = {};
-  for (const e of t.entries()) out[`${e.rf.spcOid}/${e.rf.dbOid}/${e.rf.relNumber}/${e.rf.fork}`] = { limit: e.limitBlock, blocks: [...e.blocks] };
+  for (const [rf, e] of t.entries()) out[`${rf.spcOid}/${rf.dbOid}/${rf.relNumber}/${rf.fork}`] = { limit: e.limitBlock, blocks: [...e.blocksIn(0, 0xffffffff)] };
   return out;
 }
 

@@ -72,7 +72,7 @@ function ints(...fields: (number | ['i64', bigint] | ['u8', number])[]): Uint8Ar
 /** The table as plain data: "spc/db/rel/fork" → { limit, blocks }. */
 function dump(t: BlockRefTable): Record<string, { limit: number; blocks: number[] }> {
   const out: Record<string, { limit: number; blocks: number[] }> = {};
-  for (const e of t.entries()) out[`${e.rf.spcOid}/${e.rf.dbOid}/${e.rf.relNumber}/${e.rf.fork}`] = { limit: e.limitBlock, blocks: [...e.blocks] };
+  for (const [rf, e] of t.entries()) out[`${rf.spcOid}/${rf.dbOid}/${rf.relNumber}/${rf.fork}`] = { limit: e.limitBlock, blocks: [...e.blocksIn(0, 0xffffffff)] };
   return out;
 }
 
