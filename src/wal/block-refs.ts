@@ -483,7 +483,7 @@ class Collector {
   /** A record cut off by the end of the input: true when its whole effect is known from its headers. */
   crossing(start: Lsn, rec: Uint8Array, totLen: number): boolean {
     if (rec.length < RECORD_HEADER_SIZE) return false;
-    if (isSpecial(rec[17]!, rec[16]!)) return false;
+    if (isSpecial(rec[17]!, rec[16]!, this.facts)) return false;
     const d = decodeRecord(rec, totLen, this.facts);
     if (d === CUT) return false;
     if (typeof d === 'string') {
@@ -504,7 +504,7 @@ class Collector {
   private special(start: Lsn, rec: Uint8Array, main: Uint8Array): void {
     const xlInfo = rec[16]!;
     const rmid = rec[17]!;
-    if (!isSpecial(rmid, xlInfo)) return;
+    if (!isSpecial(rmid, xlInfo, this.facts)) return;
     const info = xlInfo & 0xf0;
     const at = formatLsn(start);
     const v = new DataView(main.buffer, main.byteOffset, main.byteLength);
@@ -596,9 +596,20 @@ function walLevelOffset(info: number, facts: VersionFacts): number | undefined {
   return undefined;
 }
 
-/** Records whose effect lies in their main data (so a record cut off before it is pending). */
-function isSpecial(rmid: number, xlInfo: number): boolean {
-  return rmid === RM_XLOG_ID || rmid === RM_XACT_ID || rmid === RM_SMGR_ID || rmid === RM_DBASE_ID || (xlInfo & XLR_SPECIAL_REL_UPDATE) !== 0;
+/**
+ * Records whose effect lies in their main data (so one cut off before it is pending): the ones
+ * handled below, and any other flagged XLR_SPECIAL_REL_UPDATE. Full-page images (XLOG rmgr too)
+ * and every other record act through their block references only.
+ */
+function isSpecial(rmid: number, xlInfo: number, facts: VersionFacts): boolean {
+  if (xlInfo & XLR_SPECIAL_REL_UPDATE) return true;
+  const info = xlInfo & 0xf0;
+  if (rmid === RM_XLOG_ID) return walLevelOffset(info, facts) !== undefined;
+  if (rmid === RM_XACT_ID) {
+    const op = info & XLOG_XACT_OPMASK;
+    return op === XACT_COMMIT || op === XACT_ABORT || op === XACT_COMMIT_PREPARED || op === XACT_ABORT_PREPARED;
+  }
+  return rmid === RM_SMGR_ID || rmid === RM_DBASE_ID;
 }
 
 /**
