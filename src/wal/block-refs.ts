@@ -101,6 +101,8 @@ export function summarizeRange(segments: readonly SegmentBytes[], o: SummarizeOp
 // ---------------------------------------------------------------------------------------------
 
 const RECORD_HEADER_SIZE = 24;
+/** No WAL record is longer (the server's own limit is just under 1 GiB). */
+const MAX_RECORD_SIZE = 1024 * 1024 * 1024;
 const SHORT_PHD = 24;
 const LONG_PHD = 40;
 
@@ -230,7 +232,7 @@ function* readRecords(stream: WalStream, magic: number): Generator<RecordEvent> 
       yield { kind: 'end', lsn: start, reason: undefined };
       return;
     }
-    if (totLen < RECORD_HEADER_SIZE) {
+    if (totLen < RECORD_HEADER_SIZE || totLen > MAX_RECORD_SIZE) {
       yield { kind: 'end', lsn: start, reason: `invalid record length ${totLen} at ${formatLsn(start)}` };
       return;
     }
@@ -280,22 +282,23 @@ type Reassembled =
 function reassemble(stream: WalStream, start: number, totLen: number, magic: number): Reassembled {
   const bs = stream.blockSize;
   const pageEnd0 = (Math.floor(start / bs) + 1) * bs;
-  if (start + totLen <= pageEnd0) {
+  if (start + totLen <= pageEnd0 && start + totLen <= stream.length) {
     const off0 = stream.off(start);
     return { kind: 'whole', data: stream.seg(start).subarray(off0, off0 + totLen), end: start + totLen };
   }
-  const out = new Uint8Array(totLen);
+  // Never more than the stream holds: a damaged length must not allocate gigabytes.
+  const out = new Uint8Array(Math.min(totLen, stream.length - start));
   let got = 0;
   let p = start;
   for (;;) {
     const pageEnd = (Math.floor(p / bs) + 1) * bs;
-    const take = Math.min(totLen - got, pageEnd - p);
+    const take = Math.min(totLen - got, pageEnd - p, stream.length - p);
     const off = stream.off(p);
     out.set(stream.seg(p).subarray(off, off + take), got);
     got += take;
     p += take;
     if (got === totLen) return { kind: 'whole', data: out, end: p };
-    if (pageEnd >= stream.length) return { kind: 'cut', data: out.subarray(0, got) };
+    if (pageEnd >= stream.length || got >= out.length) return { kind: 'cut', data: out.subarray(0, got) };
     const h = pageAt(stream, pageEnd, magic);
     if (!h) return { kind: 'bad-page' };
     if ((h.info & XLP_FIRST_IS_CONTRECORD) === 0 && (h.info & XLP_FIRST_IS_OVERWRITE_CONTRECORD) !== 0) {

@@ -211,6 +211,24 @@ describe('record boundaries', () => {
     expect(dump(s8.table)['1663/5/4/0']!.blocks).toEqual([44]);
   });
 
+  it('a damaged record length neither allocates it nor reads past the input', () => {
+    const w = writer(17, 4n);
+    w.append(10, 0x00, 1, body([{ rel: [1663, 5, 1], block: 1 }]));
+    const bad = w.append(10, 0x00, 1, body([{ rel: [1663, 5, 1], block: 2 }]));
+    const seg = [...w.files().values()][0]!;
+    const v = new DataView(seg.buffer, seg.byteOffset, seg.byteLength);
+    const at = Number(bad % SEG);
+    v.setUint32(at, 0xfffffff0, true);
+    const huge = summarizeSegment(seg, { segno: 4n, timeline: 1, segmentSize: SYNTH_SEG });
+    expect(huge.endOfWal).toBe(bad);
+    expect(huge.endReason).toMatch(/invalid record length/);
+    v.setUint32(at, 500 * 1024 * 1024, true); // plausible: read on until the pages stop continuing it
+    const long = summarizeSegment(seg, { segno: 4n, timeline: 1, segmentSize: SYNTH_SEG });
+    expect(long.endOfWal).toBe(bad);
+    expect(long.endReason).toMatch(/a WAL page inside the record/);
+    expect(dump(long.table)['1663/5/1/0']!.blocks).toEqual([1]);
+  });
+
   it('a record abandoned by a crash (the next page says XLP_FIRST_IS_OVERWRITE_CONTRECORD) is skipped and reading goes on at that page', () => {
     const w = writer(15, 4n);
     const page = BigInt(8192);
