@@ -1,6 +1,6 @@
 /**
  * pgbacula's WAL summarizer against real servers (docs/block-incremental.md):
- * (a) on 18, the summary of a range equals the server's own WAL summary of that range;
+ * (a) on 17 and 18, the summary of a range equals the server's own WAL summary of that range;
  * (b) on 10, 13 and 15 (no server summaries), it is sound against the pages themselves: every
  *     page whose LSN is past the range's start is marked, under a limit, or in a changed database;
  * (c) wal-push writes a .summary per segment, and changedBlocksFromArchive merges them (and
@@ -82,13 +82,13 @@ async function workload(c: Cluster): Promise<void> {
 
 const SETTINGS = { autovacuum: false, max_prepared_transactions: 5, wal_keep_size: '1GB' } as const;
 
-describe('(a, c) PostgreSQL 18: equal to the server\'s own WAL summaries; summaries in the archive', () => {
+describe.each([17, 18] as const)('(a, c) PostgreSQL %i: equal to the server\'s own WAL summaries; summaries in the archive', (major) => {
   let c: Cluster;
   let repo: string;
   let systemId: string;
   beforeAll(async () => {
-    repo = ownedDir('pg18-walsum-repo');
-    c = await startCluster({ major: 18, name: 'pg18-walsum', summarizeWal: true, settings: { ...SETTINGS, archive_mode: 'on', archive_command: archiveCommandLine({ repo }) } });
+    repo = ownedDir(`pg${major}-walsum-repo`);
+    c = await startCluster({ major, name: `pg${major}-walsum`, summarizeWal: true, settings: { ...SETTINGS, archive_mode: 'on', archive_command: archiveCommandLine({ repo }) } });
     const [row] = await c.sql<{ id: string }>('SELECT system_identifier::text AS id FROM pg_control_system()');
     systemId = row!.id;
   });
