@@ -109,6 +109,15 @@ describe('segment summaries in the archive', () => {
     expect((await s.readFile(`${TL}/000000010000000000000005.summary`)).equals(before)).toBe(true);
   });
 
+  it('pushed out of order (5 before 4), both get their summaries', async () => {
+    const { s, warnings, push } = await setup();
+    await push(5);
+    expect(await s.exists(`${TL}/000000010000000000000005.summary`)).toBe(true);
+    await push(4);
+    expect(warnings).toEqual([]);
+    expect(dump(parseBlockRefTable(await s.readFile(`${TL}/000000010000000000000004.summary`)))['1663/5/50079/3']).toEqual({ limit: 0, blocks: [] });
+  });
+
   it('a failing summary write is a warning; the segment is archived', async () => {
     const { s, warnings, files } = await setup();
     const real = s.publishIfAbsent.bind(s);
