@@ -118,6 +118,14 @@ describe('segment summaries in the archive', () => {
     expect(dump(parseBlockRefTable(await s.readFile(`${TL}/000000010000000000000004.summary`)))['1663/5/50079/3']).toEqual({ limit: 0, blocks: [] });
   });
 
+  it('summarize: false stores the segment only', async () => {
+    const { s, files } = await setup();
+    await s.writeFileDurable('/src/000000010000000000000005', files[1]!);
+    await pushWalFile({ root: ROOT, sourcePath: '/src/000000010000000000000005', storage: s, summarize: false });
+    expect(await s.exists(`${TL}/000000010000000000000005`)).toBe(true);
+    expect(await s.exists(`${TL}/000000010000000000000005.summary`)).toBe(false);
+  });
+
   it('a failing summary write is a warning; the segment is archived', async () => {
     const { s, warnings, files } = await setup();
     const real = s.publishIfAbsent.bind(s);
