@@ -10,6 +10,7 @@
  *   ROOT/<system-identifier>/<TLI>/<segment>.partial        incomplete segments (a promotion's last old-timeline
  *                                                           segment; the end of a timeline streamed by wal-receive)
  *   ROOT/<system-identifier>/<TLI>/<segment>.<off>.backup   backup history files (informational)
+ *   ROOT/<system-identifier>/<TLI>/<segment>.summary        the segment's block summary (segment-summary.ts)
  *   ROOT/<system-identifier>/aside/<name>.<sha256:16>       a different .partial/.backup under an existing name
  *   ROOT/<system-identifier>/.receive/                      wal-receive's working directory (its open .partial, lock)
  *

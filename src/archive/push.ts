@@ -32,6 +32,11 @@ export interface PushOptions {
   readonly warn?: (text: string) => void;
   /** Where the archive, the file and pg_wal are (default: the file system). */
   readonly storage?: Storage;
+  /**
+   * Write the segment's block summary next to it (default true; segment-summary.ts). A restore
+   * staging WAL for recovery has no use for summaries and should not spend the CPU on them.
+   */
+  readonly summarize?: boolean;
 }
 
 export interface PushResult {
@@ -138,7 +143,7 @@ export async function pushWalFile(o: PushOptions): Promise<PushResult> {
   const dest = archivedPath(o.root, systemId, parsed);
   const policy = parsed.kind === 'segment' || parsed.kind === 'history' ? 'refuse' : 'aside';
   const outcome = await storeBytes(storage, o.root, systemId, dest, bytes, policy, o.sourcePath);
-  if (parsed.kind === 'segment' && segmentOf) {
+  if (parsed.kind === 'segment' && segmentOf && o.summarize !== false) {
     // After the segment is durably stored: a summary is an optimization, never a reason to fail.
     await summarizeStoredSegment({ storage, root: o.root, systemId, timeline: parsed.timeline, segno: segmentOf.segno, segmentSize: segmentOf.segSize, bytes, warn: o.warn ?? warnOnStderr });
   }

@@ -49,8 +49,9 @@ export interface SummarizeStoredOptions {
 }
 
 /**
- * After complete segment N is stored: write N's summary, and N-1's when N-1 is archived without
- * one (its last record ended in N). Never throws.
+ * After complete segment N is stored: write N's summary (with N+1 when its last record ends
+ * there and N+1 is archived already), and N-1's when N-1 is archived without one (its last
+ * record ended in N). Never throws.
  */
 export async function summarizeStoredSegment(o: SummarizeStoredOptions): Promise<void> {
   const name = walSegmentName(o.timeline, o.segno, o.segmentSize);
@@ -58,7 +59,12 @@ export async function summarizeStoredSegment(o: SummarizeStoredOptions): Promise
     const bytes = o.bytes ?? (await readIfExists(o.storage, join(timelineDir(o.root, o.systemId, o.timeline), name)));
     if (bytes === undefined) return;
     if (!(await exists(o.storage, segmentSummaryPath(o.root, o.systemId, o.timeline, o.segno, o.segmentSize)))) {
-      const s = summarizeSegment(bytes, { segno: o.segno, timeline: o.timeline, segmentSize: o.segmentSize });
+      let s = summarizeSegment(bytes, { segno: o.segno, timeline: o.timeline, segmentSize: o.segmentSize });
+      if (s.pendingTail !== undefined) {
+        // Stored out of order (a retry, two writers): the next segment may be archived already.
+        const next = await readIfExists(o.storage, join(timelineDir(o.root, o.systemId, o.timeline), walSegmentName(o.timeline, o.segno + 1n, o.segmentSize)));
+        if (next !== undefined) s = summarizeRange([{ segno: o.segno, bytes }, { segno: o.segno + 1n, bytes: next }], { timeline: o.timeline, segmentSize: o.segmentSize, fromLsn: walSegmentStart(o.segno, o.segmentSize), toLsn: walSegmentStart(o.segno + 1n, o.segmentSize) });
+      }
       await writeIfExact(o, o.segno, s);
     }
     if (o.segno === 0n) return;

@@ -101,48 +101,52 @@ export function summarizeRange(segments: readonly SegmentBytes[], o: SummarizeOp
 // ---------------------------------------------------------------------------------------------
 
 const RECORD_HEADER_SIZE = 24;
+/** No WAL record is longer (the server's own limit is just under 1 GiB). */
+const MAX_RECORD_SIZE = 1024 * 1024 * 1024;
 const SHORT_PHD = 24;
 const LONG_PHD = 40;
 
-/** Consecutive segments as one addressable stream; ends at the first gap in segment numbers. */
+/**
+ * Consecutive segments as one addressable stream; ends at the first gap in segment numbers.
+ * Positions inside it are byte offsets from its start (numbers: no bigint arithmetic per
+ * record); `lsn(r)` turns one into an LSN.
+ */
 class WalStream {
   readonly start: Lsn;
-  readonly end: Lsn;
+  /** Bytes in the stream. */
+  readonly length: number;
   private readonly segs: Uint8Array[] = [];
-  private readonly segSize: bigint;
 
   constructor(
     segments: readonly SegmentBytes[],
     readonly segmentSize: number,
     readonly blockSize: number,
   ) {
-    this.segSize = BigInt(segmentSize);
     const first = segments[0]!.segno;
     for (const [i, s] of segments.entries()) {
-      if (s.segno !== first + BigInt(i) || s.bytes.length < segmentSize) {
-        if (s.segno === first + BigInt(i)) this.segs.push(s.bytes); // a short (partial) file ends the stream
-        break;
-      }
+      if (s.segno !== first + BigInt(i)) break;
       this.segs.push(s.bytes);
+      if (s.bytes.length < segmentSize) break; // a short (partial) file ends the stream
     }
-    this.start = first * this.segSize;
+    this.start = first * BigInt(segmentSize);
     const last = this.segs.length - 1;
-    this.end = this.start + BigInt(last) * this.segSize + BigInt(Math.min(this.segs[last]!.length, segmentSize));
+    this.length = last * segmentSize + Math.min(this.segs[last]!.length, segmentSize);
   }
 
-  /** The segment bytes and offset of lsn (lsn < end). */
-  locate(lsn: Lsn): [Uint8Array, number] {
-    const rel = lsn - this.start;
-    const i = Number(rel / this.segSize);
-    return [this.segs[i]!, Number(rel % this.segSize)];
+  lsn(r: number): Lsn {
+    return this.start + BigInt(r);
   }
 
-  isSegmentStart(lsn: Lsn): boolean {
-    return lsn % this.segSize === 0n;
+  seg(r: number): Uint8Array {
+    return this.segs[Math.floor(r / this.segmentSize)]!;
   }
 
-  headerSize(pageLsn: Lsn): number {
-    return this.isSegmentStart(pageLsn) ? LONG_PHD : SHORT_PHD;
+  off(r: number): number {
+    return r % this.segmentSize;
+  }
+
+  headerSize(pageRel: number): number {
+    return pageRel % this.segmentSize === 0 ? LONG_PHD : SHORT_PHD;
   }
 }
 
@@ -151,28 +155,26 @@ type RecordEvent =
   | { readonly kind: 'crossing'; readonly start: Lsn; readonly timeline: number; readonly data: Uint8Array; readonly totLen: number }
   | { readonly kind: 'end'; readonly lsn: Lsn; readonly reason: string | undefined };
 
-interface PageInfo {
-  readonly info: number;
-  readonly timeline: number;
-  readonly remLen: number;
-}
-
-/** The page header at pageLsn when it belongs to this stream (magic and address), else undefined. */
-function pageAt(stream: WalStream, pageLsn: Lsn, magic: number): PageInfo | undefined {
-  const [buf, off] = stream.locate(pageLsn);
-  const h = parseWalPageHeader(buf, off);
-  if (!h || h.magic !== magic || h.pageAddr !== pageLsn) return undefined;
+/** The page header at pageRel when it belongs to this stream (magic and address), else undefined. */
+function pageAt(stream: WalStream, pageRel: number, magic: number): { readonly info: number; readonly timeline: number; readonly remLen: number } | undefined {
+  const h = parseWalPageHeader(stream.seg(pageRel), stream.off(pageRel));
+  if (!h || h.magic !== magic || h.pageAddr !== stream.lsn(pageRel)) return undefined;
   return { info: h.info, timeline: h.timeline, remLen: h.remLen };
 }
 
-function isZero(stream: WalStream, lsn: Lsn, n: number): boolean {
-  const [buf, off] = stream.locate(lsn);
+function isZero(stream: WalStream, r: number, n: number): boolean {
+  const buf = stream.seg(r);
+  const off = stream.off(r);
   for (let i = off; i < off + n && i < buf.length; i++) if (buf[i] !== 0) return false;
   return true;
 }
 
-function align8(n: Lsn): Lsn {
-  return (n + 7n) & ~7n;
+function align8(n: number): number {
+  return n + ((8 - (n % 8)) % 8);
+}
+
+function u32At(b: Uint8Array, o: number): number {
+  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
 }
 
 /**
@@ -180,61 +182,61 @@ function align8(n: Lsn): Lsn {
  * end of the input is yielded once as 'crossing' with the bytes available; reading then stops.
  */
 function* readRecords(stream: WalStream, magic: number): Generator<RecordEvent> {
-  const bs = BigInt(stream.blockSize);
-  let pos = stream.start;
-  const firstPage = pageAt(stream, pos, magic);
+  const bs = stream.blockSize;
+  let pos = 0;
+  const firstPage = pageAt(stream, 0, magic);
   if (!firstPage) {
-    yield { kind: 'end', lsn: pos, reason: 'the first page is not a valid WAL page' };
+    yield { kind: 'end', lsn: stream.start, reason: 'the first page is not a valid WAL page' };
     return;
   }
   let timeline = firstPage.timeline;
-  pos += BigInt(LONG_PHD);
+  pos = LONG_PHD;
   // A record continued from before the stream: skip its xlp_rem_len bytes (over following pages).
   if (firstPage.info & XLP_FIRST_IS_CONTRECORD) {
-    let remaining = BigInt(firstPage.remLen);
+    let remaining = firstPage.remLen;
     for (;;) {
-      const pageEnd = (pos / bs + 1n) * bs;
-      const take = remaining < pageEnd - pos ? remaining : pageEnd - pos;
+      const pageEnd = (Math.floor(pos / bs) + 1) * bs;
+      const take = Math.min(remaining, pageEnd - pos);
       pos += take;
       remaining -= take;
-      if (remaining === 0n) break;
-      if (pageEnd >= stream.end) return; // the input holds nothing but that continuation
+      if (remaining === 0) break;
+      if (pageEnd >= stream.length) return; // the input holds nothing but that continuation
       const p = pageAt(stream, pageEnd, magic);
-      if (!p || (p.info & XLP_FIRST_IS_CONTRECORD) === 0 || BigInt(p.remLen) !== remaining) {
-        yield { kind: 'end', lsn: pageEnd, reason: `the WAL page at ${formatLsn(pageEnd)} is not valid` };
+      if (!p || (p.info & XLP_FIRST_IS_CONTRECORD) === 0 || p.remLen !== remaining) {
+        yield { kind: 'end', lsn: stream.lsn(pageEnd), reason: `the WAL page at ${formatLsn(stream.lsn(pageEnd))} is not valid` };
         return;
       }
-      pos = pageEnd + BigInt(stream.headerSize(pageEnd));
+      pos = pageEnd + stream.headerSize(pageEnd);
     }
     pos = align8(pos);
   }
 
   let prev: Lsn | undefined;
   for (;;) {
-    if (pos % bs === 0n) {
-      if (pos >= stream.end) return;
+    if (pos % bs === 0) {
+      if (pos >= stream.length) return;
       const p = pageAt(stream, pos, magic);
       if (!p) {
-        yield { kind: 'end', lsn: pos, reason: isZero(stream, pos, SHORT_PHD) ? undefined : `the WAL page at ${formatLsn(pos)} is not valid` };
+        yield { kind: 'end', lsn: stream.lsn(pos), reason: isZero(stream, pos, SHORT_PHD) ? undefined : `the WAL page at ${formatLsn(stream.lsn(pos))} is not valid` };
         return;
       }
       timeline = p.timeline;
-      pos += BigInt(stream.headerSize(pos));
+      pos += stream.headerSize(pos);
     }
-    if (pos >= stream.end) return;
-    const start = pos;
-    const [buf, off] = stream.locate(pos);
+    if (pos >= stream.length) return;
+    const startRel = pos;
+    const start = stream.lsn(pos);
     // Records start MAXALIGNed, so xl_tot_len never straddles a page.
-    const totLen = (buf[off]! | (buf[off + 1]! << 8) | (buf[off + 2]! << 16) | (buf[off + 3]! << 24)) >>> 0;
+    const totLen = u32At(stream.seg(pos), stream.off(pos));
     if (totLen === 0) {
       yield { kind: 'end', lsn: start, reason: undefined };
       return;
     }
-    if (totLen < RECORD_HEADER_SIZE) {
+    if (totLen < RECORD_HEADER_SIZE || totLen > MAX_RECORD_SIZE) {
       yield { kind: 'end', lsn: start, reason: `invalid record length ${totLen} at ${formatLsn(start)}` };
       return;
     }
-    const got = reassemble(stream, start, totLen, magic);
+    const got = reassemble(stream, startRel, totLen, magic);
     if (got.kind === 'overwritten') {
       // An incomplete record abandoned by a crash: WAL goes on at the page that says so.
       pos = got.resumeAt;
@@ -250,15 +252,13 @@ function* readRecords(stream: WalStream, magic: number): Generator<RecordEvent> 
       return;
     }
     const rec = got.data;
-    const v = new DataView(rec.buffer, rec.byteOffset, rec.byteLength);
-    const xlPrev = v.getBigUint64(8, true);
-    if (prev !== undefined && xlPrev !== prev) {
+    if (prev !== undefined && (u32At(rec, 8) !== Number(prev & 0xffffffffn) || u32At(rec, 12) !== Number(prev >> 32n))) {
       yield { kind: 'end', lsn: start, reason: `broken xl_prev chain at ${formatLsn(start)}` };
       return;
     }
     let crc = crc32cUpdate(0xffffffff, rec, RECORD_HEADER_SIZE, totLen);
     crc = (crc32cUpdate(crc, rec, 0, 20) ^ 0xffffffff) >>> 0;
-    if (crc !== v.getUint32(20, true)) {
+    if (crc !== u32At(rec, 20)) {
       yield { kind: 'end', lsn: start, reason: `bad record CRC at ${formatLsn(start)}` };
       return;
     }
@@ -266,8 +266,7 @@ function* readRecords(stream: WalStream, magic: number): Generator<RecordEvent> 
     prev = start;
     if (rec[17] === RM_XLOG_ID && (rec[16]! & 0xf0) === XLOG_SWITCH) {
       // The rest of the segment the switch record ends in is unused.
-      const seg = BigInt(stream.segmentSize);
-      pos = ((got.end - 1n) / seg + 1n) * seg;
+      pos = (Math.floor((got.end - 1) / stream.segmentSize) + 1) * stream.segmentSize;
       continue;
     }
     pos = align8(got.end);
@@ -275,36 +274,39 @@ function* readRecords(stream: WalStream, magic: number): Generator<RecordEvent> 
 }
 
 type Reassembled =
-  | { readonly kind: 'whole'; readonly data: Uint8Array; readonly end: Lsn }
+  | { readonly kind: 'whole'; readonly data: Uint8Array; readonly end: number }
   | { readonly kind: 'cut'; readonly data: Uint8Array }
   | { readonly kind: 'bad-page' }
-  | { readonly kind: 'overwritten'; readonly resumeAt: Lsn };
+  | { readonly kind: 'overwritten'; readonly resumeAt: number };
 
-function reassemble(stream: WalStream, start: Lsn, totLen: number, magic: number): Reassembled {
-  const bs = BigInt(stream.blockSize);
-  const pageEnd0 = (start / bs + 1n) * bs;
-  const [buf0, off0] = stream.locate(start);
-  if (start + BigInt(totLen) <= pageEnd0) return { kind: 'whole', data: buf0.subarray(off0, off0 + totLen), end: start + BigInt(totLen) };
-  const out = new Uint8Array(totLen);
+function reassemble(stream: WalStream, start: number, totLen: number, magic: number): Reassembled {
+  const bs = stream.blockSize;
+  const pageEnd0 = (Math.floor(start / bs) + 1) * bs;
+  if (start + totLen <= pageEnd0 && start + totLen <= stream.length) {
+    const off0 = stream.off(start);
+    return { kind: 'whole', data: stream.seg(start).subarray(off0, off0 + totLen), end: start + totLen };
+  }
+  // Never more than the stream holds: a damaged length must not allocate gigabytes.
+  const out = new Uint8Array(Math.min(totLen, stream.length - start));
   let got = 0;
   let p = start;
   for (;;) {
-    const pageEnd = (p / bs + 1n) * bs;
-    const take = Math.min(totLen - got, Number(pageEnd - p));
-    const [buf, off] = stream.locate(p);
-    out.set(buf.subarray(off, off + take), got);
+    const pageEnd = (Math.floor(p / bs) + 1) * bs;
+    const take = Math.min(totLen - got, pageEnd - p, stream.length - p);
+    const off = stream.off(p);
+    out.set(stream.seg(p).subarray(off, off + take), got);
     got += take;
-    p += BigInt(take);
+    p += take;
     if (got === totLen) return { kind: 'whole', data: out, end: p };
-    if (pageEnd >= stream.end) return { kind: 'cut', data: out.subarray(0, got) };
+    if (pageEnd >= stream.length || got >= out.length) return { kind: 'cut', data: out.subarray(0, got) };
     const h = pageAt(stream, pageEnd, magic);
     if (!h) return { kind: 'bad-page' };
     if ((h.info & XLP_FIRST_IS_CONTRECORD) === 0 && (h.info & XLP_FIRST_IS_OVERWRITE_CONTRECORD) !== 0) {
-      return { kind: 'overwritten', resumeAt: pageEnd + BigInt(stream.headerSize(pageEnd)) };
+      return { kind: 'overwritten', resumeAt: pageEnd + stream.headerSize(pageEnd) };
     }
     // As the server reads it: a continuation page says how much of the record is still to come.
     if ((h.info & XLP_FIRST_IS_CONTRECORD) === 0 || h.remLen !== totLen - got) return { kind: 'bad-page' };
-    p = pageEnd + BigInt(stream.headerSize(pageEnd));
+    p = pageEnd + stream.headerSize(pageEnd);
   }
 }
 
@@ -352,96 +354,100 @@ const BKPIMAGE_HAS_HOLE = 0x01;
 const WAL_LEVEL_MINIMAL = 0;
 const HEAP_BLOCKS_PER_VM_PAGE = (DEFAULT_BLOCK_SIZE - 24) * 4;
 
-interface BlockRef {
-  readonly rf: RelFork;
-  readonly block: number;
-}
+/** Block references as flat quintuples: tablespace, database, relfilenode, fork, block. */
+type BlockList = number[];
 
 interface Decoded {
-  readonly blocks: BlockRef[];
+  readonly blocks: BlockList;
   /** Main data, when the whole record was at hand. */
   readonly main: Uint8Array | undefined;
 }
 
 /**
  * The fragment headers of a record (block references, main data length), as DecodeXLogRecord
- * walks them. `have` bytes of the record's totLen are at hand (fewer for a record cut off by the
- * end of the input: then main is undefined). A string is why the headers do not parse; 'cut' means
- * the headers themselves run past `have`.
+ * walks them. `rec` holds the first rec.length bytes of the record's totLen (fewer for a record
+ * cut off by the end of the input: then main is undefined). A string is why the headers do not
+ * parse; 'cut' means the headers themselves run past the bytes at hand. Written without helper
+ * closures: it runs once per record.
  */
-function decodeRecord(rec: Uint8Array, totLen: number, facts: VersionFacts): Decoded | string | 'cut' {
+function decodeRecord(rec: Uint8Array, totLen: number, facts: VersionFacts): Decoded | string {
   const have = rec.length;
   let off = RECORD_HEADER_SIZE;
   let remaining = totLen - RECORD_HEADER_SIZE;
   let datatotal = 0;
   let mainLen = 0;
   let maxId = -1;
-  let lastRel: Omit<RelFork, 'fork'> | undefined;
-  const blocks: BlockRef[] = [];
-  const u16 = (o: number): number => rec[o]! | (rec[o + 1]! << 8);
-  const u32 = (o: number): number => (rec[o]! | (rec[o + 1]! << 8) | (rec[o + 2]! << 16) | (rec[o + 3]! << 24)) >>> 0;
-  let cut = false;
-  const need = (n: number): boolean => {
-    if (remaining < n) return false;
-    if (off + n > have) {
-      cut = true;
-      return false;
-    }
-    remaining -= n;
-    return true;
-  };
-  const fail = (why: string): string | 'cut' => (cut ? 'cut' : why);
+  let spc = 0;
+  let db = 0;
+  let relNumber = 0;
+  let haveRel = false;
+  const blocks: BlockList = [];
+  // Room for n more header bytes: 'short' (the record is malformed), 'cut' (input ended), or ok.
+  const room = (n: number): string | undefined => (remaining < n ? 'truncated fragment header' : off + n > have ? CUT : undefined);
   while (remaining > datatotal) {
-    if (!need(1)) return fail('truncated fragment header');
+    let why = room(1);
+    if (why) return why;
+    remaining -= 1;
     const id = rec[off++]!;
     if (id === BLOCK_ID_DATA_SHORT) {
-      if (!need(1)) return fail('truncated main data header');
+      if ((why = room(1))) return why;
+      remaining -= 1;
       mainLen = rec[off++]!;
       datatotal += mainLen;
       break;
     } else if (id === BLOCK_ID_DATA_LONG) {
-      if (!need(4)) return fail('truncated main data header');
-      mainLen = u32(off);
+      if ((why = room(4))) return why;
+      remaining -= 4;
+      mainLen = u32At(rec, off);
       off += 4;
       datatotal += mainLen;
       break;
     } else if (id === BLOCK_ID_ORIGIN) {
-      if (!need(2)) return fail('truncated origin header');
+      if ((why = room(2))) return why;
+      remaining -= 2;
       off += 2;
     } else if (id === BLOCK_ID_TOPLEVEL_XID && facts.walTopLevelXidBlock) {
-      if (!need(4)) return fail('truncated top-level xid header');
+      if ((why = room(4))) return why;
+      remaining -= 4;
       off += 4;
     } else if (id <= XLR_MAX_BLOCK_ID) {
       if (id <= maxId) return `out-of-order block_id ${id}`;
       maxId = id;
-      if (!need(3)) return fail('truncated block header');
+      if ((why = room(3))) return why;
+      remaining -= 3;
       const forkFlags = rec[off]!;
-      const dataLen = u16(off + 1);
+      const dataLen = rec[off + 1]! | (rec[off + 2]! << 8);
       off += 3;
       if ((forkFlags & BKPBLOCK_HAS_DATA) !== 0 ? dataLen === 0 : dataLen !== 0) return `BKPBLOCK_HAS_DATA disagrees with data length ${dataLen}`;
       datatotal += dataLen;
       if (forkFlags & BKPBLOCK_HAS_IMAGE) {
-        if (!need(5)) return fail('truncated image header');
-        const imgLen = u16(off);
+        if ((why = room(5))) return why;
+        remaining -= 5;
+        const imgLen = rec[off]! | (rec[off + 1]! << 8);
         const bimgInfo = rec[off + 4]!;
         off += 5;
         datatotal += imgLen;
         if ((bimgInfo & facts.walImageCompressedMask) !== 0 && (bimgInfo & BKPIMAGE_HAS_HOLE) !== 0) {
-          if (!need(2)) return fail('truncated hole length');
+          if ((why = room(2))) return why;
+          remaining -= 2;
           off += 2;
         }
       }
       if (!(forkFlags & BKPBLOCK_SAME_REL)) {
-        if (!need(12)) return fail('truncated relation');
-        lastRel = { spcOid: u32(off), dbOid: u32(off + 4), relNumber: u32(off + 8) };
+        if ((why = room(12))) return why;
+        remaining -= 12;
+        spc = u32At(rec, off);
+        db = u32At(rec, off + 4);
+        relNumber = u32At(rec, off + 8);
+        haveRel = true;
         off += 12;
-      } else if (!lastRel) {
+      } else if (!haveRel) {
         return 'BKPBLOCK_SAME_REL on the first block reference';
       }
-      if (!need(4)) return fail('truncated block number');
-      const block = u32(off);
+      if ((why = room(4))) return why;
+      remaining -= 4;
+      blocks.push(spc, db, relNumber, forkFlags & BKPBLOCK_FORK_MASK, u32At(rec, off));
       off += 4;
-      blocks.push({ rf: { ...lastRel, fork: forkFlags & BKPBLOCK_FORK_MASK }, block });
     } else {
       return `invalid block_id ${id}`;
     }
@@ -450,6 +456,8 @@ function decodeRecord(rec: Uint8Array, totLen: number, facts: VersionFacts): Dec
   const main = have === totLen ? rec.subarray(totLen - mainLen, totLen) : undefined;
   return { blocks, main };
 }
+
+const CUT = 'cut';
 
 class Collector {
   untrusted: string | undefined;
@@ -467,6 +475,7 @@ class Collector {
   record(start: Lsn, rec: Uint8Array, totLen: number): void {
     const d = decodeRecord(rec, totLen, this.facts);
     if (typeof d === 'string') {
+      // A whole record is never 'cut'.
       this.distrust(`the WAL record at ${formatLsn(start)} does not decode (${d})`);
       return;
     }
@@ -477,9 +486,9 @@ class Collector {
   /** A record cut off by the end of the input: true when its whole effect is known from its headers. */
   crossing(start: Lsn, rec: Uint8Array, totLen: number): boolean {
     if (rec.length < RECORD_HEADER_SIZE) return false;
-    if (isSpecial(rec[17]!, rec[16]!)) return false;
+    if (isSpecial(rec[17]!, rec[16]!, this.facts)) return false;
     const d = decodeRecord(rec, totLen, this.facts);
-    if (d === 'cut') return false;
+    if (d === CUT) return false;
     if (typeof d === 'string') {
       this.distrust(`the WAL record at ${formatLsn(start)} does not decode (${d})`);
       return true;
@@ -488,13 +497,17 @@ class Collector {
     return true;
   }
 
-  private mark(blocks: readonly BlockRef[]): void {
-    for (const b of blocks) if (b.rf.fork !== FSM_FORK) this.table.markBlock(b.rf, b.block);
+  private mark(blocks: BlockList): void {
+    for (let i = 0; i < blocks.length; i += 5) {
+      const fork = blocks[i + 3]!;
+      if (fork !== FSM_FORK) this.table.markBlock({ spcOid: blocks[i]!, dbOid: blocks[i + 1]!, relNumber: blocks[i + 2]!, fork }, blocks[i + 4]!);
+    }
   }
 
   private special(start: Lsn, rec: Uint8Array, main: Uint8Array): void {
     const xlInfo = rec[16]!;
     const rmid = rec[17]!;
+    if (!isSpecial(rmid, xlInfo, this.facts)) return;
     const info = xlInfo & 0xf0;
     const at = formatLsn(start);
     const v = new DataView(main.buffer, main.byteOffset, main.byteLength);
@@ -586,9 +599,20 @@ function walLevelOffset(info: number, facts: VersionFacts): number | undefined {
   return undefined;
 }
 
-/** Records whose effect lies in their main data (so a record cut off before it is pending). */
-function isSpecial(rmid: number, xlInfo: number): boolean {
-  return rmid === RM_XLOG_ID || rmid === RM_XACT_ID || rmid === RM_SMGR_ID || rmid === RM_DBASE_ID || (xlInfo & XLR_SPECIAL_REL_UPDATE) !== 0;
+/**
+ * Records whose effect lies in their main data (so one cut off before it is pending): the ones
+ * handled below, and any other flagged XLR_SPECIAL_REL_UPDATE. Full-page images (XLOG rmgr too)
+ * and every other record act through their block references only.
+ */
+function isSpecial(rmid: number, xlInfo: number, facts: VersionFacts): boolean {
+  if (xlInfo & XLR_SPECIAL_REL_UPDATE) return true;
+  const info = xlInfo & 0xf0;
+  if (rmid === RM_XLOG_ID) return walLevelOffset(info, facts) !== undefined;
+  if (rmid === RM_XACT_ID) {
+    const op = info & XLOG_XACT_OPMASK;
+    return op === XACT_COMMIT || op === XACT_ABORT || op === XACT_COMMIT_PREPARED || op === XACT_ABORT_PREPARED;
+  }
+  return rmid === RM_SMGR_ID || rmid === RM_DBASE_ID;
 }
 
 /**

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { NO_LIMIT, type BlockRefTable } from '../../src/format/block-ref-table.js';
 import { SUPPORTED_MAJORS, versionFacts, type Major } from '../../src/pg/versions.js';
 import { summarizeRange, summarizeSegment } from '../../src/wal/block-refs.js';
+import { crc32cUpdate } from '../../src/format/crc32c.js';
 import { SYNTH_SEG, WalWriter } from './wal-synth.js';
 
 const SYS = 7311887020705307463n;
@@ -179,6 +180,94 @@ describe('records across pages and segments', () => {
     // The foreign-timeline report: pages of timeline 1 read as timeline 2's range.
     const other = summarizeRange(segs, { timeline: 2, segmentSize: SYNTH_SEG, fromLsn: 0n, toLsn: 1n << 40n });
     expect(other.foreignTimeline?.timeline).toBe(1);
+  });
+});
+
+describe('record boundaries', () => {
+  it('a record whose headers are cut off by the end of the segment is a pending tail, even an ordinary one', () => {
+    const w = writer(16, 8n);
+    const target = 9n * SEG - 16n;
+    while (target - w.pos > 200n) w.append(10, 0x00, 1, body([{ rel: [1663, 5, 1], block: 1, data: 100 }]));
+    const gap = Number(target - w.pos);
+    w.append(10, 0x00, 1, body([{ rel: [1663, 5, 1], block: 2, data: gap - 44 }]));
+    expect(w.pos).toBe(target);
+    const cut = w.append(10, 0x00, 1, body([{ rel: [1663, 5, 2], block: 77, data: 100 }]));
+    const files = [...w.files().values()];
+    const s8 = summarizeSegment(files[0]!, { segno: 8n, timeline: 1, segmentSize: SYNTH_SEG });
+    expect(s8.pendingTail).toBe(cut);
+    expect(dump(s8.table)['1663/5/2/0']).toBeUndefined();
+    const both = summarizeRange([{ segno: 8n, bytes: files[0]! }, { segno: 9n, bytes: files[1]! }], { timeline: 1, segmentSize: SYNTH_SEG, fromLsn: 8n * SEG, toLsn: 9n * SEG });
+    expect(both.pendingTail).toBeUndefined();
+    expect(dump(both.table)['1663/5/2/0']!.blocks).toEqual([77]);
+  });
+
+  it('a full-page image crossing into the next segment is not pending: its block is known from its headers', () => {
+    const w = writer(18, 8n);
+    while (w.pos < 9n * SEG - 3000n) w.append(10, 0x00, 1, body([{ rel: [1663, 5, 1], block: 1, data: 1000 }]));
+    const fpi = w.append(0, 0xb0, 0, body([{ rel: [1663, 5, 4], block: 44, image: { len: 8000, bimgInfo: 0x02 } }]));
+    expect(fpi < 9n * SEG && w.pos > 9n * SEG).toBe(true);
+    const s8 = summarizeSegment([...w.files().values()][0]!, { segno: 8n, timeline: 1, segmentSize: SYNTH_SEG });
+    expect(s8.pendingTail).toBeUndefined();
+    expect(dump(s8.table)['1663/5/4/0']!.blocks).toEqual([44]);
+  });
+
+  it('a damaged record length neither allocates it nor reads past the input', () => {
+    const w = writer(17, 4n);
+    w.append(10, 0x00, 1, body([{ rel: [1663, 5, 1], block: 1 }]));
+    const bad = w.append(10, 0x00, 1, body([{ rel: [1663, 5, 1], block: 2 }]));
+    const seg = [...w.files().values()][0]!;
+    const v = new DataView(seg.buffer, seg.byteOffset, seg.byteLength);
+    const at = Number(bad % SEG);
+    v.setUint32(at, 0xfffffff0, true);
+    const huge = summarizeSegment(seg, { segno: 4n, timeline: 1, segmentSize: SYNTH_SEG });
+    expect(huge.endOfWal).toBe(bad);
+    expect(huge.endReason).toMatch(/invalid record length/);
+    v.setUint32(at, 500 * 1024 * 1024, true); // plausible: read on until the pages stop continuing it
+    const long = summarizeSegment(seg, { segno: 4n, timeline: 1, segmentSize: SYNTH_SEG });
+    expect(long.endOfWal).toBe(bad);
+    expect(long.endReason).toMatch(/a WAL page inside the record/);
+    expect(dump(long.table)['1663/5/1/0']!.blocks).toEqual([1]);
+  });
+
+  it('a record abandoned by a crash (the next page says XLP_FIRST_IS_OVERWRITE_CONTRECORD) is skipped and reading goes on at that page', () => {
+    const w = writer(15, 4n);
+    const page = BigInt(8192);
+    while (w.pos < 4n * SEG + 3n * page - 300n) w.append(10, 0x00, 1, body([{ rel: [1663, 5, 1], block: 1, data: 100 }]));
+    w.append(10, 0x00, 1, body([{ rel: [1663, 5, 9], block: 9, data: 2000 }])); // crosses into the 4th page: abandoned below
+    const files = [...w.files().values()];
+    const seg = files[0]!;
+    const p3 = Number(3n * page);
+    const v = new DataView(seg.buffer, seg.byteOffset, seg.byteLength);
+    seg.fill(0, p3 + 24, p3 + 8192);
+    v.setUint16(p3 + 2, 0x0008, true);
+    v.setUint32(p3 + 16, 0, true);
+    // The new history: one ordinary record at the start of that page (xl_prev is not checked across the gap).
+    const rec = body([{ rel: [1663, 5, 3], block: 33, data: 10 }]);
+    const tot = 24 + rec.length;
+    const r = new Uint8Array(tot);
+    const rv = new DataView(r.buffer);
+    rv.setUint32(0, tot, true);
+    r[17] = 10;
+    r.set(rec, 24);
+    let crc = crc32cUpdate(0xffffffff, r, 24, tot);
+    crc = (crc32cUpdate(crc, r, 0, 20) ^ 0xffffffff) >>> 0;
+    rv.setUint32(20, crc, true);
+    seg.set(r, p3 + 24);
+    const s = summarizeSegment(seg, { segno: 4n, timeline: 1, segmentSize: SYNTH_SEG });
+    expect(s.untrusted).toBeUndefined();
+    expect(dump(s.table)['1663/5/9/0']).toBeUndefined();
+    expect(dump(s.table)['1663/5/3/0']!.blocks).toEqual([33]);
+    expect(s.endOfWal).toBe(4n * SEG + BigInt(p3 + 24 + ((tot + 7) & ~7)));
+  });
+
+  it('the visibility map\'s limit after a truncation is its own length: one vm block per 32672 heap blocks', () => {
+    for (const [heap, vm] of [[0, 0], [1, 1], [32672, 1], [32673, 2], [100000, 4]] as const) {
+      const w = writer(17);
+      w.append(2, 0x20 | 0x01, 0, body([], ints(heap, 1663, 5, 500, 0x3)));
+      const d = dump(summarizeAll(w).table);
+      expect(d['1663/5/500/0']!.limit, `${heap}`).toBe(heap);
+      expect(d['1663/5/500/2']!.limit, `${heap}`).toBe(vm);
+    }
   });
 });
 
