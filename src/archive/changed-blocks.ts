@@ -74,11 +74,12 @@ export async function changedBlocksFromArchive(r: ChangedBlocksRequest): Promise
     return bytes;
   };
 
-  // Which segments have a summary that can be used: covered whole by the range.
+  // Every segment of the range with a stored summary uses it: for the first and last segments
+  // that counts records outside the range too — more blocks than needed, never fewer, and no
+  // segment read at all (a job merges summaries).
   const pending: bigint[] = [];
   for (let segno = first; segno <= last; segno++) {
-    const whole = r.fromLsn <= walSegmentStart(segno, r.segmentSize) && r.toLsn >= walSegmentStart(segno + 1n, r.segmentSize);
-    const stored = whole ? await readIfExists(storage, segmentSummaryPath(r.root, r.systemId, r.timeline, segno, r.segmentSize)) : undefined;
+    const stored = await readIfExists(storage, segmentSummaryPath(r.root, r.systemId, r.timeline, segno, r.segmentSize));
     if (stored === undefined) {
       pending.push(segno);
       continue;

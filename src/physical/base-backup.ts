@@ -143,7 +143,7 @@ export async function runBaseBackup(req: BaseBackupRequest): Promise<BaseBackupR
         hint: 'pgbacula reads PGDATA directly: run it on the database host (or the standby it backs up from) as root or the postgres user.',
       });
     }
-    log.info(`starting pitr backup (PG ${server.version} on ${hostname()}${server.inRecovery ? ', standby' : ''})`);
+    log.info(`starting ${req.mode ?? 'pitr'} backup (PG ${server.version} on ${hostname()}${server.inRecovery ? ', standby' : ''})`);
 
     // The temporary slot is made before the backup starts, so the server keeps every WAL
     // segment from the start LSN until we have streamed it.

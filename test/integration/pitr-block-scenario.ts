@@ -160,7 +160,7 @@ export function blockChainScenario(major: TestMajor): void {
       const victim = m.files.find((f) => /^pgdata\/base\/\d+\/\d+$/.test(f.path) && f.size >= 8 * 8192 && f.stored !== 'lz4')!;
       const stored = join(repo, 'backups', full, 'files', victim.path);
       const bytes = readFileSync(stored);
-      bytes[8192 * 3 + 100] ^= 0xff;
+      bytes[8192 * 3 + 100]! ^= 0xff;
       writeFileSync(stored, bytes);
       const bad = await runCli(['verify', '--repo', repo], quiet);
       expect(bad.code).toBe(1);
@@ -168,7 +168,7 @@ export function blockChainScenario(major: TestMajor): void {
       const later = [...taken.entries()].filter(([n]) => n !== 'F').map(([, t]) => t.id);
       const rebuiltFromIt = later.filter((id) => new RegExp(`${id}: DAMAGED[\\s\\S]*${full}:${victim.path}`).test(bad.stdout));
       expect(rebuiltFromIt.length, bad.stdout).toBeGreaterThan(0);
-      bytes[8192 * 3 + 100] ^= 0xff;
+      bytes[8192 * 3 + 100]! ^= 0xff;
       writeFileSync(stored, bytes);
     });
   });

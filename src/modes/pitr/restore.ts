@@ -227,7 +227,8 @@ export class PitrRestoreTarget implements RestoreTarget {
     for (const name of names) {
       let res;
       try {
-        res = await pushWalFile({ root, sourcePath: join(incoming, name), expectedSystemId: systemId, singleSystem: true, warn: (t) => this.log.warning(t) });
+        // Staged for replay only: no block summaries (a restore counts no changed blocks).
+        res = await pushWalFile({ root, sourcePath: join(incoming, name), expectedSystemId: systemId, singleSystem: true, summarize: false, warn: (t) => this.log.warning(t) });
       } catch (e) {
         if (e instanceof PgbaculaError && e.code === 'WAL_CONFLICT' && /belongs to database system/.test(e.message)) {
           foreign++;
