@@ -28,6 +28,11 @@ export interface VersionFacts {
   readonly checksumsEnableOffline: boolean;
   /** Server-side WAL summaries (summarize_wal, pg_wal/summaries) exist from 17. */
   readonly walSummaries: boolean;
+  /**
+   * pg_combinebackup exists from 17: it combines plain backups whose own backup_label names the
+   * backup each incremental one counts from (INCREMENTAL FROM LSN / TLI).
+   */
+  readonly combineBackup: boolean;
   /** The predefined role pg_read_all_data exists from 14. */
   readonly readAllDataRole: boolean;
   /** The setting idle_session_timeout exists from 14. */
@@ -105,6 +110,7 @@ function decide(major: number): VersionFacts {
     recoveryConfig: major >= 12 ? 'signal-files' : 'recovery.conf',
     checksumsEnableOffline: major >= 12,
     walSummaries: major >= 17,
+    combineBackup: major >= 17,
     readAllDataRole: major >= 14,
     idleSessionTimeout: major >= 14,
     readReplicationSlot: major >= 15,

@@ -8,6 +8,7 @@ import { MANIFEST_VERSION, MANIFEST_VERSION_INCREMENTAL, MANIFEST_FORMAT, type M
 import { ManifestWriter } from '../pipeline/manifest-writer.js';
 import { hashContent } from '../format/content-hash.js';
 import { hexLiteral } from '../format/hex.js';
+import { combinableLabel } from '../format/backup-label.js';
 import { forkOf } from '../format/relation-file.js';
 import { encodeBlocks, createLz4EncodeScratch } from '../format/lz4-frame.js';
 import { prepareBackupSession, startBackup, stopBackup, timelineFromLabel } from '../server/backup-api.js';
@@ -233,6 +234,14 @@ export async function runBaseBackup(req: BaseBackupRequest): Promise<BaseBackupR
     log.info(`backup stop lsn=${stop.stopLsn}`);
     add(await emitSmallFile(req.sink, 'backup_label', new TextEncoder().encode(stop.labelFile), false));
     if (stop.spcmapFile !== '') add(await emitSmallFile(req.sink, 'tablespace_map', new TextEncoder().encode(stop.spcmapFile), false));
+    if (planned && facts.combineBackup) {
+      // PostgreSQL's pg_combinebackup takes each backup of a chain as a data directory with its
+      // own backup_label, an incremental one naming its reference. The label above stays the one
+      // a restore lays down: a server refuses to start from a label with INCREMENTAL lines, so
+      // the restore never lays this one down (docs/block-incremental.md).
+      const label = combinableLabel(stop.labelFile, planned.reference);
+      add(await emitSmallFile(req.sink, 'pgdata/backup_label', new TextEncoder().encode(label), false));
+    }
 
     // Stop the concurrent stream; if it had not yet reached the stop LSN, finish the rest from
     // where it stopped (the slot has held everything since the start).

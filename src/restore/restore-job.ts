@@ -316,6 +316,9 @@ export class RestoreJob {
     if (area === 'pgdata') {
       // Restore state of an earlier restore, in backups made before it was excluded: never ours to lay down.
       if (rest[0] === RESTORE_STATE_DIR) return undefined;
+      // A block-level backup's label for pg_combinebackup: an incremental one has INCREMENTAL
+      // lines a server refuses to start from. The label laid down is the top-level one.
+      if (rest.length === 1 && rest[0] === 'backup_label') return undefined;
       return { root: pgdataDir, parts: f.incremental ? [...rest.slice(0, -1), wholePathOf(rest.at(-1)!)] : rest };
     }
     if (area === 'tablespaces') {

@@ -19,6 +19,8 @@ describe('supported PostgreSQL majors', () => {
     expect(versionFacts(12).recoveryConfig).toBe('signal-files');
     expect(versionFacts(16).walSummaries).toBe(false);
     expect(versionFacts(17).walSummaries).toBe(true);
+    expect(versionFacts(16).combineBackup).toBe(false);
+    expect(versionFacts(17).combineBackup).toBe(true);
     expect(versionFacts(18).xlogPageMagic).toBe(0xd118);
     expect(versionFacts(13).backupStopSignature).toBe('pg_stop_backup(boolean, boolean)');
     expect(versionFacts(10).switchZeroesSegmentTail).toBe(false);
