@@ -27,10 +27,17 @@ export interface WalkedDir {
 /**
  * readdir + lstat of one directory, in a worker: a cluster with 100,000 relation files must not
  * stall the main thread. Names that vanish between readdir and lstat (dropped tables) are
- * skipped, as the server's own base backup does.
+ * skipped, as the server's own base backup does — and so is a directory that vanished since its
+ * parent was listed (a database or tablespace dropped during the backup; WAL replay drops it too).
  */
 export function walkDir(task: WalkDirTask): unknown {
-  const all = readdirSync(task.absDir);
+  let all: string[];
+  try {
+    all = readdirSync(task.absDir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    all = [];
+  }
   const kinds = new Uint8Array(all.length);
   const sizes = new Float64Array(all.length);
   const modes = new Uint16Array(all.length);

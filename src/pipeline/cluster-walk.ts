@@ -134,7 +134,7 @@ export async function planCluster(pool: Pick<WorkerPool, 'run'> & { options: { m
         list.push(new WalkedPlanEntry(dir, e.name, 'symlink', e.mode, e.mtimeMs, 0, false, 0, location));
         // Only the version directory of the running server belongs to this cluster.
         const tsDir: PlanDir = { absDir: location, pathPrefix: `tablespaces/${e.name}` };
-        for (const v of readdirSync(location).filter((n) => n.startsWith(`PG_${major}_`))) {
+        for (const v of readdirOrNone(location).filter((n) => n.startsWith(`PG_${major}_`))) {
           queue.push({ absDir: join(location, v), ruleDir: `pg_tblspc/${e.name}/${v}`, pathPrefix: `tablespaces/${e.name}/${v}` });
           listOf(tsDir.pathPrefix).push(new WalkedPlanEntry(tsDir, v, 'dir', 0o700, e.mtimeMs, 0, false, 0));
         }
@@ -226,4 +226,14 @@ export function inlineWalker(): Pick<WorkerPool, 'run'> & { options: { maxThread
 
 function normalizeLocation(base: string, link: string): string {
   return resolve(base, link);
+}
+
+/** A tablespace dropped since pg_tblspc was listed has no directory any more: nothing of it to back up. */
+function readdirOrNone(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
+  }
 }

@@ -20,6 +20,7 @@ const execFileAsync = promisify(execFile);
 export interface BlockWorkload {
   /** Tablespace directories made for the workload (restores remap them). */
   readonly tablespaceDirs: string[];
+  /** One round of every change kind; `n` (distinct per round) names what it makes. Rounds run one at a time. */
   round(n: number): Promise<void>;
 }
 
@@ -59,9 +60,13 @@ export async function setUpBlockWorkload(c: Cluster, random: () => number): Prom
   await c.sql(`CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 5000) g`, [], 'db_0');
   await c.sql('CHECKPOINT');
 
+  // What the previous round made, which the next one drops (rounds may come in any number order).
+  let last = 0;
   return {
     tablespaceDirs,
     async round(n: number) {
+      const prev = last;
+      last = n;
       // Scattered updates, then a contiguous range.
       const ids = Array.from({ length: 200 }, () => pick(BIG_ROWS));
       await c.sql(`UPDATE big SET v = md5(v || '${n}') WHERE id = ANY($1::int[])`, [ids]);
@@ -75,7 +80,7 @@ export async function setUpBlockWorkload(c: Cluster, random: () => number): Prom
       await c.sql(`INSERT INTO churn SELECT g, repeat('${n % 10}', 200) FROM generate_series(30000, ${30000 + pick(3000)}) g`);
       await c.sql('TRUNCATE trunc_me');
       await c.sql(`INSERT INTO trunc_me SELECT g, md5((g * ${n})::text) FROM generate_series(1, ${1000 + pick(3000)}) g`);
-      await c.sql(`DROP TABLE drop_${n - 1}`);
+      await c.sql(`DROP TABLE drop_${prev}`);
       await c.sql(`CREATE TABLE drop_${n} AS SELECT g AS id FROM generate_series(1, ${1000 + pick(2000)}) g`);
       await c.sql(`UPDATE vf SET v = md5(v) WHERE id % 7 = ${n % 7}`);
       await c.sql('VACUUM FULL vf');
@@ -85,12 +90,12 @@ export async function setUpBlockWorkload(c: Cluster, random: () => number): Prom
       await c.sql(`INSERT INTO scratch SELECT g, md5(g::text) FROM generate_series(1, 2000) g`);
       await c.sql(`CREATE DATABASE db_${n}`);
       await c.sql(`CREATE TABLE t AS SELECT g AS id, md5((g + ${n})::text) AS v FROM generate_series(1, ${2000 + pick(2000)}) g`, [], `db_${n}`);
-      await c.sql(`DROP DATABASE db_${n - 1}`);
+      await c.sql(`DROP DATABASE db_${prev}`);
       await c.sql(`CREATE TABLESPACE ts_${n} LOCATION '${newTablespaceDir(String(n))}'`);
       await c.sql(`CREATE TABLE in_ts_${n} (id int, v text) TABLESPACE ts_${n}`);
       await c.sql(`INSERT INTO in_ts_${n} SELECT g, md5((g * ${n})::text) FROM generate_series(1, ${1000 + pick(3000)}) g`);
-      await c.sql(`DROP TABLE in_ts_${n - 1}`);
-      await c.sql(`DROP TABLESPACE ts_${n - 1}`);
+      await c.sql(`DROP TABLE in_ts_${prev}`);
+      await c.sql(`DROP TABLESPACE ts_${prev}`);
     },
   };
 }

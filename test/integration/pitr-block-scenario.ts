@@ -1,9 +1,11 @@
 /**
  * The block-level backup scenario of one PostgreSQL major, standalone: a full backup, then
- * incremental and differential ones, each after a round of every kind of change and while a
- * light workload commits; then restores of a chain at its end and at a point between two
- * incrementals, each compared with the source as it was then (schema, every permanent table's
- * rows, amcheck with heapallindexed, page checksums).
+ * incremental and differential ones, each after a round of every kind of change and taken while
+ * another round runs (drops, truncations, new relfilenodes, databases and tablespaces coming and
+ * going during the backup) and a light workload commits; then restores of a chain at its end and
+ * at a point between two incrementals, each compared with the source as it was then (schema, every
+ * permanent table's rows, no file of a dropped relation, amcheck with heapallindexed, page
+ * checksums), and verify --repo against the chains.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -68,9 +70,12 @@ export function blockChainScenario(major: TestMajor): void {
     const targets: string[] = [];
     const conn = () => ['--host', c.socketDir, '--port', String(c.port), '--user', 'postgres'];
 
-    const backup = async (name: string, type: 'full' | 'incr' | 'diff'): Promise<Taken> => {
+    /** A backup while a light workload commits and a whole round of changes runs (round `during`). */
+    const backup = async (name: string, type: 'full' | 'incr' | 'diff', during: number): Promise<Taken> => {
       const light = startWorkload(c, 15);
+      const changes = wl.round(during);
       const r = await runCli(['backup', '--repo', repo, '--mode', 'pitr_block', '--type', type, ...conn()], quiet).finally(() => light.stop());
+      await changes;
       expect(r.code, `${name}: ${r.stderr}`).toBe(0);
       const id = /backup (\S+) complete/.exec(r.stdout)?.[1];
       expect(id, r.stdout).toBeDefined();
@@ -104,16 +109,16 @@ export function blockChainScenario(major: TestMajor): void {
     });
 
     it('takes a full backup, three incrementals and a differential, storing only changed blocks', async () => {
-      const full = await backup('F', 'full');
+      const full = await backup('F', 'full', 10);
       await mark('F');
       for (const [round, name, type] of [[1, 'I1', 'incr'], [2, 'I2', 'incr'], [4, 'I3', 'incr'], [5, 'D', 'diff']] as const) {
         if (round === 4) {
-          // A point between I2 and I3: round 3's changes only.
+          // A point between I2 and I3.
           await wl.round(3);
           await mark('mid');
         }
         await wl.round(round);
-        const t = await backup(name, type);
+        const t = await backup(name, type, round + 10);
         await mark(name);
         const m = manifestOf(t.id);
         expect(m.level, t.stderr).toBe(type === 'incr' ? 'incremental' : 'differential');
