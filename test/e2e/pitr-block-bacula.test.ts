@@ -10,7 +10,8 @@
  *    (test/harness/block-workload.ts): the later jobs store INCREMENTAL.<name> files against the
  *    base backup of the job Bacula names by Since=, and say so in the job log
  *  - a restore of Full + Incrementals + Differential (end of WAL) and one of Full + Incrementals at
- *    a point between the two Incrementals reproduce the source as it was then
+ *    a point between the two Incrementals reproduce the source as it was then; one without the
+ *    first Incremental is refused before anything is laid down, naming the missing backup
  *  - the kept manifest copy of the reference gone from the spool breaks the chain: the next
  *    Incremental stores a full base backup and says why
  *
@@ -195,6 +196,19 @@ describe(`mode pitr_block of PostgreSQL ${MAJOR} through real Bacula daemons`, (
     expect(res.log).toMatch(/RESTORE PHASE 2\/6 lay-down: .* rebuilt block by block from a chain of 2 backups/);
     expect(await fingerprint(at)).toEqual(points.get('mid')!.fp);
   }, 900_000);
+
+  it('a restore without a link of the chain is refused before anything is laid down, naming the missing backup', async () => {
+    expect(jobs.I2, 'the backup test ran').toBeDefined();
+    const target = join(work, 'no-link');
+    const res = await site.restore({ jobId: [jobs.F!.jobId, jobs.I2!.jobId], where: '', pluginOptions: { pgdata_dir: target } });
+    // refused while answering FINISH, once every file is in: a fatal error (test/e2e/NOTES-bacula-15.0.3.md)
+    expect(res.status, res.log).toBe('f');
+    expect(res.log).toContain(`backup ${backupIdOf('I2')} cannot be restored: backup ${backupIdOf('I2')} was taken against ${backupIdOf('I1')}, which is not a complete backup here`);
+    expect(res.log).toContain('select the Full job and every later job up to the one restored');
+    expect(res.log).toContain(`${target} is as it was before the restore (absent)`);
+    expect(existsSync(target)).toBe(false);
+    expect(existsSync(`${target}.pgbacula-restore-${res.jobId}`)).toBe(false);
+  });
 
   it('the reference manifest copy gone from the spool breaks the chain: the next Incremental stores a full base backup and says why', async () => {
     expect(jobs.D, 'the backup test ran').toBeDefined();
