@@ -85,8 +85,8 @@ export async function blockReference(
   }
 }
 
-function plannerFor(s: PitrSettings, block: BlockJobSettings, type: 'full' | 'incr' | 'diff', base: BlockBase | undefined): BackupPlanner {
-  return blockPlanner({ type, summaryDays: block.summaryDays, archiveRoot: s.spoolRoot, summarizerWaitMs: block.summarizerWaitMs, ...(base ? { reference: base.manifest } : {}) }, base ? base.chain : []);
+function plannerFor(s: PitrSettings, block: BlockJobSettings, type: 'full' | 'incr' | 'diff', base: BlockBase | undefined, summarizerWaitMs = block.summarizerWaitMs): BackupPlanner {
+  return blockPlanner({ type, summaryDays: block.summaryDays, archiveRoot: s.spoolRoot, summarizerWaitMs, ...(base ? { reference: base.manifest } : {}) }, base ? base.chain : []);
 }
 
 /** What storeBaseBackup is asked for a pitr_block job: the planner, the level, the WAL and the manifest copy. */
@@ -115,13 +115,15 @@ export function blockRequest(s: PitrSettings, block: BlockJobSettings, job: Pitr
  */
 export function blockEstimatePlanner(s: PitrSettings, block: BlockJobSettings, job: PitrChainJob, base: BlockBase, sit: Situation, log: JobLog, signal: AbortSignal): EstimatePlanner {
   return async (entries) => {
+    if (!sit.dataDirectory || !isSupportedMajor(sit.major)) return { entries, level: 'full' };
     const session = await openSession(s.connection, { applicationName: 'pgbacula pitr_block' });
     try {
       const row = (await session.query<{ lsn: string; bs: string }>(
         "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_flush_lsn() END)::text AS lsn, current_setting('block_size') AS bs",
       )).rows[0]!;
-      if (!sit.dataDirectory || !isSupportedMajor(sit.major)) return { entries, level: 'full' };
-      const planned = await plannerFor(s, block, job.level === 'D' ? 'diff' : 'incr', base)({
+      // No waiting for the server's summarizer (an idle one may never reach the flushed WAL):
+      // what it has not summarized is counted from the spool's summaries and pg_wal.
+      const planned = await plannerFor(s, block, job.level === 'D' ? 'diff' : 'incr', base, 0)({
         entries,
         startLsn: row.lsn,
         timeline: sit.server.timeline,
