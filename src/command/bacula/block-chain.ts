@@ -13,8 +13,11 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseManifest, type BackupManifest } from '../../format/backup-manifest.js';
+import type { BackupPlanner } from '../../physical/planner.js';
 import type { JobLog } from '../../item/job-log.js';
-import type { BaseRequest, PitrSettings } from '../../modes/pitr/pitr.js';
+import { isSupportedMajor } from '../../pg/versions.js';
+import type { BaseRequest, EstimatePlanner, PitrSettings, Situation } from '../../modes/pitr/pitr.js';
+import { openSession } from '../../server/session.js';
 import type { ServerNow } from '../../modes/pitr/wal-plan.js';
 import { blockPlanner } from '../../modes/pitr_block/planner.js';
 import { BACKUP_ID } from '../../repo/layout.js';
@@ -82,6 +85,10 @@ export async function blockReference(
   }
 }
 
+function plannerFor(s: PitrSettings, block: BlockJobSettings, type: 'full' | 'incr' | 'diff', base: BlockBase | undefined, summarizerWaitMs = block.summarizerWaitMs): BackupPlanner {
+  return blockPlanner({ type, summaryDays: block.summaryDays, archiveRoot: s.spoolRoot, summarizerWaitMs, ...(base ? { reference: base.manifest } : {}) }, base ? base.chain : []);
+}
+
 /** What storeBaseBackup is asked for a pitr_block job: the planner, the level, the WAL and the manifest copy. */
 export function blockRequest(s: PitrSettings, block: BlockJobSettings, job: PitrChainJob, base: BlockBase | undefined, cluster: string): Omit<BaseRequest, 'jobId' | 'label'> {
   const type = base === undefined ? 'full' : job.level === 'D' ? 'diff' : 'incr';
@@ -89,7 +96,7 @@ export function blockRequest(s: PitrSettings, block: BlockJobSettings, job: Pitr
   return {
     mode: block.mode,
     level: type === 'full' ? 'full' : type === 'incr' ? 'incremental' : 'differential',
-    planner: blockPlanner({ type, summaryDays: block.summaryDays, archiveRoot: s.spoolRoot, summarizerWaitMs: block.summarizerWaitMs, ...(base ? { reference: base.manifest } : {}) }, base ? base.chain : []),
+    planner: plannerFor(s, block, type, base),
     // The chain's WAL stays contiguous: from the segment after what the reference's chain holds.
     ...(base ? { walFromSegno: BigInt(base.record.walThrough.segno) + 1n } : {}),
     onManifest: async (path) => {
@@ -98,6 +105,41 @@ export function blockRequest(s: PitrSettings, block: BlockJobSettings, job: Pitr
       await posixStorage.makeDirs(dir, { mode: 0o750 });
       await posixStorage.writeFileDurable(join(dir, `${m.backupId}.json`), text, { mode: 0o640 });
     },
+  };
+}
+
+/**
+ * What an estimate of an Incremental or Differential lists: the files the job would store if it
+ * started now (incremental ones for the relation segments changed since the reference). No backup
+ * is started: the changed blocks are counted up to the WAL the server has flushed, read only.
+ */
+export function blockEstimatePlanner(s: PitrSettings, block: BlockJobSettings, job: PitrChainJob, base: BlockBase, sit: Situation, log: JobLog, signal: AbortSignal): EstimatePlanner {
+  return async (entries) => {
+    if (!sit.dataDirectory || !isSupportedMajor(sit.major)) return { entries, level: 'full' };
+    const session = await openSession(s.connection, { applicationName: 'pgbacula pitr_block' });
+    try {
+      const row = (await session.query<{ lsn: string; bs: string }>(
+        "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_flush_lsn() END)::text AS lsn, current_setting('block_size') AS bs",
+      )).rows[0]!;
+      // No waiting for the server's summarizer (an idle one may never reach the flushed WAL):
+      // what it has not summarized is counted from the spool's summaries and pg_wal.
+      const planned = await plannerFor(s, block, job.level === 'D' ? 'diff' : 'incr', base, 0)({
+        entries,
+        startLsn: row.lsn,
+        timeline: sit.server.timeline,
+        systemId: sit.server.systemId,
+        major: sit.major,
+        pgdata: sit.dataDirectory,
+        blockSize: Number(row.bs),
+        walSegmentSize: sit.server.walSegmentSize,
+        session,
+        log,
+        signal,
+      });
+      return { entries: planned.entries, level: planned.level };
+    } finally {
+      await session.end().catch(() => undefined);
+    }
   };
 }
 

@@ -22,7 +22,7 @@ import {
   type PitrRunOptions, type PitrSettings,
 } from '../../modes/pitr/pitr.js';
 import { CHAIN_DIR, chainFilePath, loadChain, saveChain } from './pitr-chain-file.js';
-import { blockReference, blockRequest, pruneKeptManifests, type BlockBase } from './block-chain.js';
+import { blockEstimatePlanner, blockReference, blockRequest, pruneKeptManifests, type BlockBase } from './block-chain.js';
 import {
   findReference, jobBaseName, planWalJob, pruneLimit, recordsOfJob, retainRecords,
   type BlockJobSettings, type ChainRecord, type ChainSegmentRef, type PitrChainJob,
@@ -98,7 +98,7 @@ export async function runPitrChainJob(s: PitrSettings, job: PitrChainJob, sink: 
     }
 
     if (o.estimate) {
-      await estimateItems(s, sit, plan, cluster, pool, sink);
+      await estimateItems(s, sit, plan, cluster, pool, sink, block && blockBase ? blockEstimatePlanner(s, block, job, blockBase, sit, log, o.signal) : undefined);
       return;
     }
 

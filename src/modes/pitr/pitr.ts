@@ -299,8 +299,11 @@ export async function storeBaseBackup(s: PitrSettings, req: BaseRequest, sit: Si
   }
 }
 
-/** Header-only items: what a job would store now — WAL after a point, or a base backup. */
-export async function estimateItems(s: PitrSettings, sit: Situation, plan: { readonly kind: 'wal'; readonly ship: readonly SpoolSegment[] } | { readonly kind: 'base' }, cluster: string, pool: WorkerPool, sink: ItemSink): Promise<void> {
+/** What a block-level estimate makes of the walked cluster: the files it would store (incremental ones among them). */
+export type EstimatePlanner = (entries: readonly PlanEntry[]) => Promise<{ readonly entries: Iterable<PlanEntry>; readonly level: 'full' | 'incremental' | 'differential' }>;
+
+/** Header-only items: what a job would store now — WAL after a point, or a base backup (whole, or as `planBase` plans it). */
+export async function estimateItems(s: PitrSettings, sit: Situation, plan: { readonly kind: 'wal'; readonly ship: readonly SpoolSegment[] } | { readonly kind: 'base' }, cluster: string, pool: WorkerPool, sink: ItemSink, planBase?: EstimatePlanner): Promise<void> {
   const emitHeader = async (path: string, size: number, mtimeMs: number): Promise<void> => {
     await sink.begin({ path, type: 'file', mode: 0o640, mtimeMs, size, encoding: 'raw' });
     await sink.end({ hash: '', rawSize: size, storedSize: size });
@@ -312,8 +315,9 @@ export async function estimateItems(s: PitrSettings, sit: Situation, plan: { rea
   }
   if (!sit.dataDirectory) throw new PgbaculaError('PREREQUISITE', 'cannot read data_directory from the server (the role lacks pg_read_all_settings)');
   const cplan = await planCluster(pool, sit.dataDirectory, sit.major, s.excludeTablespaces);
-  const prefix = `${cluster}/pitr/${newBackupId(new Date(), 'full')}/`;
-  for (const e of cplan.entries) {
+  const planned = planBase ? await planBase(cplan.entries) : { entries: cplan.entries, level: 'full' as const };
+  const prefix = `${cluster}/pitr/${newBackupId(new Date(), planned.level)}/`;
+  for (const e of planned.entries) {
     if (e.type !== 'file') continue;
     await emitHeader(prefix + e.path, e.size, e.mtimeMs);
   }

@@ -301,6 +301,13 @@ function forBacula(e: unknown, reset: string): unknown {
       cause: e,
     });
   }
+  if (e.code === 'REPOSITORY' && /cannot be restored: .*not a complete backup here/.test(e.message)) {
+    // The CLI's remedy (another chain of the repository) means another job selection here.
+    return new PgbaculaError('REPOSITORY', e.message, {
+      hint: `A block-level backup is restored with its chain: select the Full job and every later job up to the one restored (a Differential needs only its Full), e.g. bconsole restore … fileset=… current select all done; each job stores its base backup under /@pgbacula/<cluster>/pitr/<backup-id>/.${reset}`,
+      cause: e,
+    });
+  }
   if (!reset) return e;
   return new PgbaculaError(e.code, e.message, { hint: `${e.hint ? `${e.hint.replace(/\.?$/, '.')}` : ''}${reset}`, cause: e });
 }
