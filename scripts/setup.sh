@@ -48,19 +48,26 @@ DEB_PACKAGES=(
 	dpkg-dev build-essential pkg-config liblz4-dev libxxhash-dev libattr1-dev
 	libsqlite3-dev libssl-dev zlib1g-dev libacl1-dev sqlite3
 )
+# Per client major, read by pg_client_step through namerefs (PG<major>_...).
 # Root packages for the PG 18 client; their lib*/zlib* dependencies are added automatically.
+# shellcheck disable=SC2034
 PG18_ROOT_PACKAGES=("postgresql-client-$PG18_MAJOR" libpq5 libc6)
 # From the server package postgresql-18 only these programs are taken (they need no library
 # beyond the client's; pg_verifybackup execs pg_waldump from its own directory).
+# shellcheck disable=SC2034
 PG18_SERVER_TOOLS=(pg_waldump pg_walsummary pg_checksums pg_controldata pg_resetwal
 	pg_archivecleanup pg_rewind pgbench)
 # Tools that must exist in $PG18/bin after setup (everything else in 18/bin is linked too).
+# shellcheck disable=SC2034
 PG18_REQUIRED_TOOLS=(pg_dump pg_dumpall pg_restore pg_basebackup pg_verifybackup pg_combinebackup
 	pg_amcheck psql pg_receivewal pg_waldump pg_checksums)
 # PG 17: the client package only — its pg_combinebackup combines 17 backups, which 18's refuses
 # (pg_control layout; docs/block-incremental.md).
+# shellcheck disable=SC2034
 PG17_ROOT_PACKAGES=("postgresql-client-$PG17_MAJOR" libpq5 libc6)
+# shellcheck disable=SC2034
 PG17_SERVER_TOOLS=()
+# shellcheck disable=SC2034
 PG17_REQUIRED_TOOLS=(pg_combinebackup pg_dump psql)
 
 need_root
