@@ -5,6 +5,7 @@ import { combineRangeHashes, hashHex } from '../src/format/content-hash.js';
 import { Lz4FrameDecoder } from '../src/format/lz4-frame.js';
 import { loadKernels, type Kernels, type StreamingHash } from '../src/format/kernels.js';
 import { incrementalFileSize, incrementalHeaderBytesNeeded, parseIncrementalHeader, reconstructedBlocks, type IncrementalHeader } from '../src/format/incremental-file.js';
+import { onTarget, TargetWriteError } from './target-write.js';
 
 /**
  * The restore of one relation segment of a block-incremental chain (docs/block-incremental.md,
@@ -61,22 +62,6 @@ export interface CombineFileResult {
 
 /** A stored file that is not what its manifest says: the backup named in the message is damaged. */
 class SourceError extends Error {}
-
-/** A failure of the target file system, kept apart from a damaged stored file. */
-class TargetWriteError extends Error {
-  constructor(readonly errno: string, message: string) {
-    super(message);
-  }
-}
-
-function onTarget<T>(path: string, fn: () => T): T {
-  try {
-    return fn();
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    throw new TargetWriteError(err.code ?? 'EIO', `cannot write ${path}: ${err.message}`);
-  }
-}
 
 const READ_CHUNK = 256 * 1024;
 /**

@@ -4,6 +4,7 @@ import { moveFileSync, removeFileSync } from '../src/os/user-files.js';
 import { combineRangeHashes, hashHex } from '../src/format/content-hash.js';
 import { Lz4FrameDecoder } from '../src/format/lz4-frame.js';
 import { loadKernels } from '../src/format/kernels.js';
+import { onTarget, TargetWriteError } from './target-write.js';
 
 /**
  * Decode one stored file (raw or an LZ4 frame), check its content hash range by range, and —
@@ -39,22 +40,6 @@ export interface RestoreFileResult {
    * the place it is restored to is not — a different message and a different fix.
    */
   readonly targetErrno?: string;
-}
-
-/** A failure of the target file system, kept apart from a damaged stored file. */
-class TargetWriteError extends Error {
-  constructor(readonly errno: string, message: string) {
-    super(message);
-  }
-}
-
-function onTarget<T>(path: string, fn: () => T): T {
-  try {
-    return fn();
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    throw new TargetWriteError(err.code ?? 'EIO', `cannot write ${path}: ${err.message}`);
-  }
 }
 
 const READ_CHUNK = 1024 * 1024;

@@ -8,8 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, startCluster, type Cluster } from '../harness/cluster.js';
-import { serverUser } from '../harness/os-user.js';
+import { freePort, startCluster, type Cluster, stopServerIn } from '../harness/cluster.js';
 import { embeddedPgDir } from '../harness/pg-binaries.js';
 import { registerForCleanup, testRoot } from '../harness/registry.js';
 import { runCliProcess as runCli } from '../harness/run-bin.js';
@@ -20,15 +19,6 @@ import { archiveCommandLine } from '../../src/archive/archive-command.js';
 import { ownedDir, runAsServerUser, SEG, until } from '../integration/wal-helpers.js';
 
 const quiet = { PGBACULA_PROGRESS_SECONDS: '0' };
-
-function stopServer(major: number, pgdata: string): void {
-  const u = serverUser();
-  try {
-    execFileSync(join(embeddedPgDir(major), 'bin', 'pg_ctl'), ['-D', pgdata, '-m', 'immediate', '-w', 'stop'], { uid: u.uid, gid: u.gid, stdio: 'ignore' });
-  } catch {
-    // not running
-  }
-}
 
 /**
  * A whole record in the middle of a segment gets resource manager 100 (none on 10–18) and a CRC
@@ -111,7 +101,7 @@ describe.each([10, 17] as const)('a damaged archived WAL segment (PostgreSQL %i)
     if (after.length < 5) throw new Error(`expected at least 5 segments after the backup, got ${after.join(', ')}`);
   }, 240_000);
   afterAll(async () => {
-    for (const t of targets) stopServer(major, t);
+    for (const t of targets) stopServerIn(major, t);
     await c?.destroy();
   });
 
@@ -123,7 +113,7 @@ describe.each([10, 17] as const)('a damaged archived WAL segment (PostgreSQL %i)
     expect(r.stderr).toContain('promoted, accepting connections');
     const got = await ids(r.at);
     for (const row of rows) expect(got).toContain(row.id);
-    stopServer(major, r.target);
+    stopServerIn(major, r.target);
   });
 
   it('one byte flipped in the middle of a middle segment: named by verify, info, wal-fetch and restore; nothing promoted as success', async () => {
@@ -152,7 +142,7 @@ describe.each([10, 17] as const)('a damaged archived WAL segment (PostgreSQL %i)
       expect(r.stderr).toMatch(new RegExp(`stopped recovery: restore_command refused a file: archived WAL segment ${bad} in \\S+ is damaged: its records stop at offset`));
       expect(r.stderr).toMatch(/Put an intact copy of .* Nothing was promoted/);
       expect(r.stderr).not.toContain('promoted, accepting connections');
-      stopServer(major, r.target);
+      stopServerIn(major, r.target);
 
       // A time target past the damage: refused before anything is written into the target.
       const past = await restore('mid-time', ['--target-time', new Date(rows.at(-1)!.commitTime.getTime() - 1).toISOString()]);
@@ -174,13 +164,13 @@ describe.each([10, 17] as const)('a damaged archived WAL segment (PostgreSQL %i)
       expect(r.stderr).toMatch(new RegExp(`recovery ended early: replay ended at [0-9A-F]+/[0-9A-F]+, in segment ${bad}; the archive holds WAL to`));
       expect(r.stderr).toMatch(/every transaction after .* is missing/);
       expect(r.stderr).not.toContain('promoted, accepting connections');
-      stopServer(major, r.target);
+      stopServerIn(major, r.target);
       // With a target past it: 13+ stop with FATAL, 10–12 promote without reaching it — both fail.
       const t = await restore('rmgr-time', ['--target-time', new Date(rows.at(-1)!.commitTime.getTime() - 1).toISOString()]);
       expect(t.code).not.toBe(0);
       expect(t.stderr).not.toContain('promoted, accepting connections');
       if (major < 13) expect(t.stderr).toMatch(new RegExp(`did not reach the recovery target .*: the WAL ended first: replay ended at \\S+, in segment ${bad}`));
-      stopServer(major, t.target);
+      stopServerIn(major, t.target);
     } finally {
       undo();
     }
@@ -198,7 +188,7 @@ describe.each([10, 17] as const)('a damaged archived WAL segment (PostgreSQL %i)
       expect(r.code).not.toBe(0);
       expect(r.stderr).toContain(bad);
       expect(r.stderr).not.toContain('promoted, accepting connections');
-      stopServer(major, r.target);
+      stopServerIn(major, r.target);
     } finally {
       undo();
     }
@@ -216,7 +206,7 @@ describe.each([10, 17] as const)('a damaged archived WAL segment (PostgreSQL %i)
       expect(r.code).not.toBe(0);
       expect(r.stderr).toContain(stored.replace(/\.lz4$/, ''));
       expect(r.stderr).not.toContain('promoted, accepting connections');
-      stopServer(major, r.target);
+      stopServerIn(major, r.target);
     } finally {
       undo();
     }

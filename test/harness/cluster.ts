@@ -252,3 +252,13 @@ export function killAllUnder(root: string): void {
     // root already removed
   }
 }
+
+/** Stop (immediate) a server a test started in `pgdata` with the embedded binaries of `major`, if it runs. */
+export function stopServerIn(major: number, pgdata: string): void {
+  const u = serverUser();
+  try {
+    execFileSync(pgBin(major, 'pg_ctl'), ['-D', pgdata, '-m', 'immediate', '-w', 'stop'], { uid: u.uid, gid: u.gid, stdio: 'ignore' });
+  } catch {
+    // not running
+  }
+}

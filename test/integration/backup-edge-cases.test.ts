@@ -2,22 +2,13 @@ import { execFileSync, spawn } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, renameSync, statSync, writeFileSync, writeSync, closeSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, startCluster, startStandby, type Cluster } from '../harness/cluster.js';
+import { freePort, startCluster, startStandby, type Cluster, stopServerIn } from '../harness/cluster.js';
 import { serverUser } from '../harness/os-user.js';
 import { embeddedPgDir, type TestMajor } from '../harness/pg-binaries.js';
 import { registerForCleanup, testRoot } from '../harness/registry.js';
 import { runBin, runCliProcess as runCli } from '../harness/run-bin.js';
 import { amcheckAllIndexes, createStaticTables, digestAt, queryAt } from '../harness/verify-cluster.js';
 import { commitRows, tableDigest } from '../harness/workload.js';
-
-function stopServer(major: number, pgdata: string): void {
-  const u = serverUser();
-  try {
-    execFileSync(join(embeddedPgDir(major), 'bin', 'pg_ctl'), ['-D', pgdata, '-m', 'immediate', '-w', 'stop'], { uid: u.uid, gid: u.gid, stdio: 'ignore' });
-  } catch {
-    // not running
-  }
-}
 
 const conn = (c: Cluster) => ['--host', c.socketDir, '--port', String(c.port), '--user', 'postgres'];
 const quiet = { PGBACULA_PROGRESS_SECONDS: '0' };
@@ -39,7 +30,7 @@ describe.each([11, 17] as const)('backup from a standby of PostgreSQL %i', (majo
     standby = await startStandby(primary);
   });
   afterAll(async () => {
-    stopServer(major, target());
+    stopServerIn(major, target());
     await standby?.destroy();
     await primary?.destroy();
   });
@@ -79,7 +70,7 @@ describe('a cluster with a tablespace (PostgreSQL 16)', () => {
     c = await startCluster({ major: 16, name: 'tsp' });
   });
   afterAll(async () => {
-    stopServer(16, target);
+    stopServerIn(16, target);
     await c?.destroy();
   });
 
@@ -121,7 +112,7 @@ describe('a cluster without data checksums, restored crash-consistent only (Post
     c = await startCluster({ major: 13, name: 'nosum', checksums: false });
   });
   afterAll(async () => {
-    stopServer(13, target);
+    stopServerIn(13, target);
     await c?.destroy();
   });
 
@@ -282,7 +273,7 @@ describe('safety gates and interrupted runs (PostgreSQL 14)', () => {
     await c.sql('CHECKPOINT');
   });
   afterAll(async () => {
-    stopServer(14, join(testRoot(), 'victim-restore'));
+    stopServerIn(14, join(testRoot(), 'victim-restore'));
     await c?.destroy();
   });
 

@@ -8,8 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, startCluster, type Cluster } from '../harness/cluster.js';
-import { serverUser } from '../harness/os-user.js';
+import { freePort, startCluster, stopServerIn, type Cluster } from '../harness/cluster.js';
 import { embeddedPgDir } from '../harness/pg-binaries.js';
 import { registerForCleanup, testRoot } from '../harness/registry.js';
 import { runCliProcess as runCli } from '../harness/run-bin.js';
@@ -44,14 +43,7 @@ describe('a relation larger than one segment (PostgreSQL 16)', () => {
     await c.sql('SELECT pg_switch_wal()');
   }, 600_000);
   afterAll(async () => {
-    const u = serverUser();
-    if (target) {
-      try {
-        execFileSync(join(embeddedPgDir(16), 'bin', 'pg_ctl'), ['-D', target, '-m', 'immediate', '-w', 'stop'], { uid: u.uid, gid: u.gid, stdio: 'ignore' });
-      } catch {
-        // not running
-      }
-    }
+    if (target) stopServerIn(16, target);
     await c?.destroy();
   });
 

@@ -11,8 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, startCluster, type Cluster } from '../harness/cluster.js';
-import { serverUser } from '../harness/os-user.js';
+import { freePort, startCluster, type Cluster, stopServerIn } from '../harness/cluster.js';
 import { embeddedPgDir, type TestMajor } from '../harness/pg-binaries.js';
 import { registerForCleanup, testRoot } from '../harness/registry.js';
 import { runCliProcess as runCli } from '../harness/run-bin.js';
@@ -24,15 +23,6 @@ import { archiveCommandLine } from '../../src/archive/archive-command.js';
 import { ownedDir, until } from './wal-helpers.js';
 
 const quiet = { PGBACULA_PROGRESS_SECONDS: '0' };
-
-function stopServer(major: number, pgdata: string): void {
-  const u = serverUser();
-  try {
-    execFileSync(join(embeddedPgDir(major), 'bin', 'pg_ctl'), ['-D', pgdata, '-m', 'immediate', '-w', 'stop'], { uid: u.uid, gid: u.gid, stdio: 'ignore' });
-  } catch {
-    // not running
-  }
-}
 
 /**
  * Files of the restored data directory no relation or database owns: what a restore that
@@ -104,7 +94,7 @@ export function blockChainScenario(major: TestMajor): void {
       wl = await setUpBlockWorkload(c, seededRandom(major * 7919));
     });
     afterAll(async () => {
-      for (const t of targets) stopServer(major, t);
+      for (const t of targets) stopServerIn(major, t);
       await c?.destroy();
     });
 

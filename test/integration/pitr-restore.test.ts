@@ -8,8 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, startCluster, type Cluster } from '../harness/cluster.js';
-import { serverUser } from '../harness/os-user.js';
+import { freePort, startCluster, type Cluster, stopServerIn } from '../harness/cluster.js';
 import { embeddedPgDir, TEST_MAJORS } from '../harness/pg-binaries.js';
 import { registerForCleanup, testRoot } from '../harness/registry.js';
 import { runCliProcess as runCli } from '../harness/run-bin.js';
@@ -17,15 +16,6 @@ import { amcheckAllIndexes, createStaticTables, digestAt, queryAt } from '../har
 import { commitRows, type CommittedRow } from '../harness/workload.js';
 import { archiveCommandLine } from '../../src/archive/archive-command.js';
 import { ownedDir, until } from './wal-helpers.js';
-
-function stopServer(major: number, pgdata: string): void {
-  const u = serverUser();
-  try {
-    execFileSync(join(embeddedPgDir(major), 'bin', 'pg_ctl'), ['-D', pgdata, '-m', 'immediate', '-w', 'stop'], { uid: u.uid, gid: u.gid, stdio: 'ignore' });
-  } catch {
-    // not running
-  }
-}
 
 /** A time strictly between two commits, as ISO-8601 with zone. */
 function between(a: CommittedRow, b: CommittedRow): string {
@@ -67,7 +57,7 @@ describe.each(TEST_MAJORS)('point-in-time restore of PostgreSQL %i', (major) => 
     await until(`segment ${name} is archived`, () => existsSync(seg) && execFileSync('find', [seg, '-name', name], { encoding: 'utf8' }).trim() !== '', 60_000);
   });
   afterAll(async () => {
-    for (const t of targets) stopServer(major, t);
+    for (const t of targets) stopServerIn(major, t);
     await c?.destroy();
   });
 
@@ -169,7 +159,7 @@ describe('restore as a standby (PostgreSQL 17)', () => {
     c = await startCluster({ major: 17, name: 'asstandby' });
   });
   afterAll(async () => {
-    stopServer(17, target);
+    stopServerIn(17, target);
     await c?.destroy();
   });
 
