@@ -1,6 +1,6 @@
 import { realpathSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { PgbaculaError } from '../errors.js';
 import { ManifestError, parseManifest, type BackupManifest } from '../format/backup-manifest.js';
 import { pidAlive } from '../os/pid-alive.js';
@@ -111,7 +111,12 @@ export async function listBackups(repo: string, withSizes = false, storage: Stor
     }
     if (text === undefined) {
       const marker = await readInProgressMarker(storage, repo, id);
-      if (marker === undefined) {
+      const start = marker === undefined ? await markerBeingWritten(storage, repo, id) : undefined;
+      if (start === 'running') {
+        out.push({ id, state: 'running', reason: 'being created by a live process' });
+      } else if (start === 'interrupted') {
+        out.push({ id, state: 'incomplete', reason: 'interrupted while it was being created' });
+      } else if (marker === undefined) {
         out.push({ id, state: 'damaged', reason: 'no manifest.json and no in-progress marker: not left by an interrupted pgbacula backup (kept; remove it by hand if it is not needed)' });
       } else if (marker.host !== hostname()) {
         // A process on another host cannot be asked whether it still runs: never removed on a guess.
@@ -151,6 +156,23 @@ export interface InProgressMarker {
   readonly pid: number;
   readonly host: string;
   readonly started: string;
+}
+
+/**
+ * A backup directory is made, then its in-progress marker written to a temporary name, fsynced
+ * and renamed: a process killed in between (a slow fsync under load is a wide window) leaves the
+ * directory empty or holding only that temporary marker. Such a directory is ours: 'running'
+ * while its writer lives (a reader may look in between), 'interrupted' once it is gone (or when
+ * nothing names a writer: an empty directory loses nothing). Anything else in it: undefined.
+ */
+async function markerBeingWritten(storage: Storage, repo: string, id: string): Promise<'running' | 'interrupted' | undefined> {
+  const names = await storage.list(backupDir(repo, id)).catch(() => undefined);
+  if (names === undefined) return undefined;
+  const marker = basename(inProgressPath(repo, id));
+  if (!names.every((n) => n.startsWith(`.${marker}.tmp-`) || n.startsWith(`${marker}.tmp-`))) return undefined;
+  const owners = names.map(temporaryNameOwner);
+  if (owners.some((pid) => pid === undefined)) return undefined;
+  return owners.some((pid) => pid !== process.pid && pidAlive(pid!)) ? 'running' : 'interrupted';
 }
 
 async function readInProgressMarker(storage: Storage, repo: string, id: string): Promise<InProgressMarker | undefined> {

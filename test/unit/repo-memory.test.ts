@@ -66,7 +66,9 @@ async function backupIn(s: MemoryStorage, id: string, state: 'complete' | 'marke
     await s.writeFileDurable(manifestPath(REPO, id), serializeManifest(manifestOf(id)));
     await s.removeFile(inProgressPath(REPO, id));
   } else if (state === 'bare') {
+    // Files, no manifest, no marker: not something an interrupted pgbacula leaves.
     await s.removeFile(inProgressPath(REPO, id));
+    await s.makeDirs(`${REPO}/backups/${id}/files`);
   } else if (state === 'bad-manifest') {
     await s.writeFileDurable(manifestPath(REPO, id), '{"not": "a manifest"}');
   }
@@ -158,6 +160,23 @@ describe('repository catalog on the memory storage', () => {
     expect((await loadBackup(REPO, undefined, s)).backupId).toBe('20261126-100000F');
     expect((await refusal(loadBackup(REPO, '20261126-150000I', s))).message).toMatch(/is damaged/);
     expect((await refusal(loadBackup(REPO, '20990101-000000F', s))).message).toMatch(/no backup 20990101-000000F/);
+  });
+
+  it('a backup directory killed while its marker was being written: running while the writer lives, then incomplete and removed', async () => {
+    const s = new MemoryStorage();
+    await initRepository(REPO, s);
+    const tmp = (id: string, pid: number) => `${REPO}/backups/${id}/.backup.in-progress.tmp-${pid}-0000beef`;
+    await s.makeDir(`${REPO}/backups/20261203-170000F`, { mode: 0o750 }); // killed right after mkdir
+    await s.makeDir(`${REPO}/backups/20261203-170001F`, { mode: 0o750 });
+    await s.writeFileDurable(tmp('20261203-170001F', deadPid()), '{}', { mode: 0o640 }); // killed before the rename
+    await s.makeDir(`${REPO}/backups/20261203-170002F`, { mode: 0o750 });
+    await s.writeFileDurable(tmp('20261203-170002F', process.ppid), '{}', { mode: 0o640 }); // still being written
+    await s.makeDir(`${REPO}/backups/20261203-170003F`, { mode: 0o750 });
+    await s.writeFileDurable(`${REPO}/backups/20261203-170003F/something-else`, 'x', { mode: 0o640 }); // not ours: damaged
+    const states = Object.fromEntries((await listBackups(REPO, false, s)).map((b) => [b.id, b.state]));
+    expect(states).toEqual({ '20261203-170000F': 'incomplete', '20261203-170001F': 'incomplete', '20261203-170002F': 'running', '20261203-170003F': 'damaged' });
+    expect(await removeInterruptedBackups(REPO, s)).toEqual(['20261203-170000F', '20261203-170001F']);
+    expect(await s.exists(`${REPO}/backups/20261203-170003F/something-else`)).toBe(true);
   });
 
   it('the lock: one holder; a live holder refuses; a dead holder is taken over; release removes only our own', async () => {
