@@ -16,7 +16,10 @@
  *        pgBackRest's block incremental (the newest from Debian sid, scripts/pgbackrest-newest.sh;
  *          Debian 12's 2.45 file-level incremental, labelled so, when sid cannot be reached);
  *      the truly changed blocks of each round are counted independently: pages of the relation
- *      files whose page LSN is at or after the reference backup's start;
+ *      files whose page LSN is at or after the reference backup's start; pgbacula's bytes read
+ *      from relation files are its manifest's changedBlocks.bytesRead plus the relation files it
+ *      stored whole, its bytes stored are the manifest's file sizes (before compression) and
+ *      stored sizes, WAL excluded;
  *   3. more rounds until the first repository holds a chain of a full and BENCH_CHAIN (6)
  *      incrementals, a pitr_block full of the same data, then restores of both, interleaved;
  *   4. WAL summarizing throughput: pgbacula's summarizer (src/wal/block-refs.ts summarizeSegment)
@@ -221,8 +224,10 @@ function changedPages(from: bigint): { pages: number; relationBytes: number } {
 interface Job {
   readonly seconds: number;
   readonly cpuSeconds: number;
-  /** Bytes of relation files read (pgbacula's manifest), when known. */
+  /** Bytes of relation files read for incremental files (pgbacula's manifest changedBlocks.bytesRead), when known. */
   readonly bytesRead?: number;
+  /** Bytes of relation files stored whole (read whole), when known. */
+  readonly wholeRelationBytes?: number;
   /** Bytes stored, WAL excluded: before compression (when known) and as stored. */
   readonly rawBytes?: number;
   readonly storedBytes: number;
@@ -251,10 +256,15 @@ async function pgbacula(repo: string, type: 'full' | 'incr', what: string): Prom
   const m = check(await measure(process.execPath, [CLI, 'backup', '--repo', repo, '--mode', 'pitr_block', '--type', type, '--compression-level', '1', '--host', bench.sock, '--port', String(PORT), '--user', 'postgres'], { env }), what);
   const id = /backup (\S+) complete/.exec(m.stdout)?.[1];
   if (!id) throw new Error(`${what}: no backup id in ${m.stdout}`);
+  // The job log, for a look at where the time went.
+  mkdirSync(join(ROOT, 'logs'), { recursive: true });
+  writeFileSync(join(ROOT, 'logs', `${id}.log`), `${what}\n${m.stderr}${m.stdout}`);
   const manifest = JSON.parse(readFileSync(join(repo, 'backups', id, 'manifest.json'), 'utf8')) as PgbaculaManifest;
   if (type === 'incr' && manifest.level !== 'incremental') throw new Error(`${what}: a ${manifest.level} backup was taken: ${manifest.fullBecause ?? m.stderr.slice(-2000)}`);
   const data = manifest.files.filter((f) => !f.path.startsWith('wal/'));
+  const relation = /^(pgdata\/(base\/\d+|global)|tablespaces\/\d+\/[^/]+\/\d+)\/\d+(_(vm|fsm|init))?(\.\d+)?$/;
   return {
+    wholeRelationBytes: data.filter((f) => relation.test(f.path)).reduce((n, f) => n + f.size, 0),
     seconds: m.seconds,
     cpuSeconds: m.cpuSeconds,
     ...(manifest.changedBlocks ? { bytesRead: manifest.changedBlocks.bytesRead, source: manifest.changedBlocks.source } : {}),
@@ -480,7 +490,7 @@ async function main(): Promise<void> {
   };
   const row = (t: Tool) => {
     const s = med(t, (j) => j.seconds)!;
-    const read = med(t, (j) => j.bytesRead);
+    const read = med(t, (j) => (j.bytesRead === undefined ? undefined : j.bytesRead + (j.wholeRelationBytes ?? 0)));
     const raw = med(t, (j) => j.rawBytes);
     const stored = med(t, (j) => j.storedBytes)!;
     return `| ${names[t]} | ${s.toFixed(2)} | ${med(t, (j) => j.cpuSeconds)!.toFixed(1)} | ${read === undefined ? '–' : `${mib(read)} (${(read / changedBytes).toFixed(2)}×)`} | ${raw === undefined ? '–' : `${mib(raw)} (${(raw / changedBytes).toFixed(2)}×)`} | ${mib(stored)} | ${(s / fullSeconds).toFixed(2)}× |`;
@@ -496,6 +506,8 @@ async function main(): Promise<void> {
     '| incremental after the change set | seconds | CPU s | MiB read from relation files (× changed) | MiB stored before compression, WAL excluded (× changed) | MiB stored | × pitr full time |',
     '|---|---|---|---|---|---|---|',
     ...tools.map(row),
+    '',
+    `Read from relation files = the changed blocks of incremental files (the manifest's changedBlocks.bytesRead: ${mib(med('server', (j) => j.bytesRead)!)} MiB) + relation files stored whole (${mib(med('server', (j) => j.wholeRelationBytes)!)} MiB: free-space maps, files new since the reference or with more than 90 % of their blocks changed).`,
     '',
     `| restore (target: the backup's stop LSN, every page checksum verified) | seconds |`,
     '|---|---|',
