@@ -2,7 +2,10 @@ import { execFileSync } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-/** A benchmark cluster of Debian's PostgreSQL 15, built once under `root`, reused while warm. */
+/**
+ * A benchmark cluster, built once under `root`, reused while warm: Debian's PostgreSQL 15 unless
+ * other server (`bin`: initdb, pg_ctl) and client (`clientBin`: psql) directories are given.
+ */
 export class BenchCluster {
   static readonly PG = '/usr/lib/postgresql/15/bin';
   readonly data: string;
@@ -15,6 +18,8 @@ export class BenchCluster {
   constructor(
     readonly root: string,
     readonly port: number,
+    readonly bin: string = BenchCluster.PG,
+    readonly clientBin: string = bin,
   ) {
     this.data = join(root, 'data');
     this.sock = join(root, 'sock');
@@ -25,7 +30,7 @@ export class BenchCluster {
   }
 
   psql(sql: string): string {
-    return this.asPostgres(`${BenchCluster.PG}/psql`, ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', this.sock, '-p', String(this.port), '-U', 'postgres', '-d', 'postgres', '-At', '-c', sql]);
+    return this.asPostgres(`${this.clientBin}/psql`, ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', this.sock, '-p', String(this.port), '-U', 'postgres', '-d', 'postgres', '-At', '-c', sql]);
   }
 
   running(): boolean {
@@ -33,11 +38,11 @@ export class BenchCluster {
   }
 
   start(): void {
-    if (!this.running()) this.asPostgres(`${BenchCluster.PG}/pg_ctl`, ['-D', this.data, '-l', join(this.root, 'server.log'), '-w', 'start']);
+    if (!this.running()) this.asPostgres(`${this.bin}/pg_ctl`, ['-D', this.data, '-l', join(this.root, 'server.log'), '-w', 'start']);
   }
 
   stop(): void {
-    if (this.running()) this.asPostgres(`${BenchCluster.PG}/pg_ctl`, ['-D', this.data, '-m', 'fast', '-w', 'stop']);
+    if (this.running()) this.asPostgres(`${this.bin}/pg_ctl`, ['-D', this.data, '-m', 'fast', '-w', 'stop']);
   }
 
   /** Build once (marker file named by `key`); `fill` loads the data. Extra settings go to postgresql.auto.conf. */
@@ -49,7 +54,7 @@ export class BenchCluster {
     rmSync(this.root, { recursive: true, force: true });
     mkdirSync(this.sock, { recursive: true });
     for (const d of [this.root, this.sock]) chownSync(d, this.user.uid, this.user.gid);
-    this.asPostgres(`${BenchCluster.PG}/initdb`, ['-D', this.data, '-U', 'postgres', '--auth=trust', '--data-checksums', '-N', '--locale=C']);
+    this.asPostgres(`${this.bin}/initdb`, ['-D', this.data, '-U', 'postgres', '--auth=trust', '--data-checksums', '-N', '--locale=C']);
     const conf = {
       port: String(this.port),
       unix_socket_directories: `'${this.sock}'`,
