@@ -29,7 +29,7 @@ import { carriesPageChecksums, parseRelationFileName } from '../format/relation-
 import { DEFAULT_BLOCKS_PER_SEGMENT } from '../format/page.js';
 import { fileSystemError } from '../os/io-error.js';
 import { writeFileAtomicSync } from '../os/durable.js';
-import { giveToSync } from '../os/file-owner.js';
+import { giveToSync, setModeSync } from '../os/file-owner.js';
 import { OwnedDirs } from '../os/owned-dirs.js';
 import { makeDirSync, makeDirsSync, removeTreeSync } from '../os/user-dirs.js';
 import { appendToFileSync, removeFileSync, replaceFileSync, replaceWithSymlinkSync } from '../os/user-files.js';
@@ -280,6 +280,9 @@ export class RestoreJob {
     makeParents(pgdataDir);
     makeDirsSync(pgdataDir, 0o700);
     giveToSync(pgdataDir, this.owner);
+    // An existing empty directory given as the target (made 0755 by hand) becomes a data
+    // directory: PostgreSQL refuses to start in one that others may enter (0700 or 0750 only).
+    if ((statSync(pgdataDir).mode & 0o027) !== 0) setModeSync(pgdataDir, 0o700);
     makeDirsSync(this.stateDir, 0o700);
     giveToSync(this.stateDir, this.owner);
     if (resumable) this.state = { backupId: earlier.backupId, fingerprint: this.fingerprint, phasesDone: [...earlier.phasesDone], ...(earlier.logOffset !== undefined ? { logOffset: earlier.logOffset } : {}) };
