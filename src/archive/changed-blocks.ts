@@ -78,6 +78,8 @@ export async function changedBlocksFromArchive(r: ChangedBlocksRequest): Promise
   // that counts records outside the range too — more blocks than needed, never fewer, and no
   // segment read at all (a job merges summaries).
   const pending: bigint[] = [];
+  /** Each segment's (or run of segments') table, by its first segment. */
+  const parts = new Map<bigint, BlockRefTable>();
   for (let segno = first; segno <= last; segno++) {
     const stored = await readIfExists(storage, segmentSummaryPath(r.root, r.systemId, r.timeline, segno, r.segmentSize));
     if (stored === undefined) {
@@ -85,7 +87,7 @@ export async function changedBlocksFromArchive(r: ChangedBlocksRequest): Promise
       continue;
     }
     try {
-      table.merge(parseBlockRefTable(stored, `${walSegmentName(r.timeline, segno, r.segmentSize)}.summary`));
+      parts.set(segno, parseBlockRefTable(stored, `${walSegmentName(r.timeline, segno, r.segmentSize)}.summary`));
       fromSummaries++;
     } catch {
       pending.push(segno); // a damaged summary is only an optimization lost
@@ -117,7 +119,7 @@ export async function changedBlocksFromArchive(r: ChangedBlocksRequest): Promise
         return { ok: false, reason: `the WAL ends early at ${formatLsn(sum.endOfWal)} in segment ${seg}${sum.endReason ? ` (${sum.endReason})` : ''}, before ${formatLsn(to)}` };
       }
       if (sum.pendingTail === undefined) {
-        table.merge(sum.table);
+        parts.set(a, sum.table);
         break;
       }
       // The last record runs into the next segment: read on until it is whole.
@@ -130,6 +132,9 @@ export async function changedBlocksFromArchive(r: ChangedBlocksRequest): Promise
     summarizedNow += j - i + 1;
     i = j + 1;
   }
+  // Merged in WAL order: a limit (a relation created or truncated) forgets the blocks recorded
+  // before it, never those recorded after it.
+  for (const segno of [...parts.keys()].sort((x, y) => (x < y ? -1 : x > y ? 1 : 0))) table.merge(parts.get(segno)!);
   return { ok: true, table, segments: Number(last - first + 1n), fromSummaries, summarizedNow, walBytesRead };
 }
 

@@ -180,7 +180,12 @@ describe.each([17, 18] as const)('(a, c) PostgreSQL %i: equal to the server\'s o
     const again = await changedBlocksFromArchive({ ...req, fromLsn: req.fromLsn + 1n });
     renameSync(`${firstSummary}.aside`, firstSummary);
     expect(again).toMatchObject({ ok: true, fromSummaries: Number(lastSeg - firstSeg), summarizedNow: 1 });
-    expect(again.ok && dump(again.table)).toEqual(dump(merged));
+    if (again.ok) {
+      const a = dump(again.table);
+      const b = dump(merged);
+      const diff = Object.keys({ ...a, ...b }).filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k])).map((k) => `${k}: ${JSON.stringify(a[k])} vs ${JSON.stringify(b[k])}`);
+      expect(diff).toEqual([]);
+    }
     // Throughput, for the record (no assertion): each archived segment summarized alone, as wal-push does.
     const all = names.map((n) => ({ segno: parseWalSegmentName(n, SEG).segno, bytes: readFileSync(join(tl, n)) }));
     const t3 = process.hrtime.bigint();
