@@ -20,7 +20,7 @@ describe('pgbacula demo', () => {
     expect(out.restoredIds.filter((id) => id >= 100)).toHaveLength(1901);
     expect(late.length).toBeGreaterThan(3);
     expect(late.length).toBeLessThan(9);
-    expect(stderr).toMatch(/backup \S+I complete \(pitr_block incremental against \S+F\)/);
+    expect(stderr).toMatch(/incremental backup against \d{8}-\d{6}F \(full, start lsn/);
     expect(stderr).toMatch(/rebuilt block by block from a chain of 2 backups/);
     expect(stderr).toContain('recovery stopping before commit of transaction');
     expect(stderr).toContain('RESTORE PHASE 6/6 verify: SELECT 1 answered');
