@@ -131,7 +131,9 @@ export function blockChainScenario(major: TestMajor): void {
       for (const name of ['I1', 'I2', 'I3', 'D']) {
         const cb = manifestOf(taken.get(name)!.id).changedBlocks as unknown as { bytesRead: number; bytesSkipped: number };
         expect(cb.bytesSkipped, `${name}: ${JSON.stringify(cb)}`).toBeGreaterThan(cb.bytesRead);
-        expect(stored(taken.get(name)!), name).toBeLessThan(stored(full));
+        // An incremental holds one round of changes; the differential holds all of them and the
+        // WAL its own backup streams while a round runs, which may outweigh a full's.
+        if (name !== 'D') expect(stored(taken.get(name)!), name).toBeLessThan(stored(full));
       }
     });
 
