@@ -225,16 +225,28 @@ export async function loadBackup(repo: string, id?: string, storage: Storage = p
   return found.manifest;
 }
 
+/** A backup directory being removed is first renamed to this prefix: never half a backup under its id. */
+const REMOVING = '.removing-';
+
 /**
  * Remove the backups pgbacula itself knows were interrupted (call with the repository lock
  * held): their in-progress marker is there, no manifest, and the process that wrote them is gone.
- * A damaged backup is never removed on a guess. Returns the ids removed.
+ * A damaged backup is never removed on a guess. Each goes out of the backups' names in one
+ * rename before its files are deleted, so a removal that is itself killed leaves no half
+ * backup (which would look damaged) — only a `.removing-…` directory the next run deletes.
+ * Returns the ids removed.
  */
 export async function removeInterruptedBackups(repo: string, storage: Storage = posixStorage): Promise<string[]> {
+  for (const n of await storage.list(backupsDir(repo)).catch(() => [] as string[])) {
+    if (n.startsWith(REMOVING)) await storage.removeTree(join(backupsDir(repo), n));
+  }
   const removed: string[] = [];
   for (const b of await listBackups(repo, false, storage)) {
     if (b.state === 'incomplete') {
-      await storage.removeTree(backupDir(repo, b.id));
+      const aside = join(backupsDir(repo), `${REMOVING}${b.id}-${process.pid}`);
+      await storage.rename(backupDir(repo, b.id), aside);
+      await storage.syncDir(backupsDir(repo));
+      await storage.removeTree(aside);
       removed.push(b.id);
     }
   }

@@ -177,6 +177,11 @@ describe('repository catalog on the memory storage', () => {
     expect(states).toEqual({ '20261203-170000F': 'incomplete', '20261203-170001F': 'incomplete', '20261203-170002F': 'running', '20261203-170003F': 'damaged' });
     expect(await removeInterruptedBackups(REPO, s)).toEqual(['20261203-170000F', '20261203-170001F']);
     expect(await s.exists(`${REPO}/backups/20261203-170003F/something-else`)).toBe(true);
+    // A removal killed half-way left its renamed directory: never listed, deleted by the next run.
+    await s.makeDirs(`${REPO}/backups/.removing-20261203-170000F-4242/files/pgdata`);
+    expect((await listBackups(REPO, false, s)).map((b) => b.id)).not.toContain('.removing-20261203-170000F-4242');
+    await removeInterruptedBackups(REPO, s);
+    expect(await s.exists(`${REPO}/backups/.removing-20261203-170000F-4242`)).toBe(false);
   });
 
   it('the lock: one holder; a live holder refuses; a dead holder is taken over; release removes only our own', async () => {
