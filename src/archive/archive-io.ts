@@ -1,7 +1,8 @@
 /** File access the archive modules share, and the archive's I/O error (with what to do). */
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { PgbaculaError } from '../errors.js';
-import { STORED_DIR_MODE, STORED_FILE_MODE, type Storage } from '../storage/storage.js';
+import { pidAlive } from '../os/pid-alive.js';
+import { STORED_DIR_MODE, STORED_FILE_MODE, temporaryNameOwner, type Storage } from '../storage/storage.js';
 
 export { isNotFound } from '../storage/storage.js';
 
@@ -54,4 +55,20 @@ export function ioError(e: unknown, what: string): PgbaculaError {
         ? 'The file system of the archive is full: free space (prune the spool after Bacula confirmed a job), then PostgreSQL retries by itself.'
         : 'Check the archive directory: permissions, free space, file system errors.';
   return new PgbaculaError('IO', `${what}: ${reason}`, { hint, cause: e });
+}
+
+/**
+ * Remove the temporary files (`.<name>.tmp-<pid>-…`) that writers killed before their rename
+ * left in a directory of the archive: only those whose process is gone, never a live writer's.
+ * Returns how many went.
+ */
+export async function sweepDeadTemporaries(storage: Storage, dir: string): Promise<number> {
+  let n = 0;
+  for (const name of await storage.list(dir).catch(() => [] as string[])) {
+    if (!name.includes('.tmp-')) continue;
+    const pid = temporaryNameOwner(name);
+    if (pid === undefined || pid === process.pid || pidAlive(pid)) continue;
+    await storage.removeFile(join(dir, name)).then(() => n++, () => undefined);
+  }
+  return n;
 }

@@ -34,7 +34,8 @@ import { hex8, parseWalFileName, walSegmentStart, walSegmentStartOf } from '../w
 import { isHistoryArchived, storeHistoryFile } from './history-files.js';
 import { listArchivedSystems, listWalArchive } from './listing.js';
 import { publishReceivedFile } from './publish-received.js';
-import { receiveDir } from './layout.js';
+import { receiveDir, systemDir } from './layout.js';
+import { sweepDeadTemporaries } from './archive-io.js';
 import { isInLineage, parseTimelineHistory, switchPointOf, timelineOfLsn, type TimelineHistoryEntry } from '../wal/timeline-history.js';
 
 export interface ReceiverOptions {
@@ -196,6 +197,11 @@ async function session(o: ReceiverOptions, state: State): Promise<boolean> {
       }
     };
 
+    // What a killed predecessor was writing into the archive (a segment or its block summary,
+    // before the rename) goes first: its temporary files.
+    for (const d of (await posixStorage.list(systemDir(o.root, systemId)).catch(() => [] as string[])).filter((x) => /^[0-9A-F]{8}$/.test(x))) {
+      await sweepDeadTemporaries(posixStorage, join(systemDir(o.root, systemId), d));
+    }
     // Completed segments a killed predecessor left in .receive/ (fsynced, not yet moved).
     for (const name of (await posixStorage.list(rdir)).sort()) {
       const p = parseWalFileName(name, segSize);

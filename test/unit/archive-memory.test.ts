@@ -2,7 +2,9 @@
  * The WAL archive (src/archive/) on the in-memory storage: push, fetch, listing, window, and a
  * full disk in the middle of a write — without touching the file system.
  */
+import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
+import { sweepDeadTemporaries } from '../../src/archive/archive-io.js';
 import { PgbaculaError } from '../../src/errors.js';
 import { readArchiveMeta } from '../../src/archive/archive-meta.js';
 import { dataDirectorySystemId } from '../../src/archive/data-directory.js';
@@ -198,5 +200,19 @@ describe('wal-fetch, listing and window on the memory storage', () => {
     await s.removeFile(`${ROOT}/${ID}/00000001/${names[1]}`);
     const gap = await windowReport({ root: ROOT, systemId: ID, backups: [backup], timeline: 1, storage: s });
     expect(gap.window.gaps.map((g) => g.names)).toEqual([[names[1]]]);
+  });
+});
+
+describe('temporaries of killed writers', () => {
+  it('are swept when their process is gone, never a live writer\'s or a stored file', async () => {
+    const s = new MemoryStorage();
+    const dir = '/archive/1/00000001';
+    await s.makeDirs(dir);
+    const dead = spawnSync(process.execPath, ['-e', '']).pid!;
+    await s.writeFileDurable(`${dir}/.000000010000000000000003.summary.tmp-${dead}-0000abcd`, 'x');
+    await s.writeFileDurable(`${dir}/.000000010000000000000004.tmp-${process.ppid}-0000abcd`, 'y');
+    await s.writeFileDurable(`${dir}/000000010000000000000002`, 'z');
+    expect(await sweepDeadTemporaries(s, dir)).toBe(1);
+    expect((await s.list(dir)).sort()).toEqual([`.000000010000000000000004.tmp-${process.ppid}-0000abcd`, '000000010000000000000002']);
   });
 });
