@@ -1,11 +1,10 @@
 import { closeSync, constants as fsc, openSync, readSync } from 'node:fs';
 import { createFileSync, settleSync, writeAllSync } from '../src/os/new-file.js';
-import { removeFileSync } from '../src/os/user-files.js';
 import { combineRangeHashes, hashHex } from '../src/format/content-hash.js';
 import { Lz4FrameDecoder } from '../src/format/lz4-frame.js';
 import { loadKernels, type Kernels, type StreamingHash } from '../src/format/kernels.js';
 import { incrementalFileSize, incrementalHeaderBytesNeeded, parseIncrementalHeader, reconstructedBlocks, type IncrementalHeader } from '../src/format/incremental-file.js';
-import { onTarget, TargetWriteError } from './target-write.js';
+import { closeTarget, onTarget, TargetWriteError } from './target-write.js';
 
 /**
  * The restore of one relation segment of a block-incremental chain (docs/block-incremental.md,
@@ -361,16 +360,6 @@ export function combineFile(task: CombineFileTask): CombineFileResult {
     return fail((e as Error).message);
   } finally {
     for (const o of open) closeSync(o.fd);
-    if (out !== undefined) {
-      closeSync(out);
-      // What failed its check (or could not be written whole) does not stay in the target.
-      if (!complete) {
-        try {
-          removeFileSync(task.targetPath!);
-        } catch {
-          // already gone
-        }
-      }
-    }
+    if (out !== undefined) closeTarget(out, task.targetPath!, complete);
   }
 }

@@ -1,10 +1,10 @@
 import { closeSync, constants as fsc, fstatSync, openSync, readSync } from 'node:fs';
 import { createFileSync, settleSync, writeAllSync } from '../src/os/new-file.js';
-import { moveFileSync, removeFileSync } from '../src/os/user-files.js';
+import { moveFileSync } from '../src/os/user-files.js';
 import { combineRangeHashes, hashHex } from '../src/format/content-hash.js';
 import { Lz4FrameDecoder } from '../src/format/lz4-frame.js';
 import { loadKernels } from '../src/format/kernels.js';
-import { onTarget, TargetWriteError } from './target-write.js';
+import { closeTarget, onTarget, TargetWriteError } from './target-write.js';
 
 /**
  * Decode one stored file (raw or an LZ4 frame), check its content hash range by range, and —
@@ -163,16 +163,6 @@ function copyOrCheck(task: RestoreFileTask, opened?: number): RestoreFileResult 
     return { ok: false, problem: (e as Error).message, bytes: written };
   } finally {
     if (opened === undefined) closeSync(input);
-    if (out !== undefined) {
-      closeSync(out);
-      // What failed its check (or could not be written whole) does not stay in the target.
-      if (!complete) {
-        try {
-          removeFileSync(task.targetPath!);
-        } catch {
-          // already gone
-        }
-      }
-    }
+    if (out !== undefined) closeTarget(out, task.targetPath!, complete);
   }
 }

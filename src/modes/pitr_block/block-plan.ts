@@ -73,7 +73,8 @@ export function relationOf(path: string): RelationOf | undefined {
   return { spcOid, dbOid, relNumber: r.relfilenode, fork: FORK_NUMBER[r.fork], segment: r.segment };
 }
 
-type Decision = { readonly kind: 'whole' } | { readonly kind: 'incremental'; readonly blocks: number; readonly truncationBlocks: number };
+/** Per file, the relation it is (parsed once) and what it becomes. */
+type Decision = { readonly kind: 'whole'; readonly rel?: RelationOf } | { readonly kind: 'incremental'; readonly rel: RelationOf; readonly blocks: number; readonly truncationBlocks: number };
 
 export interface BlockPlanRequest {
   readonly entries: readonly PlanEntry[];
@@ -93,23 +94,24 @@ export function planBlocks(r: BlockPlanRequest): BlockPlan {
     if (e.type !== 'file') return { kind: 'whole' };
     const rel = relationOf(e.path);
     if (!rel) return { kind: 'whole' };
+    const whole = { kind: 'whole', rel } as const;
     // Not whole blocks, or longer than a segment: not a file the block rules describe.
-    if (e.size % blockSize !== 0 || e.size / blockSize > blocksPerSegment) return { kind: 'whole' };
+    if (e.size % blockSize !== 0 || e.size / blockSize > blocksPerSegment) return whole;
     // The free-space map is not WAL-logged.
-    if (rel.fork === FORK_NUMBER.fsm) return { kind: 'whole' };
-    if (!r.inReference(e.path)) return { kind: 'whole' };
-    if (changed.databaseChanged(rel.spcOid, rel.dbOid)) return { kind: 'whole' };
+    if (rel.fork === FORK_NUMBER.fsm) return whole;
+    if (!r.inReference(e.path)) return whole;
+    if (changed.databaseChanged(rel.spcOid, rel.dbOid)) return whole;
     const sizeBlocks = e.size / blockSize;
     const segStart = rel.segment * blocksPerSegment;
     const entry = changed.entry(rel);
-    if (!entry) return sizeBlocks === 0 ? { kind: 'whole' } : { kind: 'incremental', blocks: 0, truncationBlocks: sizeBlocks };
+    if (!entry) return sizeBlocks === 0 ? whole : { kind: 'incremental', rel, blocks: 0, truncationBlocks: sizeBlocks };
     // Created, dropped or truncated in the range within (or before) this segment, or longer in
     // the range than the file is now: stored whole. A truncated and re-extended segment may
     // hold pages no WAL record describes, so the older copies are not trusted for any of it.
-    if (entry.limitBlock !== NO_LIMIT && (entry.limitBlock < segStart + blocksPerSegment || Math.min(entry.limitBlock - segStart, blocksPerSegment) > sizeBlocks)) return { kind: 'whole' };
+    if (entry.limitBlock !== NO_LIMIT && (entry.limitBlock < segStart + blocksPerSegment || Math.min(entry.limitBlock - segStart, blocksPerSegment) > sizeBlocks)) return whole;
     const count = entry.blocksIn(segStart, segStart + sizeBlocks).length;
-    if (count * blockSize > WHOLE_ABOVE * e.size) return { kind: 'whole' };
-    return { kind: 'incremental', blocks: count, truncationBlocks: sizeBlocks };
+    if (count * blockSize > WHOLE_ABOVE * e.size) return whole;
+    return { kind: 'incremental', rel, blocks: count, truncationBlocks: sizeBlocks };
   };
 
   const decisions: Decision[] = [];
@@ -120,7 +122,7 @@ export function planBlocks(r: BlockPlanRequest): BlockPlan {
     if (e.type !== 'file') continue;
     if (d.kind === 'whole') {
       totalBytes += e.size;
-      if (relationOf(e.path)) stats.wholeFiles++;
+      if (d.rel) stats.wholeFiles++;
       continue;
     }
     totalBytes += incrementalFileSize(d.blocks, blockSize);
@@ -139,7 +141,7 @@ export function planBlocks(r: BlockPlanRequest): BlockPlan {
         yield e;
         continue;
       }
-      const rel = relationOf(e.path)!;
+      const rel = d.rel;
       const segStart = rel.segment * blocksPerSegment;
       const blocks = d.blocks === 0 ? new Uint32Array(0) : blocksOf(rel, segStart, segStart + d.truncationBlocks).map((b) => b - segStart);
       yield {
