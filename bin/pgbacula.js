@@ -4,6 +4,10 @@
 process.removeAllListeners('warning');
 // A small young generation: per-file objects die young, and V8's default (48 MiB of semi-spaces)
 // is memory the process holds for nothing (bench/e2e/memory.ts measures the whole tree).
+// node-postgres tells a Cloudflare Worker from Node by navigator.userAgent, which Node has from
+// 21 on; on Node 20 it falls back to building a fetch Response, and that loads Node's whole fetch
+// implementation (50–80 ms of every command's start, wal-push's included). Node 21's value:
+globalThis.navigator ??= { userAgent: `Node.js/${process.versions.node.split('.')[0]}` };
 const v8 = await import('node:v8');
 v8.setFlagsFromString('--max-semi-space-size=4');
 const { main } = await import('../dist/src/cli/main.js');

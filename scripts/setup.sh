@@ -4,8 +4,8 @@
 #
 #   1. the `postgres` OS user/group (the embedded PostgreSQL servers refuse to run as root)
 #   2. Debian packages: PostgreSQL 15 server+client (pg_dump/pg_basebackup/pg_checksums anchors),
-#      pgbackrest, lz4, xxhash, patchelf, build tools, Bacula build deps. No Debian cluster is left
-#      running on port 5432.
+#      pgbackrest, lz4, xxhash, patchelf, build tools, Bacula build deps, rpm + debsigs + gnupg
+#      (packaging/build.sh). No Debian cluster is left running on port 5432.
 #   3. PostgreSQL 18 client tools (plus pg_waldump, pg_checksums, ... from the server package) from
 #      Debian sid's binary packages, extracted (not installed) into
 #      $PGBACULA_CACHE/pg18 and patched (ELF interpreter + RPATH) to run directly:
@@ -46,6 +46,7 @@ DEB_PACKAGES=(
 	postgresql-15 postgresql-client-15
 	pgbackrest lz4 xxhash patchelf time acl
 	dpkg-dev build-essential pkg-config liblz4-dev libxxhash-dev libattr1-dev
+	rpm debsigs gnupg
 	libsqlite3-dev libssl-dev zlib1g-dev libacl1-dev sqlite3
 )
 # Per client major, read by pg_client_step through namerefs (PG<major>_...).

@@ -3,11 +3,13 @@
  * tools users compare them with, side by side in ONE run on ONE warm PostgreSQL 17 cluster
  * (pgbench scale 140 by default, > 2 GB; archiving into a pgbacula repository; summarize_wal=on):
  *
- *   1. fulls: pgbacula pitr_block full (BENCH_RUNS times: the "pitr Full" of the ratios), and one
- *      base full each for the other rows below;
+ *   1. fulls: a pgbacula pitr_block full that starts the chain, and one base full each for the
+ *      other rows below;
  *   2. BENCH_RUNS rounds of the change set — UPDATE of 5 % of pgbench_accounts' rows in one
  *      contiguous aid range and of 1 % scattered rows (BENCH_CONTIGUOUS_PCT, BENCH_SCATTERED_PCT),
- *      then CHECKPOINT — each followed, in an order rotated every round, by an incremental of:
+ *      then CHECKPOINT — each followed, in an order rotated every round, by a pgbacula pitr_block
+ *      full into a third repository (the "pitr Full" of the ratios: measured under the same load
+ *      as the incrementals, not before them) and an incremental of:
  *        pgbacula pitr_block incr, changed blocks from the server's summaries;
  *        pgbacula pitr_block incr, changed blocks from pgbacula's own summaries (a second
  *          repository sharing the first one's WAL archive; summarize_wal is turned off for that
@@ -39,6 +41,7 @@ import { summarizeSegment } from '../../src/wal/block-refs.js';
 import { parseLsn } from '../../src/wal/lsn.js';
 import { embeddedPgDir, PG18_CLIENT_BIN } from '../../test/harness/pg-binaries.js';
 import { BenchCluster } from './bench-cluster.js';
+import { createPgBackRestStanza } from './pgbackrest-stanza.js';
 import { measure, type Measured } from './process-tree.js';
 
 const ROOT = process.env.PGBACULA_BENCH_BLOCK_DIR ?? '/var/tmp/pgbacula-bench-block';
@@ -59,8 +62,9 @@ const PAGE = 8192;
 
 const REPO_A = join(ROOT, 'repo-server-summaries');
 const REPO_B = join(ROOT, 'repo-own-summaries');
+/** The fulls of the ratios, one per round, in the rotation with the incrementals (same load, same data). */
+const REPO_C = join(ROOT, 'repo-round-fulls');
 const BB_DIR = join(ROOT, 'pg_basebackup');
-const BR_REPO = join(ROOT, 'pgbackrest-repo');
 
 const bench = new BenchCluster(ROOT, PORT, PG_BIN, CLIENT);
 const pgUser = bench.user;
@@ -96,37 +100,7 @@ function setUpPgBackRest(): BackRest {
     block = false;
     label = `pgBackRest ${execFileSync(bin, ['version'], { encoding: 'utf8' }).trim().replace(/^pgBackRest /, '')} FILE-LEVEL incremental (fallback: no newer pgBackRest)`;
   }
-  const conf = join(ROOT, 'pgbackrest.conf');
-  rmSync(BR_REPO, { recursive: true, force: true });
-  for (const d of [BR_REPO, join(ROOT, 'pgbackrest-log'), join(ROOT, 'pgbackrest-lock'), join(ROOT, 'pgbackrest-spool')]) ownedDir(d);
-  writeFileSync(
-    conf,
-    [
-      '[global]',
-      `repo1-path=${BR_REPO}`,
-      ...(block ? ['repo1-bundle=y', 'repo1-block=y'] : []),
-      `log-path=${join(ROOT, 'pgbackrest-log')}`,
-      `lock-path=${join(ROOT, 'pgbackrest-lock')}`,
-      `spool-path=${join(ROOT, 'pgbackrest-spool')}`,
-      'compress-type=lz4',
-      'compress-level=1',
-      'process-max=2',
-      'start-fast=y',
-      // The cluster archives into pgbacula's repository, not pgBackRest's.
-      'archive-check=n',
-      'repo1-retention-full=99',
-      'log-level-console=error',
-      'log-level-file=off',
-      '',
-      '[bench]',
-      `pg1-path=${bench.data}`,
-      `pg1-port=${PORT}`,
-      `pg1-socket-path=${bench.sock}`,
-      '',
-    ].join('\n'),
-  );
-  chownSync(conf, pgUser.uid, pgUser.gid);
-  bench.asPostgres(bin, [`--config=${conf}`, '--stanza=bench', 'stanza-create']);
+  const conf = createPgBackRestStanza(bench, bin, { block });
   return { bin, label, block, conf };
 }
 
@@ -306,10 +280,22 @@ async function restore(backupId: string, targetLsn: string): Promise<Measured> {
   ownedDir(target);
   // PostgreSQL starts only in a data directory of mode 0700 or 0750.
   chmodSync(target, 0o700);
+  const started = Date.now();
   const m = check(
     await measure(process.execPath, [CLI, 'restore', '--repo', REPO_A, '--backup', backupId, '--pgdata-dir', target, '--restore-port', String(RESTORE_PORT), '--pg-bin-dir', PG_BIN, '--target-lsn', targetLsn], { env }),
     `restore of ${backupId}`,
   );
+  // Where the time went: the audit log stamps the end of each phase.
+  let last = started;
+  const phases = readFileSync(join(target, 'pgbacula_restore', 'audit.log'), 'utf8').split('\n').flatMap((line) => {
+    const p = /^(\S+) RESTORE PHASE (\d)\/6 ([\w-]+):/.exec(line);
+    if (!p) return [];
+    const at = Date.parse(p[1]!);
+    const took = `${p[3]} ${((at - last) / 1000).toFixed(1)} s`;
+    last = at;
+    return [took];
+  });
+  console.log(`  restore of ${backupId}: ${m.seconds.toFixed(1)} s — ${phases.join(', ')}, exit ${((started + m.seconds * 1000 - last) / 1000).toFixed(1)} s`);
   stopRestored(target);
   rmSync(target, { recursive: true, force: true });
   return m;
@@ -383,6 +369,10 @@ async function main(): Promise<void> {
     },
   );
   bench.start();
+  // Set on every run, not only when the cluster is built: the archive must be this checkout's
+  // wal-push into this run's repository, whatever an earlier run or a hand left configured.
+  sql(`ALTER SYSTEM SET archive_command = '${archiveCommandLine({ repo: REPO_A }).replace(/'/g, "''")}'`);
+  sql('SELECT pg_reload_conf()');
   await setSummarizeWal(true);
   const { bytes, files } = bench.size();
   console.log(`bench: PGDATA ${(bytes / 1e9).toFixed(2)} GB in ${files} files (PostgreSQL ${MAJOR}, pgbench -s ${SCALE}); load ${loadStart}`);
@@ -390,22 +380,22 @@ async function main(): Promise<void> {
   // Fresh repositories; the archive starts after the archiver has gone quiet.
   sql('SELECT pg_switch_wal()');
   await quiesce();
-  for (const d of [REPO_A, REPO_B, BB_DIR]) rmSync(d, { recursive: true, force: true });
+  for (const d of [REPO_A, REPO_B, REPO_C, BB_DIR]) rmSync(d, { recursive: true, force: true });
   ownedDir(REPO_A);
   ownedDir(join(REPO_A, 'wal'));
   ownedDir(REPO_B);
   symlinkSync(join(REPO_A, 'wal'), join(REPO_B, 'wal'));
+  ownedDir(REPO_C);
+  symlinkSync(join(REPO_A, 'wal'), join(REPO_C, 'wal'));
   mkdirSync(BB_DIR, { recursive: true });
   const backrest = setUpPgBackRest();
   console.log(`bench: ${backrest.label}; warming the page cache`);
   execFileSync('/bin/sh', ['-c', `find '${bench.data}' -type f -exec cat {} + > /dev/null`]);
 
   // 1. Fulls.
-  const fulls: Job[] = [];
-  for (let i = 0; i < RUNS; i++) {
-    await quiesce();
-    fulls.push(await pgbacula(REPO_A, 'full', 'pgbacula full'));
-  }
+  // One full starts the chain; the fulls of the ratios are taken in the rounds.
+  await quiesce();
+  const fulls: Job[] = [await pgbacula(REPO_A, 'full', 'pgbacula full')];
   await quiesce();
   await setSummarizeWal(false);
   const fullB = await pgbacula(REPO_B, 'full', 'pgbacula full (own summaries)');
@@ -417,9 +407,9 @@ async function main(): Promise<void> {
   console.log(`bench: fulls: pgbacula ${fulls.map((f) => f.seconds.toFixed(1)).join(', ')} s; own-summaries repo ${fullB.seconds.toFixed(1)} s; pg_basebackup ${fullBb.seconds.toFixed(1)} s; pgBackRest ${fullBr.seconds.toFixed(1)} s`);
 
   // 2. Incremental rounds.
-  type Tool = 'server' | 'own' | 'basebackup' | 'backrest';
-  const tools: Tool[] = ['server', 'own', 'basebackup', 'backrest'];
-  const jobs: Record<Tool, Job[]> = { server: [], own: [], basebackup: [], backrest: [] };
+  type Tool = 'server' | 'own' | 'basebackup' | 'backrest' | 'full';
+  const tools: Tool[] = ['server', 'own', 'basebackup', 'backrest', 'full'];
+  const jobs: Record<Tool, Job[]> = { server: [], own: [], basebackup: [], backrest: [], full: [] };
   const truth: { pages: number; rows: number; changeSeconds: number }[] = [];
   let lastA = fulls.at(-1)!;
   const chain: string[] = [];
@@ -443,6 +433,8 @@ async function main(): Promise<void> {
         const j = await pgbacula(REPO_B, 'incr', 'pgbacula incr (own summaries)').finally(() => setSummarizeWal(true));
         if (j.source !== 'pgbacula summaries') throw new Error(`the own-summaries job used ${j.source}`);
         jobs.own.push(j);
+      } else if (tool === 'full') {
+        jobs.full.push(await pgbacula(REPO_C, 'full', 'pgbacula full (the round\'s reference for the ratios)'));
       } else if (tool === 'basebackup') {
         jobs.basebackup.push(await pgBasebackup(true));
       } else {
@@ -477,7 +469,7 @@ async function main(): Promise<void> {
 
   // Report.
   const changedBytes = median(truth.map((t) => t.pages)) * PAGE;
-  const fullSeconds = median(fulls.map((f) => f.seconds));
+  const fullSeconds = median(jobs.full.map((f) => f.seconds));
   const med = (t: Tool, f: (j: Job) => number | undefined) => {
     const xs = jobs[t].map(f).filter((x): x is number => x !== undefined);
     return xs.length ? median(xs) : undefined;
@@ -487,6 +479,7 @@ async function main(): Promise<void> {
     own: 'pgbacula pitr_block incr (pgbacula summaries)',
     basebackup: 'pg_basebackup 18 --incremental (-Ft, no compression)',
     backrest: backrest.label,
+    full: 'pgbacula pitr_block full (the reference of the last column)',
   };
   const row = (t: Tool) => {
     const s = med(t, (j) => j.seconds)!;
@@ -500,7 +493,7 @@ async function main(): Promise<void> {
     `PGDATA ${(bytes / 1e9).toFixed(2)} GB (PostgreSQL ${MAJOR}, pgbench -s ${SCALE}), ${cores} cores, load average ${loadStart} at the start and ${loadEnd} at the end; median of ${RUNS} interleaved rounds, page cache warm.`,
     `Change set per round: ${CONTIGUOUS_PCT} % of pgbench_accounts' rows in one aid range + ${SCATTERED_PCT} % scattered (${median(truth.map((t) => t.rows))} rows), CHECKPOINT: ` +
       `${median(truth.map((t) => t.pages))} pages changed = **${mib(changedBytes)} MiB** (page LSN at or after the reference's start).`,
-    `pitr_block full (the reference for the ratios): ${fullSeconds.toFixed(2)} s, stored ${mib(median(fulls.map((f) => f.storedBytes)))} MiB; ` +
+    `pitr_block full, taken in each round in the rotation with the incrementals (the reference for the ratios): ${fullSeconds.toFixed(2)} s, stored ${mib(median(jobs.full.map((f) => f.storedBytes)))} MiB; the fulls before the rounds: ${fulls.map((f) => f.seconds.toFixed(2)).join(', ')} s; ` +
       `pg_basebackup full ${fullBb.seconds.toFixed(2)} s; ${backrest.label.replace(/ (block|FILE-LEVEL) incremental.*/, '')} full ${fullBr.seconds.toFixed(2)} s.`,
     '',
     '| incremental after the change set | seconds | CPU s | MiB read from relation files (× changed) | MiB stored before compression, WAL excluded (× changed) | MiB stored | × pitr full time |',

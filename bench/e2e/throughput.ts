@@ -10,10 +10,11 @@
  * Run: npm run bench:e2e   (as root, after ./scripts/setup.sh; PGBACULA_BENCH_DIR, BENCH_RUNS)
  */
 import { execFileSync } from 'node:child_process';
-import { chownSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BenchCluster } from './bench-cluster.js';
+import { createPgBackRestStanza } from './pgbackrest-stanza.js';
 import { measure, type Measured } from './process-tree.js';
 
 const ROOT = process.env.PGBACULA_BENCH_DIR ?? '/var/tmp/pgbacula-bench';
@@ -36,47 +37,6 @@ function fill(c: BenchCluster): void {
   c.psql(`CREATE TABLE md5_rows AS SELECT g AS id, md5(g::text) AS a, md5((g * 7)::text) AS b FROM generate_series(1, ${MD5_ROWS}) g`);
   c.psql('CREATE INDEX md5_rows_a ON md5_rows (a)');
   c.psql('VACUUM ANALYZE');
-}
-
-function asPostgres(file: string, args: string[]): string {
-  return bench.asPostgres(file, args);
-}
-
-function pgbackrestConfig(): string {
-  const conf = join(ROOT, 'pgbackrest.conf');
-  const repo = join(ROOT, 'pgbackrest-repo');
-  rmSync(repo, { recursive: true, force: true });
-  for (const d of [repo, join(ROOT, 'pgbackrest-log'), join(ROOT, 'pgbackrest-lock'), join(ROOT, 'pgbackrest-spool')]) {
-    mkdirSync(d, { recursive: true });
-    chownSync(d, pgUser.uid, pgUser.gid);
-  }
-  writeFileSync(
-    conf,
-    [
-      '[global]',
-      `repo1-path=${repo}`,
-      `log-path=${join(ROOT, 'pgbackrest-log')}`,
-      `lock-path=${join(ROOT, 'pgbackrest-lock')}`,
-      `spool-path=${join(ROOT, 'pgbackrest-spool')}`,
-      'compress-type=lz4',
-      'compress-level=1',
-      'process-max=2',
-      'start-fast=y',
-      'archive-check=n',
-      'repo1-retention-full=99',
-      'log-level-console=error',
-      'log-level-file=off',
-      '',
-      '[bench]',
-      `pg1-path=${DATA}`,
-      `pg1-port=${PORT}`,
-      `pg1-socket-path=${SOCK}`,
-      '',
-    ].join('\n'),
-  );
-  chownSync(conf, pgUser.uid, pgUser.gid);
-  asPostgres('/usr/bin/pgbackrest', [`--config=${conf}`, '--stanza=bench', 'stanza-create']);
-  return conf;
 }
 
 function median(xs: number[]): number {
@@ -112,7 +72,7 @@ async function main(): Promise<void> {
   const { bytes, files } = bench.size();
   console.log(`bench: PGDATA ${(bytes / 1e9).toFixed(2)} GB in ${files} files; ${RUNS} interleaved runs each; warming the page cache`);
   execFileSync('/bin/sh', ['-c', `find '${DATA}' -type f -exec cat {} + > /dev/null`]);
-  const conf = pgbackrestConfig();
+  const conf = createPgBackRestStanza(bench, '/usr/bin/pgbackrest', { block: false });
   const repo = join(ROOT, 'pgbacula-repo');
   const env = { ...process.env, PGBACULA_PROGRESS_SECONDS: '0' };
   const rows: Record<string, Row> = {

@@ -6,16 +6,20 @@
  * full of real records):
  *
  *   pgbacula wal-push --repo R FILE        the CLI, as archive_command runs it (cwd = PGDATA)
+ *   pgbacula-wal-push --repo R FILE        the native helper (native/wal-push), same rules, no Node start
  *   pushWalFile() in-process               the same work without starting Node each time
- *   pgbackrest archive-push (none / lz4-1) the anchor, synchronous mode
+ *   pgbackrest archive-push (none / lz4-1) the anchor, synchronous mode: Debian's /usr/bin/pgbackrest
+ *                                          and the newest one (scripts/pgbackrest-newest.sh) when it can be set up
  *   cp FILE DEST                           the naive archive_command (no validation, no fsync)
  *
  * Each pushes every segment into an empty destination; all run as the postgres OS user (like
  * the archiver) except the in-process one. Prints medians: seconds, segments/s, MB/s, ms per
- * segment. Run: npm run build && node dist/bench/e2e/wal-push.js   (as root, after
+ * segment, and the load average before and after (the figures are only comparable within one run
+ * on a shared machine). Run: npm run build && node dist/bench/e2e/wal-push.js   (as root, after
  * ./scripts/setup.sh; BENCH_WAL_SEGMENTS (64), BENCH_RUNS (3), PGBACULA_BENCH_DIR)
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { loadavg } from 'node:os';
 import { chownSync, cpSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,6 +32,8 @@ const SEGMENTS = Number(process.env.BENCH_WAL_SEGMENTS ?? 64);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const SEG = 16 * 1024 * 1024;
 const CLI = fileURLToPath(new URL('../../../bin/pgbacula.js', import.meta.url));
+const NATIVE = fileURLToPath(new URL('../../../native/build/pgbacula-wal-push', import.meta.url));
+const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const SRC = join(ROOT, 'segments');
 
 const bench = new BenchCluster(ROOT, PORT);
@@ -70,8 +76,19 @@ function freshDir(name: string): string {
   return d;
 }
 
-function pgbackrestConf(compress: 'none' | 'lz4'): string {
-  const dir = freshDir(`pgbackrest-${compress}`);
+/** The newest pgBackRest (scripts/pgbackrest-newest.sh), or undefined when it cannot be set up here. */
+function newestPgBackRest(): { bin: string; version: string } | undefined {
+  try {
+    const bin = execFileSync(join(REPO_ROOT, 'scripts', 'pgbackrest-newest.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n').at(-1)!;
+    return { bin, version: execFileSync(bin, ['version'], { encoding: 'utf8' }).trim().replace(/^pgBackRest /, '') };
+  } catch (e) {
+    console.error(`bench: the newest pgBackRest could not be set up (${((e as Error).message ?? '').split('\n')[0]}); measuring Debian's only`);
+    return undefined;
+  }
+}
+
+function pgbackrestConf(compress: 'none' | 'lz4', bin = '/usr/bin/pgbackrest', tag = ''): string {
+  const dir = freshDir(`pgbackrest${tag}-${compress}`);
   const conf = join(dir, 'pgbackrest.conf');
   for (const d of ['repo', 'log', 'lock', 'spool']) {
     mkdirSync(join(dir, d));
@@ -83,11 +100,14 @@ function pgbackrestConf(compress: 'none' | 'lz4'): string {
     '[walbench]', `pg1-path=${bench.data}`, `pg1-port=${PORT}`, `pg1-socket-path=${bench.sock}`, '',
   ].join('\n'));
   chownSync(conf, pg.uid, pg.gid);
-  bench.asPostgres('/usr/bin/pgbackrest', [`--config=${conf}`, '--stanza=walbench', 'stanza-create']);
+  bench.asPostgres(bin, [`--config=${conf}`, '--stanza=walbench', 'stanza-create']);
   return conf;
 }
 
 type Tool = { name: string; prepare(): Promise<(seg: string) => Promise<void>> };
+
+const DEBIAN_PGBACKREST = execFileSync('/usr/bin/pgbackrest', ['version'], { encoding: 'utf8' }).trim().replace(/^pgBackRest /, '');
+const NEWEST = newestPgBackRest();
 
 const TOOLS: Tool[] = [
   {
@@ -95,6 +115,13 @@ const TOOLS: Tool[] = [
     async prepare() {
       const repo = freshDir('pgbacula');
       return (seg) => run(process.execPath, [CLI, 'wal-push', '--repo', repo, seg], bench.data);
+    },
+  },
+  {
+    name: 'pgbacula-wal-push (native helper, archive_command)',
+    async prepare() {
+      const repo = freshDir('pgbacula-native');
+      return (seg) => run(NATIVE, ['--repo', repo, seg], bench.data);
     },
   },
   {
@@ -106,20 +133,18 @@ const TOOLS: Tool[] = [
       };
     },
   },
-  {
-    name: 'pgbackrest archive-push (compress none)',
-    async prepare() {
-      const conf = pgbackrestConf('none');
-      return (seg) => run('/usr/bin/pgbackrest', [`--config=${conf}`, '--stanza=walbench', 'archive-push', seg], bench.data);
-    },
-  },
-  {
-    name: 'pgbackrest archive-push (lz4 level 1)',
-    async prepare() {
-      const conf = pgbackrestConf('lz4');
-      return (seg) => run('/usr/bin/pgbackrest', [`--config=${conf}`, '--stanza=walbench', 'archive-push', seg], bench.data);
-    },
-  },
+  ...[
+    { bin: '/usr/bin/pgbackrest', version: DEBIAN_PGBACKREST, tag: '' },
+    ...(NEWEST === undefined ? [] : [{ ...NEWEST, tag: '-newest' }]),
+  ].flatMap(({ bin, version, tag }) =>
+    (['none', 'lz4'] as const).map((compress) => ({
+      name: `pgbackrest ${version} archive-push (${compress === 'none' ? 'compress none' : 'lz4 level 1'})`,
+      async prepare() {
+        const conf = pgbackrestConf(compress, bin, tag);
+        return (seg: string) => run(bin, [`--config=${conf}`, '--stanza=walbench', 'archive-push', seg], bench.data);
+      },
+    })),
+  ),
   {
     name: 'cp (no validation, no fsync)',
     async prepare() {
@@ -135,7 +160,8 @@ const median = (xs: number[]): number => {
 };
 
 async function main(): Promise<void> {
-  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build`);
+  if (!existsSync(CLI) || !existsSync(NATIVE)) throw new Error(`${CLI} or ${NATIVE} is missing: run npm run build`);
+  const loadBefore = loadavg();
   bench.build(`walpush-${SEGMENTS}`, fill, { wal_level: "'replica'", archive_mode: 'off' });
   bench.start();
   const segs = readdirSync(SRC).filter((n) => /^[0-9A-F]{24}$/.test(n)).sort().map((n) => join(SRC, n));
@@ -160,11 +186,18 @@ async function main(): Promise<void> {
     console.log(`| ${tool.name} | ${s.toFixed(2)} | ${(segs.length / s).toFixed(1)} | ${(bytes / 1e6 / s).toFixed(0)} | ${((1000 * s) / segs.length).toFixed(1)} |`);
   }
   // Identical re-push (what the archiver does after a crash between archive and .done).
-  const repo = join(ROOT, 'dest', 'pgbacula');
-  const t0 = process.hrtime.bigint();
-  for (const seg of segs.slice(0, 16)) await run(process.execPath, [CLI, 'wal-push', '--repo', repo, seg], bench.data);
-  const s = Number(process.hrtime.bigint() - t0) / 1e9;
-  console.log(`\nidentical re-push (CLI): ${(16 / s).toFixed(1)} segments/s`);
+  for (const [label, file, prefix, dest] of [
+    ['CLI', process.execPath, [CLI, 'wal-push'], 'pgbacula'],
+    ['native helper', NATIVE, [], 'pgbacula-native'],
+  ] as const) {
+    const repo = join(ROOT, 'dest', dest);
+    const t0 = process.hrtime.bigint();
+    for (const seg of segs.slice(0, 16)) await run(file, [...prefix, '--repo', repo, seg], bench.data);
+    const s = Number(process.hrtime.bigint() - t0) / 1e9;
+    console.log(`identical re-push (${label}): ${(16 / s).toFixed(1)} segments/s`);
+  }
+  const fmtLoad = (l: number[]) => l.map((x) => x.toFixed(2)).join(' ');
+  console.log(`\nload average (1, 5, 15 min): before ${fmtLoad(loadBefore)}, after ${fmtLoad(loadavg())}; ${new Date().toISOString()}`);
   rmSync(join(ROOT, 'dest'), { recursive: true, force: true });
 }
 

@@ -20,14 +20,33 @@ export function pgbaculaInvocation(): string[] {
  * both: a shell fallback (`wal-fetch … || cp …`) would also run after wal-fetch refused a
  * damaged segment.
  */
-export function restoreCommandLine(o: { readonly repo?: string; readonly spool?: string; readonly staged?: string }): string {
+export function restoreCommandLine(o: { readonly repo?: string; readonly spool?: string; readonly staged?: string; readonly latest?: boolean }): string {
   const where = o.repo !== undefined ? ['--repo', o.repo] : o.spool !== undefined ? ['--wal-spool', o.spool] : [];
   const staged = o.staged === undefined ? [] : ['--staged', o.staged];
-  return [...pgbaculaInvocation(), 'wal-fetch', ...where, ...staged].map(commandArg).join(' ') + ' %f %p';
+  // --latest: the newest .partial (a receiver's open segment) is the end of WAL, replayed too.
+  return [...pgbaculaInvocation(), 'wal-fetch', ...where, ...staged, ...(o.latest ? ['--latest'] : [])].map(commandArg).join(' ') + ' %f %p';
 }
 
-/** `archive_command` value that feeds this archive. */
-export function archiveCommandLine(o: { readonly repo?: string; readonly spool?: string }): string {
+/** The native archive helper's file name (native/wal-push/build.sh). */
+export const NATIVE_WAL_PUSH = 'pgbacula-wal-push';
+
+/**
+ * The native archive helper installed with this code, or undefined: `native/build/` of this
+ * checkout or package (where `npm run build` puts it), or beside bin/pgbacula.js.
+ */
+export function nativeWalPushPath(): string | undefined {
+  const candidates = ['../../../native/build/', '../../native/build/', '../../../bin/', '../../bin/'].map((rel) => fileURLToPath(new URL(rel + NATIVE_WAL_PUSH, import.meta.url)));
+  return candidates.find((p) => existsSync(p));
+}
+
+/**
+ * `archive_command` value that feeds this archive. `pgbacula wal-push` unless `native` is asked
+ * for and the native helper (same rules, no Node start, no block summaries: docs/wal-archive.md)
+ * is installed next to this code.
+ */
+export function archiveCommandLine(o: { readonly repo?: string; readonly spool?: string; readonly native?: boolean }): string {
   const where = o.repo !== undefined ? ['--repo', o.repo] : ['--wal-spool', o.spool!];
-  return [...pgbaculaInvocation(), 'wal-push', ...where].map(commandArg).join(' ') + ' %p';
+  const helper = o.native ? nativeWalPushPath() : undefined;
+  const program = helper !== undefined ? [helper] : [...pgbaculaInvocation(), 'wal-push'];
+  return [...program, ...where].map(commandArg).join(' ') + ' %p';
 }

@@ -1,9 +1,10 @@
-/** wal-fetch (restore_command): serve an archived file, never a damaged or partial one by default. */
+/** wal-fetch (restore_command): serve an archived file, never a damaged one, a partial one only at the end of WAL when asked. */
 import { dirname, join } from 'node:path';
 import { PgbaculaError } from '../errors.js';
 import { judgeSegment, judgeSegmentJoin } from '../wal/integrity.js';
+import { validRecordsEnd } from '../wal/record-scan.js';
 import { majorOfXlogPageMagic, validateWalSegment } from '../wal/page-header.js';
-import { isValidWalSegmentSize, segmentNumberOfName, timelineHistoryFileName, walSegmentName, walSegmentStart } from '../wal/segment.js';
+import { isValidWalSegmentSize, segmentNumberOfName, type WalFileName, timelineHistoryFileName, walSegmentName, walSegmentStart } from '../wal/segment.js';
 import { parseTimelineHistory, timelineSpans } from '../wal/timeline-history.js';
 import { posixStorage } from '../storage/posix.js';
 import type { Storage } from '../storage/storage.js';
@@ -11,6 +12,7 @@ import { readArchiveMeta } from './archive-meta.js';
 import { exists, ioError, readIfExists } from './archive-io.js';
 import { archivedPath, parseArchivableName, receiveDir, systemDir, timelineDir } from './layout.js';
 import { timelineOfSegment } from './window.js';
+import { isEndOfWal } from './partial-at-end.js';
 
 export type FetchResult =
   | { readonly status: 'fetched'; readonly source: string; readonly bytes: number; readonly fromPartial: boolean }
@@ -38,6 +40,12 @@ export interface FetchOptions {
    * newest segment is the backup's last one, streamed to the stop point: it may end early.
    */
   readonly stagedDir?: string;
+  /**
+   * Restoring to the end of WAL: serve `<name>.partial` (the receiver's open segment, or a
+   * timeline's last) as its segment when no complete copy exists and it is the end of every WAL
+   * there is (src/archive/partial-at-end.ts), so recovery replays up to its last byte received.
+   */
+  readonly partialAtEnd?: boolean;
   /** Serve from stagedDir only: there is no archive (root is not read). */
   readonly stagedOnly?: boolean;
   /** Where the archive, the staged WAL and destPath are (default: the file system). */
@@ -69,11 +77,23 @@ export async function fetchWalFile(o: FetchOptions): Promise<FetchResult> {
     const partialPath = `${source}.partial`;
     const receiving = join(receiveDir(o.root, o.systemId), `${o.fileName}.partial`);
     const found = (await exists(storage, partialPath)) ? partialPath : (await exists(storage, receiving)) ? receiving : undefined;
-    if (found !== undefined && o.allowPartial) {
+    if (found !== undefined && (o.allowPartial || (o.partialAtEnd && (await isEndOfWal(storage, parsed, o))))) {
       bytes = await readIfExists(storage, found);
       if (bytes !== undefined) {
         source = found;
         fromPartial = true;
+        const segSize = meta?.walSegmentSize;
+        // The server takes only whole-size segment files; the tail of an incomplete one reads as the end of WAL.
+        if (segSize !== undefined && bytes.length < segSize) bytes = Buffer.concat([bytes, Buffer.alloc(segSize - bytes.length)]);
+        // The backup's own copy of the same segment (streamed to its stop point) may reach further
+        // than a receiver that lagged behind: the one holding more valid WAL is served.
+        const staged = o.stagedDir === undefined ? undefined : await readIfExists(storage, join(o.stagedDir, o.fileName));
+        if (staged !== undefined && isValidWalSegmentSize(staged.length) && validEnd(staged, parsed) > validEnd(bytes, parsed)) {
+          bytes = staged;
+          source = join(o.stagedDir!, o.fileName);
+          fromPartial = false;
+          mayEndEarly = true;
+        }
       }
     } else partialSeen = found;
   }
@@ -140,6 +160,12 @@ export async function fetchWalFile(o: FetchOptions): Promise<FetchResult> {
     throw ioError(e, `cannot write ${o.destPath}`);
   }
   return { status: 'fetched', source, bytes: bytes.length, fromPartial };
+}
+
+/** Where the valid records of a segment's bytes end (0 when none starts in it). */
+function validEnd(bytes: Uint8Array, parsed: WalFileName): bigint {
+  const segno = segmentNumberOfName(parsed as { log: number; seg: number }, bytes.length);
+  return validRecordsEnd(bytes, walSegmentStart(segno, bytes.length), bytes.length);
 }
 
 /** The segment recovery read before `segno` of `timeline`: same timeline, else the one its history names. */

@@ -28,7 +28,7 @@
  *   identical copy is success (idempotent archive_command). A different `.partial` or `.backup`
  *   under an existing name — two promotions from the same timeline legitimately produce that — is
  *   kept aside with a warning rather than blocking the archiver: recovery never reads them;
- * - a `.partial` is never served as a complete segment.
+ * - a `.partial` is served as its segment only at the end of WAL, when a restore asks (partial-at-end.ts).
  *
  * Which system a file belongs to: the data directory of the server that pushes it is the
  * authority (archive_command runs with the data directory as its working directory, so

@@ -4,6 +4,7 @@
  * of each range (src/wal/record-scan.ts) for the last commit time. The judging itself is pure
  * (src/archive/window.ts). Also the text `pgbacula info` prints.
  */
+import { stat } from 'node:fs/promises';
 import { posixStorage } from '../storage/posix.js';
 import type { Storage } from '../storage/storage.js';
 import { formatLsn, parseLsn } from '../wal/lsn.js';
@@ -11,6 +12,7 @@ import { pgTimeToIso, scanSegmentRecords, type SegmentScan } from '../wal/record
 import { hex8, walSegmentNumber, walSegmentStart } from '../wal/segment.js';
 import { checkWalArchive, type DamagedSegment } from './archive-check.js';
 import { listArchivedSystems, listWalArchive, type ArchivedSegment, type WalArchiveListing } from './listing.js';
+import { receiverLock, type ReceiverLock } from './receiver-lock.js';
 import { describeGap, recoverableWindow, timelineOfSegment, type BackupPoint, type RecoverableWindow, type SegmentFacts } from './window.js';
 
 /** The fields of a backup manifest (src/format/backup-manifest.ts) the window needs. */
@@ -40,6 +42,10 @@ export interface WindowReport {
   readonly window: RecoverableWindow;
   /** Every damaged archived file (segments and partials, on any timeline). */
   readonly damaged: readonly DamagedSegment[];
+  /** wal-receive's lock, when one was left or is held. */
+  readonly receiver?: ReceiverLock | undefined;
+  /** When the newest WAL file (complete or the open .partial) was last written (ms since the epoch). */
+  readonly newestWalAtMs?: number | undefined;
 }
 
 export interface WindowReportOptions {
@@ -124,7 +130,10 @@ export async function windowReport(o: WindowReportOptions): Promise<WindowReport
     receiving = { timeline: listing.receiving.timeline, segno: listing.receiving.segno, ...(scan && scan.records > 0 ? { endLsn: scan.endLsn } : {}) };
   }
   const window = recoverableWindow({ ...input, segmentFacts: facts, receiving });
-  return { listing, window, damaged: check.damaged };
+  const newest = [listing.receiving, listing.segments.at(-1)].filter((x): x is ArchivedSegment => x !== undefined);
+  const mtimes = await Promise.all(newest.map((x) => stat(x.path).then((st) => st.mtimeMs, () => undefined)));
+  const newestWalAtMs = mtimes.reduce<number | undefined>((a, m) => (m === undefined ? a : Math.max(a ?? 0, m)), undefined);
+  return { listing, window, damaged: check.damaged, receiver: await receiverLock(o.root, o.systemId, storage), newestWalAtMs };
 }
 
 /** Every system archived under root, each with its window. */
@@ -136,7 +145,7 @@ export async function windowReports(root: string, backups: readonly ManifestLike
 
 
 /** Lines for `pgbacula info`: the window, every gap with its segment names, what cannot be used. */
-export function describeWindowReport(r: WindowReport): string[] {
+export function describeWindowReport(r: WindowReport, now = Date.now()): string[] {
   const w = r.window;
   const lines: string[] = [];
   const lineage = w.lineage.length > 1 ? ` (history ${w.lineage.map((s) => hex8(s.timeline)).join(' → ')}, switched at ${w.lineage.slice(1).map((s) => formatLsn(s.begin)).join(', ')})` : '';
@@ -157,7 +166,9 @@ export function describeWindowReport(r: WindowReport): string[] {
     if (range.endsAtGap) lines.push(`  restores from backup ${range.backupId} stop at ${formatLsn(range.to.lsn)}: ${range.endsAtGap} is missing`);
     if (range.endsAtDamage) lines.push(`  restores from backup ${range.backupId} stop at ${formatLsn(range.to.lsn)}: ${range.endsAtDamage.segment} is damaged`);
   }
-  if (w.receiving) lines.push(`  being received: ${w.receiving.segment}.partial${w.receiving.endLsn ? ` up to ${formatLsn(w.receiving.endLsn)}` : ''} (not served by wal-fetch until complete)`);
+  if (w.receiving) lines.push(`  being received: ${w.receiving.segment}.partial${w.receiving.endLsn ? ` up to ${formatLsn(w.receiving.endLsn)}` : ''} (a restore to the end of WAL replays it)`);
+  if (r.receiver) lines.push(`  receiver: wal-receive process ${r.receiver.pid} ${r.receiver.alive ? 'running' : 'NOT RUNNING (its lock is stale: WAL is not being received)'}`);
+  if (r.newestWalAtMs !== undefined) lines.push(`  newest WAL written ${Math.max(0, Math.round((now - r.newestWalAtMs) / 1000))} s ago`);
   if (w.missingHistories.length) lines.push(`  unusable: WAL of timeline(s) ${w.missingHistories.map(hex8).join(', ')} without a history file`);
   if (w.offLineage.segments || w.offLineage.backups.length) {
     lines.push(`  not on this history: ${w.offLineage.segments} segment(s)${w.offLineage.backups.length ? `, backup(s) ${w.offLineage.backups.join(', ')}` : ''}`);

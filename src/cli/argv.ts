@@ -11,6 +11,7 @@ export const GLOBAL_FLAGS = {
   pgdata: { takesValue: true, path: true, doc: 'data directory to read (backup, verify, bench)' },
   backup: { takesValue: true, doc: 'backup id in the repository (restore, verify, info); default the latest' },
   staged: { takesValue: true, path: true, doc: "wal-fetch: a backup's own WAL staged by a restore, served when the archive lacks a file" },
+  latest: { takesValue: false, doc: 'wal-fetch: restoring to the end of WAL, serve the newest .partial as its segment when no complete copy exists' },
   config: { takesValue: true, path: true, doc: 'pgbacula.conf to read (default /etc/pgbacula/pgbacula.conf if present)' },
   json: { takesValue: false, doc: 'machine-readable output' },
   help: { takesValue: false, doc: 'help for this command' },

@@ -86,12 +86,13 @@ export const COMMANDS: readonly CommandDef[] = [
   {
     name: 'wal-fetch',
     summary: 'copy one archived WAL file to where recovery wants it (restore_command)',
-    usage: "pgbacula wal-fetch [--repo DIR | --wal-spool DIR] [--pgdata DIR] [--staged DIR] NAME DEST   (restore_command = 'pgbacula wal-fetch --repo DIR %f %p')",
+    usage: "pgbacula wal-fetch [--repo DIR | --wal-spool DIR] [--pgdata DIR] [--staged DIR] [--latest] NAME DEST   (restore_command = 'pgbacula wal-fetch --repo DIR %f %p')",
     scopes: ['options'],
     details:
       'Exit 0 when the complete file is at DEST; exit 1 without output when it is not archived (recovery\n' +
-      'probes for files that do not exist). A .partial segment is never served as a complete one (a\n' +
-      'line says so when only such a copy exists). Every record of a segment is checked before it is\n' +
+      'probes for files that do not exist). A .partial segment is not served as a complete one (a\n' +
+      'line says so when only such a copy exists), except with --latest when it is the end of WAL (no\n' +
+      'complete copy, nothing later, no newer timeline): pgbacula restore asks for that. Every record of a segment is checked before it is\n' +
       'served: a damaged, foreign or unreadable file, or a wrong command line, exits 200 with the reason —\n' +
       'PostgreSQL stops recovery on a status above 125 instead of promoting without that WAL.\n' +
       '--staged DIR: a backup\'s own WAL (pgbacula restore stages it), served when the archive lacks a file.',

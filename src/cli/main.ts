@@ -5,6 +5,7 @@ import { COMMANDS, findCommand, scopesFor, type CommandDef } from './commands.js
 import { buildContext } from './context.js';
 import { renderError, renderResult } from './output.js';
 import { parameterHelpText } from '../config/parameter-docs.js';
+import { versionText } from '../command/version-info.js';
 
 export interface Io {
   stdout(text: string): void;
@@ -49,7 +50,7 @@ function helpFor(topic: string | undefined): string {
 
 async function dispatch(argv: ParsedArgv, io: Io): Promise<number> {
   if (argv.globals.version) {
-    io.stdout(`pgbacula ${packageVersion()}\n`);
+    io.stdout(versionText());
     return EXIT.OK;
   }
   if (argv.command === undefined) {

@@ -3,7 +3,7 @@ import { EXIT, PgbaculaError } from '../errors.js';
 import { runBaseBackup } from '../physical/base-backup.js';
 import { formatBytes, formatCount } from '../item/job-log.js';
 import { createWorkerPool } from '../pipeline/pool.js';
-import { createBackupDir, initRepository, removeInterruptedBackups } from '../repo/catalog.js';
+import { createBackupDir, initRepository, newestCompleteWithChain, removeInterruptedBackups } from '../repo/catalog.js';
 import { newBackupId } from '../repo/layout.js';
 import { acquireRepoLock } from '../repo/lock.js';
 import { RepoSink } from '../repo/repo-sink.js';
@@ -12,9 +12,8 @@ import { ok, type CommandResult } from './result.js';
 import { prepareTmpdir } from '../os/tmpdir.js';
 import { pitrSettings } from './modes/pitr.js';
 import { blockPlanner } from '../modes/pitr_block/planner.js';
-import type { BlockBackupType } from '../modes/pitr_block/reference.js';
+import { isReferenceCandidate, type BlockBackupType } from '../modes/pitr_block/reference.js';
 import { walArchiveRoot } from '../archive/layout.js';
-import { completeBackups } from '../restore/repo-restore.js';
 
 export function requireRepo(ctx: CommandContext): string {
   const repo = ctx.argv.globals.repo;
@@ -51,7 +50,7 @@ export async function runBackupCommand(ctx: CommandContext): Promise<CommandResu
     for (const id of await removeInterruptedBackups(repo)) log.info(`removed incomplete backup ${id} (an earlier run was interrupted)`);
     const backupId = await createBackupDir(repo, newBackupId(new Date(), type === 'incr' ? 'incremental' : type === 'diff' ? 'differential' : 'full'));
     const planner = mode === 'pitr_block'
-      ? blockPlanner({ type, summaryDays: getInt(ctx.params, 'pitr_block_summary_days'), archiveRoot: walArchiveRoot({ repo }), summarizerWaitMs: Number(ctx.env.PGBACULA_SUMMARIZER_WAIT_SECONDS ?? 60) * 1000 }, await completeBackups(repo))
+      ? blockPlanner({ type, summaryDays: getInt(ctx.params, 'pitr_block_summary_days'), archiveRoot: walArchiveRoot({ repo }), summarizerWaitMs: Number(ctx.env.PGBACULA_SUMMARIZER_WAIT_SECONDS ?? 60) * 1000 }, (asked) => newestCompleteWithChain(repo, (m) => isReferenceCandidate(m, asked)))
       : undefined;
     const sink = new RepoSink(repo, backupId);
     await sink.open();
@@ -78,6 +77,8 @@ export async function runBackupCommand(ctx: CommandContext): Promise<CommandResu
         manifestPath: sink.manifestTempPath,
         mode,
         ...(planner ? { planner } : {}),
+        trackReplicationState: s.trackReplicationState,
+        ...(s.standbyEndpoints ? { standbyEndpoints: s.standbyEndpoints } : {}),
       });
     } catch (e) {
       await sink.abort();

@@ -1,8 +1,10 @@
 import { describeEndpoint } from '../config/connection.js';
-import { getString } from '../config/params.js';
+import { getList, getString } from '../config/params.js';
 import type { BackupMode } from '../config/schema.js';
 import { EXIT } from '../errors.js';
-import { assessModes, type ModeReadiness } from '../server/prerequisites.js';
+import { assessModes, type Finding, type ModeReadiness } from '../server/prerequisites.js';
+import { assessStandbyReach, assessTopologyCapture } from '../server/topology-prerequisites.js';
+import { standbyEndpoint } from './modes/pitr.js';
 import { collectServerFacts, type ServerFacts } from '../server/server-facts.js';
 import { openSession } from '../server/session.js';
 import type { CommandContext } from './context.js';
@@ -54,6 +56,22 @@ function renderModes(modes: readonly ModeReadiness[]): string {
   return lines.join('\n');
 }
 
+/** What track_replication_state=true can capture with this role (docs/replication-topology.md). */
+function renderTopology(findings: readonly Finding[], reach: readonly Finding[]): string {
+  const lines = ['', 'Replication topology capture (track_replication_state=true, modes pitr and pitr_block):'];
+  const warn = findings.filter((f) => f.severity !== 'note').length;
+  lines.push(`  ${warn ? `${warn} thing${warn > 1 ? 's' : ''} it cannot read` : 'everything it captures is readable'}`);
+  if (reach.length) {
+    const bad = reach.filter((f) => f.severity !== 'note').length;
+    lines.push(`  standby_hosts: ${reach.length - bad} of ${reach.length} reached as standbys of this server`);
+  }
+  for (const f of [...findings, ...reach]) {
+    lines.push(`    - ${f.severity}: ${f.problem}`);
+    if (f.fix !== 'nothing to do') lines.push(`      fix: ${f.fix}`);
+  }
+  return lines.join('\n');
+}
+
 /**
  * `pgbacula check`: connect, report what the server is and what each mode still needs, with
  * the exact fix. With --mode, the exit status says whether that mode is ready (1 if not).
@@ -62,8 +80,13 @@ export async function runCheck(ctx: CommandContext): Promise<CommandResult> {
   const c = ctx.connection();
   const client = await openSession(c, { applicationName: 'pgbacula check' });
   let facts: ServerFacts;
+  let topology: Finding[];
+  let reach: Finding[] = [];
   try {
     facts = await collectServerFacts(client, c);
+    topology = await assessTopologyCapture(client, facts.role === 'standby' ? 'standby' : 'primary');
+    const hosts = getList(ctx.params, 'standby_hosts');
+    if (hosts.length) reach = await assessStandbyReach(client, hosts.map((h) => standbyEndpoint(ctx.params, ctx.env, h)));
   } finally {
     await client.end().catch(() => undefined);
   }
@@ -72,8 +95,8 @@ export async function runCheck(ctx: CommandContext): Promise<CommandResult> {
   const exitCode = wanted && !modes.find((m) => m.mode === wanted)?.ready ? EXIT.FAILURE : EXIT.OK;
   const endpoint = describeEndpoint(c);
   return ok(
-    { endpoint, server: facts, modes },
-    renderFacts(facts, endpoint) + '\n' + renderModes(wanted ? modes.filter((m) => m.mode === wanted) : modes),
+    { endpoint, server: facts, modes, topologyCapture: [...topology, ...reach] },
+    renderFacts(facts, endpoint) + '\n' + renderModes(wanted ? modes.filter((m) => m.mode === wanted) : modes) + '\n' + renderTopology(topology, reach),
     exitCode,
   );
 }

@@ -12,7 +12,7 @@ export interface CommandArgs {
   readonly command: string | undefined;
   readonly positional: readonly string[];
   readonly params: readonly RawParam[];
-  readonly globals: Partial<Record<'repo' | 'pgdata' | 'backup' | 'staged' | 'config' | 'json' | 'help' | 'version', string | true>>;
+  readonly globals: Partial<Record<'repo' | 'pgdata' | 'backup' | 'staged' | 'latest' | 'config' | 'json' | 'help' | 'version', string | true>>;
 }
 
 /** Everything a command needs from argv, the config file and the environment. */

@@ -6,9 +6,34 @@ import { walArchiveRoot } from '../archive/layout.js';
 import { windowToJson } from '../archive/window.js';
 import { describeWindowReport, windowReports } from '../archive/window-report.js';
 import type { CommandContext } from './context.js';
+import type { BackupManifest } from '../format/backup-manifest.js';
+import { describeTopology, type TopologyDocument } from '../format/topology.js';
+import { loadTopology } from '../restore/topology-restore.js';
+import { redactConninfo, scrub } from '../config/redact.js';
 import { ok, type CommandResult } from './result.js';
 
-/** `pgbacula info --repo DIR`: every backup with its state, sizes and LSN range. */
+/**
+ * The replication topology a backup captured, for showing: every conninfo with its password
+ * masked (the stored document keeps them; nothing printed does).
+ */
+function topologyOf(repo: string, m: BackupManifest): { topology?: TopologyDocument; topologyProblem?: string } {
+  try {
+    const doc = loadTopology(repo, m);
+    if (!doc) return {};
+    return {
+      topology: {
+        ...doc,
+        subscriptions: doc.subscriptions.map((s) => ({ ...s, conninfo: s.conninfo === null ? null : redactConninfo(s.conninfo) })),
+        standbys: doc.standbys.map((s) => ({ ...s, primaryConninfo: redactConninfo(s.primaryConninfo) })),
+        standbySettings: doc.standbySettings && { ...doc.standbySettings, primaryConninfo: doc.standbySettings.primaryConninfo === null ? null : redactConninfo(doc.standbySettings.primaryConninfo) },
+      },
+    };
+  } catch (e) {
+    return { topologyProblem: scrub((e as Error).message) };
+  }
+}
+
+/** `pgbacula info --repo DIR`: every backup with its state, sizes, LSN range and captured topology. */
 export async function runInfoCommand(ctx: CommandContext): Promise<CommandResult> {
   const repo = requireRepo(ctx);
   await assertRepository(repo);
@@ -34,6 +59,7 @@ export async function runInfoCommand(ctx: CommandContext): Promise<CommandResult
           ...(b.manifest.fullBecause ? { fullBecause: b.manifest.fullBecause } : {}),
           pageVerification: b.manifest.pageVerification,
           checksumFailures: b.manifest.checksumFailures,
+          ...topologyOf(repo, b.manifest),
         }
       : { id: b.id, state: b.state, reason: b.reason },
   );
@@ -48,7 +74,8 @@ export async function runInfoCommand(ctx: CommandContext): Promise<CommandResult
           ? `  ${r.id}  ${r.state.toUpperCase()}  ${r.reason}`
           : `  ${r.id}  ${r.state}  ${r.mode} ${r.level}${r.reference ? ` of ${r.reference}` : ''}  PG ${r.pgVersion}  lsn ${r.startLsn}..${r.stopLsn} tli ${r.timeline}  ${formatBytes(r.rawBytes)} (stored ${formatBytes(r.storedBytes)}${r.reference ? `, ${((100 * r.storedBytes) / Math.max(1, r.rawBytes)).toFixed(1)} %` : ''})  pages ${r.pageVerification}${r.checksumFailures ? ` (${r.checksumFailures} failures)` : ''}  ${r.stopTime}${
               r.changedBlocks ? `\n      changed blocks from ${r.changedBlocks.source}: ${r.changedBlocks.changedBlocks} in ${r.changedBlocks.incrementalFiles} incremental files, ${r.changedBlocks.unchangedFiles} unchanged, ${r.changedBlocks.wholeFiles} whole` : ''}${
-              r.fullBecause ? `\n      full because ${r.fullBecause}` : ''}`,
+              r.fullBecause ? `\n      full because ${r.fullBecause}` : ''}${
+              r.topology ? `\n${describeTopology(r.topology, redactConninfo).map((l) => `      ${scrub(l)}`).join('\n')}` : r.topologyProblem ? `\n      topology: ${r.topologyProblem}` : ''}`,
       )].join('\n');
   const damaged = rows.filter((r) => r.state === 'damaged');
   const damagedWal = reports.reduce((n, r) => n + r.damaged.length, 0);

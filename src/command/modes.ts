@@ -8,11 +8,12 @@ import type { ModeEntry } from './mode-entry.js';
 import { DUMP_ENTRY, PARALLEL_DUMP_ENTRY } from './modes/dump.js';
 import { PITR_ENTRY } from './modes/pitr.js';
 import { PITR_BLOCK_ENTRY } from './modes/pitr_block.js';
+import { CDP_ENTRY } from './modes/cdp.js';
 
-const MODES: readonly ModeEntry[] = [DUMP_ENTRY, PARALLEL_DUMP_ENTRY, PITR_ENTRY, PITR_BLOCK_ENTRY as ModeEntry];
+const MODES: readonly ModeEntry[] = [DUMP_ENTRY, PARALLEL_DUMP_ENTRY, PITR_ENTRY, PITR_BLOCK_ENTRY as ModeEntry, CDP_ENTRY as ModeEntry];
 
 /** The modes a Bacula FileSet can name in this version, for messages. */
-export const MODES_HINT = 'Use mode=pitr (base backups + WAL, point-in-time restore), mode=pitr_block (the same with block-level Incrementals) or mode=dump / parallel_dump in the FileSet.';
+export const MODES_HINT = 'Use mode=pitr (base backups + WAL, point-in-time restore), mode=pitr_block (the same with block-level Incrementals), mode=cdp (pitr fed by a running wal-receive, its open segment shipped by every job) or mode=dump / parallel_dump in the FileSet.';
 
 export function modeEntry(name: string): ModeEntry | undefined {
   return MODES.find((m) => m.name === name);

@@ -35,8 +35,12 @@ export function restoreOptionsOf(params: ParamMap): RestoreOptions {
     skipWalReplay: getBool(params, 'skip_wal_replay'),
     restoreAsStandby: getBool(params, 'restore_as_standby'),
     primaryConninfo: params.has('primary_conninfo') ? getString(params, 'primary_conninfo') : undefined,
+    standbyName: params.has('standby_name') ? getString(params, 'standby_name') : undefined,
+    recreateSlots: getBool(params, 'recreate_replication_slots'),
+    recreateSubscriptions: getBool(params, 'recreate_subscriptions'),
     action: getString(params, 'recovery_target_action') as RestoreOptions['action'],
     archiveAfterRestore: getBool(params, 'archive_after_restore'),
     walSpool: getString(params, 'wal_spool')!,
+    walFromSpool: getBool(params, 'wal_from_spool'),
   };
 }

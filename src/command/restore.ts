@@ -1,3 +1,4 @@
+import { PgbaculaError } from '../errors.js';
 import { formatBytes } from '../item/job-log.js';
 import { restoreFromRepository } from '../restore/repo-restore.js';
 import { requireRepo } from './backup.js';
@@ -8,10 +9,18 @@ import { ok, type CommandResult } from './result.js';
 /** `pgbacula restore --repo DIR --pgdata-dir DIR`: the six phases, to consistency or a point in time. */
 export async function runRestoreCommand(ctx: CommandContext): Promise<CommandResult> {
   const repo = requireRepo(ctx);
+  const options = restoreOptionsOf(ctx.params);
+  if (options.walFromSpool) {
+    // A repository's WAL archive is the archive a standalone restore replays; it is not a
+    // scratch copy the spool's WAL could be added to.
+    throw new PgbaculaError('PARAM_INVALID', 'wal_from_spool applies to restores through Bacula: a standalone restore replays the WAL archive of its repository', {
+      hint: 'Feed the repository itself (wal-receive --repo DIR, archive_command = pgbacula wal-push --repo DIR %p), or restore through Bacula with the Plugin Option wal_from_spool=yes.',
+    });
+  }
   const explicit = typeof ctx.argv.globals.backup === 'string' ? ctx.argv.globals.backup : undefined;
   const s = await restoreFromRepository({
     repo,
-    options: restoreOptionsOf(ctx.params),
+    options,
     log: ctx.log,
     progressIntervalMs: ctx.progressIntervalMs,
     ...(explicit !== undefined ? { backupId: explicit } : {}),

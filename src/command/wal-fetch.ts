@@ -34,6 +34,8 @@ async function walFetch(ctx: CommandContext): Promise<CommandResult> {
     });
   }
   const stagedFlag = ctx.argv.globals.staged;
+  // A restore to the end of WAL replays the newest .partial (the receiver's open segment) too.
+  const partialAtEnd = ctx.argv.globals.latest === true;
   const stagedDir = typeof stagedFlag === 'string' ? resolve(process.cwd(), stagedFlag) : undefined;
   // `--staged DIR` alone: a restore without a WAL archive serves its backup's own WAL only (the
   // repository may not even be readable by the server's OS user that runs restore_command).
@@ -68,7 +70,7 @@ async function walFetch(ctx: CommandContext): Promise<CommandResult> {
       hint: 'The data directory being recovered belongs to another cluster than the archive; check --repo / --wal-spool.',
     });
   }
-  const r = await fetchWalFile({ root: target.root, systemId, fileName, destPath: resolve(process.cwd(), dest), ...(stagedDir === undefined ? {} : { stagedDir }) });
+  const r = await fetchWalFile({ root: target.root, systemId, fileName, destPath: resolve(process.cwd(), dest), partialAtEnd, ...(stagedDir === undefined ? {} : { stagedDir }) });
   return answer(ctx, fileName, r);
 }
 
@@ -79,5 +81,7 @@ function answer(ctx: CommandContext, fileName: string, r: FetchResult): CommandR
     }
     return ok({ status: 'absent', fileName, partial: r.partial ?? null }, '', EXIT.FAILURE);
   }
+  // In the server's log: what the restore reports as the end of the WAL it replayed.
+  if (r.fromPartial) ctx.log.info(`${fileName}: served the incomplete copy ${r.source} as the end of WAL (recovery replays up to its last valid record)`);
   return ok({ ...r, fileName }, '');
 }

@@ -17,7 +17,9 @@ export function registerSecret(value: string | undefined): void {
 /** Mask password=... in key/value conninfo strings and user:password@ in URIs. */
 export function redactConninfo(text: string): string {
   return text
-    .replace(/(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s]+)/gi, `$1${REDACTED}`)
+    // An unquoted value ends at white space — or at a double quote: inside JSON output the
+    // conninfo is a string, and eating its closing quote would break the document.
+    .replace(/(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s"]+)/gi, `$1${REDACTED}`)
     .replace(/(postgres(?:ql)?:\/\/[^:/@\s]*:)([^@\s]*)@/gi, `$1${REDACTED}@`);
 }
 

@@ -64,15 +64,18 @@ export const PARAMETERS: readonly ParameterDef[] = [
   { name: 'dump_format', type: 'enum', scopes: ['backup'], default: 'custom', values: ['custom', 'directory', 'tar', 'plain'], doc: 'pg_dump -F', inPluginString: true },
   { name: 'compression_level', type: 'int', scopes: ['backup'], default: '0', min: 0, max: 9, doc: '0 = leave compression to Bacula', inPluginString: true },
   { name: 'include_blobs', type: 'bool', scopes: ['backup'], default: 'true', doc: 'large objects in dumps', inPluginString: true },
-  { name: 'track_replication_state', type: 'bool', scopes: ['backup', 'options'], default: 'false', doc: 'capture slots, subscriptions, standby settings (not available in this version: true is refused)', inPluginString: true,
-    unavailable: { value: 'true', why: 'capturing slots, subscriptions and standby settings is not implemented yet', hint: 'Leave track_replication_state unset (or false); recreate slots and subscriptions by hand after a restore.' } },
+  { name: 'track_replication_state', type: 'bool', scopes: ['backup', 'options'], default: 'false', doc: 'physical modes: capture the replication topology at backup start (role, LSN, slots, subscriptions, publications, standbys and, on a standby, its own settings) under topology/ of the backup; a restore recreates the slots and stages the subscriptions (docs/replication-topology.md)', inPluginString: true },
   { name: 'backup_from_standby', type: 'bool', scopes: ['backup', 'options'], default: 'false', doc: 'connect with target_session_attrs=standby', inPluginString: true },
   { name: 'standby_host', type: 'host', scopes: ['backup'], default: '', doc: 'explicit standby (overrides the connection host)', inPluginString: true },
+  { name: 'standby_hosts', type: 'list', scopes: ['backup', 'options'], defaultDoc: 'none', doc: 'track_replication_state: standbys (host[:port], comma-separated) whose own primary_conninfo and primary_slot_name are read at capture, with the connection\'s user and its password or pgpass', inPluginString: true },
   { name: 'pitr_label', type: 'string', scopes: ['backup'], default: 'auto', doc: 'backup label passed to the backup-start call (auto = bacula_<jobid> or pgbacula_<time>)', inPluginString: true },
   { name: 'wal_segment_overlap', type: 'int', scopes: ['backup'], default: '2', min: 1, max: 32, doc: 'extra WAL segments kept in the spool after a job', inPluginString: true },
   { name: 'type', type: 'enum', scopes: ['backup'], default: 'full', values: ['full', 'incr', 'diff'], doc: 'standalone pgbacula backup: full, incr (changed blocks since the last backup) or diff (since the last full); mode pitr_block. Bacula jobs take their level instead', inPluginString: false },
   { name: 'pitr_block_summary_days', type: 'int', scopes: ['backup'], default: '14', min: 1, max: 365, doc: 'how far back WAL summaries are kept and usable', inPluginString: true },
-  { name: 'cdp_window_seconds', type: 'int', scopes: ['backup'], default: '300', min: 10, max: 86400, doc: 'how often cdp ships WAL', inPluginString: true },
+  { name: 'cdp_window_seconds', type: 'int', scopes: ['backup'], default: '300', min: 10, max: 86400, doc: 'how often cdp ships WAL: the interval of the Bacula Schedule that runs the cdp Job (a job more than twice this after the previous one warns)', inPluginString: true },
+  { name: 'cdp_max_lag_seconds', type: 'int', scopes: ['backup'], default: '60', min: 1, max: 86400, doc: 'cdp: a job warns when the receiver\'s flush lags the server by more than this many seconds', inPluginString: true },
+  { name: 'cdp_start_receiver', type: 'bool', scopes: ['backup'], default: 'false', doc: 'cdp: a job that finds no wal-receive running starts one that outlives it (detached, as the spool\'s owner, with slot_name, application_name, synchronous_receive); off: the job fails with the fix (run the receiver under systemd instead)', inPluginString: true },
+  { name: 'cdp_max_lag_mb', type: 'int', scopes: ['backup'], default: '1024', min: 1, max: 1048576, doc: 'cdp: a job warns when the receiver\'s slot holds more WAL than this (MiB between the server and restart_lsn)', inPluginString: true },
   // Per user: a directory one user made 0700 (root through Bacula) must not block another (postgres
   // running the CLI). /var/tmp, not $TMPDIR: staged dumps can be large and /tmp is often a small tmpfs.
   { name: 'tmpdir', type: 'path', scopes: ['backup', 'options'], defaultDoc: '/var/tmp/pgbacula-<uid>', defaultOf: () => `/var/tmp/pgbacula-${process.getuid?.() ?? 0}`, doc: 'staging directory (absolute path), made 0700 for the user running pgbacula', inPluginString: true },
@@ -92,11 +95,13 @@ export const PARAMETERS: readonly ParameterDef[] = [
   { name: 'recreate_replication_slots', type: 'bool', scopes: ['restore'], default: 'true', doc: 'run the captured slot SQL', inPluginString: true, restoreOption: true },
   { name: 'recreate_subscriptions', type: 'bool', scopes: ['restore'], default: 'false', doc: 'subscription SQL is staged as .DISABLED for review, never run by default', inPluginString: true, restoreOption: true },
   { name: 'restore_as_standby', type: 'bool', scopes: ['restore'], default: 'false', doc: 'write standby.signal + primary_conninfo instead of promoting', inPluginString: true, restoreOption: true },
-  { name: 'primary_conninfo', type: 'string', scopes: ['restore'], defaultDoc: 'captured', doc: 'conninfo for restore_as_standby', inPluginString: true, restoreOption: true },
+  { name: 'primary_conninfo', type: 'string', scopes: ['restore'], defaultDoc: 'captured', doc: 'conninfo for restore_as_standby (default: the one the backup captured for standby_name, or of the standby backed up)', inPluginString: true, restoreOption: true },
+  { name: 'standby_name', type: 'string', scopes: ['restore'], defaultDoc: 'the only one captured', doc: 'restore_as_standby: which captured standby (its application_name) to rebuild — its primary_conninfo and primary_slot_name are used', inPluginString: true, restoreOption: true },
   { name: 'skip_wal_replay', type: 'bool', scopes: ['restore'], default: 'false', doc: 'crash-consistent restore only', inPluginString: true, restoreOption: true },
   { name: 'restore_port', type: 'int', scopes: ['restore'], defaultDoc: 'as backed up', min: 1, max: 65535, doc: 'port the restored server listens on (written to postgresql.auto.conf); for restore drills next to the source', inPluginString: true, restoreOption: true },
   { name: 'remap_tablespace', type: 'list', scopes: ['restore'], defaultDoc: 'original locations', doc: 'OID=/new/dir pairs: where tablespaces are laid down instead of their original location', inPluginString: true, restoreOption: true },
   { name: 'archive_after_restore', type: 'bool', scopes: ['restore'], default: 'false', doc: 'keep archive_mode/archive_command in the restored cluster (default off, so a restored copy never writes into the source\'s WAL archive; turn on for a real disaster recovery)', inPluginString: true, restoreOption: true },
+  { name: 'wal_from_spool', type: 'bool', scopes: ['restore'], default: 'false', doc: 'physical restores through Bacula: replay also the WAL the local wal_spool holds beyond the restored jobs (segments archived since the last job, the cdp receiver\'s open segment) — the spool\'s RPO instead of the media\'s; the spool is only read (docs/cdp.md)', inPluginString: true, restoreOption: true },
   { name: 'overwrite_existing', type: 'bool', scopes: ['restore'], default: 'false', doc: 'safety gate: a non-empty target is refused unless true', inPluginString: true, restoreOption: true },
 
   // ---- connection ([connection] of pgbacula.conf; libpq environment variables apply when unset)
@@ -111,7 +116,7 @@ export const PARAMETERS: readonly ParameterDef[] = [
   { name: 'sslmode', type: 'enum', scopes: ['connection'], defaultDoc: 'PGSSLMODE or prefer', values: ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'], doc: 'libpq sslmode', inPluginString: true },
 
   // ---- [options] of pgbacula.conf (those shared with backup are above)
-  { name: 'wal_spool', type: 'path', scopes: ['options'], default: '/var/lib/pgbacula/wal-spool', doc: 'local WAL spool fed by wal-push / wal-receive', inPluginString: true },
+  { name: 'wal_spool', type: 'path', scopes: ['options'], default: '/var/lib/pgbacula/wal-spool', doc: 'local WAL spool fed by wal-push / wal-receive (a restore reads it with wal_from_spool)', inPluginString: true, restoreOption: true },
   // A restore Plugin Option too: bconsole cannot pass the CLI's --pg-bin-dir, and the client a
   // restore runs on may keep its binaries elsewhere than the one backed up (issue 9, item 10).
   { name: 'pg_bin_dir', type: 'path', scopes: ['options'], defaultDoc: 'searched: client tools in /usr/lib/postgresql/*/bin, /usr/pgsql-*/bin, /usr/local/pgsql/bin, PATH (newest); server binaries of the backup\'s major in /usr/lib/postgresql/<major>/bin', doc: 'bin directory of PostgreSQL: pg_dump, pg_restore, psql (dump modes) and, for a physical restore, postgres and pg_ctl of the backup\'s major', inPluginString: true, restoreOption: true },
@@ -146,7 +151,7 @@ export function parametersIn(scope: ParamScope): ParameterDef[] {
 /** Keys accepted in `[connection]` and `[options]` of pgbacula.conf. */
 export const CONFIG_FILE_SECTIONS = {
   connection: ['host', 'port', 'user', 'password', 'pgpass_file', 'dbname', 'sslmode', 'connection_timeout'],
-  options: ['backup_from_standby', 'track_replication_state', 'parallel_jobs', 'tmpdir', 'wal_spool', 'pg_bin_dir', 'cluster', 'slot_name', 'create_slot', 'synchronous_receive', 'application_name', 'status_interval'],
+  options: ['backup_from_standby', 'track_replication_state', 'standby_hosts', 'parallel_jobs', 'tmpdir', 'wal_spool', 'pg_bin_dir', 'cluster', 'slot_name', 'create_slot', 'synchronous_receive', 'application_name', 'status_interval'],
 } as const satisfies Record<string, readonly string[]>;
 
 export type ConfigSection = keyof typeof CONFIG_FILE_SECTIONS;

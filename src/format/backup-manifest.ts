@@ -222,7 +222,9 @@ export function manifestPathProblem(m: Pick<BackupManifest, 'files' | 'tablespac
     }
     if ((path === 'backup_label' || path === 'tablespace_map') && f.type === 'file') continue;
     if (root === 'wal' && (rest.length === 0 ? f.type === 'dir' : rest.length === 1 && WAL_NAME.test(rest[0]!))) continue;
-    return `${bad} is outside the areas of a backup (pgdata/, tablespaces/<oid>/, wal/<WAL file>, backup_label, tablespace_map)`;
+    // The replication topology (track_replication_state): a document read by the restore, never laid down.
+    if (root === 'topology' && rest.length === 1 && f.type === 'file' && /^[a-z][a-z0-9-]*\.json$/.test(rest[0]!)) continue;
+    return `${bad} is outside the areas of a backup (pgdata/, tablespaces/<oid>/, wal/<WAL file>, topology/<name>.json, backup_label, tablespace_map)`;
   }
   if (m.walSegments !== undefined && (!Array.isArray(m.walSegments) || m.walSegments.some((n) => typeof n !== 'string' || !WAL_NAME.test(n)))) {
     return 'walSegments holds a name that is not a WAL file name';

@@ -47,6 +47,8 @@ export interface VersionFacts {
   readonly walImageCompressedMask: number;
   /** libpq's target_session_attrs=standby exists from 14 (a client-tool major). */
   readonly targetSessionAttrsStandby: boolean;
+  /** pg_replication_slots has wal_status and safe_wal_size (the WAL a slot may still retain) from 13. */
+  readonly slotSafeWalSize: boolean;
   /** DROP DATABASE … WITH (FORCE) exists from 13. */
   readonly dropDatabaseForce: boolean;
   /**
@@ -72,6 +74,32 @@ export interface VersionFacts {
   readonly walLevelInCheckpointRecords: { readonly checkpointShutdown: number; readonly checkpointRedoInfo: number; readonly endOfRecovery: number } | undefined;
   /** Abort records may carry the DBINFO item (xinfo bit 0) from 11; in 10 they never do. */
   readonly walXactAbortDbInfo: boolean;
+  /**
+   * What pg_replication_slots shows and pg_create_logical_replication_slot takes: the two_phase
+   * column and argument from 14, failover from 17 (docs/replication-topology.md).
+   */
+  readonly slotTwoPhase: boolean;
+  readonly slotFailover: boolean;
+  /**
+   * The pg_subscription columns that map to CREATE SUBSCRIPTION options, by the release that
+   * added them: binary and streaming 14 (streaming a bool until 15, a char f/t/p from 16),
+   * two_phase and disable_on_error 15, password_required, run_as_owner and origin 16, failover 17.
+   */
+  readonly subscriptionOptions: {
+    readonly binary: boolean;
+    readonly streaming: 'none' | 'bool' | 'char';
+    readonly twoPhase: boolean;
+    readonly disableOnError: boolean;
+    readonly passwordRequired: boolean;
+    readonly runAsOwner: boolean;
+    readonly origin: boolean;
+    readonly failover: boolean;
+  };
+  /** pg_publication columns: pubtruncate from 11, pubviaroot from 13. */
+  readonly publicationTruncate: boolean;
+  readonly publicationViaRoot: boolean;
+  /** pg_stat_wal_receiver names the upstream (sender_host, sender_port) from 11. */
+  readonly walReceiverSender: boolean;
 }
 
 /** The facts that are constants of each supported release. */
@@ -119,6 +147,7 @@ function decide(major: number): VersionFacts {
     walImageCompressedMask: major >= 15 ? 0x1c : 0x02,
     targetSessionAttrsStandby: major >= 14,
     dropDatabaseForce: major >= 13,
+    slotSafeWalSize: major >= 13,
     excludeTransientDirectories: major >= 10,
     checksumsDefaultOn: major >= 18,
     walDbaseInfo: major >= 15 ? { createFileCopy: 0x00, createWalLog: 0x10, drop: 0x20 } : { createFileCopy: 0x00, createWalLog: undefined, drop: 0x10 },
@@ -126,6 +155,21 @@ function decide(major: number): VersionFacts {
     walParameterChangeWalLevelOffset: major >= 12 ? 20 : 16,
     walLevelInCheckpointRecords: major >= 17 ? { checkpointShutdown: 20, checkpointRedoInfo: 0xe0, endOfRecovery: 16 } : undefined,
     walXactAbortDbInfo: major >= 11,
+    slotTwoPhase: major >= 14,
+    slotFailover: major >= 17,
+    subscriptionOptions: {
+      binary: major >= 14,
+      streaming: major >= 16 ? 'char' : major >= 14 ? 'bool' : 'none',
+      twoPhase: major >= 15,
+      disableOnError: major >= 15,
+      passwordRequired: major >= 16,
+      runAsOwner: major >= 16,
+      origin: major >= 16,
+      failover: major >= 17,
+    },
+    publicationTruncate: major >= 11,
+    publicationViaRoot: major >= 13,
+    walReceiverSender: major >= 11,
   };
 }
 

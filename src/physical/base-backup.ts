@@ -17,6 +17,8 @@ import { openSession } from '../server/session.js';
 import { isSupportedMajor, SUPPORTED_RANGE, versionFacts, type Major, type VersionFacts } from '../pg/versions.js';
 import { serverVersion } from '../server/server-facts.js';
 import { streamWal } from '../server/wal-stream.js';
+import { captureTopology, type StandbyEndpoint } from '../server/topology-capture.js';
+import { captureSummary, serializeTopology, TOPOLOGY_ITEM } from '../format/topology.js';
 import { planCluster, type PlanEntry } from '../pipeline/cluster-walk.js';
 import { DEFAULT_RANGE_SIZE, emitFiles, type ChecksumFailure } from '../pipeline/emit-files.js';
 import type { ItemSink } from '../item/item.js';
@@ -50,6 +52,10 @@ export interface BaseBackupRequest {
   readonly mode?: string;
   /** Block-level backups: what becomes of the walked plan once the backup has started. */
   readonly planner?: BackupPlanner;
+  /** track_replication_state: the replication topology is captured at the start and stored under topology/. */
+  readonly trackReplicationState?: boolean;
+  /** standby_hosts: standbys whose own settings the capture reads. */
+  readonly standbyEndpoints?: readonly StandbyEndpoint[];
 }
 
 export interface BaseBackupResult {
@@ -158,12 +164,29 @@ export async function runBaseBackup(req: BaseBackupRequest): Promise<BaseBackupR
     const start = await startBackup(session, facts, req.label, true);
     inBackup = true;
     log.info(`backup start label='${req.label}' lsn=${start.startLsn}`);
+    let topology: ManifestFile | undefined;
+    if (req.trackReplicationState) {
+      // What cannot be read is left out with a note; a capture that fails outright is a warning:
+      // the data of the backup matters more than the record of its replication.
+      const doc = await captureTopology({ session, connection: req.connection, major: server.major, pgVersion: server.version, timeline: ident.timeline, inRecovery: server.inRecovery, pgdata, ownSlots: [slot], ...(req.standbyEndpoints ? { standbys: req.standbyEndpoints } : {}) })
+        .catch((e: unknown) => {
+          log.warning(`replication topology NOT captured (track_replication_state=true): ${(e as Error).message.split('\n')[0]} — pgbacula check says what the role needs`);
+          return undefined;
+        });
+      if (doc) {
+        // Stored raw and never compressed: a restore reads it before anything else of the backup.
+        topology = await emitSmallFile(req.sink, TOPOLOGY_ITEM, new TextEncoder().encode(serializeTopology(doc)), false);
+        log.info(captureSummary(doc));
+        for (const n of doc.notes) log.warning(`replication topology: ${n}`);
+      }
+    }
 
     // WAL is streamed while the files are copied (the slot would hold it anyway, but streaming
     // now keeps the server's pg_wal from growing with a long backup).
     await makeDirs(walDir, 0o700);
     writer = new ManifestWriter(join(walDir, 'manifest-entries.spool'));
     const add = writer.add.bind(writer);
+    if (topology) add(topology);
     let streamError: unknown;
     const during = streamWal({
       connection: repl,

@@ -37,7 +37,8 @@ export async function initRepository(repo: string, storage: Storage = posixStora
   if (await storage.exists(marker).catch(() => false)) return;
   // wal/ may come first: wal-push can archive into a repository before its first backup.
   const entries = await storage.list(repo);
-  const others = entries.filter((n) => n !== 'backups' && n !== 'lock' && n !== 'wal' && !isMarkerTemporary(n));
+  // The marker itself may be there now: another process published it since the check above.
+  const others = entries.filter((n) => n !== REPO_MARKER && n !== 'backups' && n !== 'lock' && n !== 'wal' && !isMarkerTemporary(n));
   if (others.length > 0) {
     throw new PgbaculaError('REPOSITORY', `${repo} is not a pgbacula repository and is not empty (${others.slice(0, 3).join(', ')}…)`, {
       hint: 'Use an empty directory or an existing repository.',
@@ -97,46 +98,77 @@ async function sizeOfTree(storage: Storage, dir: string): Promise<number> {
 
 /** Every backup directory with its state. Only a sealed, checked manifest makes "complete". */
 export async function listBackups(repo: string, withSizes = false, storage: Storage = posixStorage): Promise<BackupState[]> {
-  const ids = sortBackupIds((await storage.list(backupsDir(repo)).catch(() => [] as string[])).filter((n) => BACKUP_ID.test(n)));
   const out: BackupState[] = [];
-  for (const id of ids) {
-    let text: string | undefined;
-    try {
-      text = (await storage.readFile(manifestPath(repo, id))).toString('utf8');
-    } catch (e) {
-      if (errorCode(e) !== 'ENOENT') {
-        out.push({ id, state: 'damaged', reason: `manifest.json cannot be read: ${(e as Error).message}` });
-        continue;
-      }
-    }
-    if (text === undefined) {
-      const marker = await readInProgressMarker(storage, repo, id);
-      const start = marker === undefined ? await markerBeingWritten(storage, repo, id) : undefined;
-      if (start === 'running') {
-        out.push({ id, state: 'running', reason: 'being created by a live process' });
-      } else if (start === 'interrupted') {
-        out.push({ id, state: 'incomplete', reason: 'interrupted while it was being created' });
-      } else if (marker === undefined) {
-        out.push({ id, state: 'damaged', reason: 'no manifest.json and no in-progress marker: not left by an interrupted pgbacula backup (kept; remove it by hand if it is not needed)' });
-      } else if (marker.host !== hostname()) {
-        // A process on another host cannot be asked whether it still runs: never removed on a guess.
-        out.push({ id, state: 'running', reason: `being written on host ${marker.host} by process ${marker.pid} (if it no longer runs there, remove ${backupDir(repo, id)} by hand)` });
-      } else if (marker.pid !== process.pid && pidAlive(marker.pid)) {
-        out.push({ id, state: 'running', reason: `being written by process ${marker.pid}` });
-      } else {
-        out.push({ id, state: 'incomplete', reason: 'no manifest (interrupted)' });
-      }
-      continue;
-    }
-    try {
-      const manifest = parseManifest(text);
-      if (manifest.backupId !== id) throw new ManifestError(`manifest names backup ${JSON.stringify(manifest.backupId)}, stored under ${id}`);
-      out.push({ id, state: 'complete', manifest, storedBytes: withSizes ? await sizeOfTree(storage, backupDir(repo, id)) : 0 });
-    } catch (e) {
-      out.push({ id, state: 'damaged', reason: `manifest.json is damaged: ${e instanceof ManifestError ? e.message : (e as Error).message}` });
-    }
-  }
+  for (const id of await backupIds(repo, storage)) out.push(await backupState(repo, id, withSizes, storage));
   return out;
+}
+
+/** The names of the backup directories, in time order. */
+async function backupIds(repo: string, storage: Storage): Promise<string[]> {
+  return sortBackupIds((await storage.list(backupsDir(repo)).catch(() => [] as string[])).filter((n) => BACKUP_ID.test(n)));
+}
+
+/** One backup directory's state. */
+async function backupState(repo: string, id: string, withSizes: boolean, storage: Storage): Promise<BackupState> {
+  let text: string | undefined;
+  try {
+    text = (await storage.readFile(manifestPath(repo, id))).toString('utf8');
+  } catch (e) {
+    if (errorCode(e) !== 'ENOENT') return { id, state: 'damaged', reason: `manifest.json cannot be read: ${(e as Error).message}` };
+  }
+  if (text === undefined) {
+    const marker = await readInProgressMarker(storage, repo, id);
+    const start = marker === undefined ? await markerBeingWritten(storage, repo, id) : undefined;
+    if (start === 'running') return { id, state: 'running', reason: 'being created by a live process' };
+    if (start === 'interrupted') return { id, state: 'incomplete', reason: 'interrupted while it was being created' };
+    if (marker === undefined) {
+      return { id, state: 'damaged', reason: 'no manifest.json and no in-progress marker: not left by an interrupted pgbacula backup (kept; remove it by hand if it is not needed)' };
+    }
+    if (marker.host !== hostname()) {
+      // A process on another host cannot be asked whether it still runs: never removed on a guess.
+      return { id, state: 'running', reason: `being written on host ${marker.host} by process ${marker.pid} (if it no longer runs there, remove ${backupDir(repo, id)} by hand)` };
+    }
+    if (marker.pid !== process.pid && pidAlive(marker.pid)) return { id, state: 'running', reason: `being written by process ${marker.pid}` };
+    return { id, state: 'incomplete', reason: 'no manifest (interrupted)' };
+  }
+  try {
+    const manifest = parseManifest(text);
+    if (manifest.backupId !== id) throw new ManifestError(`manifest names backup ${JSON.stringify(manifest.backupId)}, stored under ${id}`);
+    return { id, state: 'complete', manifest, storedBytes: withSizes ? await sizeOfTree(storage, backupDir(repo, id)) : 0 };
+  } catch (e) {
+    return { id, state: 'damaged', reason: `manifest.json is damaged: ${e instanceof ManifestError ? e.message : (e as Error).message}` };
+  }
+}
+
+/**
+ * The newest complete backup that `wanted` accepts, with the backups it was taken against back to
+ * its full one, and the complete backups newer than it — oldest first; every other manifest is
+ * left unread. A block-level backup needs just these to choose and check its reference, and a
+ * repository that keeps months of backups would otherwise parse every manifest at each start.
+ */
+export async function newestCompleteWithChain(repo: string, wanted: (m: BackupManifest) => boolean, storage: Storage = posixStorage): Promise<BackupManifest[]> {
+  const ids = await backupIds(repo, storage);
+  const known = new Set(ids);
+  const out = new Map<string, BackupManifest>();
+  const complete = async (id: string): Promise<BackupManifest | undefined> => {
+    const b = await backupState(repo, id, false, storage);
+    return b.state === 'complete' ? b.manifest : undefined;
+  };
+  for (let i = ids.length - 1; i >= 0; i--) {
+    const m = await complete(ids[i]!);
+    if (!m) continue;
+    out.set(m.backupId, m);
+    if (!wanted(m)) continue;
+    // Its chain: what is missing or damaged on the way is left out, and the chain check says so.
+    for (let at = m.reference?.backupId; at !== undefined && known.has(at) && !out.has(at); ) {
+      const r = await complete(at);
+      if (!r) break;
+      out.set(at, r);
+      at = r.reference?.backupId;
+    }
+    break;
+  }
+  return sortBackupIds([...out.keys()]).map((id) => out.get(id)!);
 }
 
 /** Backup ids in time order: `…F` before `…F-2` before `…F-10`. */
@@ -210,6 +242,12 @@ export async function createBackupDir(repo: string, baseId: string, storage: Sto
 }
 
 export async function loadBackup(repo: string, id?: string, storage: Storage = posixStorage): Promise<BackupManifest> {
+  if (id !== undefined && BACKUP_ID.test(id) && (await backupIds(repo, storage)).includes(id)) {
+    // The one asked for: no other manifest needs reading.
+    const found = await backupState(repo, id, false, storage);
+    if (found.state === 'complete') return found.manifest;
+    throw new PgbaculaError('REPOSITORY', `backup ${id} is ${found.state}: ${found.reason}`, { hint: found.state === 'damaged' ? 'pgbacula verify --repo reports what is wrong; use another backup.' : 'Use a complete backup.' });
+  }
   const all = await listBackups(repo, false, storage);
   const complete = all.filter((b): b is Extract<BackupState, { state: 'complete' }> => b.state === 'complete');
   if (id === undefined) {

@@ -18,7 +18,7 @@ export interface RecoveryPlan {
   readonly target: RecoveryTarget;
   readonly action: 'promote' | 'pause' | 'shutdown';
   /** Restore as a standby: standby.signal (or standby_mode) and primary_conninfo. */
-  readonly standby?: { readonly primaryConninfo?: string };
+  readonly standby?: { readonly primaryConninfo?: string; readonly primarySlotName?: string };
   /** 'latest' follows timeline switches found in the archive (the default from 12, not before). */
   readonly timeline: 'latest' | 'current';
 }
@@ -55,6 +55,7 @@ function settings(plan: RecoveryPlan): Array<[string, string]> {
   if (t.kind !== 'end-of-wal' && !plan.standby) out.push(['recovery_target_action', plan.action]);
   out.push(['recovery_target_timeline', plan.timeline]);
   if (plan.standby?.primaryConninfo) out.push(['primary_conninfo', plan.standby.primaryConninfo]);
+  if (plan.standby?.primarySlotName) out.push(['primary_slot_name', plan.standby.primarySlotName]);
   return out;
 }
 

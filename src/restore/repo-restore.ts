@@ -20,7 +20,11 @@ import { judgeRecoveryTarget } from '../archive/window.js';
 import { windowReport } from '../archive/window-report.js';
 import type { RecoveryTarget } from './recovery-settings.js';
 import { RestoreJob, type RestoreSummary } from './restore-job.js';
+import { unreachedWal } from './unreached-wal.js';
 import type { NamedPath } from './target.js';
+import { capturedStandby, loadTopology } from './topology-restore.js';
+import { conninfo as conninfoText, conninfoHas, type StandbyRecord } from '../format/topology.js';
+import { redactConninfo } from '../config/redact.js';
 
 function parseRemap(pairs: readonly string[]): Map<string, string> {
   const out = new Map<string, string>();
@@ -87,12 +91,19 @@ export interface RestoreOptions {
   readonly remapTablespaces: readonly string[];
   readonly skipWalReplay: boolean;
   readonly restoreAsStandby: boolean;
-  /** Given or not (restore_as_standby needs it). */
+  /** Given or not (restore_as_standby takes the captured one without it). */
   readonly primaryConninfo: string | undefined;
+  /** restore_as_standby: which captured standby is rebuilt (its conninfo and slot). */
+  readonly standbyName?: string | undefined;
+  /** recreate_replication_slots (default true), recreate_subscriptions (default false). */
+  readonly recreateSlots?: boolean;
+  readonly recreateSubscriptions?: boolean;
   readonly action: 'promote' | 'pause' | 'shutdown';
   readonly archiveAfterRestore: boolean;
   /** The spool no restore target may touch. */
   readonly walSpool: string;
+  /** A Bacula restore: replay also what the spool holds beyond the restored jobs (adopt-wal.ts). */
+  readonly walFromSpool: boolean;
 }
 
 export interface RepoRestoreRequest {
@@ -124,7 +135,8 @@ export async function restoreFromRepository(req: RepoRestoreRequest): Promise<Re
   await assertRepository(repo);
   const manifest = req.manifest ?? (req.backupId !== undefined ? await loadBackup(repo, req.backupId) : await chooseBaseBackup(repo, target, req.describe));
   // A newer backup that cannot be used is said, never passed over in silence.
-  for (const b of await listBackups(repo)) {
+  const states = await listBackups(repo);
+  for (const b of states) {
     if ((b.state === 'damaged' || b.state === 'running') && b.id > manifest.backupId) {
       req.log.warning(`backup ${b.id} is newer than the one restored (${manifest.backupId}) but ${b.state === 'damaged' ? 'damaged' : 'still being written'}: ${b.reason}${b.state === 'damaged' ? ' — pgbacula verify --repo reports it' : ''}`);
     }
@@ -133,7 +145,7 @@ export async function restoreFromRepository(req: RepoRestoreRequest): Promise<Re
   let chain: BackupManifest[] = [];
   if (manifest.reference) {
     try {
-      chain = chainOf(manifest, await completeBackups(repo)).slice(0, -1);
+      chain = chainOf(manifest, states.flatMap((b) => (b.state === 'complete' ? [b.manifest] : []))).slice(0, -1);
     } catch (e) {
       if (!(e instanceof ChainError)) throw e;
       throw new PgbaculaError('REPOSITORY', `backup ${manifest.backupId} cannot be restored: ${e.message}`, {
@@ -164,17 +176,36 @@ export async function restoreFromRepository(req: RepoRestoreRequest): Promise<Re
       if (range?.lastRecordLsn !== undefined && range.lastSegment !== undefined) {
         expectedReplay = { lastRecord: formatLsn(range.lastRecordLsn), endLsn: formatLsn(range.to.lsn), segment: range.lastSegment };
       }
+      const unreached = await unreachedWal({ archiveRoot, systemId: manifest.systemIdentifier, range, stopLsn: manifest.stopLsn, segmentSize: manifest.walSegmentSize });
+      if (unreached) req.log.warning(unreached);
       if (range?.endsAtDamage) {
         req.log.warning(`WAL segment ${range.endsAtDamage.segment} in ${archiveRoot} is damaged (${range.endsAtDamage.problem}): recovery will stop before it and this restore will fail; run pgbacula verify --repo`);
       }
     }
   }
   const restoreAsStandby = o.restoreAsStandby;
-  if (restoreAsStandby && o.primaryConninfo === undefined) {
-    throw new PgbaculaError('PARAM_MISSING', 'restore_as_standby=true needs primary_conninfo (the primary to follow)', {
-      hint: "Give primary_conninfo='host=db1 user=replicator' (a password belongs in the standby's ~/.pgpass).",
+  // The replication topology the backup captured: phase 5 works from it, and a standby is rebuilt
+  // with its captured primary_conninfo and slot (primary_conninfo, when given, overrides).
+  const topology = loadTopology(repo, manifest);
+  const captured = restoreAsStandby ? capturedStandby(topology, o.standbyName, o.primaryConninfo) : undefined;
+  if (restoreAsStandby && o.primaryConninfo === undefined && captured === undefined) {
+    throw new PgbaculaError('PARAM_MISSING', 'restore_as_standby=true needs primary_conninfo (the primary to follow): this backup captured no standby to take it from', {
+      hint: "Give primary_conninfo='host=db1 user=replicator' (a password belongs in the standby's ~/.pgpass), or back up with track_replication_state=true.",
     });
   }
+  let standby: { primaryConninfo: string; primarySlotName?: string } | undefined;
+  if (restoreAsStandby) {
+    const conninfo = o.primaryConninfo ?? captured!.primaryConninfo;
+    // The captured standby's name stays its application_name: synchronous_standby_names and
+    // pg_stat_replication know it by that name.
+    const named = captured?.name !== undefined && !conninfoHas(conninfo, 'application_name') ? `${conninfo} ${conninfoText({ application_name: captured.name })}` : conninfo;
+    standby = { primaryConninfo: named, ...(captured?.primarySlotName ? { primarySlotName: captured.primarySlotName } : {}) };
+    req.log.info(`restore as a standby${captured?.name !== undefined ? ` (captured standby ${captured.name})` : ''}: primary_conninfo ${o.primaryConninfo !== undefined ? 'as given' : 'as captured'} '${redactConninfo(named)}'${standby.primarySlotName ? `, primary_slot_name ${standby.primarySlotName}` : ''}`);
+  }
+  const rebuildCommand = (st: StandbyRecord): string =>
+    req.consume
+      ? `bconsole: restore the same job(s) of this backup (${manifest.backupId}) with the Plugin Options restore_as_standby=yes standby_name=${st.name} pgdata_dir=/new/standby/data (add primary_conninfo='…' when the primary moved)`
+      : `pgbacula restore --repo ${repo} --backup ${manifest.backupId} --pgdata-dir /new/standby/data --restore-as-standby=true --standby-name=${st.name}`;
   const pgdataDir = o.pgdataDir ?? manifest.dataDirectory;
   const pool = createWorkerPool();
   try {
@@ -193,7 +224,11 @@ export async function restoreFromRepository(req: RepoRestoreRequest): Promise<Re
       skipWalReplay: o.skipWalReplay,
       ...(target ? { target } : {}),
       action: o.action,
-      ...(restoreAsStandby ? { standby: { primaryConninfo: o.primaryConninfo! } } : {}),
+      ...(standby ? { standby } : {}),
+      ...(topology ? { topology } : {}),
+      recreateSlots: o.recreateSlots ?? true,
+      recreateSubscriptions: o.recreateSubscriptions ?? false,
+      rebuildCommand,
       ...(archived ? { archiveRestoreCommand: restoreCommandLine({ repo }) } : {}),
       archiveAfterRestore: o.archiveAfterRestore,
       ...(req.consume ? { consumeRepository: true } : {}),

@@ -24,7 +24,10 @@ import { parseLsn } from '../wal/lsn.js';
 import { walSegmentNameForLsn } from '../wal/segment.js';
 import { restoreCommandLine } from '../archive/archive-command.js';
 import { serverBinDirFor } from './server-binaries.js';
+import { restoreTopology } from './topology-restore.js';
+import type { StandbyRecord, TopologyDocument } from '../format/topology.js';
 import { assertOutsideProtected, freeBytes, inspectTarget, resolveOwner, RESTORE_STATE_DIR, type NamedPath, type Owner } from './target.js';
+import { connectRestored } from './restored-server-client.js';
 import { carriesPageChecksums, parseRelationFileName } from '../format/relation-file.js';
 import { DEFAULT_BLOCKS_PER_SEGMENT } from '../format/page.js';
 import { fileSystemError } from '../os/io-error.js';
@@ -52,8 +55,15 @@ export interface RestoreRequest {
   /** A point in time (or LSN, xid, restore point) to stop at; default: the end of the WAL there is. */
   readonly target?: RecoveryTarget;
   readonly action?: 'promote' | 'pause' | 'shutdown';
-  /** Restore as a standby of this primary (standby.signal + primary_conninfo). */
-  readonly standby?: { readonly primaryConninfo?: string };
+  /** Restore as a standby of this primary (standby.signal + primary_conninfo, primary_slot_name). */
+  readonly standby?: { readonly primaryConninfo?: string; readonly primarySlotName?: string };
+  /** The replication topology the backup captured (track_replication_state): phase 5 works from it. */
+  readonly topology?: TopologyDocument;
+  /** recreate_replication_slots (default true) and recreate_subscriptions (default false). */
+  readonly recreateSlots?: boolean;
+  readonly recreateSubscriptions?: boolean;
+  /** The exact restore that rebuilds a captured standby (written into its standby-<name>/ directory). */
+  readonly rebuildCommand?: (s: StandbyRecord) => string;
   /** restore_command of the WAL archive to replay from after the backup's own WAL (wal-fetch). */
   readonly archiveRestoreCommand?: string;
   /** Keep the source's archive_mode/archive_command (default: archiving off in the copy). */
@@ -92,7 +102,7 @@ function restoreFingerprint(req: RestoreRequest): string {
     skip: req.skipWalReplay,
     target: req.target ?? null,
     action: req.action ?? 'promote',
-    standby: req.standby ? (req.standby.primaryConninfo ?? '') : null,
+    standby: req.standby ? [req.standby.primaryConninfo ?? '', req.standby.primarySlotName ?? ''] : null,
     archive: req.archiveRestoreCommand ?? null,
     archiveAfter: req.archiveAfterRestore ?? false,
   };
@@ -118,6 +128,11 @@ interface RestoreState {
   phasesDone: number[];
   /** Where in server.log the server started by this restore begins (older lines are another run's). */
   logOffset?: number;
+  /**
+   * Phase 3 held the restored subscriptions' apply workers off (max_logical_replication_workers = 0)
+   * until phase 5 has disabled them: the value the restored postgresql.auto.conf had, if any.
+   */
+  heldLogicalWorkers?: { readonly original: string | null };
   /** Set when every phase is done: the directory then holds a restored cluster, not an interrupted restore. */
   finished?: string;
 }
@@ -147,7 +162,9 @@ export class RestoreJob {
     // recovery there. Both are checked record by record; a damaged file stops recovery (exit
     // 200) — no shell fallback (`|| cp`) that would serve something after a refusal.
     this.plan = {
-      restoreCommand: restoreCommandLine({ ...(req.archiveRestoreCommand ? { repo: req.repo } : {}), staged: this.stagedWalDir }),
+      // Not a standby (it streams the rest): the newest .partial, a receiver's open segment, is
+      // the end of WAL and replayed too (RPO 0 with a synchronous wal-receive).
+      restoreCommand: restoreCommandLine({ ...(req.archiveRestoreCommand ? { repo: req.repo } : {}), staged: this.stagedWalDir, latest: !req.standby }),
       // skip_wal_replay: stop as soon as the backup is consistent; otherwise the target, or all WAL there is.
       target: req.skipWalReplay ? { kind: 'immediate' } : (req.target ?? { kind: 'end-of-wal' }),
       action: req.action ?? 'promote',
@@ -181,7 +198,25 @@ export class RestoreJob {
     if (!this.state.phasesDone.includes(3)) this.walSetup();
     else this.phase(3, 'wal-setup', 'already done by the interrupted run');
     const started = await this.start(binDir, major);
-    this.phase(5, 'topology', 'no replication topology captured in this backup');
+    if (this.req.topology) {
+      const text = await restoreTopology({
+        doc: this.req.topology,
+        major,
+        stateDir: this.stateDir,
+        owner: this.owner ?? resolveOwner(this.req.pgdataDir),
+        port: started.port,
+        socketDir: started.socketDir,
+        state: started.state,
+        recreateSlots: this.req.recreateSlots ?? true,
+        recreateSubscriptions: this.req.recreateSubscriptions ?? false,
+        log: this.req.log,
+        rebuildCommand: this.req.rebuildCommand ?? ((st) => `pgbacula restore --repo ${this.req.repo} --backup ${m.backupId} --pgdata-dir /new/standby/data --restore-as-standby=true --standby-name=${st.name}`),
+      });
+      const released = started.state === 'promoted' && this.state.heldLogicalWorkers ? await this.releaseLogicalWorkers(binDir, started.port, started.socketDir) : '';
+      this.phase(5, 'topology', `${text}${released}`);
+    } else {
+      this.phase(5, 'topology', 'no replication topology captured in this backup (track_replication_state=false)');
+    }
     this.saveState(5);
     const verified = await this.verify(started.port, started.socketDir, started.state);
     this.state.finished = new Date().toISOString();
@@ -285,7 +320,15 @@ export class RestoreJob {
     if ((statSync(pgdataDir).mode & 0o027) !== 0) setModeSync(pgdataDir, 0o700);
     makeDirsSync(this.stateDir, 0o700);
     giveToSync(this.stateDir, this.owner);
-    if (resumable) this.state = { backupId: earlier.backupId, fingerprint: this.fingerprint, phasesDone: [...earlier.phasesDone], ...(earlier.logOffset !== undefined ? { logOffset: earlier.logOffset } : {}) };
+    if (resumable) {
+      this.state = {
+        backupId: earlier.backupId,
+        fingerprint: this.fingerprint,
+        phasesDone: [...earlier.phasesDone],
+        ...(earlier.logOffset !== undefined ? { logOffset: earlier.logOffset } : {}),
+        ...(earlier.heldLogicalWorkers !== undefined ? { heldLogicalWorkers: earlier.heldLogicalWorkers } : {}),
+      };
+    }
     this.saveState(1);
     this.phase(1, 'pre-check', `backup ${m.backupId} (PostgreSQL ${m.pgVersion}, ${formatBytes(needed)}) into ${pgdataDir}; ${formatBytes(free)} free; server binaries ${binDir} (major ${major})${resumable ? '; resuming an interrupted restore' : ''}`);
     return resumable;
@@ -489,6 +532,15 @@ export class RestoreJob {
       const auto = join(pgdataDir, 'postgresql.auto.conf');
       appendToFileSync(auto, `# pgbacula restore: the restored server's port\nport = ${this.req.restorePort}\n`, { owner });
     }
+    if (this.holdsSubscriptions()) {
+      // The catalog brings the subscriptions back enabled: started as they are, their apply
+      // workers would connect to the publishers and consume their slots before phase 5 could
+      // disable them. No worker runs until then (docs/replication-topology.md).
+      const auto = join(pgdataDir, 'postgresql.auto.conf');
+      const original = existsSync(auto) ? lastSetting(readFileSync(auto, 'utf8'), 'max_logical_replication_workers') : null;
+      appendToFileSync(auto, '# pgbacula restore: no logical replication workers until phase 5 has disabled the restored subscriptions\nmax_logical_replication_workers = 0\n', { owner });
+      this.state.heldLogicalWorkers = { original };
+    }
     const major = majorOf(m.pgVersionNum) as Major;
     for (const f of recoveryFiles(major, this.plan)) {
       const path = join(pgdataDir, f.name);
@@ -505,6 +557,48 @@ export class RestoreJob {
           : `stop at recovery_target_${t.kind} '${t.value}', then ${this.plan.action}`;
     this.phase(3, 'wal-setup', `${m.walSegments.length} WAL segment(s) ${m.walSegments[0] ?? ''}..${m.walSegments.at(-1) ?? ''} staged; restore_command: ${this.req.archiveRestoreCommand ? 'the WAL archive, then the backup\'s own WAL' : 'the backup\'s own WAL'}; ${goal}${t.kind === 'end-of-wal' || t.kind === 'immediate' ? ', then promote' : ''}; backup end ${m.stopLsn} (timeline ${m.stopTimeline}); ${versionFacts(major).recoveryConfig === 'signal-files' ? 'recovery.signal + postgresql.auto.conf' : 'recovery.conf'}${this.req.archiveAfterRestore ? '; archiving kept' : '; archiving off in the copy'}${this.req.restorePort ? `; port ${this.req.restorePort}` : ''}${dropped.length ? `; removed the source's ${dropped.join(', ')}` : ''}`);
     this.saveState(3);
+  }
+
+  /** The restore will promote a server whose catalog holds enabled subscriptions. */
+  private holdsSubscriptions(): boolean {
+    const t = this.plan.target;
+    const promotes = !this.plan.standby && (t.kind === 'end-of-wal' || t.kind === 'immediate' || this.plan.action === 'promote');
+    return promotes && (this.req.topology?.subscriptions.some((s) => s.enabled) ?? false);
+  }
+
+  /**
+   * The subscriptions are disabled (phase 5): the logical replication workers come back — the
+   * restored postgresql.auto.conf's own value, or none — with a restart, as that setting needs.
+   */
+  private async releaseLogicalWorkers(binDir: string, port: number | undefined, socketDir: string | undefined): Promise<string> {
+    const original = this.state.heldLogicalWorkers?.original ?? null;
+    let client: pg.Client | undefined;
+    try {
+      client = await connectRestored({ socketDir, port, owner: this.owner ?? resolveOwner(this.req.pgdataDir) });
+      await client.query(original === null ? 'ALTER SYSTEM RESET max_logical_replication_workers' : `ALTER SYSTEM SET max_logical_replication_workers = ${Number(original) || 0}`);
+    } catch (e) {
+      this.req.log.warning(`logical replication workers stay off (max_logical_replication_workers = 0): ${(e as Error).message}; ALTER SYSTEM RESET max_logical_replication_workers and restart when the subscriptions are reviewed`);
+      return '';
+    } finally {
+      await client?.end().catch(() => undefined);
+    }
+    const owner = this.owner ?? resolveOwner(this.req.pgdataDir);
+    const logFile = join(this.stateDir, 'server.log');
+    try {
+      await execFileAsync(join(binDir, 'pg_ctl'), ['-D', this.req.pgdataDir, '-l', logFile, '-w', '-t', String(this.req.startTimeoutSeconds), '-m', 'fast', 'restart'], {
+        uid: owner.uid,
+        gid: owner.gid,
+        cwd: this.req.pgdataDir,
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C', LC_ALL: 'C' },
+      });
+    } catch (e) {
+      throw new PgbaculaError('RESTORE_PRECHECK', `the restored server in ${this.req.pgdataDir} did not restart after its subscriptions were disabled: ${(e as Error).message.split('\n')[0]}`, {
+        hint: `See ${logFile}; start it with pg_ctl -D ${this.req.pgdataDir} start.`,
+      });
+    }
+    delete this.state.heldLogicalWorkers;
+    this.saveState(4);
+    return '; restarted with logical replication workers back';
   }
 
   /** Phase 4: start as the data directory's owner; pg_ctl waits until recovery ends and connections are accepted. */
@@ -587,7 +681,7 @@ export class RestoreJob {
       if (state === 'promoted') await this.afterPromotion(port, socketDir, major);
     }
     const what = { promoted: 'promoted, accepting connections', paused: 'paused at the target (read-only; SELECT pg_wal_replay_resume() to promote)', 'shut down': 'shut down at the target as asked', standby: 'running as a standby (read-only)' }[state];
-    this.phase(4, 'start', `PostgreSQL ${major} as uid ${owner.uid}${port ? ` on port ${port}` : ''}: ${[stoppedAt, ...reached].filter(Boolean).join('; ')}; ${what}`);
+    this.phase(4, 'start', `PostgreSQL ${major} as uid ${owner.uid}${port ? ` on port ${port}` : ''}: ${[stoppedAt, ...reached, ...(plan.standby ? [] : replayedEnd(log))].filter(Boolean).join('; ')}; ${what}`);
     this.saveState(4);
     return { port, socketDir, stoppedAt, state };
   }
@@ -639,16 +733,15 @@ export class RestoreJob {
    */
   private async afterPromotion(port: number, socketDir: string | undefined, major: number): Promise<void> {
     if (versionFacts(major).recoveryConfig === 'signal-files') {
-      const client = new pg.Client({ host: socketDir ?? '127.0.0.1', port, user: 'postgres', database: 'postgres' });
-      client.on('error', () => undefined);
+      let client: pg.Client | undefined;
       try {
-        await client.connect();
+        client = await connectRestored({ socketDir, port, owner: this.owner ?? resolveOwner(this.req.pgdataDir) });
         for (const name of settingsToResetAfterPromotion(this.plan)) await client.query(`ALTER SYSTEM RESET ${name}`);
         await client.query('SELECT pg_reload_conf()');
       } catch (e) {
         this.req.log.warning(`could not reset the recovery settings in postgresql.auto.conf: ${(e as Error).message}`);
       } finally {
-        await client.end().catch(() => undefined);
+        await client?.end().catch(() => undefined);
       }
     }
     removeTreeSync(this.stagedWalDir);
@@ -662,16 +755,15 @@ export class RestoreJob {
       this.saveState(6);
       return { pagesVerified: 0, checksumFailures: 0 };
     }
-    const client = new pg.Client({ host: socketDir ?? '127.0.0.1', port: port ?? 5432, user: 'postgres', database: 'postgres' });
-    client.on('error', () => undefined);
+    let client: pg.Client | undefined;
     let answered = false;
     try {
-      await client.connect();
+      client = await connectRestored({ socketDir, port, owner: this.owner ?? resolveOwner(this.req.pgdataDir) });
       answered = (await client.query<{ one: number }>('SELECT 1 AS one')).rows[0]?.one === 1;
     } catch (e) {
-      this.req.log.warning(`SELECT 1 on the restored server could not run as postgres over ${socketDir ?? 'TCP'}: ${(e as Error).message}`);
+      this.req.log.warning(`SELECT 1 on the restored server could not run: ${(e as Error).message}`);
     } finally {
-      await client.end().catch(() => undefined);
+      await client?.end().catch(() => undefined);
     }
     let pagesVerified = 0;
     let failures = 0;
@@ -697,6 +789,16 @@ export class RestoreJob {
   }
 }
 
+/** The value of the last `name = value` line of a configuration file, or null. */
+function lastSetting(text: string, name: string): string | null {
+  let value: string | null = null;
+  for (const line of text.split('\n')) {
+    const m = new RegExp(`^\\s*${name}\\s*=\\s*'?([^'#\\s]*)'?`).exec(line);
+    if (m) value = m[1]!;
+  }
+  return value;
+}
+
 /** The server log from a byte offset on (a whole file when it was truncated since). */
 function readLogFrom(logFile: string, from: number): string {
   const all = readFileSync(logFile);
@@ -717,4 +819,18 @@ function lstatOrUndefined(path: string): ReturnType<typeof lstatSync> | undefine
   } catch {
     return undefined;
   }
+}
+
+/**
+ * What the server log says replay ended with: the last commit recovered and its time (every
+ * major logs "last completed transaction was at log time" at the end of recovery), and the
+ * incomplete segment wal-fetch served as the end of WAL, if it did.
+ */
+export function replayedEnd(log: string): string[] {
+  const out: string[] = [];
+  const partial = [...log.matchAll(/([0-9A-F]{24}): served the incomplete copy (\S+) as the end of WAL/g)].at(-1);
+  if (partial) out.push(`replayed the open segment ${partial[2]!.split('/').pop()} to its last valid record`);
+  const last = [...log.matchAll(/last completed transaction was at log time ([^\n]+)/g)].at(-1)?.[1]?.trim();
+  out.push(last ? `last commit recovered at ${last}` : 'no commit replayed after the backup');
+  return out;
 }

@@ -18,6 +18,8 @@ export interface SavedRestoreState {
   readonly fingerprint: string;
   readonly phasesDone: number[];
   readonly logOffset?: number;
+  /** Phase 3 held the logical replication workers off; phase 5 has not released them yet. */
+  readonly heldLogicalWorkers?: { readonly original: string | null };
   /** When the restore finished (every phase done); undefined for an interrupted one. */
   readonly finished?: string;
 }
@@ -60,6 +62,9 @@ function readRestoreState(dir: string): SavedRestoreState | undefined {
     fingerprint: typeof raw.fingerprint === 'string' ? raw.fingerprint : '',
     phasesDone: raw.phasesDone,
     ...(typeof raw.logOffset === 'number' ? { logOffset: raw.logOffset } : {}),
+    ...(typeof raw.heldLogicalWorkers === 'object' && raw.heldLogicalWorkers !== null
+      ? { heldLogicalWorkers: { original: typeof raw.heldLogicalWorkers.original === 'string' ? raw.heldLogicalWorkers.original : null } }
+      : {}),
     ...(finished !== undefined ? { finished } : {}),
   };
 }

@@ -1,6 +1,7 @@
 import type { BackupMode } from '../config/schema.js';
 import type { ServerFacts } from './server-facts.js';
 import { SUPPORTED_RANGE, versionFacts } from '../pg/versions.js';
+import { pgbaculaArchiver } from './archive-command-kind.js';
 
 export interface Finding {
   /** What is missing, naming the setting or privilege. */
@@ -73,9 +74,9 @@ function physicalBase(f: ServerFacts): Finding[] {
       fix: `ALTER SYSTEM SET archive_mode = ${mode}; ALTER SYSTEM SET archive_command = 'pgbacula wal-push %p'; ${RESTART} — or run pgbacula wal-receive`,
       severity: 'warning',
     });
-  } else if (!/pgbacula\s+wal-push/.test(f.archiveCommand)) {
+  } else if (pgbaculaArchiver(f.archiveCommand) === undefined) {
     out.push({
-      problem: `archive_command does not call pgbacula wal-push (it is '${f.archiveCommand}')`,
+      problem: `archive_command does not call pgbacula wal-push or pgbacula-wal-push (it is '${f.archiveCommand}')`,
       fix: `ALTER SYSTEM SET archive_command = 'pgbacula wal-push %p'; SELECT pg_reload_conf(); — or run pgbacula wal-receive`,
       severity: 'warning',
     });
@@ -93,15 +94,25 @@ function physicalBase(f: ServerFacts): Finding[] {
 }
 
 /**
- * Modes the schema names but this version refuses (backup and the Bacula backend say so too):
- * `check` must not call them ready.
+ * Mode cdp (docs/cdp.md): what pitr needs, WAL from a running wal-receive rather than
+ * archive_command (so archiving findings do not apply), and a slot and a WAL sender for the
+ * receiver. Whether the receiver runs is checked by every cdp job, which fails without one.
  */
-function notInThisVersion(mode: BackupMode): Finding[] {
-  return [{
-    problem: `mode ${mode} is not available in this version of pgbacula`,
-    fix: 'use mode=pitr (base backups + WAL, point-in-time recovery), mode=pitr_block (block-level incremental) or mode=dump / parallel_dump',
-    severity: 'blocker',
-  }];
+function continuous(f: ServerFacts): Finding[] {
+  const out = physicalBase(f).filter((x) => !/^archive_(mode|command)/.test(x.problem));
+  if (f.maxReplicationSlots - f.replicationSlotsInUse < 1) {
+    out.push({
+      problem: `no free replication slot (max_replication_slots ${f.maxReplicationSlots}, ${f.replicationSlotsInUse} in use): wal-receive needs its own slot unless it already exists`,
+      fix: `ALTER SYSTEM SET max_replication_slots = ${f.maxReplicationSlots + 2}; ${RESTART}`,
+      severity: 'warning',
+    });
+  }
+  out.push({
+    problem: 'mode cdp streams WAL with pgbacula wal-receive into wal_spool; every cdp job fails while no receiver runs',
+    fix: "run pgbacula wal-receive --wal-spool <wal_spool> --create-slot --synchronous-receive as the PostgreSQL OS user (README: cdp setup), and for RPO 0 in the spool ALTER SYSTEM SET synchronous_standby_names = 'pgbacula_wal_receive'; SELECT pg_reload_conf();",
+    severity: 'note',
+  });
+  return out;
 }
 
 /**
@@ -111,8 +122,15 @@ function notInThisVersion(mode: BackupMode): Finding[] {
  */
 function blockLevel(f: ServerFacts): Finding[] {
   const out = physicalBase(f);
-  const pgbaculaArchives = (f.archiveMode === 'on' || f.archiveMode === 'always') && /pgbacula\s+wal-push/.test(f.archiveCommand);
+  const pgbaculaArchives = (f.archiveMode === 'on' || f.archiveMode === 'always') && pgbaculaArchiver(f.archiveCommand) !== undefined;
   const serverSummaries = versionFacts(f.major).walSummaries;
+  if (pgbaculaArchives && pgbaculaArchiver(f.archiveCommand) === 'native') {
+    out.push({
+      problem: 'archive_command is the native helper pgbacula-wal-push: it stores no block summaries, so incremental jobs summarize the archived WAL they cover themselves (more CPU per job)',
+      fix: "nothing to do — or archive_command = 'pgbacula wal-push …' to summarize each segment as it is archived",
+      severity: 'note',
+    });
+  }
   if (serverSummaries && f.summarizeWal) {
     out.push({ problem: 'summarize_wal is on: incremental jobs read the changed blocks from the server\'s own WAL summaries (pgbacula\'s summaries of the archived WAL are the fallback)', fix: 'nothing to do', severity: 'note' });
   } else if (serverSummaries) {
@@ -138,13 +156,12 @@ const RULES: Record<BackupMode, (f: ServerFacts) => Finding[]> = {
   parallel_dump: readAccess,
   pitr: physicalBase,
   pitr_block: blockLevel,
-  cdp: () => notInThisVersion('cdp'),
+  cdp: continuous,
 };
 
 export function assessModes(f: ServerFacts): ModeReadiness[] {
   return (Object.keys(RULES) as BackupMode[]).map((mode) => {
-    const available = mode !== 'cdp';
-    if (!available) return { mode, ready: false, available, findings: notInThisVersion(mode) };
+    const available = true;
     const findings = f.supported ? RULES[mode](f) : [{
       problem: `PostgreSQL ${f.version} is not supported`,
       fix: `use ${SUPPORTED_RANGE}`,

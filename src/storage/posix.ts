@@ -5,7 +5,8 @@
  * two writers racing on one name can then both succeed).
  */
 import { randomBytes } from 'node:crypto';
-import { writeSync } from 'node:fs';
+import { closeSync, fsync, ftruncate, openSync, writeSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { link, lstat, mkdir, open, readdir, readFile, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import {
@@ -55,35 +56,43 @@ async function writeAllAt(fh: FileHandle, bytes: Uint8Array, position: number): 
   }
 }
 
+const fsyncFd = promisify(fsync);
+const ftruncateFd = promisify(ftruncate);
+
+/**
+ * A file being written, by descriptor. Opening, writing into the page cache and closing are
+ * synchronous: each is a few microseconds, where a round trip through libuv's thread pool costs
+ * about a tenth of a millisecond — per file, on the path of every stored item (a backup of
+ * 100,000 files stores 100,000). Only fsync, which waits for the disk, goes to the pool.
+ */
 class PosixWriter implements FileWriter {
   private position = 0;
   constructor(
     readonly path: string,
-    private readonly fh: FileHandle,
+    private readonly fd: number,
   ) {}
 
   async write(bytes: Uint8Array): Promise<void> {
-    // A synchronous write into the page cache (about a millisecond per range) beats a round trip
-    // through libuv's thread pool per chunk (a backup writes millions); durability comes from sync().
     let off = 0;
-    while (off < bytes.length) off += writeSync(this.fh.fd, bytes, off, bytes.length - off, this.position + off);
+    while (off < bytes.length) off += writeSync(this.fd, bytes, off, bytes.length - off, this.position + off);
     this.position += bytes.length;
   }
 
-  writeAt(bytes: Uint8Array, position: number): Promise<void> {
-    return writeAllAt(this.fh, bytes, position);
+  async writeAt(bytes: Uint8Array, position: number): Promise<void> {
+    let off = 0;
+    while (off < bytes.length) off += writeSync(this.fd, bytes, off, bytes.length - off, position + off);
   }
 
   truncate(size: number): Promise<void> {
-    return this.fh.truncate(size);
+    return ftruncateFd(this.fd, size);
   }
 
   sync(): Promise<void> {
-    return this.fh.sync();
+    return fsyncFd(this.fd);
   }
 
-  close(): Promise<void> {
-    return this.fh.close();
+  async close(): Promise<void> {
+    closeSync(this.fd);
   }
 }
 
@@ -174,8 +183,7 @@ export class PosixStorage implements Storage {
   }
 
   async createFile(path: string, options: CreateFileOptions = {}): Promise<FileWriter> {
-    const fh = await open(path, options.exclusive ? 'wx' : 'w', options.mode ?? FILE_MODE);
-    return new PosixWriter(path, fh);
+    return new PosixWriter(path, openSync(path, options.exclusive ? 'wx' : 'w', options.mode ?? FILE_MODE));
   }
 
   /** Write `data` to a new temporary name beside `path`, fsynced; returns that name. */

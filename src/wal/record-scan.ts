@@ -347,3 +347,16 @@ function mainData(rec: Uint8Array, totLen: number, facts: VersionFacts): Uint8Ar
   if (remaining !== datatotal || mainLen > totLen) return undefined;
   return rec.subarray(totLen - mainLen, totLen);
 }
+
+/**
+ * Where the valid records of a segment's bytes end (0 when none starts in it): of two copies of
+ * one segment (a receiver's open `.partial`, a later or a backup's copy), the one holding more WAL.
+ */
+export function validRecordsEnd(bytes: Uint8Array, segmentStart: Lsn, segmentSize: number): bigint {
+  try {
+    const scan = scanSegmentRecords(bytes, { segmentStart, segmentSize });
+    return scan.records > 0 ? scan.endLsn : 0n;
+  } catch {
+    return 0n;
+  }
+}

@@ -119,10 +119,19 @@ export interface FileSetSpec {
 export interface JobSpec {
   readonly name: string;
   readonly fileSet: string;
+  /** the Client resource of the job (default: the site's own FD) */
+  readonly client?: string;
   readonly level?: 'Full' | 'Incremental' | 'Differential';
   readonly accurate?: boolean;
   /** extra raw directives, one per entry (e.g. 'Max Run Time = 600') */
   readonly extra?: readonly string[];
+}
+
+/** A further File Daemon the Director knows (the caller runs it: fileDaemonConfig of a layout copy). */
+export interface ClientSpec {
+  readonly name: string;
+  readonly port: number;
+  readonly password: string;
 }
 
 export interface SiteLayout {
@@ -145,6 +154,10 @@ export interface SiteLayout {
   readonly jobs: readonly JobSpec[];
   /** Name of the restore Job resource */
   readonly restoreJob: string;
+  /** Client resources besides the site's own FD */
+  readonly clients?: readonly ClientSpec[];
+  /** jobs a Client and the Storage run at once, sharing volumes (default: one at a time) */
+  readonly concurrency?: number;
 }
 
 export function fileSetResource(fs: FileSetSpec): string {
@@ -171,7 +184,7 @@ export function backupJobResource(job: JobSpec, l: Pick<SiteLayout, 'names' | 'p
     `  Name = ${quoteConfig(job.name)}`,
     `  Type = Backup`,
     `  Level = ${job.level ?? 'Full'}`,
-    `  Client = ${quoteConfig(l.names.fd)}`,
+    `  Client = ${quoteConfig(job.client ?? l.names.fd)}`,
     `  FileSet = ${quoteConfig(job.fileSet)}`,
     `  Storage = File`,
     `  Pool = Default`,
@@ -218,15 +231,18 @@ export function directorConfig(l: SiteLayout): string {
     `  append = ${quoteConfig(join(l.paths.logs, 'jobs.log'))} = all`,
     `}`,
     ``,
-    `Client {`,
-    `  Name = ${quoteConfig(l.names.fd)}`,
-    `  Address = 127.0.0.1`,
-    `  FDPort = ${l.ports.fd}`,
-    `  Catalog = MyCatalog`,
-    `  Password = ${quoteConfig(l.passwords.fd)}`,
-    `  AutoPrune = no`,
-    `}`,
-    ``,
+    ...[{ name: l.names.fd, port: l.ports.fd, password: l.passwords.fd }, ...(l.clients ?? [])].flatMap((c) => [
+      `Client {`,
+      `  Name = ${quoteConfig(c.name)}`,
+      `  Address = 127.0.0.1`,
+      `  FDPort = ${c.port}`,
+      `  Catalog = MyCatalog`,
+      `  Password = ${quoteConfig(c.password)}`,
+      `  AutoPrune = no`,
+      ...(l.concurrency ? [`  Maximum Concurrent Jobs = ${l.concurrency}`] : []),
+      `}`,
+      ``,
+    ]),
     `Storage {`,
     `  Name = File`,
     `  Address = 127.0.0.1`,
@@ -234,13 +250,15 @@ export function directorConfig(l: SiteLayout): string {
     `  Password = ${quoteConfig(l.passwords.sd)}`,
     `  Device = FileDev`,
     `  Media Type = File`,
+    ...(l.concurrency ? [`  Maximum Concurrent Jobs = ${l.concurrency}`] : []),
     `}`,
     ``,
     `Pool {`,
     `  Name = Default`,
     `  Pool Type = Backup`,
     `  Label Format = "Vol-"`,
-    `  Maximum Volume Jobs = 1`,
+    // concurrent jobs share the one device, hence its mounted volume
+    `  Maximum Volume Jobs = ${l.concurrency ? 0 : 1}`,
     `  AutoPrune = no`,
     `  Recycle = no`,
     `}`,
@@ -422,6 +440,10 @@ export interface SiteOptions {
   readonly jobs?: readonly JobSpec[];
   /** extra environment of bacula-fd (inherited by plugin backends) */
   readonly fdEnv?: Readonly<Record<string, string>>;
+  /** further Client resources (File Daemons the caller runs) */
+  readonly clients?: readonly ClientSpec[];
+  /** jobs each Client and the Storage run at once (default 1) */
+  readonly concurrency?: number;
   /** -d level for the daemons (their output goes to <root>/logs/<daemon>.out) */
   readonly debugLevel?: number;
   /** keep the temp dir after stop() (default: remove it unless PGBACULA_KEEP_SITE is set) */
@@ -547,6 +569,8 @@ export class BaculaSite {
       fileSets: opts.fileSets ?? [],
       jobs: opts.jobs ?? [],
       restoreJob: 'RestoreFiles',
+      ...(opts.clients ? { clients: opts.clients } : {}),
+      ...(opts.concurrency ? { concurrency: opts.concurrency } : {}),
     };
     const site = new BaculaSite(install, layout, opts);
     try {
@@ -746,7 +770,15 @@ export class BaculaSite {
       rec = await this.jobRecord(jobId);
       if (rec && TERMINAL_JOB_STATUS.has(rec.jobstatus ?? '')) break;
       if (Date.now() > deadline) {
-        throw new Error(`job ${jobId} not finished after ${timeoutMs} ms (status ${rec?.jobstatus ?? '?'})`);
+        // Where it stood: a hang is otherwise undiagnosable after the site is torn down.
+        const said = async (what: string, p: Promise<string>): Promise<string> => `--- ${what}:\n${await p.catch((e: unknown) => `(${(e as Error).message})`)}`;
+        const context = [
+          await said('job log so far', this.jobLog(jobId)),
+          await said('status dir', this.bconsole('status dir', 20_000)),
+          await said('status client', this.bconsole('status client', 20_000)),
+          ...this.daemons.map((d) => `--- bacula-${d.name} output:\n${this.tail(d.out)}`),
+        ].join('\n');
+        throw new Error(`job ${jobId} not finished after ${timeoutMs} ms (status ${rec?.jobstatus ?? '?'})\n${context}`);
       }
       for (const d of this.daemons) {
         if (d.exited) throw new Error(`bacula-${d.name} died while job ${jobId} was running:\n${this.tail(d.out)}`);
@@ -774,6 +806,17 @@ export class BaculaSite {
   async runJob(name: string, level: 'Full' | 'Incremental' | 'Differential' = 'Full', timeoutMs = 600_000): Promise<JobResult> {
     const out = await this.bconsole(`run job=${quoteArg(name)} level=${level} yes`);
     return await this.waitJob(BaculaSite.queuedJobId(out), timeoutMs);
+  }
+
+  /**
+   * Queue several jobs from one bconsole session, so the Director has them all before it starts
+   * any (separate bconsole processes reach it seconds apart on a loaded machine), and wait for all.
+   */
+  async runJobsTogether(jobs: readonly { name: string; level?: 'Full' | 'Incremental' | 'Differential' }[], timeoutMs = 600_000): Promise<JobResult[]> {
+    const out = await this.bconsole(jobs.map((j) => `run job=${quoteArg(j.name)} level=${j.level ?? 'Full'} yes`).join('\n'));
+    const ids = [...out.matchAll(/Job queued\. JobId=(\d+)/g)].map((m) => Number(m[1]));
+    if (ids.length !== jobs.length) throw new Error(`${jobs.length} jobs asked for, ${ids.length} queued:\n${out}`);
+    return await Promise.all(ids.map((id) => this.waitJob(id, timeoutMs)));
   }
 
   /** `estimate job=<name> level=<level> listing`. */

@@ -5,6 +5,7 @@
  * freed (the tmpfs is remounted larger). tmpdir owned by another user is refused with the
  * directory and the fix.
  */
+import { NATIVE_WAL_PUSH } from '../harness/wal-pushers.js';
 import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -142,19 +143,23 @@ describe(`disk full on PostgreSQL ${MAJOR}`, () => {
     expect(r.stderr).toContain('--tmpdir');
   });
 
-  it('WAL archive: wal-push fails with the path and ENOSPC, stores nothing half, and the retry after freeing space stores the segment', async () => {
-    const repo = join(base, 'archive');
+  it.each([
+    { name: 'pgbacula wal-push', file: process.execPath, prefix: [join(repoRoot(), 'bin', 'pgbacula.js'), 'wal-push'], dir: 'archive' },
+    { name: 'pgbacula-wal-push (native)', file: NATIVE_WAL_PUSH, prefix: [], dir: 'archive-native' },
+  ])('WAL archive: $name fails with the path and ENOSPC, stores nothing half, and the retry after freeing space stores the segment', async (program) => {
+    const repo = join(base, program.dir);
     const u = serverUser();
     mountTmpfs(repo, '4m', u);
     // A real segment of the server, copied where the postgres user can read it.
     await source.sql('CREATE TABLE IF NOT EXISTS filler AS SELECT g FROM generate_series(1, 10000) g');
+    await source.sql('INSERT INTO filler SELECT g FROM generate_series(1, 10000) g'); // new WAL on every run: the switch below has a segment to end
     const [seg] = await source.sql<{ name: string }>('SELECT pg_walfile_name(pg_switch_wal()) AS name');
     const src = join(base, seg!.name);
     copyFileSync(join(source.pgdata, 'pg_wal', seg!.name), src);
     chownSync(src, u.uid, u.gid);
     const push = (args: string[]) =>
       new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
-        const child = spawn(process.execPath, [join(repoRoot(), 'bin', 'pgbacula.js'), 'wal-push', ...args], { uid: u.uid, gid: u.gid, cwd: source.pgdata, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/nonexistent' }, stdio: ['ignore', 'ignore', 'pipe'] });
+        const child = spawn(program.file, [...program.prefix, ...args], { uid: u.uid, gid: u.gid, cwd: source.pgdata, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/nonexistent' }, stdio: ['ignore', 'ignore', 'pipe'] });
         let stderr = '';
         child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
         child.on('error', reject);

@@ -3,6 +3,7 @@
  * each case asserts what the user is promised — nothing written outside a target, nothing the
  * user had lost, no success for work not done, a message that says what to do.
  */
+import { runNativeWalPush } from '../harness/wal-pushers.js';
 import { execFileSync, spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -223,6 +224,17 @@ describe(`crafted and damaged repositories (PostgreSQL ${MAJOR})`, () => {
     expect(readdirSync(fresh).sort()).toEqual(['backups', 'pgbacula-repo.json']);
     expect(JSON.parse(readFileSync(join(fresh, 'pgbacula-repo.json'), 'utf8')).format).toBe(1);
     await initRepository(fresh);
+
+    // The native archive helper creates the repository on its first push the same way.
+    const nativeFresh = join(testRoot(), 'trust-fresh-repo-native');
+    mkdirSync(nativeFresh);
+    writeFileSync(join(nativeFresh, 'pgbacula-repo.json.tmp-4194300-deadbeef'), '{"form');
+    const pushes = await Promise.all(Array.from({ length: 6 }, () => runNativeWalPush(['--repo', nativeFresh, join(nativeFresh, 'missing', '000000010000000000000001')])));
+    // The file to archive does not exist (exit 1, said so); the repository was created before that.
+    for (const r of pushes) expect({ code: r.code, said: /the file to archive .* does not exist/.test(r.stderr) }).toEqual({ code: 1, said: true });
+    expect(readdirSync(nativeFresh).sort()).toEqual(['backups', 'pgbacula-repo.json']);
+    expect(JSON.parse(readFileSync(join(nativeFresh, 'pgbacula-repo.json'), 'utf8')).format).toBe(1);
+    await initRepository(nativeFresh);
   });
 });
 

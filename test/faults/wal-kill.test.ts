@@ -1,5 +1,5 @@
 /**
- * kill -9 of wal-push and of wal-receive at random points (seeded, so a failure replays):
+ * kill -9 of wal-push (and of the native helper pgbacula-wal-push) and of wal-receive at random points (seeded, so a failure replays):
  * the archive never holds a partial or wrong segment under a final name, a retried wal-push
  * stores the segment, a restarted wal-receive continues and nothing is lost.
  */
@@ -13,6 +13,7 @@ import { windowReport } from '../../src/archive/window-report.js';
 import { startCluster, type Cluster } from '../harness/cluster.js';
 import { serverUser } from '../harness/os-user.js';
 import { seededRandom } from '../harness/seeded-random.js';
+import { NATIVE_WAL_PUSH, runNativeWalPush } from '../harness/wal-pushers.js';
 import { CLI, CliProcess, connFlags, killReceivers, ownedDir, runAsServerUser, SEG, switchedSegment, until } from '../integration/wal-helpers.js';
 
 const FINAL_SEGMENT = /^[0-9A-F]{24}$/;
@@ -22,11 +23,18 @@ function finalSegments(dir: string): string[] {
   return (readdirSync(dir, { recursive: true }) as string[]).filter((p) => FINAL_SEGMENT.test(p.split('/').pop()!)).map((p) => join(dir, p));
 }
 
-/** wal-push as the archiver runs it (server user, cwd = data directory), SIGKILLed after delayMs. */
-function pushKilledAfter(args: readonly string[], cwd: string, delayMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+/** The two archive_command implementations: program and the arguments before wal-push's own. */
+const PUSH_PROGRAMS = [
+  { name: 'pgbacula wal-push', file: process.execPath, prefix: [CLI, 'wal-push'] },
+  { name: 'pgbacula-wal-push (native)', file: NATIVE_WAL_PUSH, prefix: [] },
+] as const;
+type PushProgram = (typeof PUSH_PROGRAMS)[number];
+
+/** A push as the archiver runs it (server user, cwd = data directory), SIGKILLed after delayMs. */
+function pushKilledAfter(program: PushProgram, args: readonly string[], cwd: string, delayMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
   const u = serverUser();
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, 'wal-push', ...args], { uid: u.uid, gid: u.gid, cwd, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/nonexistent' }, stdio: 'ignore' });
+    const child = spawn(program.file, [...program.prefix, ...args], { uid: u.uid, gid: u.gid, cwd, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/nonexistent' }, stdio: 'ignore' });
     const t = setTimeout(() => child.kill('SIGKILL'), delayMs);
     child.on('error', reject);
     child.on('close', (code, signal) => {
@@ -57,7 +65,9 @@ describe.each([12, 18] as const)('kill -9 of wal-push and wal-receive, PostgreSQ
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   });
 
-  it('wal-push killed at random points: never a partial or wrong segment under a final name, and the retry stores it', async () => {
+  it.each(PUSH_PROGRAMS)('$name killed at random points: never a partial or wrong segment under a final name, and the retry stores it', async (program) => {
+    const push = (args: readonly string[]) =>
+      program.prefix.length === 0 ? runNativeWalPush(args, primary.pgdata, { uid: serverUser().uid, gid: serverUser().gid }) : runAsServerUser(['wal-push', ...args], primary.pgdata);
     const repo = dir('push-repo');
     const src = dir('push-src');
     const u = serverUser();
@@ -66,15 +76,16 @@ describe.each([12, 18] as const)('kill -9 of wal-push and wal-receive, PostgreSQ
     const firstCopy = join(src, first);
     copyFileSync(join(primary.pgdata, 'pg_wal', first), firstCopy);
     chownSync(firstCopy, u.uid, u.gid);
-    const init = await runAsServerUser(['wal-push', '--repo', repo, firstCopy], primary.pgdata);
+    const init = await push(['--repo', repo, firstCopy]);
     expect(init.code, init.stderr).toBe(0);
 
     // How long one push takes here: kills are spread over that span, start-up included.
     const segs: string[] = [];
     for (let i = 0; i < 6; i++) segs.push(await switchedSegment(primary, 500));
     const t0 = Date.now();
-    const timed = await runAsServerUser(['wal-push', '--repo', repo, join(primary.pgdata, 'pg_wal', segs[0]!)], primary.pgdata);
-    const span = Math.max(50, Date.now() - t0);
+    const timed = await push(['--repo', repo, join(primary.pgdata, 'pg_wal', segs[0]!)]);
+    // A native push may take only milliseconds: the kills must fall inside it.
+    const span = Math.max(program.prefix.length === 0 ? 3 : 50, Date.now() - t0);
     expect(timed.code, timed.stderr).toBe(0);
 
     const random = seededRandom(major * 7919);
@@ -82,7 +93,7 @@ describe.each([12, 18] as const)('kill -9 of wal-push and wal-receive, PostgreSQ
     for (const name of segs.slice(1)) {
       for (let round = 0; round < 3; round++) {
         const delay = Math.floor(((random() % 1000) / 1000) * span * 1.2);
-        const r = await pushKilledAfter(['--repo', repo, `pg_wal/${name}`], primary.pgdata, delay);
+        const r = await pushKilledAfter(program, ['--repo', repo, `pg_wal/${name}`], primary.pgdata, delay);
         if (r.signal === 'SIGKILL') killed++;
         // Whatever the kill point: a file under a final name is the whole segment, byte for byte.
         for (const p of finalSegments(join(repo, 'wal'))) {
@@ -90,7 +101,7 @@ describe.each([12, 18] as const)('kill -9 of wal-push and wal-receive, PostgreSQ
           expect(readFileSync(p).equals(readFileSync(join(primary.pgdata, 'pg_wal', base))), `${p} after a kill at ${delay} ms`).toBe(true);
         }
       }
-      const retry = await runAsServerUser(['wal-push', '--repo', repo, `pg_wal/${name}`], primary.pgdata);
+      const retry = await push(['--repo', repo, `pg_wal/${name}`]);
       expect(retry.code, retry.stderr).toBe(0);
     }
     expect(killed).toBeGreaterThan(0);

@@ -196,7 +196,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
  * A streaming standby of a running primary, made with pg_basebackup 18 (-R writes
  * recovery.conf or standby.signal as the primary's version needs).
  */
-export async function startStandby(primary: Cluster): Promise<Cluster> {
+export async function startStandby(primary: Cluster, opts: { readonly applicationName?: string; readonly slot?: string } = {}): Promise<Cluster> {
   const { dir, pgdata, socketDir } = makeClusterDir(`pg${primary.major}-standby`);
   const port = await freePort();
   const standby = new Cluster(primary.major, dir, pgdata, socketDir, port);
@@ -215,10 +215,10 @@ export async function startStandby(primary: Cluster): Promise<Cluster> {
   );
   // pg_basebackup 18 writes every conninfo option its libpq knows (channel_binding, sslsni, …);
   // an older server's libpq refuses them ("invalid connection option"): keep only what it needs.
-  const conninfo = `primary_conninfo = 'host=${primary.socketDir} port=${primary.port} user=postgres application_name=standby'\n`;
+  const conninfo = `primary_conninfo = 'host=${primary.socketDir} port=${primary.port} user=postgres application_name=${opts.applicationName ?? 'standby'}'\n${opts.slot ? `primary_slot_name = '${opts.slot}'\n` : ''}`;
   if (primary.major < 12) {
     const rc = join(pgdata, 'recovery.conf');
-    writeFileSync(rc, readFileSync(rc, 'utf8').split('\n').filter((l) => !l.startsWith('primary_conninfo')).join('\n') + conninfo);
+    writeFileSync(rc, readFileSync(rc, 'utf8').split('\n').filter((l) => !l.startsWith('primary_conninfo') && !l.startsWith('primary_slot_name')).join('\n') + conninfo);
   } else {
     appendFileSync(join(pgdata, 'postgresql.auto.conf'), conninfo);
   }

@@ -5,11 +5,11 @@
  * to it; and the three recovery_target_actions behave as asked.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startCluster, type Cluster, stopServerIn } from '../harness/cluster.js';
-import { embeddedPgDir, TEST_MAJORS } from '../harness/pg-binaries.js';
+import { embeddedPgDir, PG18_CLIENT_BIN, TEST_MAJORS } from '../harness/pg-binaries.js';
 import { registerForCleanup, testRoot } from '../harness/registry.js';
 import { runCliProcess as runCli } from '../harness/run-bin.js';
 import { amcheckAllIndexes, createStaticTables, digestAt, queryAt } from '../harness/verify-cluster.js';
@@ -182,5 +182,37 @@ describe('restore as a standby (PostgreSQL 17)', () => {
     await until('the standby has replayed the new row', async () => (await queryAt<{ n: string }>(at, `SELECT count(*)::text AS n FROM workload_rows WHERE id = ${more[0]!.id}`))[0]!.n === '1', 30_000);
     const [rep] = await c.sql<{ n: string }>("SELECT count(*)::text AS n FROM pg_stat_replication WHERE application_name = 'restored_standby'");
     expect(rep!.n).toBe('1');
+  });
+});
+
+describe("a cluster whose pg_hba.conf lets local connections in by peer only (Debian's default), restored by root (PostgreSQL 16)", () => {
+  let c: Cluster;
+  const target = join(testRoot(), 'peer-only');
+  beforeAll(async () => {
+    c = await startCluster({ major: 16, name: 'peeronly' });
+  });
+  afterAll(async () => {
+    stopServerIn(16, target);
+    await c?.destroy();
+  });
+
+  it('recovers, resets its recovery settings and answers SELECT 1 through the data directory owner', async () => {
+    const repo = ownedDir('peer-repo');
+    const rows = await commitRows(c, 3);
+    // Written, not reloaded: the source keeps letting the harness in, the backup carries the file.
+    writeFileSync(join(c.pgdata, 'pg_hba.conf'), 'local all all peer\n');
+    const b = await runCli(['backup', '--repo', repo, '--host', c.socketDir, '--port', String(c.port), '--user', 'postgres'], { PGBACULA_PROGRESS_SECONDS: '0' });
+    expect(b.code, b.stderr).toBe(0);
+    registerForCleanup({ pgdata: target, dir: target });
+    const port = await freePort();
+    const r = await runCli(['restore', '--repo', repo, '--pgdata-dir', target, '--restore-port', String(port), '--pg-bin-dir', join(embeddedPgDir(16), 'bin')], { PGBACULA_PROGRESS_SECONDS: '0' });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/RESTORE PHASE 6\/6 verify: SELECT 1 answered/);
+    expect(r.stderr).not.toMatch(/could not reset the recovery settings|could not run/);
+    expect(readFileSync(join(target, 'pg_hba.conf'), 'utf8')).toBe('local all all peer\n');
+    // The restored server is as strict as its source: root is turned away, its owner is let in.
+    await expect(queryAt({ host: c.socketDir, port }, 'SELECT 1')).rejects.toThrow(/peer authentication failed/i);
+    const out = await c.runAsServerUser(join(PG18_CLIENT_BIN, 'psql'), ['-X', '-At', '-h', c.socketDir, '-p', String(port), '-U', 'postgres', '-d', 'postgres', '-c', 'SELECT count(*) FROM workload_rows; SELECT count(*) FROM pg_settings WHERE name = \'restore_command\' AND setting <> \'\'']);
+    expect(out.trim().split('\n')).toEqual([String(rows.length), '0']);
   });
 });

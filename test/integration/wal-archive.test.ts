@@ -3,21 +3,32 @@
  * builds: byte-identical segments, idempotent re-push, refusals (different bytes under an
  * existing name, another system's WAL), history files before their timeline after a promotion,
  * and the recoverable window — the last commit time read from the archived WAL to the
- * microsecond, and a deleted segment reported as a gap with its name.
+ * microsecond, and a deleted segment reported as a gap with its name. The primaries archive with
+ * the native helper pgbacula-wal-push (a real archiving round per major); the refusals run against
+ * both implementations; the promoted standby archives with wal-push on even majors and with the
+ * native helper on odd ones.
  */
 import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkWalArchive } from '../../src/archive/archive-check.js';
 import { parseLsn } from '../../src/wal/lsn.js';
-import { archiveCommandLine, restoreCommandLine } from '../../src/archive/archive-command.js';
+import { archiveCommandLine, nativeWalPushPath, restoreCommandLine } from '../../src/archive/archive-command.js';
 import { listWalArchive } from '../../src/archive/listing.js';
 import { isoToMicros } from '../../src/archive/window.js';
 import { describeWindowReport, windowReport } from '../../src/archive/window-report.js';
 import { startCluster, startStandby, type Cluster } from '../harness/cluster.js';
 import { pgBin, TEST_MAJORS } from '../harness/pg-binaries.js';
 import { commitRows } from '../harness/workload.js';
+import { serverUser } from '../harness/os-user.js';
+import { runNativeWalPush } from '../harness/wal-pushers.js';
 import { baseBackupWithoutWal, currentLsn, initdbForeign, ownedDir, restoreWithWalFetch, runAsServerUser, switchedSegment, until } from './wal-helpers.js';
+
+/** The two archive_command implementations, run as the server's OS user in a working directory. */
+const PUSH_AS_SERVER = [
+  { name: 'pgbacula wal-push', run: (args: readonly string[], cwd: string) => runAsServerUser(['wal-push', ...args], cwd) },
+  { name: 'pgbacula-wal-push (native)', run: (args: readonly string[], cwd: string) => runNativeWalPush(args, cwd, { uid: serverUser().uid, gid: serverUser().gid }) },
+] as const;
 
 describe.each(TEST_MAJORS)('wal-push as archive_command of PostgreSQL %i', (major) => {
   let primary: Cluster;
@@ -35,7 +46,7 @@ describe.each(TEST_MAJORS)('wal-push as archive_command of PostgreSQL %i', (majo
       major,
       name: `pg${major}-archive`,
       // No autovacuum: the last commit in the WAL is the test's own.
-      settings: { archive_mode: 'on', archive_command: archiveCommandLine({ repo }), autovacuum: false },
+      settings: { archive_mode: 'on', archive_command: archiveCommandLine({ repo, native: true }), autovacuum: false },
     });
     // Keep pg_wal's segments for byte comparisons, whatever checkpoints do.
     await primary.sql("SELECT pg_create_physical_replication_slot('keep_all', true)");
@@ -58,7 +69,10 @@ describe.each(TEST_MAJORS)('wal-push as archive_command of PostgreSQL %i', (majo
     });
   }
 
-  it('archives every segment byte for byte, silently, and the archive records the system', async () => {
+  it('archives every segment byte for byte, silently, and the archive records the system (the native helper as archive_command)', async () => {
+    expect(nativeWalPushPath()).toBeDefined();
+    const [cmd] = await primary.sql<{ c: string }>("SELECT current_setting('archive_command') AS c");
+    expect(cmd!.c).toContain('pgbacula-wal-push --repo ');
     const names: string[] = [];
     for (let i = 0; i < 3; i++) names.push(await switchedSegment(primary));
     await waitArchived(names.at(-1)!);
@@ -74,10 +88,10 @@ describe.each(TEST_MAJORS)('wal-push as archive_command of PostgreSQL %i', (majo
     expect(primary.log()).not.toMatch(/pgbacula: |archive command failed/);
   });
 
-  it('an identical re-push exits 0; different bytes under an archived name are refused and the archive is untouched', async () => {
+  it.each(PUSH_AS_SERVER)('$name: an identical re-push exits 0; different bytes under an archived name are refused and the archive is untouched', async ({ run }) => {
     const name = await switchedSegment(primary);
     await waitArchived(name);
-    const again = await runAsServerUser(['wal-push', '--repo', repo, `pg_wal/${name}`], primary.pgdata);
+    const again = await run(['--repo', repo, `pg_wal/${name}`], primary.pgdata);
     expect(again).toMatchObject({ code: 0, stdout: '', stderr: '' });
 
     const altered = readFileSync(join(primary.pgdata, 'pg_wal', name));
@@ -85,7 +99,7 @@ describe.each(TEST_MAJORS)('wal-push as archive_command of PostgreSQL %i', (majo
     const dir = ownedDir(`pg${major}-altered`);
     extra.push(dir);
     writeFileSync(join(dir, name), altered);
-    const r = await runAsServerUser(['wal-push', '--repo', repo, join(dir, name)], primary.pgdata);
+    const r = await run(['--repo', repo, join(dir, name)], primary.pgdata);
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
     expect(r.stderr).toContain(`pgbacula: error: ${name} is already archived in ${join(wal, systemId, '00000001')} with different content`);
@@ -93,17 +107,18 @@ describe.each(TEST_MAJORS)('wal-push as archive_command of PostgreSQL %i', (majo
     expect(readFileSync(archived('00000001', name)).equals(readFileSync(join(primary.pgdata, 'pg_wal', name)))).toBe(true);
   });
 
-  it('refuses a segment of another database system, from its data directory and in the repository', async () => {
-    const foreign = await initdbForeign(major);
+  let foreign: Awaited<ReturnType<typeof initdbForeign>> | undefined;
+  it.each(PUSH_AS_SERVER)('$name: refuses a segment of another database system, from its data directory and in the repository', async ({ run }) => {
+    foreign ??= await initdbForeign(major);
     extra.push(foreign.dir);
     expect(foreign.systemId).not.toBe(systemId);
     const name = foreign.segment.split('/').at(-1)!;
     // As archive_command: the working directory is the pushing server's data directory.
-    const r = await runAsServerUser(['wal-push', '--repo', repo, foreign.segment], primary.pgdata);
+    const r = await run(['--repo', repo, foreign.segment], primary.pgdata);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`${name} belongs to database system ${foreign.systemId}, not to system ${systemId} of the data directory that archives it`);
     // Run from elsewhere: the repository holds one system.
-    const r2 = await runAsServerUser(['wal-push', '--repo', repo, foreign.segment], '/');
+    const r2 = await run(['--repo', repo, foreign.segment], '/');
     expect(r2.code).toBe(1);
     expect(r2.stderr).toContain(`holds WAL of system ${systemId}`);
     expect(existsSync(join(wal, foreign.systemId))).toBe(false);
@@ -157,8 +172,13 @@ describe.each(TEST_MAJORS)('wal-push as archive_command of PostgreSQL %i', (majo
   it('a promoted standby archives its .history first, then timeline 2 and the old timeline\'s .partial; a restore through wal-fetch reaches a second on timeline 2', async () => {
     const base = await baseBackupWithoutWal(primary, `pg${major}-archive-base`);
     extra.push(join(base, '..'));
-    standby = await startStandby(primary); // inherits archive_mode / archive_command
+    standby = await startStandby(primary); // inherits archive_mode / archive_command (the native helper)
     const sb = standby;
+    if (major % 2 === 0) {
+      // Even majors: the promotion (history first, timeline 2, the old timeline's .partial) through wal-push.
+      await sb.sql(`ALTER SYSTEM SET archive_command = '${archiveCommandLine({ repo }).replace(/'/g, "''")}'`);
+      await sb.sql('SELECT pg_reload_conf()');
+    }
     await commitRows(primary, 2, 10);
     const lsn = await currentLsn(primary);
     await until('the standby replays the primary', async () => {

@@ -4,7 +4,8 @@
  * (b) on 10, 13 and 15 (no server summaries), it is sound against the pages themselves: every
  *     page whose LSN is past the range's start is marked, under a limit, or in a changed database;
  * (c) wal-push writes a .summary per segment, and changedBlocksFromArchive merges them (and
- *     refuses, naming it, when a segment is missing).
+ *     refuses, naming it, when a segment is missing); from an archive the native helper filled
+ *     (no summaries) it summarizes the WAL itself, to the same table.
  */
 import { existsSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,6 +18,7 @@ import { summarizeRange, summarizeSegment } from '../../src/wal/block-refs.js';
 import { parseWalSegmentName, walSegmentName, walSegmentNumber } from '../../src/wal/segment.js';
 import { startCluster, type Cluster } from '../harness/cluster.js';
 import { ownedDir, SEG, until } from './wal-helpers.js';
+import { runNativeWalPush } from '../harness/wal-pushers.js';
 
 type Dump = Record<string, { limit: number; blocks: number[] }>;
 
@@ -186,6 +188,19 @@ describe.each([17, 18] as const)('(a, c) PostgreSQL %i: equal to the server\'s o
       const diff = Object.keys({ ...a, ...b }).filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k])).map((k) => `${k}: ${JSON.stringify(a[k])} vs ${JSON.stringify(b[k])}`);
       expect(diff).toEqual([]);
     }
+    // The native helper archives the same segments without summaries (docs/wal-archive.md): a job then
+    // summarizes every segment of its range from the archived WAL, to the same table.
+    const nativeRepo = ownedDir(`pg${major}-walsum-native`);
+    for (const n of names) {
+      const pushed = await runNativeWalPush(['--repo', nativeRepo, '--pgdata', c.pgdata, join(tl, n)]);
+      expect(pushed, n).toEqual({ code: 0, stdout: '', stderr: '' });
+    }
+    const nativeTl = join(nativeRepo, 'wal', systemId, '00000001');
+    expect(readdirSync(nativeTl).filter((n) => n.endsWith('.summary'))).toEqual([]);
+    const fromNative = await changedBlocksFromArchive({ ...req, root: join(nativeRepo, 'wal') });
+    rmSync(nativeRepo, { recursive: true, force: true });
+    expect(fromNative).toMatchObject({ ok: true, fromSummaries: 0, summarizedNow: Number(lastSeg - firstSeg + 1n) });
+    expect(fromNative.ok && dump(fromNative.table)).toEqual(dump(merged));
     // Throughput, for the record (no assertion): each archived segment summarized alone, as wal-push does.
     const all = names.map((n) => ({ segno: parseWalSegmentName(n, SEG).segno, bytes: readFileSync(join(tl, n)) }));
     const t3 = process.hrtime.bigint();

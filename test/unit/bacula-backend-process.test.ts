@@ -118,17 +118,7 @@ describe('pgbacula backend (process)', () => {
     expect(await c.exited).toMatchObject({ code: 0, stderr: '' });
   });
 
-  it('refuses the mode not built yet (cdp) under Bacula, clearly', async () => {
-    for (const mode of ['cdp']) {
-      const b = backend();
-      await prologue(b, [`mode=${mode}`]);
-      expect(describePacket(await b.next())).toMatch(new RegExp(`^A"E_PARAM_INVALID: mode=${mode} is not available through Bacula in this version`));
-      b.close();
-      expect(await b.exited).toMatchObject({ code: 0, stderr: '' });
-    }
-  });
-
-  it.each(['pitr', 'pitr_block'])('mode %s fails the start command with A when the server cannot be reached', async (mode) => {
+  it.each(['pitr', 'pitr_block', 'cdp'])('mode %s fails the start command with A when the server cannot be reached', async (mode) => {
     const b = backend();
     await prologue(b, [`mode=${mode}`, 'host=127.0.0.1', 'port=1', 'connection_timeout=3']);
     expect(describePacket(await b.next())).toBe('F');

@@ -137,20 +137,25 @@ describe('two recovery targets are refused, naming both', () => {
     expect(r.stderr).toContain('target_time');
     expect(r.stderr).toContain('target_xid');
   });
+
+  it('the CLI refuses wal_from_spool (a Bacula restore\'s option) before touching the repository', async () => {
+    const r = await runCli(['restore', '--repo', join(scratch, 'absent'), '--pgdata-dir', join(scratch, 'pg'), '--wal-from-spool=true']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/wal_from_spool applies to restores through Bacula/);
+    expect(existsSync(join(scratch, 'pg'))).toBe(false);
+  });
 });
 
-describe('track_replication_state is refused until it does something', () => {
+describe('track_replication_state is accepted everywhere a backup parameter is', () => {
   it('in a plugin string, on the command line and in pgbacula.conf options', () => {
-    const e = refusal(() => validateParams(parsePluginString('pgbacula: mode=pitr track_replication_state=true').params, ['backup'], 'plugin'));
-    expect(e.code).toBe('PARAM_INVALID');
-    expect(e.message).toContain('track_replication_state');
-    expect(e.message).toContain('not available in this version');
-    expect(refusal(() => validateParams([{ key: 'track_replication_state', value: 'yes' }], ['options'], 'config')).message).toContain('track_replication_state');
-    expect(refusal(() => validateParams([{ key: 'track_replication_state', value: '1' }], ['backup'], 'cli')).message).toContain('track_replication_state');
+    expect(validateParams(parsePluginString('pgbacula: mode=pitr track_replication_state=true').params, ['backup'], 'plugin').get('track_replication_state')).toBe(true);
+    expect(validateParams([{ key: 'track_replication_state', value: 'yes' }], ['options'], 'config').get('track_replication_state')).toBe(true);
+    expect(validateParams([{ key: 'track_replication_state', value: '1' }], ['backup'], 'cli').get('track_replication_state')).toBe(true);
   });
 
-  it('false (the default) is still accepted', () => {
+  it('false (the default) is still accepted, and a value that is no boolean is refused', () => {
     expect(validateParams([{ key: 'track_replication_state', value: 'false' }], ['backup'], 'plugin').get('track_replication_state')).toBe(false);
+    expect(refusal(() => validateParams([{ key: 'track_replication_state', value: 'sometimes' }], ['backup'], 'cli')).message).toContain('track_replication_state');
   });
 });
 

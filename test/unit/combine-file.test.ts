@@ -189,6 +189,19 @@ describe('combineFile', () => {
     expect(reference([incrementalImage(2, [3, 9], 5), incrementalImage(1, [4, 6], 9), fullImage(0, 9)]).zeros).toBe(4);
   });
 
+  it('rebuilds a file larger than one write: runs of blocks from each source cross the 8 MiB write boundary', () => {
+    // 2,600 blocks (≈ 20 MiB): the runs of the full copy, of each incremental and of zero pages
+    // (past the full copy) are cut wherever a write fills, in raw and in LZ4-framed sources.
+    const blocks = 2600;
+    const rnd = seededRandom(11);
+    const pick = (n: number) => [...new Set(Array.from({ length: n }, () => rnd() % blocks))].sort((a, b) => a - b);
+    const contiguous = Array.from({ length: 1200 }, (_, i) => 900 + i);
+    const images = [incrementalImage(2, pick(300), blocks, BS, 4096), incrementalImage(1, [...new Set([...contiguous, ...pick(100)])].sort((a, b) => a - b), blocks, BS, 4096), fullImage(0, 2000)];
+    expectCombines(images, [{}, { encoding: 'lz4', lz4Piece: 3 * BS + 5 }, { encoding: 'lz4' }], BS, 4096);
+    expectCombines(images, [{ encoding: 'lz4' }, {}, {}], BS, 4096);
+    expect(reference(images).zeros).toBeGreaterThan(0);
+  });
+
   it('an incremental file of no block gives the full copy cut to its truncation length', () => {
     const full = fullImage(0, 9);
     const sources = [store(incrementalImage(1, [], 6)), store(full)];

@@ -64,10 +64,11 @@ describe('placeItem: where a restore stages what the FD sends', () => {
     expect(placeItem(st, '7000/pitr/20261126-100000F/pgdata/pg_tblspc/16500', 'symlink')).toEqual({ kind: 'ignore' });
   });
 
-  it('WAL segments and history files are received for the archive; partials and .backup files are not needed', () => {
+  it('WAL segments, history files and partials (a cdp job\'s open segment) are received for the archive; .backup files are not needed', () => {
     expect(placeItem(st, '7000/wal/00000002/000000020000000000000019', 'file')).toEqual({ kind: 'wal', name: '000000020000000000000019', path: `${st}/incoming/000000020000000000000019` });
     expect(placeItem(st, '7000/wal/00000002/00000002.history', 'file')).toEqual({ kind: 'wal', name: '00000002.history', path: `${st}/incoming/00000002.history` });
-    expect(placeItem(st, '7000/wal/00000001/000000010000000000000019.partial', 'file')).toEqual({ kind: 'ignore' });
+    expect(placeItem(st, '7000/wal/00000001/000000010000000000000019.partial', 'file')).toEqual({ kind: 'wal', name: '000000010000000000000019.partial', path: `${st}/incoming/000000010000000000000019.partial` });
+    expect(placeItem(st, '7000/wal/00000001/000000010000000000000019.00000028.backup', 'file')).toEqual({ kind: 'ignore' });
     expect(placeItem(st, '7000/wal/00000001', 'dir')).toEqual({ kind: 'ignore' });
   });
 

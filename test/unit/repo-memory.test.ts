@@ -7,14 +7,14 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { PgbaculaError } from '../../src/errors.js';
 import { decodeFrame, encodeFrame } from '../../src/format/lz4-frame.js';
 import { loadKernels } from '../../src/format/kernels.js';
 import { serializeManifest, type BackupManifest, type ManifestHead } from '../../src/format/backup-manifest.js';
 import type { ItemHeader } from '../../src/item/item.js';
 import { ManifestWriter } from '../../src/pipeline/manifest-writer.js';
-import { assertRepository, createBackupDir, initRepository, listBackups, loadBackup, removeInterruptedBackups } from '../../src/repo/catalog.js';
+import { assertRepository, createBackupDir, initRepository, listBackups, loadBackup, newestCompleteWithChain, removeInterruptedBackups } from '../../src/repo/catalog.js';
 import { inProgressPath, manifestPath, REPO_MARKER, storedFilePath } from '../../src/repo/layout.js';
 import { acquireRepoLock } from '../../src/repo/lock.js';
 import { RepoSink } from '../../src/repo/repo-sink.js';
@@ -160,6 +160,37 @@ describe('repository catalog on the memory storage', () => {
     expect((await loadBackup(REPO, undefined, s)).backupId).toBe('20261126-100000F');
     expect((await refusal(loadBackup(REPO, '20261126-150000I', s))).message).toMatch(/is damaged/);
     expect((await refusal(loadBackup(REPO, '20990101-000000F', s))).message).toMatch(/no backup 20990101-000000F/);
+  });
+
+  it('newestCompleteWithChain reads the newest accepted backup, its chain and what is newer — no other manifest', async () => {
+    const s = await repository();
+    const put = async (id: string, m: Partial<BackupManifest>) => {
+      await createBackupDir(REPO, id, s);
+      await s.writeFileDurable(manifestPath(REPO, id), serializeManifest({ ...manifestOf(id), ...m }));
+      await s.removeFile(inProgressPath(REPO, id));
+    };
+    const ref = (backupId: string) => ({ reference: { backupId, startLsn: '0/2000028', timeline: 1 } });
+    await put('20261126-080000F', { mode: 'pitr_block' });
+    await put('20261126-090000F', { mode: 'pitr_block' });
+    await put('20261126-100000I', { mode: 'pitr_block', level: 'incremental', ...ref('20261126-090000F') });
+    await put('20261126-110000I', { mode: 'pitr_block', level: 'incremental', ...ref('20261126-100000I') });
+    await backupIn(s, '20261126-113000I', 'bad-manifest');
+    await put('20261126-120000F', { mode: 'dump' });
+    const read = vi.spyOn(s, 'readFile');
+    const physical = (m: BackupManifest) => m.mode === 'pitr_block';
+    const got = await newestCompleteWithChain(REPO, physical, s);
+    expect(got.map((m) => m.backupId)).toEqual(['20261126-090000F', '20261126-100000I', '20261126-110000I', '20261126-120000F']);
+    const manifestsRead = read.mock.calls.map(([p]) => String(p)).filter((p) => p.endsWith('manifest.json'));
+    expect(manifestsRead.some((p) => p.includes('20261126-080000F'))).toBe(false);
+    // A differential counts from the newest full one: the incrementals are read on the way, not its chain.
+    const fulls = await newestCompleteWithChain(REPO, (m) => physical(m) && m.level === 'full', s);
+    expect(fulls.map((m) => m.backupId)).toEqual(['20261126-090000F', '20261126-100000I', '20261126-110000I', '20261126-120000F']);
+    // A chain with a link missing is given as far as it goes (the chain check then refuses it).
+    await s.removeFile(manifestPath(REPO, '20261126-100000I'));
+    expect((await newestCompleteWithChain(REPO, physical, s)).map((m) => m.backupId)).toEqual(['20261126-110000I', '20261126-120000F']);
+    // None accepted: every complete backup, so the caller's choice says there is none.
+    expect(await newestCompleteWithChain(REPO, () => false, s)).toHaveLength(4);
+    read.mockRestore();
   });
 
   it('a backup directory killed while its marker was being written: running while the writer lives, then incomplete and removed', async () => {

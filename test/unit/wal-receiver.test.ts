@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { PgbaculaError } from '../../src/errors.js';
 import { isRetryable } from '../../src/archive/receiver.js';
+import { receiveDir } from '../../src/archive/layout.js';
+import { receiverLock } from '../../src/archive/receiver-lock.js';
+import { MemoryStorage } from '../../src/storage/memory.js';
 import { runCli } from '../harness/run-cli.js';
 
 describe('wal-receive: what is retried with backoff and what stops it', () => {
@@ -30,5 +33,25 @@ describe('wal-receive: what is retried with backoff and what stops it', () => {
     const r = await runCli(['wal-receive', '--wal-spool', '/nonexistent/spool', '--slot-name', 'Bad-Name']);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('invalid replication slot name "Bad-Name"');
+  });
+});
+
+describe("the receiver's lock as cdp jobs and info read it (untrusted: a crash or a hand may leave anything)", () => {
+  const lockOf = async (content: string | undefined) => {
+    const s = new MemoryStorage();
+    const dir = receiveDir('/a', '7311887020705307463');
+    await s.makeDirs(dir);
+    if (content !== undefined) await s.writeFileDurable(`${dir}/lock`, content);
+    return receiverLock('/a', '7311887020705307463', s);
+  };
+
+  it('no lock, an empty one, a torn or crafted one: no receiver (the job then fails with the fix), never a guess', async () => {
+    for (const c of [undefined, '', '\n', '12ab', '-5', '0', '1.5', '99999999999999999999']) expect(await lockOf(c), JSON.stringify(c)).toBeUndefined();
+  });
+
+  it("a live pid is alive, a dead one is not", async () => {
+    expect(await lockOf(`${process.pid}\n`)).toMatchObject({ pid: process.pid, alive: true });
+    const dead = await lockOf('2147483646');
+    expect(dead).toMatchObject({ pid: 2147483646, alive: false });
   });
 });

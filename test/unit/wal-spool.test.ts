@@ -12,6 +12,8 @@ import { readArchiveMeta } from '../../src/archive/archive-meta.js';
 import { storeHistoryFile } from '../../src/archive/history-files.js';
 import { walArchiveRoot } from '../../src/archive/layout.js';
 import { runCli } from '../harness/run-cli.js';
+import { NATIVE_WAL_PUSH, WAL_PUSHERS } from '../harness/wal-pushers.js';
+import { pgbaculaArchiver } from '../../src/server/archive-command-kind.js';
 import { headerOnlySegment, recordSegments, SYNTH_SEG } from './wal-synth.js';
 
 const SYS_A = 7311887020705307463n;
@@ -55,14 +57,14 @@ function noTempFiles(dir: string): void {
   expect(all.filter((n) => n.includes('.tmp-'))).toEqual([]);
 }
 
-describe('WAL archive layout and wal-push rules', () => {
+describe.each(WAL_PUSHERS)('WAL archive layout and wal-push rules: $name', ({ push }) => {
   const A1 = { systemId: SYS_A, timeline: 1 };
 
   it('stores a validated segment under <sysid>/<TLI hex>/, fsynced, 0640, and records the archive facts', async () => {
     const root = join(tmp(), 'spool');
     const src = tmp();
     const path = writeSeg(src, '000000010000000000000003', headerOnlySegment(A1, 3n));
-    const r = await pushWalFile({ root, sourcePath: path, expectedSystemId: SYS_A.toString() });
+    const r = await push({ root, sourcePath: path, expectedSystemId: SYS_A.toString() });
     expect(r).toMatchObject({ status: 'stored', kind: 'segment', systemId: SYS_A.toString(), timeline: 1, bytes: SYNTH_SEG });
     const dest = join(root, SYS_A.toString(), '00000001', '000000010000000000000003');
     expect(r.path).toBe(dest);
@@ -77,11 +79,11 @@ describe('WAL archive layout and wal-push rules', () => {
     const src = tmp();
     const original = headerOnlySegment(A1, 4n, 1);
     const path = writeSeg(src, '000000010000000000000004', original);
-    expect((await pushWalFile({ root, sourcePath: path })).status).toBe('stored');
-    expect((await pushWalFile({ root, sourcePath: path })).status).toBe('identical');
+    expect((await push({ root, sourcePath: path })).status).toBe('stored');
+    expect((await push({ root, sourcePath: path })).status).toBe('identical');
     const other = tmp();
     const changed = writeSeg(other, '000000010000000000000004', headerOnlySegment(A1, 4n, 2));
-    const e = await refusal(pushWalFile({ root, sourcePath: changed }));
+    const e = await refusal(push({ root, sourcePath: changed }));
     expect(e.code).toBe('WAL_CONFLICT');
     expect(e.message).toMatch(/000000010000000000000004 is already archived .* with different content/);
     expect(e.message).toContain(changed);
@@ -93,7 +95,7 @@ describe('WAL archive layout and wal-push rules', () => {
   it('concurrent pushes of one segment: one stores it, the others find it identical', async () => {
     const root = tmp();
     const path = writeSeg(tmp(), '000000010000000000000007', headerOnlySegment(A1, 7n));
-    const results = await Promise.all(Array.from({ length: 8 }, () => pushWalFile({ root, sourcePath: path })));
+    const results = await Promise.all(Array.from({ length: 8 }, () => push({ root, sourcePath: path })));
     expect(results.filter((r) => r.status === 'stored').length).toBeGreaterThanOrEqual(1);
     expect(results.every((r) => r.status === 'stored' || r.status === 'identical')).toBe(true);
     noTempFiles(root);
@@ -104,7 +106,7 @@ describe('WAL archive layout and wal-push rules', () => {
     const pgdata = fakeDataDir(SYS_A);
     expect(await dataDirectorySystemId(pgdata)).toBe(SYS_A.toString());
     const foreign = writeSeg(tmp(), '000000010000000000000005', headerOnlySegment({ systemId: SYS_B, timeline: 1 }, 5n));
-    const e = await refusal(pushWalFile({ root, sourcePath: foreign, expectedSystemId: SYS_A.toString(), pgdata }));
+    const e = await refusal(push({ root, sourcePath: foreign, expectedSystemId: SYS_A.toString(), pgdata }));
     expect(e.code).toBe('WAL_CONFLICT');
     expect(e.message).toContain(`belongs to database system ${SYS_B}, not to system ${SYS_A}`);
     expect(existsSync(join(root, SYS_B.toString()))).toBe(false);
@@ -113,35 +115,45 @@ describe('WAL archive layout and wal-push rules', () => {
 
   it('a repository holds one system: a second one is refused even without a data directory', async () => {
     const root = walArchiveRoot({ repo: tmp() });
-    await pushWalFile({ root, sourcePath: writeSeg(tmp(), '000000010000000000000001', headerOnlySegment(A1, 1n)), singleSystem: true });
-    const e = await refusal(pushWalFile({ root, sourcePath: writeSeg(tmp(), '000000010000000000000001', headerOnlySegment({ systemId: SYS_B, timeline: 1 }, 1n)), singleSystem: true }));
+    await push({ root, sourcePath: writeSeg(tmp(), '000000010000000000000001', headerOnlySegment(A1, 1n)), singleSystem: true });
+    const e = await refusal(push({ root, sourcePath: writeSeg(tmp(), '000000010000000000000001', headerOnlySegment({ systemId: SYS_B, timeline: 1 }, 1n)), singleSystem: true }));
     expect(e.code).toBe('WAL_CONFLICT');
     expect(e.message).toContain(`holds WAL of system ${SYS_A}`);
     // A spool keeps one directory per system instead.
     const spool = tmp();
-    await pushWalFile({ root: spool, sourcePath: writeSeg(tmp(), '000000010000000000000001', headerOnlySegment(A1, 1n)) });
-    await pushWalFile({ root: spool, sourcePath: writeSeg(tmp(), '000000010000000000000001', headerOnlySegment({ systemId: SYS_B, timeline: 1 }, 1n)) });
+    await push({ root: spool, sourcePath: writeSeg(tmp(), '000000010000000000000001', headerOnlySegment(A1, 1n)) });
+    await push({ root: spool, sourcePath: writeSeg(tmp(), '000000010000000000000001', headerOnlySegment({ systemId: SYS_B, timeline: 1 }, 1n)) });
     expect(readdirSync(spool).sort()).toEqual([SYS_A.toString(), SYS_B.toString()].sort());
   });
 
   it('refuses damaged WAL, WAL of another major than the archive holds, and files that are not WAL', async () => {
     const root = tmp();
-    await pushWalFile({ root, sourcePath: writeSeg(tmp(), '000000010000000000000001', headerOnlySegment(A1, 1n)) });
+    await push({ root, sourcePath: writeSeg(tmp(), '000000010000000000000001', headerOnlySegment(A1, 1n)) });
     const bad = headerOnlySegment(A1, 2n);
     new DataView(bad.buffer).setBigUint64(8192 * 5 + 8, 123n, true); // page 5 claims another address
-    let e = await refusal(pushWalFile({ root, sourcePath: writeSeg(tmp(), '000000010000000000000002', bad) }));
+    let e = await refusal(push({ root, sourcePath: writeSeg(tmp(), '000000010000000000000002', bad) }));
     expect(e.code).toBe('WAL_CONFLICT');
     expect(e.message).toMatch(/claims address/);
-    e = await refusal(pushWalFile({ root, sourcePath: writeSeg(tmp(), '000000010000000000000002', headerOnlySegment({ ...A1, magic: 0xd116 }, 2n)) }));
+    e = await refusal(push({ root, sourcePath: writeSeg(tmp(), '000000010000000000000002', headerOnlySegment({ ...A1, magic: 0xd116 }, 2n)) }));
     expect(e.message).toMatch(/written by PostgreSQL 17 but the archive .* holds WAL of PostgreSQL 18/);
-    e = await refusal(pushWalFile({ root, sourcePath: writeSeg(tmp(), '000000010000000000000002', headerOnlySegment(A1, 3n)) }));
+    e = await refusal(push({ root, sourcePath: writeSeg(tmp(), '000000010000000000000002', headerOnlySegment(A1, 3n)) }));
     expect(e.message).toMatch(/claims address/); // a segment under another segment's name
-    e = await refusal(pushWalFile({ root, sourcePath: writeSeg(tmp(), 'postmaster.pid', Buffer.from('1')) }));
+    e = await refusal(push({ root, sourcePath: writeSeg(tmp(), '000000010000000000000002', headerOnlySegment({ ...A1, segSize: SYNTH_SEG * 2 }, 1n)) }));
+    expect(e.message).toMatch(new RegExp(`uses ${SYNTH_SEG * 2}-byte segments but the archive of system ${SYS_A} in .* holds ${SYNTH_SEG}-byte segments`));
+    const oddSize = headerOnlySegment(A1, 2n);
+    new DataView(oddSize.buffer).setUint32(32, SYNTH_SEG + 8192, true); // not a power of two
+    e = await refusal(push({ root, sourcePath: writeSeg(tmp(), '000000010000000000000002', oddSize) }));
+    expect(e.message).toMatch(new RegExp(`claims a WAL segment size of ${SYNTH_SEG + 8192} bytes`));
+    const timelineAhead = headerOnlySegment(A1, 2n);
+    new DataView(timelineAhead.buffer).setUint32(8192 * 3 + 4, 2, true); // page 3 on a newer timeline than its file
+    e = await refusal(push({ root, sourcePath: writeSeg(tmp(), '000000010000000000000002', timelineAhead) }));
+    expect(e.message).toMatch(/is on timeline 2, newer than timeline 1 of its file/);
+    e = await refusal(push({ root, sourcePath: writeSeg(tmp(), 'postmaster.pid', Buffer.from('1')) }));
     expect(e.code).toBe('PARAM_INVALID');
-    e = await refusal(pushWalFile({ root, sourcePath: writeSeg(tmp(), '000000010000000000000002', Buffer.alloc(100)) }));
+    e = await refusal(push({ root, sourcePath: writeSeg(tmp(), '000000010000000000000002', Buffer.alloc(100)) }));
     expect(e.message).toMatch(/not a WAL segment/);
     const short = headerOnlySegment(A1, 2n).subarray(0, SYNTH_SEG / 2);
-    e = await refusal(pushWalFile({ root, sourcePath: writeSeg(tmp(), '000000010000000000000002', short) }));
+    e = await refusal(push({ root, sourcePath: writeSeg(tmp(), '000000010000000000000002', short) }));
     expect(e.message).toMatch(/bytes, expected/);
     expect(existsSync(join(root, SYS_A.toString(), '00000001', '000000010000000000000002'))).toBe(false);
   });
@@ -150,7 +162,7 @@ describe('WAL archive layout and wal-push rules', () => {
     const root = tmp();
     const A2 = { systemId: SYS_A, timeline: 2 };
     const seg = writeSeg(tmp(), '00000002000000000000000A', headerOnlySegment(A2, 10n));
-    const e = await refusal(pushWalFile({ root, sourcePath: seg, expectedSystemId: SYS_A.toString() }));
+    const e = await refusal(push({ root, sourcePath: seg, expectedSystemId: SYS_A.toString() }));
     expect(e.code).toBe('WAL_GAP');
     expect(e.message).toContain('00000002.history is not archived');
     expect(e.hint).toMatch(/Archive 00000002.history first/);
@@ -162,7 +174,7 @@ describe('WAL archive layout and wal-push rules', () => {
     writeFileSync(join(pgdata, 'pg_wal', '00000003.history'), '1\t0/9000110\tno recovery target specified\n\n2\t0/B000060\tno recovery target specified\n');
     const A3 = { systemId: SYS_A, timeline: 3 };
     const seg3 = writeSeg(tmp(), '00000003000000000000000B', headerOnlySegment(A3, 11n));
-    const r = await pushWalFile({ root, sourcePath: seg3, expectedSystemId: SYS_A.toString(), pgdata });
+    const r = await push({ root, sourcePath: seg3, expectedSystemId: SYS_A.toString(), pgdata });
     expect(r.status).toBe('stored');
     expect(r.historiesArchived).toEqual(['00000002.history', '00000003.history']);
     const sys = join(root, SYS_A.toString());
@@ -170,16 +182,16 @@ describe('WAL archive layout and wal-push rules', () => {
     expect(statSync(join(sys, '00000003.history')).mtimeMs <= statSync(join(sys, '00000003', '00000003000000000000000B')).mtimeMs).toBe(true);
     // A timeline-1 file never needs one; a garbage history file is refused.
     const bad = writeSeg(tmp(), '00000004.history', Buffer.from('this is not a history\n'));
-    expect((await refusal(pushWalFile({ root, sourcePath: bad, expectedSystemId: SYS_A.toString() }))).code).toBe('WAL_CONFLICT');
+    expect((await refusal(push({ root, sourcePath: bad, expectedSystemId: SYS_A.toString() }))).code).toBe('WAL_CONFLICT');
   });
 
   it('a different .partial under an existing name is kept aside (recovery never reads it), not refused', async () => {
     const root = tmp();
     const warnings: string[] = [];
     const p1 = writeSeg(tmp(), '000000010000000000000009.partial', headerOnlySegment(A1, 9n, 1));
-    expect((await pushWalFile({ root, sourcePath: p1 })).status).toBe('stored');
+    expect((await push({ root, sourcePath: p1 })).status).toBe('stored');
     const p2 = writeSeg(tmp(), '000000010000000000000009.partial', headerOnlySegment(A1, 9n, 2));
-    const r = await pushWalFile({ root, sourcePath: p2, warn: (t) => warnings.push(t) });
+    const r = await push({ root, sourcePath: p2, warn: (t) => warnings.push(t) });
     expect(r.status).toBe('kept-aside');
     expect(r.path).toMatch(new RegExp(`${SYS_A}/aside/000000010000000000000009\\.partial\\.[0-9a-f]{16}$`));
     expect(warnings.join()).toMatch(/kept as/);
@@ -187,6 +199,25 @@ describe('WAL archive layout and wal-push rules', () => {
     expect(listing.partials.map((s) => s.name)).toEqual(['000000010000000000000009.partial']);
     expect(listing.segments).toEqual([]);
     expect(listing.aside.length).toBe(1);
+  });
+
+  it('a backup history file: stored under its timeline, a different one kept aside, one without START WAL LOCATION refused', async () => {
+    const root = tmp();
+    await push({ root, sourcePath: writeSeg(tmp(), '000000010000000000000001', headerOnlySegment(A1, 1n)) });
+    const name = '000000010000000000000001.00000028.backup';
+    const text = (label: string) => Buffer.from(`START WAL LOCATION: 0/1000028 (file 000000010000000000000001)\nSTOP WAL LOCATION: 0/1000100 (file 000000010000000000000001)\nLABEL: ${label}\n`);
+    const first = await push({ root, sourcePath: writeSeg(tmp(), name, text('one')), expectedSystemId: SYS_A.toString() });
+    expect(first).toMatchObject({ status: 'stored', kind: 'backup', path: join(root, SYS_A.toString(), '00000001', name) });
+    const warnings: string[] = [];
+    const second = await push({ root, sourcePath: writeSeg(tmp(), name, text('two')), expectedSystemId: SYS_A.toString(), warn: (t) => warnings.push(t) });
+    expect(second.status).toBe('kept-aside');
+    expect(second.path).toMatch(new RegExp(`${SYS_A}/aside/${name.replace(/\./g, '\\.')}\\.[0-9a-f]{16}$`));
+    expect(warnings.join()).toMatch(/recovery never reads \.backup files/);
+    expect(readFileSync(first.path, 'utf8')).toContain('LABEL: one');
+    const e = await refusal(push({ root, sourcePath: writeSeg(tmp(), '000000010000000000000001.00000030.backup', Buffer.from('LABEL: no start\n')), expectedSystemId: SYS_A.toString() }));
+    expect(e.code).toBe('WAL_CONFLICT');
+    expect(e.message).toContain('is not a backup history file (no START WAL LOCATION line)');
+    noTempFiles(root);
   });
 });
 
@@ -301,7 +332,7 @@ describe('wal-fetch rules', () => {
   });
 });
 
-describe('the CLI commands (in-process)', () => {
+describe.each(WAL_PUSHERS)('wal-push as a command: $name', ({ cli }) => {
   const A1 = { systemId: SYS_A, timeline: 1 };
 
   it('wal-push is silent on success and on an identical re-push; wal-fetch is silent with exit 1 when absent', async () => {
@@ -309,9 +340,11 @@ describe('the CLI commands (in-process)', () => {
     const pgdata = fakeDataDir(SYS_A);
     const seg = writeSeg(join(pgdata, 'pg_wal'), '000000010000000000000002', recordSegments(A1, 2n, 1)[0]!);
     for (let i = 0; i < 2; i++) {
-      const r = await runCli(['wal-push', '--repo', repo, '--pgdata', pgdata, seg]);
+      const r = await cli(['--repo', repo, '--pgdata', pgdata, seg]);
       expect(r).toEqual({ code: 0, stdout: '', stderr: '' });
     }
+    // As archive_command: a path relative to the data directory it runs in.
+    expect(await cli(['--repo', repo, 'pg_wal/000000010000000000000002'], pgdata)).toEqual({ code: 0, stdout: '', stderr: '' });
     expect(existsSync(join(repo, 'pgbacula-repo.json'))).toBe(true); // the repository was created
     expect(existsSync(join(repo, 'wal', SYS_A.toString(), '00000001', '000000010000000000000002'))).toBe(true);
     const absent = await runCli(['wal-fetch', '--repo', repo, '--pgdata', pgdata, '00000002.history', join(tmp(), 'RECOVERYHISTORY')]);
@@ -328,14 +361,24 @@ describe('the CLI commands (in-process)', () => {
     const repo = tmp();
     const pgdata = fakeDataDir(SYS_A);
     const foreign = writeSeg(tmp(), '000000010000000000000002', headerOnlySegment({ systemId: SYS_B, timeline: 1 }, 2n));
-    const r = await runCli(['wal-push', '--repo', repo, '--pgdata', pgdata, foreign]);
+    const r = await cli(['--repo', repo, '--pgdata', pgdata, foreign]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^pgbacula: error: 000000010000000000000002 belongs to database system \d+, not to system \d+ of the data directory that archives it\nhint: /);
-    expect((await runCli(['wal-push', '--repo', repo])).code).toBe(2);
-    expect((await runCli(['wal-fetch', '--repo', repo, 'x'])).code).toBe(200);
-    const missing = await runCli(['wal-push', '--repo', repo, '--pgdata', pgdata, join(tmp(), '000000010000000000000009')]);
+    expect(existsSync(join(repo, 'wal', SYS_B.toString()))).toBe(false);
+    expect((await cli(['--repo', repo])).code).toBe(2);
+    expect((await cli(['--repo', repo, '--pgdata', pgdata, join(tmp(), 'postmaster.pid')])).code).toBe(2);
+    const missing = await cli(['--repo', repo, '--pgdata', pgdata, join(tmp(), '000000010000000000000009')]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/the file to archive .* does not exist/);
+  });
+});
+
+describe('the CLI commands (in-process)', () => {
+  const A1 = { systemId: SYS_A, timeline: 1 };
+
+  it('wal-fetch exits 200 when restore_command itself is wrong or there is no archive', async () => {
+    const repo = tmp();
+    expect((await runCli(['wal-fetch', '--repo', repo, 'x'])).code).toBe(200);
     const noArchive = await runCli(['wal-fetch', '--wal-spool', join(tmp(), 'nowhere'), '000000010000000000000002', join(tmp(), 'p')]);
     // Anything but "not archived" stops recovery: above 125, and not 143 (128 + SIGTERM).
     expect(noArchive.code).toBe(200);
@@ -398,5 +441,18 @@ describe('command lines for postgresql.conf', () => {
     expect(restoreCommandLine({ repo: '/r', staged: '/pg/pgbacula_restore/wal' })).toMatch(/ wal-fetch --repo \/r --staged \/pg\/pgbacula_restore\/wal %f %p$/);
     expect(restoreCommandLine({ staged: '/pg/pgbacula_restore/wal' })).toMatch(/ wal-fetch --staged \/pg\/pgbacula_restore\/wal %f %p$/);
     expect(archiveCommandLine({ spool: '/var/lib/pgbacula/wal-spool' })).toMatch(/ wal-push --wal-spool \/var\/lib\/pgbacula\/wal-spool %p$/);
+  });
+
+  it('offer the native helper when asked and installed; the checks recognize both forms as pgbacula archiving', () => {
+    const native = archiveCommandLine({ repo: "/backup/it's 100%", native: true });
+    expect(native).toBe(`${NATIVE_WAL_PUSH} --repo '/backup/it'\\''s 100%%' %p`);
+    const cli = archiveCommandLine({ spool: '/var/lib/pgbacula/wal-spool' });
+    expect(pgbaculaArchiver(native)).toBe('native');
+    expect(pgbaculaArchiver(cli)).toBe('wal-push');
+    expect(pgbaculaArchiver('pgbacula wal-push %p')).toBe('wal-push');
+    expect(pgbaculaArchiver("'/usr/bin/pgbacula' 'wal-push' --repo /r %p")).toBe('wal-push');
+    expect(pgbaculaArchiver('/usr/lib/pgbacula/pgbacula-wal-push --wal-spool /s %p')).toBe('native');
+    expect(pgbaculaArchiver('cp %p /mnt/archive/%f')).toBeUndefined();
+    expect(pgbaculaArchiver('pgbacula wal-pushy %p')).toBeUndefined();
   });
 });

@@ -86,7 +86,7 @@ export async function blockReference(
 }
 
 function plannerFor(s: PitrSettings, block: BlockJobSettings, type: 'full' | 'incr' | 'diff', base: BlockBase | undefined, summarizerWaitMs = block.summarizerWaitMs): BackupPlanner {
-  return blockPlanner({ type, summaryDays: block.summaryDays, archiveRoot: s.spoolRoot, summarizerWaitMs, ...(base ? { reference: base.manifest } : {}) }, base ? base.chain : []);
+  return blockPlanner({ type, summaryDays: block.summaryDays, archiveRoot: s.spoolRoot, summarizerWaitMs, ...(base ? { reference: base.manifest } : {}) }, async () => (base ? base.chain : []));
 }
 
 /** What storeBaseBackup is asked for a pitr_block job: the planner, the level, the WAL and the manifest copy. */

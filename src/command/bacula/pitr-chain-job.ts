@@ -21,6 +21,7 @@ import {
   estimateItems, pruneSpoolBefore, shipWal, situation, storeBaseBackup, switchAndAwait,
   type PitrRunOptions, type PitrSettings,
 } from '../../modes/pitr/pitr.js';
+import type { ServerNow } from '../../modes/pitr/wal-plan.js';
 import { CHAIN_DIR, chainFilePath, loadChain, saveChain } from './pitr-chain-file.js';
 import { blockEstimatePlanner, blockReference, blockRequest, pruneKeptManifests, type BlockBase } from './block-chain.js';
 import {
@@ -31,11 +32,20 @@ import {
 export type { BlockJobSettings, PitrChainJob } from './pitr-chain.js';
 
 /**
+ * Mode cdp (src/command/modes/cdp.ts): an Incremental or Differential ships what reached the
+ * spool without closing the server's segment, then the receiver's open segment after the
+ * complete ones (also after a Full's WAL).
+ */
+export interface CdpJobHooks {
+  shipOpenSegment(a: { readonly server: ServerNow; readonly walThrough: ChainSegmentRef; readonly cluster: string; readonly pool: WorkerPool; readonly sink: ItemSink }): Promise<void>;
+}
+
+/**
  * Run one pitr (or pitr_block) job of Bacula into `sink` (paths relative to the plugin
  * namespace). Returns when every item is written; the chain record is saved before returning
  * (estimates change nothing).
  */
-export async function runPitrChainJob(s: PitrSettings, job: PitrChainJob, sink: ItemSink, o: PitrRunOptions, block?: BlockJobSettings): Promise<void> {
+export async function runPitrChainJob(s: PitrSettings, job: PitrChainJob, sink: ItemSink, o: PitrRunOptions, block?: BlockJobSettings, cdp?: CdpJobHooks): Promise<void> {
   const { log } = o;
   const startedAtMs = Date.now();
   const repl = await ReplicationConnection.open(s.connection, { applicationName: 'pgbacula pitr' });
@@ -86,7 +96,7 @@ export async function runPitrChainJob(s: PitrSettings, job: PitrChainJob, sink: 
     } else if (job.level !== 'F') {
       // WAL up to now: close the current segment first, then judge the chain on what the spool has.
       if (!o.estimate) {
-        await switchAndAwait(s, server.systemId, server.walSegmentSize, log, o.signal);
+        if (!cdp) await switchAndAwait(s, server.systemId, server.walSegmentSize, log, o.signal);
         listing = await listWalArchive(s.spoolRoot, server.systemId);
       }
       plan = planWalJob({ level: job.level, since: job.since, records, server, segments: listing.segments });
@@ -106,6 +116,7 @@ export async function runPitrChainJob(s: PitrSettings, job: PitrChainJob, sink: 
     if (plan.kind === 'wal') {
       const final = plan;
       await shipWal(s, server, listing, final.ship, cluster, pool, sink, o);
+      await cdp?.shipOpenSegment({ server, walThrough: final.walThrough, cluster, pool, sink });
       record = {
         jobId: job.jobId,
         jobName: job.name,
@@ -124,6 +135,7 @@ export async function runPitrChainJob(s: PitrSettings, job: PitrChainJob, sink: 
     } else {
       const label = s.label === 'auto' ? `bacula_${job.jobId}` : s.label;
       const base = await storeBaseBackup(s, { jobId: job.jobId, label, ...(block ? blockRequest(s, block, job, blockBase, cluster) : {}) }, sit, cluster, pool, sink, o);
+      await cdp?.shipOpenSegment({ server, walThrough: base.walThrough, cluster, pool, sink });
       record = {
         jobId: job.jobId,
         jobName: job.name,

@@ -18,7 +18,7 @@ import { backupKindOf } from '../bacula/levels.js';
 import type { BackendSettings, ModeEntry, SourceSettings } from '../mode-entry.js';
 
 /** Restore parameters that only mean something for physical restores. */
-const PHYSICAL_RESTORE_ONLY = ['target_time', 'target_lsn', 'target_xid', 'target_name', 'pgdata_dir', 'recovery_target_action', 'recreate_replication_slots', 'recreate_subscriptions', 'restore_as_standby', 'primary_conninfo', 'skip_wal_replay', 'restore_port'];
+const PHYSICAL_RESTORE_ONLY = ['target_time', 'target_lsn', 'target_xid', 'target_name', 'pgdata_dir', 'recovery_target_action', 'recreate_replication_slots', 'recreate_subscriptions', 'restore_as_standby', 'primary_conninfo', 'standby_name', 'skip_wal_replay', 'restore_port'];
 
 /** Settings from validated parameters; refuses combinations pg_dump would refuse later. */
 export function dumpSettings(params: ParamMap): DumpSettings {

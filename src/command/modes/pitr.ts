@@ -5,7 +5,9 @@
  * as a repository and recovers from it (src/modes/pitr/restore.ts).
  */
 import type { ConnectionSettings, Env } from '../../config/connection.js';
-import { getBool, getInt, getList, getString, type ParamMap } from '../../config/params.js';
+import { getBool, getInt, getList, getString, mergeParams, type ParamMap } from '../../config/params.js';
+import { resolveConnection } from '../../config/connection.js';
+import type { StandbyEndpoint } from '../../server/topology-capture.js';
 import { PgbaculaError } from '../../errors.js';
 import { encodeName } from '../../format/path-name.js';
 import type { PitrSettings } from '../../modes/pitr/pitr.js';
@@ -42,16 +44,42 @@ export function pitrSettings(params: ParamMap, connection: ConnectionSettings, e
     parallelJobs: getInt(p, 'parallel_jobs'),
     progressIntervalMs,
     archiveWaitMs: Number(env.PGBACULA_ARCHIVE_WAIT_SECONDS ?? 60) * 1000,
+    trackReplicationState: getBool(p, 'track_replication_state'),
+    standbyEndpoints: getList(p, 'standby_hosts').map((h) => standbyEndpoint(p, env, h)),
+  };
+}
+
+/**
+ * One of standby_hosts (host, host:port, [v6]:port): the connection's user, database and sslmode,
+ * its password from the config file or the pgpass entry of that host — never another source.
+ */
+export function standbyEndpoint(params: ParamMap, env: Env, text: string): StandbyEndpoint {
+  const m = /^(?:\[([^\]]+)\]|([^:]+))(?::(\d{1,5}))?$/.exec(text.trim());
+  if (!m) throw new PgbaculaError('PARAM_INVALID', `invalid standby in standby_hosts: "${text}"`, { hint: 'Give host or host:port (a socket directory, a name, an address; [v6 address]:port), comma-separated.' });
+  const host = m[1] ?? m[2]!;
+  const over = new Map<string, string | number>([['host', host]]);
+  if (m[3]) over.set('port', Number(m[3]));
+  const { PGPASSWORD: _ignored, ...rest } = env;
+  return { label: text.trim(), connection: resolveConnection(mergeParams(params, over as ParamMap), rest) };
+}
+
+/**
+ * What every mode built on pitr's base backups shares with it: the dump-only parameters it
+ * ignores, how its files are named in the job log, and the restore checks made at job start.
+ */
+export function physicalModeBasics(mode: string): Pick<ModeEntry<unknown, RestoreOptions>, 'ignored' | 'files' | 'checkRestore'> {
+  return {
+    ignored: { names: DUMP_ONLY, when: 'start', why: `applies to dump modes; ignored for mode=${mode}` },
+    files: { what: `${mode} files`, untouched: 'no server is touched' },
+    // Two targets are refused when the job starts, not after the FD has sent the data.
+    checkRestore: (params) => void recoveryTargetOf(params),
   };
 }
 
 export const PITR_ENTRY: ModeEntry<PitrSettings, RestoreOptions> = {
   name: 'pitr',
   restoreMode: 'pitr',
-  ignored: { names: DUMP_ONLY, when: 'start', why: 'applies to dump modes; ignored for mode=pitr' },
-  files: { what: 'pitr files', untouched: 'no server is touched' },
-  // Two targets are refused when the job starts, not after the FD has sent the data.
-  checkRestore: (params) => void recoveryTargetOf(params),
+  ...physicalModeBasics('pitr'),
   settings: (params: ParamMap, source: SourceSettings, backend: BackendSettings) => pitrSettings(params, source.connection, backend.env, backend.progressIntervalMs),
   restoreSettings: (params: ParamMap) => restoreOptionsOf(params),
 

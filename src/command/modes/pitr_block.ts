@@ -10,7 +10,7 @@ import type { RestoreOptions } from '../../restore/repo-restore.js';
 import { openSession } from '../../server/session.js';
 import { runPitrChainJob, type BlockJobSettings } from '../bacula/pitr-chain-job.js';
 import type { BackendSettings, ModeEntry, SourceSettings } from '../mode-entry.js';
-import { PITR_ENTRY, pitrSettings } from './pitr.js';
+import { PITR_ENTRY, physicalModeBasics, pitrSettings } from './pitr.js';
 
 export const PITR_BLOCK_MODE = 'pitr_block';
 
@@ -22,9 +22,7 @@ interface BlockModeSettings {
 export const PITR_BLOCK_ENTRY: ModeEntry<BlockModeSettings, RestoreOptions> = {
   name: PITR_BLOCK_MODE,
   restoreMode: PITR_BLOCK_MODE,
-  ignored: { ...PITR_ENTRY.ignored, why: 'applies to dump modes; ignored for mode=pitr_block' },
-  files: { what: 'pitr_block files', untouched: PITR_ENTRY.files.untouched },
-  checkRestore: PITR_ENTRY.checkRestore!,
+  ...physicalModeBasics(PITR_BLOCK_MODE),
   settings: (params: ParamMap, source: SourceSettings, backend: BackendSettings) => ({
     pitr: pitrSettings(params, source.connection, backend.env, backend.progressIntervalMs),
     block: {

@@ -20,6 +20,7 @@ import { PgbaculaError } from '../../errors.js';
 import { runBaseBackup } from '../../physical/base-backup.js';
 import type { BackupPlanner } from '../../physical/planner.js';
 import type { ReplicationConnection } from '../../server/replication.js';
+import type { StandbyEndpoint } from '../../server/topology-capture.js';
 import { openSession } from '../../server/session.js';
 import { serverVersion } from '../../server/server-facts.js';
 import { planCluster, type PlanEntry } from '../../pipeline/cluster-walk.js';
@@ -61,6 +62,10 @@ export interface PitrSettings {
   readonly progressIntervalMs: number;
   /** How long to wait for the switched segment to reach the spool. */
   readonly archiveWaitMs: number;
+  /** track_replication_state: capture slots, subscriptions and standbys with each base backup. */
+  readonly trackReplicationState: boolean;
+  /** standby_hosts: the standbys whose own settings the capture reads. */
+  readonly standbyEndpoints?: readonly StandbyEndpoint[];
 }
 
 export interface PitrRunOptions {
@@ -269,6 +274,8 @@ export async function storeBaseBackup(s: PitrSettings, req: BaseRequest, sit: Si
       manifestPath,
       ...(req.mode ? { mode: req.mode } : {}),
       ...(req.planner ? { planner: req.planner } : {}),
+      trackReplicationState: s.trackReplicationState,
+      ...(s.standbyEndpoints ? { standbyEndpoints: s.standbyEndpoints } : {}),
     });
     await req.onManifest?.(manifestPath);
     // The sealed manifest last: a restore treats a backup without it as incomplete.

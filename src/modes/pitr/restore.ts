@@ -30,6 +30,7 @@ import { majorOf } from '../../pg/versions.js';
 import { serverBinDirFor } from '../../restore/server-binaries.js';
 import { pushWalFile } from '../../archive/push.js';
 import { walArchiveRoot } from '../../archive/layout.js';
+import { adoptNewerWal, holdsWalBeyond, newestWal } from '../../archive/adopt-wal.js';
 import type { RestoreLog } from '../../restore/file-target.js';
 import { giveTreeToSync, setMode } from '../../os/file-owner.js';
 import { NewFile } from '../../os/new-file.js';
@@ -72,7 +73,9 @@ export function placeItem(staging: string, namespacePath: string, type: RestoreE
     if (rest.length !== 2 || !/^[0-9A-F]{8}$/.test(rest[0]!)) return undefined;
     const name = rest[1]!;
     const parsed = parseWalFileName(name);
-    if (!parsed || parsed.kind === 'partial' || parsed.kind === 'backup') return parsed ? { kind: 'ignore' } : undefined;
+    // A .partial is a cdp job's copy of the receiver's open segment: the end of WAL of a restore
+    // to latest (never served over a complete copy: src/archive/partial-at-end.ts).
+    if (!parsed || parsed.kind === 'backup') return parsed ? { kind: 'ignore' } : undefined;
     return { kind: 'wal', name, path: join(staging, 'incoming', name) };
   }
   return undefined;
@@ -221,6 +224,7 @@ export class PitrRestoreTarget implements RestoreTarget {
     const binDir = serverBinDirFor(majorOf(chosen.pgVersionNum), this.s.options.pgBinDir, this.s.binDirHint);
     const systemId = chosen.systemIdentifier;
     let segments = 0;
+    let newestPartial: string | undefined;
     let foreign = 0;
     let first = '';
     let last = '';
@@ -240,12 +244,30 @@ export class PitrRestoreTarget implements RestoreTarget {
         segments++;
         first ||= name;
         last = name;
-      }
+      } else if (res.kind === 'partial') newestPartial = name;
     }
     if (foreign) this.log.info(`${foreign} WAL segments of another system (an earlier cluster of this chain) were left out`);
     await removeTree(incoming);
+    const spool = this.s.options.walSpool;
+    if (this.s.options.walFromSpool) {
+      const a = await adoptNewerWal({ from: spool, into: root, systemId, warn: (t) => this.log.warning(t) });
+      if (a.none) {
+        throw new PgbaculaError('RESTORE_PRECHECK', `wal_from_spool=yes, but the spool ${spool} holds no WAL of database system ${systemId} (the cluster of base backup ${chosen.backupId})`, {
+          hint: 'Name the spool that received this cluster\'s WAL with the Plugin Option wal_spool=DIR (on this client), or restore without wal_from_spool to replay the WAL of the restored jobs only.',
+        });
+      }
+      this.log.info(
+        `WAL from the spool ${spool}: ${a.segments ? `${a.first}..${a.last} (${a.segments} segment${a.segments === 1 ? '' : 's'})` : 'no complete segment'} beyond the restored jobs${a.histories ? `, ${a.histories} history file${a.histories === 1 ? '' : 's'}` : ''}${a.partial ? `; open segment ${a.partial.name} (from ${a.partial.source})` : ''}${a.refused.length ? `; ${a.refused.length} left out (warnings above)` : ''}`,
+      );
+    } else {
+      // Said, never passed over: a restore from media alone may end before WAL this host still has.
+      const inSpool = await newestWal(spool, systemId).catch(() => undefined);
+      if (inSpool !== undefined && (await holdsWalBeyond(inSpool, await newestWal(root, systemId)).catch(() => false))) {
+        this.log.info(`the spool ${spool} on this client holds WAL beyond the restored jobs (up to ${inSpool.name}): the Plugin Option wal_from_spool=yes replays it too`);
+      }
+    }
     const ids = complete.map((m) => m.backupId).join(', ');
-    this.log.info(`received ${formatCount(this.files)} files (${formatBytes(this.bytes)}): base backup${complete.length === 1 ? '' : 's'} ${ids}; WAL ${segments ? `${first}..${last} (${segments} segments)` : 'none beyond the backups\' own'}`);
+    this.log.info(`received ${formatCount(this.files)} files (${formatBytes(this.bytes)}): base backup${complete.length === 1 ? '' : 's'} ${ids}; WAL ${segments ? `${first}..${last} (${segments} segments)` : 'none beyond the backups\' own'}${newestPartial ? `; open segment ${newestPartial}` : ''}`);
     const owner = resolveOwner(this.pgdataDir);
     // The server's user reads the staged WAL (restore_command); the staged base backups stay
     // root's, so nothing it does can change a file between its check and its move into place.

@@ -88,7 +88,7 @@ export async function checkSpool(spoolRoot: string, archiver: Archiver | undefin
     throw new PgbaculaError('PREREQUISITE', `the WAL spool ${spoolRoot} does not exist: no WAL has reached it, so this job could not be restored to any point after its base backup`, {
       hint:
         `Create it for the archiver (${who}), not for the File Daemon: install -d -o ${archiver?.name ?? 'postgres'} -g ${archiver?.groupName ?? 'postgres'} -m 0750 ${spoolRoot} — ` +
-        `and check that archive_command stores there (archive_command = 'pgbacula wal-push --wal-spool ${spoolRoot} %p') and that wal_spool in the FileSet names the same directory.`,
+        `and check that archive_command stores there (archive_command = 'pgbacula wal-push --wal-spool ${spoolRoot} %p', or the native helper 'pgbacula-wal-push --wal-spool ${spoolRoot} %p') and that wal_spool in the FileSet names the same directory.`,
     });
   }
   if (!st.isDirectory()) {

@@ -11,7 +11,7 @@ import type { BackupPlanner, PlannedBackup, PlannerContext } from '../../physica
 import { parseLsn } from '../../wal/lsn.js';
 import { planBlocks } from './block-plan.js';
 import { findChangedBlocks } from './changed-blocks.js';
-import { checkReference, chooseReference, type BlockBackupType } from './reference.js';
+import { checkReference, chooseReference, type BlockBackupType, type ReferenceRequest } from './reference.js';
 
 export interface BlockBackupSettings {
   readonly type: BlockBackupType;
@@ -31,11 +31,15 @@ function whole(ctx: PlannerContext, fullBecause?: string): PlannedBackup {
   return { entries: ctx.entries, totalBytes: ctx.entries.reduce((n, e) => n + (e.type === 'file' ? e.size : 0), 0), level: 'full', ...(fullBecause ? { fullBecause } : {}) };
 }
 
-/** `complete`: the complete backups a reference may be chosen from (oldest first). */
-export function blockPlanner(s: BlockBackupSettings, complete: readonly BackupManifest[]): BackupPlanner {
+/**
+ * `backups`: the complete backups (oldest first) a reference may be chosen from, given what the
+ * server is — at least the newest that isReferenceCandidate accepts, with its chain.
+ */
+export function blockPlanner(s: BlockBackupSettings, backups: (asked: Pick<ReferenceRequest, 'type' | 'systemId'>) => Promise<readonly BackupManifest[]>): BackupPlanner {
   return async (ctx) => {
     const { log } = ctx;
     const asked = { type: s.type, systemId: ctx.systemId, timeline: ctx.timeline, blockSize: ctx.blockSize, maxAgeDays: s.summaryDays, now: new Date() };
+    const complete = s.type === 'full' ? [] : await backups(asked);
     const choice = s.reference ? checkReference(s.reference, complete, asked) : chooseReference(complete, asked);
     if (choice.kind === 'full') {
       if (choice.because) log.warning(`full backup instead of ${s.type === 'incr' ? 'an incremental' : 'a differential'} one: ${choice.because}`);

@@ -26,12 +26,15 @@ export interface ReferenceRequest {
   readonly now: Date;
 }
 
+/** Whether a backup may be the reference: the newest one of these is taken. */
+export function isReferenceCandidate(m: BackupManifest, r: Pick<ReferenceRequest, 'type' | 'systemId'>): boolean {
+  return PHYSICAL.has(m.mode) && m.systemIdentifier === r.systemId && (r.type !== 'diff' || m.level === 'full');
+}
+
 export function chooseReference(complete: readonly BackupManifest[], r: ReferenceRequest): ReferenceChoice {
   if (r.type === 'full') return { kind: 'full' };
   const asked = r.type === 'incr' ? 'an incremental' : 'a differential';
-  const mine = complete.filter((m) => PHYSICAL.has(m.mode) && m.systemIdentifier === r.systemId);
-  const candidates = r.type === 'incr' ? mine : mine.filter((m) => m.level === 'full');
-  const reference = candidates.at(-1);
+  const reference = complete.filter((m) => isReferenceCandidate(m, r)).at(-1);
   if (!reference) {
     return { kind: 'full', because: `${asked} backup needs an earlier ${r.type === 'incr' ? '' : 'full '}backup of database system ${r.systemId} in the repository, and there is none` };
   }
