@@ -1,10 +1,10 @@
-import { closeSync, constants as fsc, openSync, readSync } from 'node:fs';
+import { closeSync, constants as fsc, openSync } from 'node:fs';
 import { createFileSync, settleSync, writeAllSync } from '../src/os/new-file.js';
-import { combineRangeHashes, hashHex } from '../src/format/content-hash.js';
-import { Lz4FrameDecoder } from '../src/format/lz4-frame.js';
-import { loadKernels, type Kernels, type StreamingHash } from '../src/format/kernels.js';
+import { combineRangeHashes, fileRanges, hashHex } from '../src/format/content-hash.js';
+import { loadKernels, type StreamingHash } from '../src/format/kernels.js';
 import { incrementalFileSize, incrementalHeaderBytesNeeded, parseIncrementalHeader, reconstructedBlocks, type IncrementalHeader } from '../src/format/incremental-file.js';
 import { closeTarget, onTarget, TargetWriteError } from './target-write.js';
+import { openContent, type ContentStream } from './stored-content.js';
 
 /**
  * The restore of one relation segment of a block-incremental chain (docs/block-incremental.md,
@@ -25,6 +25,11 @@ export interface CombineSource {
   readonly expectedHash: string;
   /** The backup's range size (the ranges its content hash is made of). */
   readonly rangeSize: number;
+  /**
+   * The manifest's hashes of each range (16 hex digits each, in order), recorded for files of
+   * more than one range: with them, ranges that give no block are passed over unread.
+   */
+  readonly rangeHashes?: string;
   /** Backup id and path, for messages. */
   readonly label: string;
 }
@@ -62,12 +67,6 @@ export interface CombineFileResult {
 /** A stored file that is not what its manifest says: the backup named in the message is damaged. */
 class SourceError extends Error {}
 
-const READ_CHUNK = 256 * 1024;
-/**
- * Compressed bytes handed to the LZ4 decoder at a time. A block decodes to at most 4 MiB and LZ4
- * expands at most about 255-fold, so what one feed can produce stays a few MiB per source.
- */
-const LZ4_FEED = 16 * 1024;
 /**
  * Bytes written at a time. Large writes (as the whole-file restore makes, one range each) keep the
  * kernel's per-call cost low: with 1 MiB writes a chain restore spent twice the whole-file
@@ -78,75 +77,18 @@ const OUTPUT_CHUNK = 8 * 1024 * 1024;
 /** Kept for the next task in this worker: a restore combines hundreds of files. */
 let outputBuffer: Uint8Array | undefined;
 
-/** The decoded content of a stored file, in order, a chunk at a time. */
-interface ContentStream {
-  /** The next chunk (valid until the next call), or undefined at the end. */
-  next(): Uint8Array | undefined;
-}
-
-class RawStream implements ContentStream {
-  private readonly chunk = new Uint8Array(READ_CHUNK);
-  private pos = 0;
-  constructor(private readonly fd: number) {}
-  next(): Uint8Array | undefined {
-    const n = readSync(this.fd, this.chunk, 0, this.chunk.length, this.pos);
-    if (n === 0) return undefined;
-    this.pos += n;
-    return this.chunk.subarray(0, n);
-  }
-}
-
-/** The decoder pushes what it decodes; this pulls, feeding it only as much as the reader needs. */
-class Lz4Stream implements ContentStream {
-  private readonly input = new Uint8Array(READ_CHUNK);
-  private inputLength = 0;
-  private inputAt = 0;
-  private pos = 0;
-  private ended = false;
-  private readonly decoded: Uint8Array[] = [];
-  /** Copies handed out and since given back: a file decodes into a few buffers, not one per block. */
-  private readonly spare: ArrayBuffer[] = [];
-  private lent: Uint8Array | undefined;
-  private readonly decoder: Lz4FrameDecoder;
-  constructor(private readonly fd: number, kernels: Kernels) {
-    // The decoder's content is a view of its own buffer, reused for the next block: copied, into a
-    // buffer of this stream's own that comes back when the reader asks for the next chunk (fresh
-    // buffers for every 4 MiB block cost a zeroing each and left the heap to the collector).
-    this.decoder = new Lz4FrameDecoder(kernels, (content) => {
-      const i = this.spare.findIndex((b) => b.byteLength >= content.length);
-      const buffer = i >= 0 ? this.spare.splice(i, 1)[0]! : new ArrayBuffer(content.length);
-      const copy = new Uint8Array(buffer, 0, content.length);
-      copy.set(content);
-      this.decoded.push(copy);
-    });
-  }
-  next(): Uint8Array | undefined {
-    if (this.lent) this.spare.push(this.lent.buffer as ArrayBuffer);
-    this.lent = undefined;
-    while (this.decoded.length === 0) {
-      if (this.inputAt === this.inputLength) {
-        if (this.ended) return undefined;
-        this.inputLength = readSync(this.fd, this.input, 0, this.input.length, this.pos);
-        this.inputAt = 0;
-        this.pos += this.inputLength;
-        if (this.inputLength === 0) {
-          this.ended = true;
-          this.decoder.end();
-          continue;
-        }
-      }
-      const feed = this.input.subarray(this.inputAt, Math.min(this.inputAt + LZ4_FEED, this.inputLength));
-      this.inputAt += feed.length;
-      this.decoder.push(feed);
-    }
-    this.lent = this.decoded.shift();
-    return this.lent;
-  }
+/** A stored file's size and content as read: per-range hashes, undefined for a range passed over. */
+interface SourceSummary {
+  readonly size: number;
+  readonly rangeHashes: readonly (string | undefined)[];
+  readonly passedOver: number;
 }
 
 /**
  * One stored file read forward only: every byte that comes out of it is hashed range by range
- * (as the backup computed its content hash), whether it is used or skipped.
+ * (as the backup computed its content hash), whether it is used or skipped. With the manifest's
+ * per-range hashes, a whole range that gives no block can be passed over unread
+ * ({@link SourceReader.passOver}).
  */
 class SourceReader {
   private chunk: Uint8Array = new Uint8Array(0);
@@ -154,18 +96,28 @@ class SourceReader {
   /** Bytes of content before the current chunk. */
   private before = 0;
   private inRange = 0;
-  private readonly rangeHashes: string[] = [];
+  private readonly rangeHashes: (string | undefined)[] = [];
+  private passedOver = 0;
   private ended = false;
+  /** Ranges that give blocks (set once the plan is known); the others may be passed over. */
+  private needed: Uint8Array | undefined;
 
   constructor(
     private readonly stream: ContentStream,
     private readonly hasher: StreamingHash<bigint>,
     private readonly rangeSize: number,
+    /** The manifest's size: the length of the last range. */
+    private readonly size: number,
   ) {}
 
   /** Offset of the next byte. */
   get position(): number {
     return this.before + this.chunkAt;
+  }
+
+  /** From now on, whole ranges not marked here are passed over when the reader moves past them. */
+  passOver(needed: Uint8Array): void {
+    if (this.stream.skip) this.needed = needed;
   }
 
   private fetch(): boolean {
@@ -195,6 +147,27 @@ class SourceReader {
     this.inRange = 0;
   }
 
+  /**
+   * At a range boundary with nothing of the current chunk left: passes over the whole range that
+   * starts here if no block is taken from it and it ends at or before `limit`.
+   */
+  private passOverRange(limit: number): boolean {
+    const needed = this.needed;
+    if (needed === undefined || this.chunkAt !== this.chunk.length || this.inRange !== 0 || this.ended) return false;
+    const at = this.position;
+    if (at % this.rangeSize !== 0) return false;
+    const index = at / this.rangeSize;
+    const length = Math.min(this.rangeSize, this.size - at);
+    if (index >= needed.length || needed[index] !== 0 || length <= 0 || at + length > limit) return false;
+    this.stream.skip!(length);
+    this.before = at + length;
+    this.chunk = new Uint8Array(0);
+    this.chunkAt = 0;
+    this.rangeHashes.push(undefined);
+    this.passedOver++;
+    return true;
+  }
+
   /** The next `length` bytes copied into `into` at `at`. */
   read(into: Uint8Array, at: number, length: number): void {
     let done = 0;
@@ -211,23 +184,57 @@ class SourceReader {
   skipTo(offset: number): void {
     if (offset < this.position) throw new Error(`internal: read back from ${this.position} to ${offset}`);
     while (this.position < offset) {
-      if (this.chunkAt === this.chunk.length && !this.fetch()) throw new SourceError(`ends after ${this.position} bytes, before byte ${offset} it needs`);
+      if (this.chunkAt === this.chunk.length) {
+        if (this.passOverRange(offset)) continue;
+        if (!this.fetch()) throw new SourceError(`ends after ${this.position} bytes, before byte ${offset} it needs`);
+      }
       this.chunkAt += Math.min(offset - this.position, this.chunk.length - this.chunkAt);
     }
   }
 
-  /** Read to the end; its size and content hash. */
-  finish(hash: (data: Uint8Array) => bigint): { size: number; hash: string } {
-    while (this.fetch()) this.chunkAt = this.chunk.length;
+  /** Read (or pass over) to the end. */
+  finish(): SourceSummary {
+    this.chunkAt = this.chunk.length;
+    for (;;) {
+      if (this.passOverRange(Number.POSITIVE_INFINITY)) continue;
+      if (!this.fetch()) break;
+      this.chunkAt = this.chunk.length;
+    }
     if (this.inRange > 0 || this.rangeHashes.length === 0) this.closeRange();
-    return { size: this.before, hash: combineRangeHashes(this.rangeHashes, hash) };
+    return { size: this.before, rangeHashes: this.rangeHashes, passedOver: this.passedOver };
   }
+}
+
+/**
+ * Why a stored file read by a {@link SourceReader} is not what its manifest says, or undefined.
+ * Read whole, its content hash is checked; with ranges passed over, each range read is checked
+ * against the manifest's hash of it, and those hashes against the content hash.
+ */
+function sourceProblem(s: SourceSummary, source: CombineSource, expectedRanges: readonly string[] | undefined, hash: (data: Uint8Array) => bigint): string | undefined {
+  if (s.size !== source.size) return `holds ${s.size} bytes, the manifest says ${source.size}`;
+  if (s.passedOver === 0) {
+    const actual = combineRangeHashes(s.rangeHashes as string[], hash);
+    return actual === source.expectedHash ? undefined : `content hash ${actual} differs from the manifest's ${source.expectedHash}`;
+  }
+  if (!expectedRanges || expectedRanges.length !== s.rangeHashes.length) return `holds ${s.rangeHashes.length} ranges, the manifest's range hashes ${expectedRanges?.length ?? 0}`;
+  const combined = combineRangeHashes(expectedRanges, hash);
+  if (combined !== source.expectedHash) return `the manifest's range hashes make the content hash ${combined}, not the ${source.expectedHash} it records`;
+  for (let i = 0; i < s.rangeHashes.length; i++) {
+    const got = s.rangeHashes[i];
+    if (got !== undefined && got !== expectedRanges[i]) {
+      return `bytes ${i * source.rangeSize} to ${Math.min((i + 1) * source.rangeSize, source.size)} have content hash ${got}, the manifest's is ${expectedRanges[i]}`;
+    }
+  }
+  return undefined;
 }
 
 interface OpenSource {
   readonly source: CombineSource;
   readonly fd: number;
+  readonly stream: ContentStream;
   readonly reader: SourceReader;
+  /** The manifest's range hashes, when present and of the right count. */
+  readonly expectedRanges: readonly string[] | undefined;
   /** Incremental sources only. */
   header?: IncrementalHeader;
   /** Blocks it can give: the listed ones (incremental) or its length in blocks (full). */
@@ -277,6 +284,33 @@ function readHeader(o: OpenSource, task: CombineFileTask): IncrementalHeader {
   return header;
 }
 
+/** The manifest's range hashes as a list, if they are there and as many as the file's ranges. */
+function rangeHashList(text: string | undefined, size: number, rangeSize: number): string[] | undefined {
+  const count = fileRanges(size, rangeSize).length;
+  if (typeof text !== 'string' || count < 2 || text.length !== count * 16 || !/^[0-9a-f]*$/.test(text)) return undefined;
+  const list: string[] = [];
+  for (let i = 0; i < count; i++) list.push(text.slice(i * 16, i * 16 + 16));
+  return list;
+}
+
+/** Tells source `k`'s reader which of its ranges hold the blocks the plan `from` takes from it. */
+function markNeeded(o: OpenSource, k: number, from: Int32Array, bs: number): void {
+  if (o.expectedRanges === undefined) return;
+  const size = o.source.rangeSize;
+  const needed = new Uint8Array(o.expectedRanges.length);
+  const mark = (offset: number) => {
+    needed[Math.floor(offset / size)] = 1;
+    needed[Math.floor((offset + bs - 1) / size)] = 1;
+  };
+  if (o.header) {
+    const listed = o.header.blocks;
+    for (let i = 0; i < listed.length; i++) if (from[listed[i]!] === k) mark(o.header.headerLength + i * bs);
+  } else {
+    for (let b = 0; b < from.length; b++) if (from[b] === k) mark(b * bs);
+  }
+  o.reader.passOver(needed);
+}
+
 export function combineFile(task: CombineFileTask): CombineFileResult {
   const blocksFrom = task.sources.map(() => 0);
   let zeroBlocks = 0;
@@ -298,8 +332,15 @@ export function combineFile(task: CombineFileTask): CombineFileResult {
       } catch (e) {
         return fail(`${source.label}: stored file is missing or unreadable: ${(e as NodeJS.ErrnoException).code ?? e}`);
       }
-      const stream = source.encoding === 'lz4' ? new Lz4Stream(fd, kernels) : new RawStream(fd);
-      open.push({ source, fd, reader: new SourceReader(stream, kernels.createHasher(), source.rangeSize), cursor: 0 });
+      let stream: ContentStream;
+      try {
+        stream = openContent(fd, source.encoding, source.rangeSize, kernels);
+      } catch (e) {
+        closeSync(fd);
+        return fail(`${source.label}: stored file is unreadable: ${(e as NodeJS.ErrnoException).code ?? e}`);
+      }
+      const expectedRanges = rangeHashList(source.rangeHashes, source.size, source.rangeSize);
+      open.push({ source, fd, stream, reader: new SourceReader(stream, kernels.createHasher(), source.rangeSize, source.size), expectedRanges, cursor: 0 });
     }
     // Headers first: which source gives which block is known before a byte is written.
     for (const o of open) {
@@ -324,6 +365,8 @@ export function combineFile(task: CombineFileTask): CombineFileResult {
         for (let b = 0; b < Math.min(cutoff, o.fullBlocks!); b++) if (from[b]! < 0) from[b] = k;
       }
     }
+    // A restore reads only the ranges of each stored file that give blocks (a check reads all).
+    if (task.targetPath !== undefined) for (let k = 0; k < open.length; k++) markNeeded(open[k]!, k, from, bs);
 
     const target = task.targetPath;
     if (target) out = onTarget(target, () => createFileSync(target, 0o600));
@@ -377,9 +420,9 @@ export function combineFile(task: CombineFileTask): CombineFileResult {
     // Every stored file to its end: its size and content hash are the backup's word that every
     // block taken from it (and every block passed over) is what was stored.
     for (const o of open) {
-      const s = aboutSource(o.source, () => o.reader.finish((d) => kernels.hash(d)));
-      if (s.size !== o.source.size) return fail(`${o.source.label}: holds ${s.size} bytes, the manifest says ${o.source.size}`);
-      if (s.hash !== o.source.expectedHash) return fail(`${o.source.label}: content hash ${s.hash} differs from the manifest's ${o.source.expectedHash}`);
+      const s = aboutSource(o.source, () => o.reader.finish());
+      const problem = sourceProblem(s, o.source, o.expectedRanges, (d) => kernels.hash(d));
+      if (problem) return fail(`${o.source.label}: ${problem}`);
     }
     if (out !== undefined) {
       const fd = out;
@@ -391,7 +434,10 @@ export function combineFile(task: CombineFileTask): CombineFileResult {
     if (e instanceof TargetWriteError) return fail(e.message, e.errno);
     return fail((e as Error).message);
   } finally {
-    for (const o of open) closeSync(o.fd);
+    for (const o of open) {
+      o.stream.release();
+      closeSync(o.fd);
+    }
     if (out !== undefined) closeTarget(out, task.targetPath!, complete);
   }
 }

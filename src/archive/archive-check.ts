@@ -45,11 +45,13 @@ interface Judged {
 
 /**
  * Every segment of one system's archive, and every seam recovery would cross; `fromSegno`: only
- * segments from there on (what a restore from a backup that starts there can read).
+ * segments from there on (what a restore from a backup that starts there can read); `toSegno`:
+ * only up to there (what a restore to a point in it reads).
  */
-export async function checkWalArchive(root: string, systemId: string, listing?: WalArchiveListing, fromSegno = 0n, storage: Storage = posixStorage): Promise<WalArchiveCheck> {
+export async function checkWalArchive(root: string, systemId: string, listing?: WalArchiveListing, fromSegno = 0n, storage: Storage = posixStorage, toSegno?: bigint): Promise<WalArchiveCheck> {
   const all = listing ?? (await listWalArchive(root, systemId, storage));
-  const l = fromSegno === 0n ? all : { ...all, segments: all.segments.filter((s) => s.segno >= fromSegno), partials: all.partials.filter((s) => s.segno >= fromSegno) };
+  const within = (s: { segno: bigint }) => s.segno >= fromSegno && (toSegno === undefined || s.segno <= toSegno);
+  const l = fromSegno === 0n && toSegno === undefined ? all : { ...all, segments: all.segments.filter(within), partials: all.partials.filter(within) };
   const S = l.segmentSize;
   const spans = new Map<number, ReturnType<typeof timelineSpans>>();
   for (const h of l.histories) if (h.entries) spans.set(h.timeline, timelineSpans(h.entries, h.timeline));

@@ -58,6 +58,12 @@ export interface WindowReportOptions {
   readonly scanBack?: number;
   /** Where the archive is (default: the file system). */
   readonly storage?: Storage;
+  /**
+   * Read and judge the segments only up to the one after the segment holding this LSN (a restore
+   * to it reads no further): the segments past it are listed, not read. Damage there is then
+   * not found, so the window is good only for questions about points up to this LSN.
+   */
+  readonly readUpTo?: bigint;
 }
 
 /** A whole segment, or undefined when it cannot be read or is short. */
@@ -88,7 +94,8 @@ export async function windowReport(o: WindowReportOptions): Promise<WindowReport
     const s = walSegmentNumber(b.startLsn, S);
     return m === undefined || s < m ? s : m;
   }, undefined);
-  const check = await checkWalArchive(o.root, o.systemId, listing, from ?? 0n, storage);
+  const upTo = o.readUpTo === undefined ? undefined : walSegmentNumber(o.readUpTo, S) + 1n;
+  const check = await checkWalArchive(o.root, o.systemId, listing, from ?? 0n, storage, upTo);
   const damaged = new Map(check.damaged.filter((d) => !d.name.endsWith('.partial')).map((d) => [d.name, d.problem] as const));
   const input = {
     systemId: o.systemId,

@@ -26,6 +26,12 @@ export interface ManifestFile {
   readonly mtime: string;
   readonly linkTarget?: string;
   readonly hash?: string;
+  /**
+   * Files of more than one range: the hash of each range (16 hex digits each, in order), of which
+   * `hash` is made (src/format/content-hash.ts). A chain restore uses them to check the ranges it
+   * reads without reading the ranges it does not need.
+   */
+  readonly rangeHashes?: string;
   readonly stored?: ItemEncoding;
   readonly storedSize?: number;
   readonly pages?: PageCheckResult;

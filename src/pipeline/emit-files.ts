@@ -237,7 +237,7 @@ export async function emitFiles(entries: Iterable<PlanEntry>, o: EmitOptions): P
       newPages += filePages.fresh;
       tornPages += filePages.torn;
       const incremental = e.incremental ? { incremental: { blocks: e.incremental.blocks.length, truncationBlocks: e.incremental.truncationBlocks, fileSize: e.incremental.fileSize } } : {};
-      if (!o.verifyOnly) record({ path: e.path, type: 'file', size: e.size, mode: e.mode, mtime, hash, stored: encoding, storedSize, ...(pages ? { pages } : {}), ...incremental });
+      if (!o.verifyOnly) record({ path: e.path, type: 'file', size: e.size, mode: e.mode, mtime, hash, ...(hashes.length > 1 ? { rangeHashes: hashes.join('') } : {}), stored: encoding, storedSize, ...(pages ? { pages } : {}), ...incremental });
     }
   }
   return { files, pagesChecked, newPages, tornPages, failures, vanished, rawBytes, merge };

@@ -158,11 +158,12 @@ export async function restoreFromRepository(req: RepoRestoreRequest): Promise<Re
   const archiveRoot = walArchiveRoot({ repo });
   const archived = (await listArchivedSystems(archiveRoot).catch(() => [] as string[])).includes(manifest.systemIdentifier);
   // Before anything is written: is the target reachable from this backup with the WAL there is?
-  // (Every archived segment's records are read: a damaged one ends the window like a gap.)
+  // (Every archived segment's records are read, up to an LSN target: a damaged one ends the window
+  // like a gap.)
   let expectedReplay: { lastRecord: string; endLsn: string; segment: string } | undefined;
   const replays = !o.skipWalReplay && !o.restoreAsStandby;
   if (archived && (target?.kind === 'time' || target?.kind === 'lsn' || (target === undefined && replays))) {
-    const { window } = await windowReport({ root: archiveRoot, systemId: manifest.systemIdentifier, backups: [manifest] });
+    const { window } = await windowReport({ root: archiveRoot, systemId: manifest.systemIdentifier, backups: [manifest], ...(target?.kind === 'lsn' ? { readUpTo: parseLsn(target.value) } : {}) });
     if (target?.kind === 'time' || target?.kind === 'lsn') {
       const verdict = judgeRecoveryTarget(window, target.kind === 'lsn' ? { lsn: parseLsn(target.value), backupId: manifest.backupId } : { time: target.value, backupId: manifest.backupId });
       if (!verdict.ok) {

@@ -465,7 +465,7 @@ class CopySession {
     o.signal?.addEventListener('abort', onAbort);
     this.timer = setInterval(() => {
       // Liveness even while the main loop is busy writing or waiting for onSegment.
-      this.sendStatus(false);
+      this.sendStatusSoon();
       this.fsyncWanted = true;
       this.wake();
     }, this.facts.statusIntervalMs);
@@ -535,7 +535,7 @@ class CopySession {
       } else if (o.signal?.aborted) return this.stopCleanly('signal', cmd);
       if (this.fsyncWanted) {
         this.fsyncWanted = false;
-        if (await this.syncCurrent()) this.sendStatus(false);
+        if (await this.syncCurrent()) this.sendStatusSoon();
       }
       const payload = stream.read() as Buffer | null;
       if (payload === null) {
@@ -549,7 +549,7 @@ class CopySession {
         if (msg.replyRequested) {
           // The server waits for our flush to catch up before a fast shutdown: fsync first.
           await this.syncCurrent();
-          this.sendStatus(false);
+          this.sendStatusSoon();
         }
         continue;
       }
@@ -561,14 +561,24 @@ class CopySession {
       this.serverWalEnd = maxLsn(this.serverWalEnd, msg.walEnd);
       await this.writeWal(msg.dataStart, msg.data);
       if (o.stopAtLsn !== undefined && this.written >= o.stopAtLsn) return this.stopCleanly('stop-lsn', cmd);
-      if (o.synchronous && stream.readableLength === 0 && (await this.syncCurrent())) this.sendStatus(false);
+      if (o.synchronous && stream.readableLength === 0 && (await this.syncCurrent())) this.sendStatusSoon();
     }
+  }
+
+  /**
+   * A status update written once the event loop has read what the socket holds. A server that
+   * shuts down sends its last messages and closes its socket at once; a write of ours that came
+   * first would fail (EPIPE on a Unix socket) and tear the connection down before those messages
+   * were read — an orderly end would look like a lost connection.
+   */
+  private sendStatusSoon(): void {
+    setImmediate(() => this.sendStatus(false));
   }
 
   private sendStatus(replyRequested: boolean): void {
     const stream = this.stream;
     // After an error the connection has left COPY mode: a CopyData would be a protocol violation.
-    if (!stream || stream.destroyed || stream.writableEnded || this.streamError !== undefined) return;
+    if (!stream || stream.destroyed || stream.writableEnded || this.streamError !== undefined || this.serverEnded || this.copyEndedByServer(stream)) return;
     stream.write(encodeStandbyStatus({ write: this.written, flush: this.flushed, apply: 0n, clock: pgTimestampNow(), replyRequested }));
   }
 

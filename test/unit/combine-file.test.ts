@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { combineFile, type CombineFileTask, type CombineSource } from '../../workers/combine-file.js';
 import { encodeIncrementalHeader } from '../../src/format/incremental-file.js';
-import { hashContent } from '../../src/format/content-hash.js';
+import { fileRanges, hashContent, hashHex } from '../../src/format/content-hash.js';
 import { createLz4EncodeScratch, encodeBlocks, encodeFrameEnd, encodeFrameHeader } from '../../src/format/lz4-frame.js';
 import { loadKernels } from '../../src/format/kernels.js';
 import { seededRandom } from '../harness/seeded-random.js';
@@ -49,11 +49,11 @@ function incrementalImage(backup: number, listed: number[], truncation: number, 
 }
 
 /** An LZ4 frame made as the backup makes one: the records of each piece, between one header and one end mark. */
-function lz4Frame(raw: Uint8Array, piece: number): Uint8Array {
+function lz4Frame(raw: Uint8Array, piece: number, contentChecksum = false): Uint8Array {
   const s = createLz4EncodeScratch(kernels, piece);
   const records: Uint8Array[] = [];
   for (let at = 0; at < raw.length; at += piece) records.push(...encodeBlocks(raw.subarray(at, Math.min(at + piece, raw.length)), kernels, s));
-  return concat([encodeFrameHeader(), ...records, encodeFrameEnd()]);
+  return concat([encodeFrameHeader({ contentChecksum }), ...records, encodeFrameEnd(contentChecksum ? kernels.xxh32(raw, 0) : undefined)]);
 }
 
 interface Stored {
@@ -62,12 +62,21 @@ interface Stored {
   /** Change the stored bytes after the manifest's size and hash were taken. */
   damage?: (stored: Uint8Array) => Uint8Array;
   lz4Piece?: number;
+  /** Record the manifest's per-range hashes (LZ4 then compressed range by range, as the backup does). */
+  rangeHashes?: boolean;
+  /** LZ4: a frame with a content checksum (a shape the restore must decode whole). */
+  contentChecksum?: boolean;
+}
+
+function rangeHashesOf(bytes: Uint8Array, rangeSize: number): string {
+  return fileRanges(bytes.length, rangeSize).map(([off, len]) => hashHex(kernels.hash(bytes.subarray(off, off + len)))).join('');
 }
 
 function store(image: Image, o: Stored = {}): CombineSource {
   const encoding = o.encoding ?? 'raw';
   const rangeSize = o.rangeSize ?? 1024 * 1024;
-  let bytes = encoding === 'lz4' ? lz4Frame(image.bytes, o.lz4Piece ?? 20000) : image.bytes;
+  const piece = o.rangeHashes ? rangeSize : (o.lz4Piece ?? 20000);
+  let bytes = encoding === 'lz4' ? lz4Frame(image.bytes, piece, o.contentChecksum) : image.bytes;
   if (o.damage) bytes = o.damage(bytes.slice());
   const storedPath = join(scratch, `stored-${++fileNo}${encoding === 'lz4' ? '.lz4' : ''}`);
   writeFileSync(storedPath, bytes);
@@ -78,6 +87,7 @@ function store(image: Image, o: Stored = {}): CombineSource {
     size: image.bytes.length,
     expectedHash: hashContent(image.bytes, rangeSize, (d) => kernels.hash(d)),
     rangeSize,
+    ...(o.rangeHashes && fileRanges(image.bytes.length, rangeSize).length > 1 ? { rangeHashes: rangeHashesOf(image.bytes, rangeSize) } : {}),
     label: `backup-${image.backup}/base/5/16384`,
   };
 }
@@ -265,6 +275,7 @@ describe('combineFile', () => {
         encoding: pick(2) ? 'lz4' : 'raw',
         rangeSize: [bs, 3000, 16384, 1 << 20][pick(4)]!,
         lz4Piece: [777, 4096, 65536][pick(3)]!,
+        rangeHashes: pick(2) === 1,
       }));
       try {
         expectCombines(images, options, bs, bps);
@@ -335,6 +346,81 @@ describe('combineFile', () => {
       const r = combineFile(task([sources[0]!, { ...sources[1]!, expectedHash: '0123456789abcdef' }, sources[2]!], target));
       expect(r.problem).toMatch(/^backup-1\/base\/5\/16384: content hash [0-9a-f]{16} differs from the manifest's 0123456789abcdef/);
       expect(existsSync(target)).toBe(false);
+    });
+  });
+
+  describe('with the manifest\'s range hashes: ranges that give no block are passed over unread', () => {
+    // 64 blocks in ranges of 8 blocks; the incrementals replace all of ranges 2 and 5 (blocks
+    // 16–23 and 40–47) and a few blocks elsewhere: the full copy's ranges 2 and 5 give nothing.
+    const R = 8 * BS;
+    const images = () => [
+      incrementalImage(2, [3, ...Array.from({ length: 8 }, (_, i) => 40 + i)], 64),
+      incrementalImage(1, [...Array.from({ length: 8 }, (_, i) => 16 + i), 30], 64),
+      fullImage(0, 64),
+    ];
+    /** Damage to the full copy's stored bytes at content offset `at` (raw) or in the LZ4 record holding it. */
+    const inFull = (encoding: 'raw' | 'lz4', at: number): Stored => ({
+      encoding,
+      rangeSize: R,
+      rangeHashes: true,
+      damage: (b) => {
+        if (encoding === 'raw') b[at] = b[at]! ^ 0x55;
+        else {
+          // Range r's records start after the 7-byte header and the earlier ranges' records; make
+          // the first record of the range undecodable (a size field far past the data).
+          let pos = 7;
+          for (let r = 0; r < Math.floor(at / R); r++) pos += 4 + (new DataView(b.buffer, b.byteOffset).getUint32(pos, true) & 0x7fffffff);
+          b.fill(0xff, pos + 4, pos + 64);
+        }
+        return b;
+      },
+    });
+
+    for (const encoding of ['raw', 'lz4'] as const) {
+      it(`${encoding}: restores the same bytes, and damage only in ranges passed over does not stop it (a check still finds it)`, () => {
+        expectCombines(images(), [{ encoding, rangeSize: R, rangeHashes: true }, { encoding, rangeSize: R, rangeHashes: true }, { encoding, rangeSize: R, rangeHashes: true }]);
+        const options = [{ encoding, rangeSize: R, rangeHashes: true }, { encoding, rangeSize: R, rangeHashes: true }, inFull(encoding, 2 * R + 100)];
+        expectCombines(images(), options);
+        const sources = images().map((im, i) => store(im, options[i]));
+        const check = combineFile(task(sources, undefined));
+        expect(check.ok).toBe(false);
+        expect(check.problem).toMatch(/^backup-0\/base\/5\/16384: /);
+      });
+
+      it(`${encoding}: damage in a range that gives a block is refused, naming the bytes`, () => {
+        const sources = images().map((im, i) => store(im, i === 2 ? inFull(encoding, 3 * R + 5) : { encoding, rangeSize: R, rangeHashes: true }));
+        const target = newTarget();
+        const r = combineFile(task(sources, target));
+        expect(r.ok).toBe(false);
+        expect(r.problem).toMatch(encoding === 'raw' ? new RegExp(`^backup-0/base/5/16384: bytes ${3 * R} to ${4 * R} have content hash [0-9a-f]{16}, the manifest's is`) : /^backup-0\/base\/5\/16384: /);
+        expect(existsSync(target)).toBe(false);
+      });
+
+      it(`${encoding}: a stored file cut short inside its last range, passed over, is refused`, () => {
+        // The last range (blocks 56–63) replaced by the newest backup.
+        const im = [incrementalImage(2, Array.from({ length: 8 }, (_, i) => 56 + i), 64), fullImage(0, 64)];
+        const sources = im.map((x, i) => store(x, { encoding, rangeSize: R, rangeHashes: true, ...(i === 1 ? { damage: (b: Uint8Array) => b.subarray(0, b.length - 1000) } : {}) }));
+        const target = newTarget();
+        const r = combineFile(task(sources, target));
+        expect(r.ok).toBe(false);
+        expect(r.problem).toMatch(/^backup-0\/base\/5\/16384: .*(ends|lz4 frame)/);
+        expect(existsSync(target)).toBe(false);
+      });
+    }
+
+    it('refuses range hashes that do not make the content hash', () => {
+      const sources = images().map((im) => store(im, { rangeSize: R, rangeHashes: true }));
+      const full = sources[2]!;
+      const edited = `${'0'.repeat(16)}${full.rangeHashes!.slice(16)}`;
+      const r = combineFile(task([sources[0]!, sources[1]!, { ...full, rangeHashes: edited }], newTarget()));
+      expect(r.ok).toBe(false);
+      expect(r.problem).toMatch(/^backup-0\/base\/5\/16384: the manifest's range hashes make the content hash/);
+    });
+
+    it('reads a frame of another shape (content checksum) whole, and still restores it', () => {
+      expectCombines(images(), [{}, {}, { encoding: 'lz4', rangeSize: R, rangeHashes: true, contentChecksum: true }]);
+      const damaged = images().map((im, i) => store(im, i === 2 ? { encoding: 'lz4', rangeSize: R, rangeHashes: true, contentChecksum: true, damage: (b) => ((b[b.length - 300]! ^= 1), b) } : {}));
+      expect(combineFile(task(damaged, newTarget())).ok).toBe(false);
     });
   });
 

@@ -168,6 +168,9 @@ describe('checkWalArchive and verifyRepositoryWal (an archive on disk)', () => {
     write(p2, b);
     const seam = await checkWalArchive(root, sys);
     expect(seam.damaged.map((d) => [d.name, d.problem])).toEqual([[names[1], expect.stringMatching(/^after 000000010000000000000001: the record at .* fails its CRC/)]]);
+    // A restore to a point in segment 1 reads no further: segments past the bound are not read.
+    const bounded = await checkWalArchive(root, sys, undefined, 0n, undefined, 1n);
+    expect(bounded).toMatchObject({ checked: 1, seams: 0, damaged: [] });
     // A timeline 2 segment without 00000002.history (stored by hand: wal-push would refuse it).
     await storeHistoryFile(root, sys, 2, Buffer.from('1\t0/2100000\tno recovery target specified\n'), 'test');
     mkdirSync(join(root, sys, '00000003'));
