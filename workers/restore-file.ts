@@ -1,10 +1,10 @@
-import { closeSync, constants as fsc, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants as fsc, fstatSync, openSync } from 'node:fs';
 import { createFileSync, settleSync, writeAllSync } from '../src/os/new-file.js';
 import { moveFileSync } from '../src/os/user-files.js';
 import { combineRangeHashes, hashHex } from '../src/format/content-hash.js';
-import { Lz4FrameDecoder } from '../src/format/lz4-frame.js';
 import { loadKernels } from '../src/format/kernels.js';
 import { closeTarget, onTarget, TargetWriteError } from './target-write.js';
+import { openContent, type ContentStream } from './stored-content.js';
 
 /**
  * Decode one stored file (raw or an LZ4 frame), check its content hash range by range, and —
@@ -41,9 +41,6 @@ export interface RestoreFileResult {
    */
   readonly targetErrno?: string;
 }
-
-const READ_CHUNK = 1024 * 1024;
-let rangeBuffer: Uint8Array | undefined;
 
 export function restoreFile(task: RestoreFileTask): RestoreFileResult {
   if (task.move && task.encoding === 'raw' && task.targetPath) {
@@ -91,11 +88,16 @@ export function restoreFile(task: RestoreFileTask): RestoreFileResult {
   return copyOrCheck(task);
 }
 
-/** `opened`: the stored file already open (read from its start); it is then left open. */
+/**
+ * `opened`: the stored file already open (read from its start); it is then left open. The content
+ * comes as the stored file holds it (read chunks of a raw file, decoded blocks of an LZ4 frame),
+ * each chunk hashed into its range and written as it is, from buffers the worker keeps from one
+ * file to the next: a restore of a thousand files allocates no memory per file, which on a VM
+ * whose fresh pages are slow to touch is most of a restore's system time otherwise.
+ */
 function copyOrCheck(task: RestoreFileTask, opened?: number): RestoreFileResult {
   const kernels = loadKernels();
-  if (!rangeBuffer || rangeBuffer.length < task.rangeSize) rangeBuffer = new Uint8Array(task.rangeSize);
-  const range = rangeBuffer;
+  const hasher = kernels.createHasher();
   let inRange = 0;
   let written = 0;
   const hashes: string[] = [];
@@ -107,44 +109,36 @@ function copyOrCheck(task: RestoreFileTask, opened?: number): RestoreFileResult 
   } catch (e) {
     return { ok: false, problem: `stored file is missing or unreadable: ${(e as NodeJS.ErrnoException).code ?? e}`, bytes: 0 };
   }
+  let stream: ContentStream | undefined;
   let complete = false;
   try {
     const target = task.targetPath;
     // O_NOFOLLOW: a symbolic link where the file goes is never written through. Created 0600: it
     // takes the manifest's mode only once its content has checked.
     if (target) out = onTarget(target, () => createFileSync(target, 0o600));
-    const flushRange = () => {
-      const data = range.subarray(0, inRange);
-      hashes.push(hashHex(kernels.hash(data)));
-      if (out !== undefined) {
-        const fd = out;
-        onTarget(target!, () => writeAllSync(fd, data, written));
-      }
-      written += inRange;
+    const closeRange = () => {
+      hashes.push(hashHex(hasher.digest()));
+      hasher.reset();
       inRange = 0;
     };
-    const take = (content: Uint8Array) => {
-      let at = 0;
-      while (at < content.length) {
-        const n = Math.min(content.length - at, task.rangeSize - inRange);
-        range.set(content.subarray(at, at + n), inRange);
+    stream = openContent(input, task.encoding, task.rangeSize, kernels);
+    for (let chunk = stream.next(); chunk !== undefined; chunk = stream.next()) {
+      for (let at = 0; at < chunk.length; ) {
+        const n = Math.min(chunk.length - at, task.rangeSize - inRange);
+        hasher.update(chunk.subarray(at, at + n));
         inRange += n;
         at += n;
-        if (inRange === task.rangeSize) flushRange();
+        if (inRange === task.rangeSize) closeRange();
       }
-    };
-    const decoder = task.encoding === 'lz4' ? new Lz4FrameDecoder(kernels, take, { label: task.label }) : undefined;
-    const chunk = new Uint8Array(READ_CHUNK);
-    let pos = 0;
-    for (;;) {
-      const n = readSync(input, chunk, 0, READ_CHUNK, pos);
-      if (n === 0) break;
-      pos += n;
-      if (decoder) decoder.push(chunk.subarray(0, n));
-      else take(chunk.subarray(0, n));
+      if (out !== undefined) {
+        const fd = out;
+        const data = chunk;
+        onTarget(target!, () => writeAllSync(fd, data, written));
+      }
+      written += chunk.length;
+      if (written > task.size) return { ok: false, problem: `holds more than the ${task.size} bytes the manifest says`, bytes: written };
     }
-    decoder?.end();
-    if (inRange > 0 || hashes.length === 0) flushRange();
+    if (inRange > 0 || hashes.length === 0) closeRange();
     if (written !== task.size) {
       return { ok: false, problem: `holds ${written} bytes, the manifest says ${task.size}`, bytes: written };
     }
@@ -162,6 +156,7 @@ function copyOrCheck(task: RestoreFileTask, opened?: number): RestoreFileResult 
     if (e instanceof TargetWriteError) return { ok: false, problem: e.message, bytes: written, targetErrno: e.errno };
     return { ok: false, problem: (e as Error).message, bytes: written };
   } finally {
+    stream?.release();
     if (opened === undefined) closeSync(input);
     if (out !== undefined) closeTarget(out, task.targetPath!, complete);
   }
