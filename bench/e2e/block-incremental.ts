@@ -43,6 +43,7 @@ import { embeddedPgDir, PG18_CLIENT_BIN } from '../../test/harness/pg-binaries.j
 import { BenchCluster } from './bench-cluster.js';
 import { createPgBackRestStanza } from './pgbackrest-stanza.js';
 import { measure, type Measured } from './process-tree.js';
+import { restorePhases } from './restore-phases.js';
 
 const ROOT = process.env.PGBACULA_BENCH_BLOCK_DIR ?? '/var/tmp/pgbacula-bench-block';
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -285,17 +286,7 @@ async function restore(backupId: string, targetLsn: string): Promise<Measured> {
     await measure(process.execPath, [CLI, 'restore', '--repo', REPO_A, '--backup', backupId, '--pgdata-dir', target, '--restore-port', String(RESTORE_PORT), '--pg-bin-dir', PG_BIN, '--target-lsn', targetLsn], { env }),
     `restore of ${backupId}`,
   );
-  // Where the time went: the audit log stamps the end of each phase.
-  let last = started;
-  const phases = readFileSync(join(target, 'pgbacula_restore', 'audit.log'), 'utf8').split('\n').flatMap((line) => {
-    const p = /^(\S+) RESTORE PHASE (\d)\/6 ([\w-]+):/.exec(line);
-    if (!p) return [];
-    const at = Date.parse(p[1]!);
-    const took = `${p[3]} ${((at - last) / 1000).toFixed(1)} s`;
-    last = at;
-    return [took];
-  });
-  console.log(`  restore of ${backupId}: ${m.seconds.toFixed(1)} s — ${phases.join(', ')}, exit ${((started + m.seconds * 1000 - last) / 1000).toFixed(1)} s`);
+  console.log(`  restore of ${backupId}: ${restorePhases(target, m, started)}`);
   stopRestored(target);
   rmSync(target, { recursive: true, force: true });
   return m;

@@ -17,12 +17,13 @@
  * Run: npm run bench:e2e   (as root, after ./scripts/setup.sh; PGBACULA_BENCH_DIR, BENCH_RUNS)
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BenchCluster } from './bench-cluster.js';
 import { createPgBackRestStanza } from './pgbackrest-stanza.js';
 import { measure, type Measured } from './process-tree.js';
+import { restorePhases } from './restore-phases.js';
 
 const ROOT = process.env.PGBACULA_BENCH_DIR ?? '/var/tmp/pgbacula-bench';
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
@@ -103,20 +104,6 @@ function freshTarget(): void {
   chmodSync(RESTORED, 0o700);
 }
 
-/** Where a pgbacula restore spent its time: its audit log stamps the end of each phase. */
-function phasesOf(m: Measured, startedAt: number): string {
-  let last = startedAt;
-  const phases = readFileSync(join(RESTORED, 'pgbacula_restore', 'audit.log'), 'utf8').split('\n').flatMap((line) => {
-    const p = /^(\S+) RESTORE PHASE (\d)\/6 ([\w-]+):/.exec(line);
-    if (!p) return [];
-    const at = Date.parse(p[1]!);
-    const took = `${p[3]} ${((at - last) / 1000).toFixed(2)} s`;
-    last = at;
-    return [took];
-  });
-  return `${m.seconds.toFixed(2)} s: ${phases.join(', ')}, exit ${((startedAt + m.seconds * 1000 - last) / 1000).toFixed(2)} s`;
-}
-
 function stopRestored(): void {
   if (!existsSync(join(RESTORED, 'postmaster.pid'))) return;
   try {
@@ -170,7 +157,7 @@ async function main(): Promise<void> {
     const startedAt = Date.now();
     const ours = check(await measure(process.execPath, [CLI, 'restore', '--repo', repo, '--pgdata-dir', RESTORED, '--restore-port', String(RESTORE_PORT), '--pg-bin-dir', PG], { env }), 'pgbacula restore');
     rows.restore!.runs.push(ours);
-    console.log(`bench: pgbacula restore ${i + 1}: ${phasesOf(ours, startedAt)}`);
+    console.log(`bench: pgbacula restore ${i + 1}: ${restorePhases(RESTORED, ours, startedAt)}`);
     freshTarget();
     const backrestRestore = `${backrest.bin} --config=${conf} --stanza=bench --pg1-path=${RESTORED} --type=immediate --target-action=promote restore && ${startAndPromote}`;
     rows.backrestRestore!.runs.push(check(await measure('/bin/sh', ['-c', backrestRestore], { ...pgUser, env }), 'pgBackRest restore'));
