@@ -38,8 +38,8 @@ function borrow(length: number): Uint8Array {
 }
 function giveBack(buffer: Uint8Array): void {
   const list = spares.get(buffer.length) ?? [];
-  // A bound on what a worker keeps: a chain of a few dozen backups, two buffers each.
-  if (list.length < 64) list.push(buffer);
+  // A bound on what a worker keeps between tasks (a longer chain allocates the rest each time).
+  if (list.length < 16) list.push(buffer);
   spares.set(buffer.length, list);
 }
 

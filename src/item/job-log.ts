@@ -29,8 +29,10 @@ export function formatBytes(n: number): string {
   return `${n} B`;
 }
 
+/** 1234567 → "1,234,567" (as toLocaleString('en-US') gives, without loading the locale data at a job's start). */
 export function formatCount(n: number): string {
-  return n.toLocaleString('en-US');
+  if (!Number.isInteger(n)) return n.toLocaleString('en-US');
+  return String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
 }
 
 export function formatProgress(p: ProgressSnapshot): string {

@@ -4,8 +4,9 @@
  * links publishIfAbsent falls back to an existence check and rename (the only way left there;
  * two writers racing on one name can then both succeed).
  */
+import { writeAllSync } from '../os/new-file.js';
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsync, ftruncate, openSync, writeSync } from 'node:fs';
+import { closeSync, fsync, ftruncate, openSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { link, lstat, mkdir, open, readdir, readFile, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -73,14 +74,12 @@ class PosixWriter implements FileWriter {
   ) {}
 
   async write(bytes: Uint8Array): Promise<void> {
-    let off = 0;
-    while (off < bytes.length) off += writeSync(this.fd, bytes, off, bytes.length - off, this.position + off);
+    writeAllSync(this.fd, bytes, this.position);
     this.position += bytes.length;
   }
 
   async writeAt(bytes: Uint8Array, position: number): Promise<void> {
-    let off = 0;
-    while (off < bytes.length) off += writeSync(this.fd, bytes, off, bytes.length - off, position + off);
+    writeAllSync(this.fd, bytes, position);
   }
 
   truncate(size: number): Promise<void> {
