@@ -1,11 +1,11 @@
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { adoptNewerWal, holdsWalBeyond, newestWal } from '../../src/archive/adopt-wal.js';
 import { receiveDir, systemDir, timelineDir } from '../../src/archive/layout.js';
 import { pushWalFile } from '../../src/archive/push.js';
 import { recordSegments, SYNTH_SEG } from './wal-synth.js';
+import { scratchDirs } from '../harness/scratch-dirs.js';
 
 /** A Bacula restore adopting the spool's newer WAL into its staged archive (src/archive/adopt-wal.ts). */
 const SYS = 7311887020705307463n;
@@ -18,20 +18,7 @@ function openSegment(pages: number): Uint8Array {
   b.set(segs[3]!.subarray(0, 8192 * pages));
   return b;
 }
-const dirs: string[] = [];
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-function tmp(): string {
-  const d = mkdtempSync(join(tmpdir(), 'pgbacula-adopt-'));
-  dirs.push(d);
-  return d;
-}
-function file(dir: string, name: string, bytes: Uint8Array): string {
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, name), bytes);
-  return join(dir, name);
-}
+const { tmp, file } = scratchDirs('adopt');
 async function archiveOf(complete: number[]): Promise<string> {
   const root = tmp();
   for (const n of complete) await pushWalFile({ root, sourcePath: file(tmp(), NAME(n), segs[n - 1]!), summarize: false });

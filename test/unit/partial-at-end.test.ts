@@ -1,7 +1,6 @@
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { restoreCommandLine } from '../../src/archive/archive-command.js';
 import { fetchWalFile } from '../../src/archive/fetch.js';
 import { storeHistoryFile } from '../../src/archive/history-files.js';
@@ -10,25 +9,13 @@ import { pushWalFile } from '../../src/archive/push.js';
 import type { RecoverableRange } from '../../src/archive/window.js';
 import { unreachedWal } from '../../src/restore/unreached-wal.js';
 import { headerOnlySegment, recordSegments, SYNTH_SEG } from './wal-synth.js';
+import { scratchDirs } from '../harness/scratch-dirs.js';
 
 /** wal-fetch --latest: the newest .partial is the end of WAL, and only then (src/archive/partial-at-end.ts). */
 const SYS = 7311887020705307463n;
 const A1 = { systemId: SYS, timeline: 1 };
 const segs = recordSegments(A1, 1n, 4);
-const dirs: string[] = [];
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-function tmp(): string {
-  const d = mkdtempSync(join(tmpdir(), 'pgbacula-partial-'));
-  dirs.push(d);
-  return d;
-}
-function file(dir: string, name: string, bytes: Uint8Array): string {
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, name), bytes);
-  return join(dir, name);
-}
+const { tmp, file } = scratchDirs('partial');
 /** Segments 1..3 complete, and the receiver's open segment 4. */
 async function archive(): Promise<string> {
   const root = tmp();

@@ -1,7 +1,6 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { PgbaculaError } from '../../src/errors.js';
 import { archiveCommandLine, restoreCommandLine } from '../../src/archive/archive-command.js';
 import { dataDirectorySystemId } from '../../src/archive/data-directory.js';
@@ -15,18 +14,11 @@ import { runCli } from '../harness/run-cli.js';
 import { NATIVE_WAL_PUSH, WAL_PUSHERS } from '../harness/wal-pushers.js';
 import { pgbaculaArchiver } from '../../src/server/archive-command-kind.js';
 import { headerOnlySegment, recordSegments, SYNTH_SEG } from './wal-synth.js';
+import { scratchDirs } from '../harness/scratch-dirs.js';
 
 const SYS_A = 7311887020705307463n;
 const SYS_B = 7311887020705307999n;
-const dirs: string[] = [];
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-function tmp(): string {
-  const d = mkdtempSync(join(tmpdir(), 'pgbacula-spool-'));
-  dirs.push(d);
-  return d;
-}
+const { tmp } = scratchDirs('spool');
 
 /** A fake data directory: global/pg_control with a system identifier and pg_control_version 1800. */
 function fakeDataDir(systemId: bigint): string {
