@@ -1,10 +1,10 @@
 import { closeSync, constants as fsc, openSync } from 'node:fs';
 import { createFileSync, settleSync, writeAllSync } from '../src/os/new-file.js';
-import { combineRangeHashes, fileRanges, hashHex } from '../src/format/content-hash.js';
-import { loadKernels, type StreamingHash } from '../src/format/kernels.js';
+import { combineRangeHashes, fileRanges } from '../src/format/content-hash.js';
+import { loadKernels } from '../src/format/kernels.js';
 import { incrementalFileSize, incrementalHeaderBytesNeeded, parseIncrementalHeader, reconstructedBlocks, type IncrementalHeader } from '../src/format/incremental-file.js';
 import { closeTarget, onTarget, TargetWriteError } from './target-write.js';
-import { openContent, type ContentStream } from './stored-content.js';
+import { openContent, RangeHasher, type ContentStream } from './stored-content.js';
 
 /**
  * The restore of one relation segment of a block-incremental chain (docs/block-incremental.md,
@@ -95,8 +95,6 @@ class SourceReader {
   private chunkAt = 0;
   /** Bytes of content before the current chunk. */
   private before = 0;
-  private inRange = 0;
-  private readonly rangeHashes: (string | undefined)[] = [];
   private passedOver = 0;
   private ended = false;
   /** Ranges that give blocks (set once the plan is known); the others may be passed over. */
@@ -104,7 +102,7 @@ class SourceReader {
 
   constructor(
     private readonly stream: ContentStream,
-    private readonly hasher: StreamingHash<bigint>,
+    private readonly ranges: RangeHasher,
     private readonly rangeSize: number,
     /** The manifest's size: the length of the last range. */
     private readonly size: number,
@@ -130,21 +128,8 @@ class SourceReader {
       this.ended = true;
       return false;
     }
-    let at = 0;
-    while (at < next.length) {
-      const n = Math.min(next.length - at, this.rangeSize - this.inRange);
-      this.hasher.update(next.subarray(at, at + n));
-      this.inRange += n;
-      at += n;
-      if (this.inRange === this.rangeSize) this.closeRange();
-    }
+    this.ranges.add(next);
     return true;
-  }
-
-  private closeRange(): void {
-    this.rangeHashes.push(hashHex(this.hasher.digest()));
-    this.hasher.reset();
-    this.inRange = 0;
   }
 
   /**
@@ -153,7 +138,7 @@ class SourceReader {
    */
   private passOverRange(limit: number): boolean {
     const needed = this.needed;
-    if (needed === undefined || this.chunkAt !== this.chunk.length || this.inRange !== 0 || this.ended) return false;
+    if (needed === undefined || this.chunkAt !== this.chunk.length || !this.ranges.atBoundary || this.ended) return false;
     const at = this.position;
     if (at % this.rangeSize !== 0) return false;
     const index = at / this.rangeSize;
@@ -163,7 +148,7 @@ class SourceReader {
     this.before = at + length;
     this.chunk = new Uint8Array(0);
     this.chunkAt = 0;
-    this.rangeHashes.push(undefined);
+    this.ranges.passOver();
     this.passedOver++;
     return true;
   }
@@ -200,8 +185,7 @@ class SourceReader {
       if (!this.fetch()) break;
       this.chunkAt = this.chunk.length;
     }
-    if (this.inRange > 0 || this.rangeHashes.length === 0) this.closeRange();
-    return { size: this.before, rangeHashes: this.rangeHashes, passedOver: this.passedOver };
+    return { size: this.before, rangeHashes: this.ranges.finish(), passedOver: this.passedOver };
   }
 }
 
@@ -340,7 +324,7 @@ export function combineFile(task: CombineFileTask): CombineFileResult {
         return fail(`${source.label}: stored file is unreadable: ${(e as NodeJS.ErrnoException).code ?? e}`);
       }
       const expectedRanges = rangeHashList(source.rangeHashes, source.size, source.rangeSize);
-      open.push({ source, fd, stream, reader: new SourceReader(stream, kernels.createHasher(), source.rangeSize, source.size), expectedRanges, cursor: 0 });
+      open.push({ source, fd, stream, reader: new SourceReader(stream, new RangeHasher(kernels, source.rangeSize), source.rangeSize, source.size), expectedRanges, cursor: 0 });
     }
     // Headers first: which source gives which block is known before a byte is written.
     for (const o of open) {

@@ -1,10 +1,10 @@
 import { closeSync, constants as fsc, fstatSync, openSync } from 'node:fs';
 import { createFileSync, settleSync, writeAllSync } from '../src/os/new-file.js';
 import { moveFileSync } from '../src/os/user-files.js';
-import { combineRangeHashes, hashHex } from '../src/format/content-hash.js';
+import { combineRangeHashes } from '../src/format/content-hash.js';
 import { loadKernels } from '../src/format/kernels.js';
 import { closeTarget, onTarget, TargetWriteError } from './target-write.js';
-import { openContent, type ContentStream } from './stored-content.js';
+import { openContent, RangeHasher, type ContentStream } from './stored-content.js';
 
 /**
  * Decode one stored file (raw or an LZ4 frame), check its content hash range by range, and —
@@ -97,10 +97,8 @@ export function restoreFile(task: RestoreFileTask): RestoreFileResult {
  */
 function copyOrCheck(task: RestoreFileTask, opened?: number): RestoreFileResult {
   const kernels = loadKernels();
-  const hasher = kernels.createHasher();
-  let inRange = 0;
+  const ranges = new RangeHasher(kernels, task.rangeSize);
   let written = 0;
-  const hashes: string[] = [];
   let out: number | undefined;
   let input: number;
   try {
@@ -116,20 +114,9 @@ function copyOrCheck(task: RestoreFileTask, opened?: number): RestoreFileResult 
     // O_NOFOLLOW: a symbolic link where the file goes is never written through. Created 0600: it
     // takes the manifest's mode only once its content has checked.
     if (target) out = onTarget(target, () => createFileSync(target, 0o600));
-    const closeRange = () => {
-      hashes.push(hashHex(hasher.digest()));
-      hasher.reset();
-      inRange = 0;
-    };
     stream = openContent(input, task.encoding, task.rangeSize, kernels);
     for (let chunk = stream.next(); chunk !== undefined; chunk = stream.next()) {
-      for (let at = 0; at < chunk.length; ) {
-        const n = Math.min(chunk.length - at, task.rangeSize - inRange);
-        hasher.update(chunk.subarray(at, at + n));
-        inRange += n;
-        at += n;
-        if (inRange === task.rangeSize) closeRange();
-      }
+      ranges.add(chunk);
       if (out !== undefined) {
         const fd = out;
         const data = chunk;
@@ -138,7 +125,7 @@ function copyOrCheck(task: RestoreFileTask, opened?: number): RestoreFileResult 
       written += chunk.length;
       if (written > task.size) return { ok: false, problem: `holds more than the ${task.size} bytes the manifest says`, bytes: written };
     }
-    if (inRange > 0 || hashes.length === 0) closeRange();
+    const hashes = ranges.finish() as string[];
     if (written !== task.size) {
       return { ok: false, problem: `holds ${written} bytes, the manifest says ${task.size}`, bytes: written };
     }

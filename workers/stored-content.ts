@@ -1,6 +1,7 @@
 import { fstatSync, readSync } from 'node:fs';
 import { LZ4_FRAME_MAGIC, Lz4FrameDecoder, parseFrameDescriptor } from '../src/format/lz4-frame.js';
-import type { Kernels } from '../src/format/kernels.js';
+import type { Kernels, StreamingHash } from '../src/format/kernels.js';
+import { hashHex } from '../src/format/content-hash.js';
 
 /**
  * The decoded content of a stored file of the repository (raw, or one LZ4 frame), in order, a
@@ -235,4 +236,51 @@ export class Lz4BlockStream implements ContentStream {
 export function openContent(fd: number, encoding: 'raw' | 'lz4', rangeSize: number, kernels: Kernels): ContentStream {
   if (encoding === 'raw') return new RawStream(fd, rangeSize);
   return Lz4BlockStream.open(fd, kernels) ?? new Lz4PushStream(fd, kernels);
+}
+
+/**
+ * A stored file's content hashed range by range, as the backup computed it
+ * (src/format/content-hash.ts): chunks in order, cut at range boundaries; a range passed over
+ * unread counts as undefined.
+ */
+export class RangeHasher {
+  private readonly hasher: StreamingHash<bigint>;
+  private inRange = 0;
+  readonly hashes: (string | undefined)[] = [];
+
+  constructor(kernels: Kernels, private readonly rangeSize: number) {
+    this.hasher = kernels.createHasher();
+  }
+
+  /** At a range boundary (nothing of the current range hashed yet). */
+  get atBoundary(): boolean {
+    return this.inRange === 0;
+  }
+
+  add(chunk: Uint8Array): void {
+    for (let at = 0; at < chunk.length; ) {
+      const n = Math.min(chunk.length - at, this.rangeSize - this.inRange);
+      this.hasher.update(chunk.subarray(at, at + n));
+      this.inRange += n;
+      at += n;
+      if (this.inRange === this.rangeSize) this.closeRange();
+    }
+  }
+
+  /** A whole range passed over, at a boundary. */
+  passOver(): void {
+    this.hashes.push(undefined);
+  }
+
+  /** The last (short or empty) range closed; every range's hash in order. */
+  finish(): (string | undefined)[] {
+    if (this.inRange > 0 || this.hashes.length === 0) this.closeRange();
+    return this.hashes;
+  }
+
+  private closeRange(): void {
+    this.hashes.push(hashHex(this.hasher.digest()));
+    this.hasher.reset();
+    this.inRange = 0;
+  }
 }
