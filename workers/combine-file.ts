@@ -4,7 +4,7 @@ import { combineRangeHashes, fileRanges } from '../src/format/content-hash.js';
 import { loadKernels } from '../src/format/kernels.js';
 import { incrementalFileSize, incrementalHeaderBytesNeeded, parseIncrementalHeader, reconstructedBlocks, type IncrementalHeader } from '../src/format/incremental-file.js';
 import { closeTarget, onTarget, TargetWriteError } from './target-write.js';
-import { openContent, RangeHasher, type ContentStream } from './stored-content.js';
+import { openContent, RangeHasher, type ContentStream, type StoredRegion } from './stored-content.js';
 
 /**
  * The restore of one relation segment of a block-incremental chain (docs/block-incremental.md,
@@ -16,6 +16,8 @@ import { openContent, RangeHasher, type ContentStream } from './stored-content.j
 export interface CombineSource {
   /** The stored file in the repository (raw or .lz4). */
   readonly storedPath: string;
+  /** A file stored in a bundle: where in `storedPath` its bytes are. */
+  readonly region?: StoredRegion;
   readonly encoding: 'raw' | 'lz4';
   /** An `INCREMENTAL.<name>` file, or a whole copy of `<name>`. */
   readonly kind: 'incremental' | 'full';
@@ -318,7 +320,7 @@ export function combineFile(task: CombineFileTask): CombineFileResult {
       }
       let stream: ContentStream;
       try {
-        stream = openContent(fd, source.encoding, source.rangeSize, kernels);
+        stream = openContent(fd, source.encoding, source.rangeSize, kernels, source.region);
       } catch (e) {
         closeSync(fd);
         return fail(`${source.label}: stored file is unreadable: ${(e as NodeJS.ErrnoException).code ?? e}`);

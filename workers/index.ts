@@ -2,5 +2,5 @@
 // Workers stay thin: they do I/O and call pure kernels; scheduling lives in src/pipeline.
 export { walkDir } from './walk-dir.js';
 export { backupBatch, backupRange } from './backup-range.js';
-export { restoreFile } from './restore-file.js';
+export { restoreBatch, restoreFile } from './restore-file.js';
 export { combineFile } from './combine-file.js';

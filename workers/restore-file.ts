@@ -4,7 +4,7 @@ import { moveFileSync } from '../src/os/user-files.js';
 import { combineRangeHashes } from '../src/format/content-hash.js';
 import { loadKernels } from '../src/format/kernels.js';
 import { closeTarget, onTarget, TargetWriteError } from './target-write.js';
-import { openContent, RangeHasher, type ContentStream } from './stored-content.js';
+import { openContent, RangeHasher, type ContentStream, type StoredRegion } from './stored-content.js';
 
 /**
  * Decode one stored file (raw or an LZ4 frame), check its content hash range by range, and —
@@ -12,6 +12,8 @@ import { openContent, RangeHasher, type ContentStream } from './stored-content.j
  */
 export interface RestoreFileTask {
   readonly storedPath: string;
+  /** A file stored in a bundle: where in `storedPath` its bytes are. */
+  readonly region?: StoredRegion;
   readonly encoding: 'raw' | 'lz4';
   /** Where to write it; absent = verify only (verify --repo). */
   readonly targetPath?: string;
@@ -42,8 +44,40 @@ export interface RestoreFileResult {
   readonly targetErrno?: string;
 }
 
+/**
+ * Many small files in one round trip, in order: a worker hand-off costs more than restoring a
+ * file of a few KiB. Consecutive files of one bundle share one open descriptor.
+ */
+export function restoreBatch(batch: { readonly tasks: readonly RestoreFileTask[] }): RestoreFileResult[] {
+  const results: RestoreFileResult[] = [];
+  let open: { path: string; fd: number } | undefined;
+  try {
+    for (const task of batch.tasks) {
+      if (!task.region) {
+        results.push(restoreFile(task));
+        continue;
+      }
+      if (open?.path !== task.storedPath) {
+        if (open) closeSync(open.fd);
+        open = undefined;
+        try {
+          open = { path: task.storedPath, fd: openSync(task.storedPath, fsc.O_RDONLY | fsc.O_NOFOLLOW) };
+        } catch (e) {
+          results.push({ ok: false, problem: `stored file is missing or unreadable: ${(e as NodeJS.ErrnoException).code ?? e}`, bytes: 0 });
+          continue;
+        }
+      }
+      results.push(copyOrCheck(task, open.fd));
+    }
+  } finally {
+    if (open) closeSync(open.fd);
+  }
+  return results;
+}
+
 export function restoreFile(task: RestoreFileTask): RestoreFileResult {
-  if (task.move && task.encoding === 'raw' && task.targetPath) {
+  // A bundled file shares its stored file with others: never moved, always copied out of it.
+  if (task.move && task.encoding === 'raw' && task.targetPath && !task.region) {
     // The file checked is the file moved: its descriptor is kept from the check, and what lands at
     // the target must be that same inode (a file swapped in between — for a link — is refused),
     // and owner, mode and times are set on the descriptor, never through a path.
@@ -114,7 +148,7 @@ function copyOrCheck(task: RestoreFileTask, opened?: number): RestoreFileResult 
     // O_NOFOLLOW: a symbolic link where the file goes is never written through. Created 0600: it
     // takes the manifest's mode only once its content has checked.
     if (target) out = onTarget(target, () => createFileSync(target, 0o600));
-    stream = openContent(input, task.encoding, task.rangeSize, kernels);
+    stream = openContent(input, task.encoding, task.rangeSize, kernels, task.region);
     for (let chunk = stream.next(); chunk !== undefined; chunk = stream.next()) {
       ranges.add(chunk);
       if (out !== undefined) {

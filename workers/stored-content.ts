@@ -21,6 +21,20 @@ export interface ContentStream {
   release(): void;
 }
 
+/**
+ * Where a stored file's bytes are: a whole file of the repository, or `length` bytes from `offset`
+ * of a bundle file (docs/repository-format.md, "Bundles"). Nothing outside it is ever read.
+ */
+export interface StoredRegion {
+  readonly offset: number;
+  readonly length: number;
+}
+
+/** The region of a stored file open as `fd`: the one given, or the whole file. */
+function regionOf(fd: number, region: StoredRegion | undefined): StoredRegion {
+  return region ?? { offset: 0, length: fstatSync(fd).size };
+}
+
 const READ_CHUNK = 256 * 1024;
 /**
  * Compressed bytes handed to the push decoder at a time. A block decodes to at most 4 MiB and LZ4
@@ -48,13 +62,18 @@ export class RawStream implements ContentStream {
   private readonly chunk = borrow(READ_CHUNK);
   private pos = 0;
   private readonly fileSize: number;
+  private readonly start: number;
   /** Reads stop at range boundaries, so that a chunk never holds the start of a range that could be passed over. */
-  constructor(private readonly fd: number, private readonly rangeSize: number) {
-    this.fileSize = fstatSync(fd).size;
+  constructor(private readonly fd: number, private readonly rangeSize: number, region?: StoredRegion) {
+    const r = regionOf(fd, region);
+    this.start = r.offset;
+    this.fileSize = r.length;
   }
   next(): Uint8Array | undefined {
     const toBoundary = this.rangeSize > 0 ? this.rangeSize - (this.pos % this.rangeSize) : this.chunk.length;
-    const n = readSync(this.fd, this.chunk, 0, Math.min(this.chunk.length, toBoundary), this.pos);
+    const want = Math.min(this.chunk.length, toBoundary, this.fileSize - this.pos);
+    if (want <= 0) return undefined;
+    const n = readSync(this.fd, this.chunk, 0, want, this.start + this.pos);
     if (n === 0) return undefined;
     this.pos += n;
     return this.chunk.subarray(0, n);
@@ -84,7 +103,12 @@ export class Lz4PushStream implements ContentStream {
   private readonly spare: ArrayBuffer[] = [];
   private lent: Uint8Array | undefined;
   private readonly decoder: Lz4FrameDecoder;
-  constructor(private readonly fd: number, kernels: Kernels) {
+  private readonly start: number;
+  private readonly length: number;
+  constructor(private readonly fd: number, kernels: Kernels, region?: StoredRegion) {
+    const r = regionOf(fd, region);
+    this.start = r.offset;
+    this.length = r.length;
     // The decoder's content is a view of its own buffer, reused for the next block: copied, into a
     // buffer of this stream's own that comes back when the reader asks for the next chunk.
     this.decoder = new Lz4FrameDecoder(kernels, (content) => {
@@ -101,7 +125,8 @@ export class Lz4PushStream implements ContentStream {
     while (this.decoded.length === 0) {
       if (this.inputAt === this.inputLength) {
         if (this.ended) return undefined;
-        this.inputLength = readSync(this.fd, this.input, 0, this.input.length, this.pos);
+        const want = Math.min(this.input.length, this.length - this.pos);
+        this.inputLength = want > 0 ? readSync(this.fd, this.input, 0, want, this.start + this.pos) : 0;
         this.inputAt = 0;
         this.pos += this.inputLength;
         if (this.inputLength === 0) {
@@ -139,9 +164,10 @@ export class Lz4BlockStream implements ContentStream {
   private ended = false;
 
   /** The stream, or undefined when the file's frame is not of that shape (the push decoder reads it). */
-  static open(fd: number, kernels: Kernels): Lz4BlockStream | undefined {
+  static open(fd: number, kernels: Kernels, region?: StoredRegion): Lz4BlockStream | undefined {
+    const r = regionOf(fd, region);
     const head = new Uint8Array(4 + 15);
-    const n = readSync(fd, head, 0, head.length, 0);
+    const n = readSync(fd, head, 0, Math.min(head.length, r.length), r.offset);
     if (n < 7 || new DataView(head.buffer).getUint32(0, true) !== LZ4_FRAME_MAGIC) return undefined;
     let d;
     try {
@@ -150,13 +176,16 @@ export class Lz4BlockStream implements ContentStream {
       return undefined;
     }
     if (!d.blockIndependence || d.blockChecksum || d.contentChecksum) return undefined;
-    return new Lz4BlockStream(fd, kernels, 4 + d.descriptorBytes, d.blockMaxBytes);
+    return new Lz4BlockStream(fd, kernels, r, 4 + d.descriptorBytes, d.blockMaxBytes);
   }
 
+  /** Positions are within the region; `base` is where it starts in the file. */
   private readonly fileSize: number;
-  private constructor(private readonly fd: number, private readonly kernels: Kernels, start: number, private readonly blockMax: number) {
+  private readonly base: number;
+  private constructor(private readonly fd: number, private readonly kernels: Kernels, region: StoredRegion, start: number, private readonly blockMax: number) {
     this.pos = start;
-    this.fileSize = fstatSync(fd).size;
+    this.base = region.offset;
+    this.fileSize = region.length;
     this.input = borrow(blockMax + 4);
     this.output = borrow(blockMax);
   }
@@ -168,7 +197,7 @@ export class Lz4BlockStream implements ContentStream {
   /** The size field at `pos`. */
   private field(): number {
     if (this.nextField !== undefined) return this.nextField;
-    const n = readSync(this.fd, this.input, 0, 4, this.pos);
+    const n = this.pos + 4 <= this.fileSize ? readSync(this.fd, this.input, 0, 4, this.base + this.pos) : 0;
     if (n < 4) throw this.damaged('the file ends without the frame\'s end mark');
     return new DataView(this.input.buffer, this.input.byteOffset, 4).getUint32(0, true);
   }
@@ -197,7 +226,7 @@ export class Lz4BlockStream implements ContentStream {
     }
     // The record's data and, in the same read, the size field of the one after it.
     const want = r.size + 4;
-    const n = readSync(this.fd, this.input, 0, Math.min(want, this.fileSize - this.pos - 4), this.pos + 4);
+    const n = readSync(this.fd, this.input, 0, Math.min(want, this.fileSize - this.pos - 4), this.base + this.pos + 4);
     if (n < r.size) throw this.damaged(`the file ends inside a block of ${r.size} bytes`);
     this.nextField = n === want ? new DataView(this.input.buffer, this.input.byteOffset + r.size, 4).getUint32(0, true) : undefined;
     const at = this.pos;
@@ -233,9 +262,9 @@ export class Lz4BlockStream implements ContentStream {
 }
 
 /** The content stream of a stored file: LZ4 frames of pgbacula's shape can be passed over. */
-export function openContent(fd: number, encoding: 'raw' | 'lz4', rangeSize: number, kernels: Kernels): ContentStream {
-  if (encoding === 'raw') return new RawStream(fd, rangeSize);
-  return Lz4BlockStream.open(fd, kernels) ?? new Lz4PushStream(fd, kernels);
+export function openContent(fd: number, encoding: 'raw' | 'lz4', rangeSize: number, kernels: Kernels, region?: StoredRegion): ContentStream {
+  if (encoding === 'raw') return new RawStream(fd, rangeSize, region);
+  return Lz4BlockStream.open(fd, kernels, region) ?? new Lz4PushStream(fd, kernels, region);
 }
 
 /**

@@ -23,6 +23,17 @@ export function requireRepo(ctx: CommandContext): string {
   return repo;
 }
 
+/**
+ * repo_bundle=auto bundles small files except where the repository doubles as input of
+ * PostgreSQL's pg_combinebackup: an uncompressed block-level backup, whose files/pgdata/ must
+ * stay a plain directory (docs/block-incremental.md).
+ */
+export function bundleFiles(setting: string, mode: string, compress: boolean): boolean {
+  if (setting === 'on') return true;
+  if (setting === 'off') return false;
+  return !(mode === 'pitr_block' && !compress);
+}
+
 /** `pgbacula backup --repo DIR`: a full physical backup into a local repository. */
 export async function runBackupCommand(ctx: CommandContext): Promise<CommandResult> {
   const repo = requireRepo(ctx);
@@ -52,7 +63,7 @@ export async function runBackupCommand(ctx: CommandContext): Promise<CommandResu
     const planner = mode === 'pitr_block'
       ? blockPlanner({ type, summaryDays: getInt(ctx.params, 'pitr_block_summary_days'), archiveRoot: walArchiveRoot({ repo }), summarizerWaitMs: Number(ctx.env.PGBACULA_SUMMARIZER_WAIT_SECONDS ?? 60) * 1000 }, (asked) => newestCompleteWithChain(repo, (m) => isReferenceCandidate(m, asked)))
       : undefined;
-    const sink = new RepoSink(repo, backupId);
+    const sink = new RepoSink(repo, backupId, undefined, { bundle: bundleFiles(getString(ctx.params, 'repo_bundle') ?? 'auto', mode, s.compress) });
     await sink.open();
     await prepareTmpdir(s.tmpdir, log);
     const label = s.label === 'auto' ? `pgbacula_${backupId}` : s.label;

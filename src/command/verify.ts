@@ -13,16 +13,17 @@ import { formatBytes, formatCount, ProgressTracker } from '../item/job-log.js';
 import { orderedMerge } from '../pipeline/ordered-merge.js';
 import { createWorkerPool, workerCount, type WorkerPool } from '../pipeline/pool.js';
 import { assertRepository, listBackups, storedPathChecker } from '../repo/catalog.js';
-import { storedFilePath } from '../repo/layout.js';
+import { storedLocation } from '../repo/layout.js';
+import { storedFileTasks, type StoredFileJob } from '../restore/stored-file-jobs.js';
 import { parseLsn } from '../wal/lsn.js';
 import { walSegmentNameForLsn } from '../wal/segment.js';
 import { verifyRepositoryWal } from '../archive/archive-check.js';
-import type { BackupManifest } from '../format/backup-manifest.js';
+import type { BackupManifest, ManifestFile } from '../format/backup-manifest.js';
 import { DEFAULT_BLOCKS_PER_SEGMENT } from '../format/page.js';
 import { ChainError, chainOf } from '../repo/chain.js';
 import { chainSources } from '../restore/chain-sources.js';
-import type { CombineFileResult, CombineFileTask } from '../../workers/combine-file.js';
-import type { RestoreFileResult, RestoreFileTask } from '../../workers/restore-file.js';
+import type { CombineFileTask } from '../../workers/combine-file.js';
+import type { RestoreFileTask } from '../../workers/restore-file.js';
 import type { CommandContext } from './context.js';
 import { ok, type CommandResult } from './result.js';
 
@@ -212,24 +213,24 @@ async function verifyRepo(ctx: CommandContext, repo: string): Promise<CommandRes
           problems.push(`chain: ${e.message}`);
         }
       }
-      const tasks = files.flatMap((f) => {
-        const stored = storedFilePath(repo, backupId, f.path, f.stored ?? 'raw');
-        const bad = outside(stored);
+      const jobs = files.flatMap((f): { f: ManifestFile; job: StoredFileJob }[] => {
+        const at = storedLocation(repo, backupId, f);
+        const bad = outside(at.storedPath);
         if (bad) {
           problems.push(`${f.path}: ${bad}`);
           return [];
         }
         if (f.incremental) {
-          const sources = sourcesOf?.(f, stored) ?? 'its chain cannot be read';
+          const sources = sourcesOf?.(f, at) ?? 'its chain cannot be read';
           if (typeof sources === 'string') {
             problems.push(`${f.path}: ${sources}`);
             return [];
           }
           const check: CombineFileTask = { sources, blockSize: m.blockSize, blocksPerSegment: DEFAULT_BLOCKS_PER_SEGMENT, mode: f.mode, mtimeMs: 0, label: f.path };
-          return [{ bytes: Math.min(f.incremental.fileSize, m.rangeSize), start: async () => ({ f, r: (await pool.run(check, { name: 'combineFile' })) as CombineFileResult }) }];
+          return [{ f, job: { kind: 'combine', task: check, bytes: f.incremental.fileSize } }];
         }
         const task: RestoreFileTask = {
-          storedPath: stored,
+          ...at,
           encoding: f.stored ?? 'raw',
           size: f.size,
           expectedHash: f.hash ?? '',
@@ -238,10 +239,10 @@ async function verifyRepo(ctx: CommandContext, repo: string): Promise<CommandRes
           mtimeMs: 0,
           label: f.path,
         };
-        return [{ bytes: Math.min(f.size, m.rangeSize), start: async () => ({ f, r: (await pool.run(task, { name: 'restoreFile' })) as RestoreFileResult }) }];
+        return [{ f, job: { kind: 'restore', task } }];
       });
-      for await (const { f, r } of orderedMerge(tasks, { windowBytes: 64 * m.rangeSize, maxTasks: pool.options.maxThreads * 4 })) {
-        if (!r.ok) problems.push(`${f.path}: ${r.problem}`);
+      for await (const outcomes of orderedMerge(storedFileTasks(pool, jobs, m.rangeSize), { windowBytes: 64 * m.rangeSize, maxTasks: pool.options.maxThreads * 4 })) {
+        for (const { f, r } of outcomes) if (!r.ok) problems.push(`${f.path}: ${r.problem}`);
       }
       // The WAL from the start segment to the stop segment must all be there.
       const seg = m.walSegmentSize;

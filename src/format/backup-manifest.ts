@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { ItemEncoding, ItemType, PageCheckResult } from '../item/item.js';
+import type { BundleRef, ItemEncoding, ItemType, PageCheckResult } from '../item/item.js';
 
 /**
  * pgbacula's backup manifest: every file with its size, mtime, mode, content hash, storage
@@ -16,7 +16,13 @@ export const MANIFEST_VERSION = 1;
  * if they were whole ones.
  */
 export const MANIFEST_VERSION_INCREMENTAL = 2;
-const READABLE_VERSIONS: readonly number[] = [MANIFEST_VERSION, MANIFEST_VERSION_INCREMENTAL];
+/**
+ * Written by backups whose small files are stored in bundle files (`bundle` entries, which a
+ * reader of versions 1 and 2 would look for under their own names and report missing); it may
+ * hold incremental files too.
+ */
+export const MANIFEST_VERSION_BUNDLED = 3;
+const READABLE_VERSIONS: readonly number[] = [MANIFEST_VERSION, MANIFEST_VERSION_INCREMENTAL, MANIFEST_VERSION_BUNDLED];
 
 export interface ManifestFile {
   readonly path: string;
@@ -34,6 +40,11 @@ export interface ManifestFile {
   readonly rangeHashes?: string;
   readonly stored?: ItemEncoding;
   readonly storedSize?: number;
+  /**
+   * Stored inside bundle file `bundle.id` of the backup, `bundle.length` bytes from
+   * `bundle.offset`, instead of under its own name (docs/repository-format.md, "Bundles").
+   */
+  readonly bundle?: BundleRef;
   readonly pages?: PageCheckResult;
   /**
    * An incremental file (`<dir>/INCREMENTAL.<name>`, docs/block-incremental.md): the changed
@@ -157,9 +168,26 @@ export function parseManifest(text: string): BackupManifest {
   if (parsed.format !== MANIFEST_FORMAT) throw new ManifestError(`not a pgbacula manifest (format ${String(parsed.format)})`);
   if (!READABLE_VERSIONS.includes(parsed.version)) throw new ManifestError(`manifest version ${parsed.version} is not supported by this pgbacula`);
   delete parsed.manifestSha256;
-  const problem = manifestPathProblem(parsed);
+  const problem = manifestPathProblem(parsed) ?? bundleProblem(parsed);
   if (problem) throw new ManifestError(problem);
   return parsed;
+}
+
+/**
+ * Bundle references are untrusted like paths: whole numbers, only on files of the cluster's
+ * areas, and only in a manifest whose version announces them. (Where they point is checked when
+ * the bytes are read: a region that runs past its bundle is reported as damage.)
+ */
+function bundleProblem(m: BackupManifest): string | undefined {
+  for (const f of m.files) {
+    const b = f.bundle;
+    if (b === undefined) continue;
+    const bad = `file entry ${JSON.stringify(f.path.slice(0, 200))}`;
+    if (m.version < MANIFEST_VERSION_BUNDLED) return `${bad} names a bundle in a manifest of version ${m.version} (bundles came with version ${MANIFEST_VERSION_BUNDLED})`;
+    if (typeof b !== 'object' || b === null || ![b.id, b.offset, b.length].every((n) => Number.isSafeInteger(n) && n >= 0)) return `${bad} has a bundle reference that is not three whole numbers (id, offset, length)`;
+    if (f.type !== 'file' || !(f.path.startsWith('pgdata/') || f.path.startsWith('tablespaces/'))) return `${bad} is bundled but is not a file of the cluster's areas`;
+  }
+  return undefined;
 }
 
 /** One path component as stored: a name, never empty, `.`, `..` or carrying a NUL. */

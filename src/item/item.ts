@@ -37,9 +37,25 @@ export interface ItemTrailer {
   readonly pageCheck?: PageCheckResult;
 }
 
+/**
+ * Where a sink put an item when it is not under its own name: the repository stores small files
+ * together in bundle files (docs/repository-format.md, "Bundles"), and the manifest must say where.
+ */
+export interface ItemPlacement {
+  readonly bundle?: BundleRef;
+}
+
+/** A stored file inside bundle `id` of its backup: `length` bytes from byte `offset` (an LZ4 frame's header and end mark included). */
+export interface BundleRef {
+  readonly id: number;
+  readonly offset: number;
+  readonly length: number;
+}
+
 export interface ItemSink {
   begin(header: ItemHeader): Promise<void>;
   /** One encoded chunk of the current item, in order. */
   write(chunk: Uint8Array): Promise<void>;
-  end(trailer: ItemTrailer): Promise<void>;
+  /** The item is complete; a sink that stores it elsewhere than under its path says where. */
+  end(trailer: ItemTrailer): Promise<ItemPlacement | void>;
 }

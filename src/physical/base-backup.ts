@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type pg from 'pg';
 import type { ConnectionSettings } from '../config/connection.js';
 import { PgbaculaError } from '../errors.js';
-import { MANIFEST_VERSION, MANIFEST_VERSION_INCREMENTAL, MANIFEST_FORMAT, type ManifestFile, type ManifestHead } from '../format/backup-manifest.js';
+import { MANIFEST_VERSION, MANIFEST_VERSION_BUNDLED, MANIFEST_VERSION_INCREMENTAL, MANIFEST_FORMAT, type ManifestFile, type ManifestHead } from '../format/backup-manifest.js';
 import { ManifestWriter } from '../pipeline/manifest-writer.js';
 import { hashContent } from '../format/content-hash.js';
 import { hexLiteral } from '../format/hex.js';
@@ -108,8 +108,8 @@ async function emitSmallFile(sink: ItemSink, path: string, content: Uint8Array, 
   }
   await sink.write(stored);
   const hash = hashContent(content, DEFAULT_RANGE_SIZE, (b) => kernels.hash(b));
-  await sink.end({ hash, rawSize: content.length, storedSize: stored.length });
-  return { path, type: 'file', size: content.length, mode: 0o600, mtime: new Date(now).toISOString(), hash, stored: encoding, storedSize: stored.length };
+  const placed = await sink.end({ hash, rawSize: content.length, storedSize: stored.length });
+  return { path, type: 'file', size: content.length, mode: 0o600, mtime: new Date(now).toISOString(), hash, stored: encoding, storedSize: stored.length, ...(placed?.bundle ? { bundle: placed.bundle } : {}) };
 }
 
 
@@ -304,7 +304,7 @@ export async function runBaseBackup(req: BaseBackupRequest): Promise<BaseBackupR
 
     const manifest: ManifestHead = {
       format: MANIFEST_FORMAT,
-      version: planned?.reference ? MANIFEST_VERSION_INCREMENTAL : MANIFEST_VERSION,
+      version: writer.bundledCount > 0 ? MANIFEST_VERSION_BUNDLED : planned?.reference ? MANIFEST_VERSION_INCREMENTAL : MANIFEST_VERSION,
       backupId: req.backupId,
       mode: req.mode ?? 'pitr',
       level: planned?.level ?? 'full',

@@ -232,12 +232,12 @@ export async function emitFiles(entries: Iterable<PlanEntry>, o: EmitOptions): P
       const pages = e.verifyPages && o.verifyPages
         ? { pagesChecked: filePages.checked, newPages: filePages.fresh, failedBlocks: filePages.failed, tornPages: filePages.torn }
         : undefined;
-      await o.sink.end({ hash, rawSize: e.size, storedSize, ...(pages ? { pageCheck: pages } : {}) });
+      const placed = await o.sink.end({ hash, rawSize: e.size, storedSize, ...(pages ? { pageCheck: pages } : {}) });
       pagesChecked += filePages.checked;
       newPages += filePages.fresh;
       tornPages += filePages.torn;
       const incremental = e.incremental ? { incremental: { blocks: e.incremental.blocks.length, truncationBlocks: e.incremental.truncationBlocks, fileSize: e.incremental.fileSize } } : {};
-      if (!o.verifyOnly) record({ path: e.path, type: 'file', size: e.size, mode: e.mode, mtime, hash, ...(hashes.length > 1 ? { rangeHashes: hashes.join('') } : {}), stored: encoding, storedSize, ...(pages ? { pages } : {}), ...incremental });
+      if (!o.verifyOnly) record({ path: e.path, type: 'file', size: e.size, mode: e.mode, mtime, hash, ...(hashes.length > 1 ? { rangeHashes: hashes.join('') } : {}), stored: encoding, storedSize, ...(placed?.bundle ? { bundle: placed.bundle } : {}), ...(pages ? { pages } : {}), ...incremental });
     }
   }
   return { files, pagesChecked, newPages, tornPages, failures, vanished, rawBytes, merge };

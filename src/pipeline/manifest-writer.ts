@@ -20,6 +20,8 @@ export class ManifestWriter {
   private count = 0;
   rawBytes = 0;
   fileCount = 0;
+  /** Entries stored in bundles (the manifest's version must then announce them). */
+  bundledCount = 0;
 
   constructor(
     private readonly spoolPath: string,
@@ -35,6 +37,7 @@ export class ManifestWriter {
       this.fileCount++;
       this.rawBytes += f.size;
     }
+    if (f.bundle) this.bundledCount++;
     if (this.pending.length >= FLUSH_AT) this.flush();
   }
 

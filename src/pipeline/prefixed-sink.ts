@@ -5,7 +5,7 @@
  * keeps can be restored into a repository as it is.
  */
 import { encodeFrameEnd, encodeFrameHeader } from '../format/lz4-frame.js';
-import type { ItemHeader, ItemSink, ItemTrailer } from '../item/item.js';
+import type { ItemHeader, ItemPlacement, ItemSink, ItemTrailer } from '../item/item.js';
 
 export class PrefixedSink implements ItemSink {
   private lz4 = false;
@@ -26,9 +26,9 @@ export class PrefixedSink implements ItemSink {
     return this.inner.write(chunk);
   }
 
-  async end(trailer: ItemTrailer): Promise<void> {
+  async end(trailer: ItemTrailer): Promise<ItemPlacement | void> {
     if (this.lz4) await this.inner.write(encodeFrameEnd());
     this.lz4 = false;
-    await this.inner.end(trailer);
+    return this.inner.end(trailer);
   }
 }

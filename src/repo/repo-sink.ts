@@ -1,11 +1,24 @@
 import { dirname, join } from 'node:path';
 import { PgbaculaError } from '../errors.js';
 import { encodeFrameEnd, encodeFrameHeader } from '../format/lz4-frame.js';
-import type { ItemHeader, ItemSink, ItemTrailer } from '../item/item.js';
+import type { ItemHeader, ItemPlacement, ItemSink, ItemTrailer } from '../item/item.js';
 import { fileSystemError } from '../os/io-error.js';
 import { posixStorage } from '../storage/posix.js';
 import type { FileWriter, Storage } from '../storage/storage.js';
-import { backupDir, backupsDir, inProgressPath, manifestPath, storedFilePath } from './layout.js';
+import { backupDir, backupsDir, bundlePath, bundlesDir, inProgressPath, manifestPath, storedFilePath } from './layout.js';
+
+/** Files of the cluster of at most this many bytes are stored in bundles (when bundling is on). */
+export const BUNDLE_FILE_MAX = 256 * 1024;
+/** A bundle is closed, and the next one begun, once it holds this many bytes. */
+export const BUNDLE_TARGET_BYTES = 16 * 1024 * 1024;
+
+export interface RepoSinkOptions {
+  /**
+   * Store the small files of the cluster (pgdata/, tablespaces/) one after another in bundle
+   * files: one create and one fsync per 16 MiB instead of per file (docs/repository-format.md).
+   */
+  readonly bundle?: boolean;
+}
 
 /** fsync many paths with bounded concurrency (libuv's pool does the blocking calls). */
 async function syncAll(paths: Iterable<string>, sync: (path: string) => Promise<void>, concurrency = 8): Promise<void> {
@@ -23,16 +36,50 @@ async function syncAll(paths: Iterable<string>, sync: (path: string) => Promise<
  * and directory is fsynced) it is "incomplete", and the next run removes it.
  */
 export class RepoSink implements ItemSink {
-  private current: { header: ItemHeader; file: FileWriter | undefined; path: string } | undefined;
+  private current: { header: ItemHeader; file: FileWriter | undefined; path: string; bundle?: { id: number; offset: number; length: number } } | undefined;
   private readonly written: string[] = [];
   private readonly dirs = new Set<string>();
+  /** The bundle being filled: its writer, number and size so far. */
+  private bundle: { file: FileWriter; path: string; id: number; size: number } | undefined;
+  private bundleCount = 0;
   storedBytes = 0;
 
   constructor(
     readonly repo: string,
     readonly backupId: string,
     private readonly storage: Storage = posixStorage,
+    private readonly options: RepoSinkOptions = {},
   ) {}
+
+  /** Files bundled so far (for the job log). */
+  bundledFiles = 0;
+
+  private goesInBundle(header: ItemHeader): boolean {
+    return this.options.bundle === true && header.type === 'file' && header.size <= BUNDLE_FILE_MAX
+      && (header.path.startsWith('pgdata/') || header.path.startsWith('tablespaces/'));
+  }
+
+  private async closeBundle(): Promise<void> {
+    const b = this.bundle;
+    if (!b) return;
+    this.bundle = undefined;
+    await b.file.close().catch((e: unknown) => {
+      throw fileSystemError(e, 'write', b.path, this.place);
+    });
+    this.written.push(b.path);
+  }
+
+  private async openBundle(): Promise<NonNullable<RepoSink['bundle']>> {
+    await this.closeBundle();
+    await this.ensureDir(bundlesDir(this.repo, this.backupId));
+    const id = this.bundleCount++;
+    const path = bundlePath(this.repo, this.backupId, id);
+    const file = await this.storage.createFile(path, { mode: 0o640, exclusive: true }).catch((e: unknown) => {
+      throw fileSystemError(e, 'create', path, this.place);
+    });
+    this.bundle = { file, path, id, size: 0 };
+    return this.bundle;
+  }
 
   private get place(): string {
     return `the repository ${this.repo}`;
@@ -55,6 +102,12 @@ export class RepoSink implements ItemSink {
 
   async begin(header: ItemHeader): Promise<void> {
     if (this.current) throw new PgbaculaError('INTERNAL', `item ${header.path} begun before ${this.current.header.path} ended`);
+    if (this.goesInBundle(header)) {
+      const b = this.bundle && this.bundle.size < BUNDLE_TARGET_BYTES ? this.bundle : await this.openBundle();
+      this.current = { header, file: b.file, path: b.path, bundle: { id: b.id, offset: b.size, length: 0 } };
+      if (header.encoding === 'lz4') await this.put(encodeFrameHeader());
+      return;
+    }
     const path = storedFilePath(this.repo, this.backupId, header.path, header.encoding);
     if (header.type === 'dir') {
       await this.ensureDir(path);
@@ -84,15 +137,26 @@ export class RepoSink implements ItemSink {
       throw fileSystemError(e, 'write', this.current!.path, this.place);
     }
     this.storedBytes += bytes.length;
+    const inBundle = this.current!.bundle;
+    if (inBundle) {
+      this.bundle!.size += bytes.length;
+      inBundle.length += bytes.length;
+    }
   }
 
   async write(chunk: Uint8Array): Promise<void> {
     if (chunk.length > 0) await this.put(chunk);
   }
 
-  async end(_trailer: ItemTrailer): Promise<void> {
+  async end(_trailer: ItemTrailer): Promise<ItemPlacement | void> {
     const c = this.current;
     if (!c) throw new PgbaculaError('INTERNAL', 'end without begin');
+    if (c.bundle) {
+      if (c.header.encoding === 'lz4') await this.put(encodeFrameEnd());
+      this.current = undefined;
+      this.bundledFiles++;
+      return { bundle: c.bundle };
+    }
     if (c.file) {
       if (c.header.encoding === 'lz4') await this.put(encodeFrameEnd());
       await c.file.close().catch((e: unknown) => {
@@ -115,6 +179,7 @@ export class RepoSink implements ItemSink {
   async commit(): Promise<void> {
     const s = this.storage;
     try {
+      await this.closeBundle();
       await syncAll(this.written, (p) => s.syncFile(p));
       await syncAll([...this.dirs].sort((a, b) => b.length - a.length), (p) => s.syncDir(p));
       await s.rename(this.manifestTempPath, manifestPath(this.repo, this.backupId));
@@ -128,7 +193,9 @@ export class RepoSink implements ItemSink {
 
   /** On failure: close what is open; the directory stays as visibly incomplete until cleaned. */
   async abort(): Promise<void> {
-    await this.current?.file?.close().catch(() => undefined);
+    if (!this.current?.bundle) await this.current?.file?.close().catch(() => undefined);
+    await this.bundle?.file.close().catch(() => undefined);
+    this.bundle = undefined;
     this.current = undefined;
   }
 }

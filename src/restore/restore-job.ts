@@ -13,10 +13,11 @@ import { formatBytes, formatCount, ProgressTracker, type JobLog } from '../item/
 import type { WorkerPool } from '../pipeline/pool.js';
 import { orderedMerge } from '../pipeline/ordered-merge.js';
 import { storedPathChecker } from '../repo/catalog.js';
-import { storedFilePath } from '../repo/layout.js';
+import { storedLocation } from '../repo/layout.js';
+import { storedFileTasks, type StoredFileJob } from './stored-file-jobs.js';
 import { majorOf, versionFacts, type Major } from '../pg/versions.js';
-import type { RestoreFileResult, RestoreFileTask } from '../../workers/restore-file.js';
-import type { CombineFileResult, CombineFileTask } from '../../workers/combine-file.js';
+import type { RestoreFileTask } from '../../workers/restore-file.js';
+import type { CombineFileTask } from '../../workers/combine-file.js';
 import { wholePathOf } from '../format/incremental-file.js';
 import { chainSources } from './chain-sources.js';
 import { recoveryFiles, settingsToResetAfterPromotion, type RecoveryPlan, type RecoveryTarget } from './recovery-settings.js';
@@ -426,9 +427,9 @@ export class RestoreJob {
     let targetFailure: { path: string; problem: string; errno: string } | undefined;
     try {
       const outside = storedPathChecker(repo);
-      const tasks = files.flatMap((f) => {
-        const stored = storedFilePath(repo, m.backupId, f.path, f.stored ?? 'raw');
-        const bad = outside(stored);
+      const jobs = files.flatMap((f): { f: ManifestFile; job: StoredFileJob }[] => {
+        const at = storedLocation(repo, m.backupId, f);
+        const bad = outside(at.storedPath);
         if (bad) {
           problems.push(`${f.path}: ${bad}`);
           return [];
@@ -436,7 +437,7 @@ export class RestoreJob {
         const place = this.placeOf(f)!;
         const target = join(dirs.below(place.root, place.parts.slice(0, -1)), place.parts.at(-1)!);
         if (f.incremental) {
-          const sources = sourcesOf(f, stored);
+          const sources = sourcesOf(f, at);
           if (typeof sources === 'string') {
             problems.push(`${f.path}: ${sources}`);
             return [];
@@ -457,10 +458,10 @@ export class RestoreJob {
             gid: owner.gid,
             label: wholePathOf(f.path),
           };
-          return [{ bytes: Math.min(restoredSize(f), m.rangeSize), start: async () => ({ f, r: (await pool.run(combine, { name: 'combineFile' })) as CombineFileResult }) }];
+          return [{ f, job: { kind: 'combine', task: combine, bytes: restoredSize(f) } }];
         }
         const task: RestoreFileTask = {
-          storedPath: stored,
+          ...at,
           encoding: f.stored ?? 'raw',
           targetPath: target,
           size: f.size,
@@ -473,12 +474,14 @@ export class RestoreJob {
           label: f.path,
           ...(this.req.consumeRepository ? { move: true } : {}),
         };
-        return [{ bytes: Math.min(f.size, m.rangeSize), start: async () => ({ f, r: (await pool.run(task, { name: 'restoreFile' })) as RestoreFileResult }) }];
+        return [{ f, job: { kind: 'restore', task } }];
       });
-      for await (const { f, r } of orderedMerge(tasks, { windowBytes: 64 * m.rangeSize, maxTasks: pool.options.maxThreads * 4 })) {
-        if (!r.ok && r.targetErrno) targetFailure ??= { path: this.targetOf(f)!, problem: r.problem ?? '', errno: r.targetErrno };
-        else if (!r.ok) problems.push(`${f.path}: ${r.problem}`);
-        progress.add(restoredSize(f));
+      for await (const outcomes of orderedMerge(storedFileTasks(pool, jobs, m.rangeSize), { windowBytes: 64 * m.rangeSize, maxTasks: pool.options.maxThreads * 4 })) {
+        for (const { f, r } of outcomes) {
+          if (!r.ok && r.targetErrno) targetFailure ??= { path: this.targetOf(f)!, problem: r.problem ?? '', errno: r.targetErrno };
+          else if (!r.ok) problems.push(`${f.path}: ${r.problem}`);
+          progress.add(restoredSize(f));
+        }
       }
     } finally {
       progress.stop();

@@ -67,7 +67,9 @@ describe(`crafted and damaged repositories (PostgreSQL ${MAJOR})`, () => {
   beforeAll(async () => {
     c = await startCluster({ major: MAJOR, name: 'trust' });
     await c.sql('CREATE TABLE t AS SELECT g, md5(g::text) AS v FROM generate_series(1, 20000) g');
-    const b = await runCli(['backup', '--repo', repo(), ...conn(c), '--json'], quiet);
+    // One stored file per file (no bundles): the crafted cases below copy and edit single stored
+    // files; the bundled layout has its own cases at the end.
+    const b = await runCli(['backup', '--repo', repo(), ...conn(c), '--json', '--repo-bundle', 'off'], quiet);
     expect(b.code, b.stderr).toBe(0);
     first = JSON.parse(b.stdout).backupId as string;
   });
@@ -244,7 +246,7 @@ describe(`restore targets that must be refused, and restores that must not be "r
   beforeAll(async () => {
     c = await startCluster({ major: MAJOR, name: 'trust2' });
     await c.sql('CREATE TABLE t AS SELECT g, md5(g::text) AS v FROM generate_series(1, 20000) g');
-    const b = await runCli(['backup', '--repo', repo(), ...conn(c)], quiet);
+    const b = await runCli(['backup', '--repo', repo(), ...conn(c), '--repo-bundle', 'off'], quiet);
     expect(b.code, b.stderr).toBe(0);
   });
   afterAll(async () => {
@@ -474,6 +476,57 @@ describe(`restore targets that must be refused, and restores that must not be "r
       expect(existsSync(join(target, 'global', 'pg_control'))).toBe(false);
     } finally {
       rmSync(join(repo(), 'backups', id), { recursive: true, force: true });
+    }
+  });
+
+  it('bundles: a bundle directory replaced by a link out of the repository, and a bundle reference past the end of its bundle (re-sealed), are refused by verify and restore', async () => {
+    const bundledRepo = join(testRoot(), 'trust2-bundled-repo');
+    const b = await runCli(['backup', '--repo', bundledRepo, ...conn(c), '--json'], quiet);
+    expect(b.code, b.stderr).toBe(0);
+    const src = JSON.parse(b.stdout).backupId as string;
+    const m = readManifest(bundledRepo, src);
+    expect(m.version).toBe(3);
+    const control = m.files.find((f) => f.path === 'pgdata/global/pg_control')!;
+    expect(control.bundle).toBeDefined();
+    expect(existsSync(join(bundledRepo, 'backups', src, 'files', 'pgdata', 'global', 'pg_control'))).toBe(false);
+
+    const linked = '20200101-000021F';
+    craftBackup(bundledRepo, src, linked, (x) => x);
+    const elsewhere = join(testRoot(), 'trust2-bundles-elsewhere');
+    cpSync(join(bundledRepo, 'backups', linked, 'bundles'), elsewhere, { recursive: true });
+    rmSync(join(bundledRepo, 'backups', linked, 'bundles'), { recursive: true });
+    symlinkSync(elsewhere, join(bundledRepo, 'backups', linked, 'bundles'));
+    try {
+      const v = await runCli(['verify', '--repo', bundledRepo, '--backup', linked]);
+      expect(v.code).toBe(1);
+      expect(v.stdout).toContain('pgdata/global/pg_control: stored beneath a symbolic link that leads out of the repository');
+      const target = join(testRoot(), 'trust2-bundles-linked');
+      const r = await restore(bundledRepo, target, ['--backup', linked]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('leads out of the repository');
+      expect(existsSync(join(target, 'global', 'pg_control'))).toBe(false);
+    } finally {
+      rmSync(join(bundledRepo, 'backups', linked), { recursive: true, force: true });
+    }
+
+    const past = '20200101-000022F';
+    const bundleSize = statSync(join(bundledRepo, 'backups', src, 'bundles', String(control.bundle!.id))).size;
+    craftBackup(bundledRepo, src, past, (x) => ({
+      ...x,
+      files: x.files.map((f) => (f.path === control.path ? { ...f, bundle: { ...f.bundle!, offset: bundleSize - 10 } } : f)),
+    }));
+    try {
+      const v = await runCli(['verify', '--repo', bundledRepo, '--backup', past]);
+      expect(v.code).toBe(1);
+      expect(v.stdout).toContain(`${past}: DAMAGED`);
+      expect(v.stdout).toMatch(/pgdata\/global\/pg_control: (holds \d+ bytes|lz4 frame|content hash)/);
+      const target = join(testRoot(), 'trust2-bundles-past');
+      const r = await restore(bundledRepo, target, ['--backup', past]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('is damaged');
+      expect(existsSync(join(target, 'postmaster.pid'))).toBe(false);
+    } finally {
+      rmSync(join(bundledRepo, 'backups', past), { recursive: true, force: true });
     }
   });
 

@@ -9,6 +9,8 @@ import { registerForCleanup, testRoot } from '../harness/registry.js';
 import { runBin, runCliProcess as runCli } from '../harness/run-bin.js';
 import { amcheckAllIndexes, createStaticTables, digestAt, queryAt } from '../harness/verify-cluster.js';
 import { commitRows, tableDigest } from '../harness/workload.js';
+import { parseManifest } from '../../src/format/backup-manifest.js';
+import { storedLocation } from '../../src/repo/layout.js';
 
 const conn = (c: Cluster) => ['--host', c.socketDir, '--port', String(c.port), '--user', 'postgres'];
 const quiet = { PGBACULA_PROGRESS_SECONDS: '0' };
@@ -170,11 +172,30 @@ describe('page checksum failures and damaged backups (PostgreSQL 15)', () => {
     expect(flipped.stdout).toContain('DAMAGED');
     expect(flipped.stdout).toContain(`pgdata/${path}`);
 
-    const vm = join(repo(), 'backups', id, 'files', 'pgdata', 'global', 'pg_control.lz4');
+    // Small files are stored together in bundles: a byte flipped inside one file's region is
+    // named as that file's damage; a bundle gone takes each of its files with it.
+    const manifest = parseManifest(readFileSync(join(repo(), 'backups', id, 'manifest.json'), 'utf8'));
+    const control = manifest.files.find((f) => f.path === 'pgdata/global/pg_control')!;
+    expect(control.bundle).toBeDefined();
+    const at = storedLocation(repo(), id, control);
+    const bundled = openSync(at.storedPath, 'r+');
+    const mid = at.region!.offset + Math.floor(at.region!.length / 2);
+    readSync(bundled, byte, 0, 1, mid);
+    writeSync(bundled, Buffer.from([byte[0]! ^ 0x10]), 0, 1, mid);
+    const inBundle = await runCli(['verify', '--repo', repo()]);
+    expect(inBundle.code).toBe(1);
+    expect(inBundle.stdout).toMatch(/pgdata\/global\/pg_control: (content hash|lz4 frame)/);
+    writeSync(bundled, byte, 0, 1, mid);
+    closeSync(bundled);
+
+    const vm = at.storedPath;
+    const sharing = manifest.files.filter((f) => f.bundle?.id === control.bundle!.id).length;
+    expect(sharing).toBeGreaterThan(100);
     renameSync(vm, `${vm}.away`);
     const removed = await runCli(['verify', '--repo', repo()]);
     expect(removed.code).toBe(1);
     expect(removed.stdout).toMatch(/pgdata\/global\/pg_control: stored file is missing/);
+    expect(removed.stdout.split('\n').filter((l) => l.includes('stored file is missing')).length).toBe(sharing);
     renameSync(`${vm}.away`, vm);
 
     // A restore of the damaged backup is refused before the server is ever started.

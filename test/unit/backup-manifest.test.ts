@@ -24,4 +24,28 @@ describe('backup manifest', () => {
     expect(() => parseManifest(text.slice(0, text.length - 30))).toThrow(/seal/);
     expect(() => parseManifest(text.replace('"size":8192', '"size":8193'))).toThrow(/seal mismatch/);
   });
+  describe('bundle references (version 3)', () => {
+    const bundled = (f: Partial<BackupManifest['files'][number]>, version = 3): BackupManifest => ({
+      ...sample,
+      version,
+      files: [sample.files[0]!, { ...sample.files[1]!, bundle: { id: 0, offset: 4096, length: 111 }, ...f }],
+    });
+    it('round-trip', () => {
+      const m = bundled({});
+      expect(parseManifest(serializeManifest(m))).toEqual(m);
+    });
+    it('are refused in a manifest of an earlier version, which a reader of that version would misread', () => {
+      expect(() => parseManifest(serializeManifest(bundled({}, 2)))).toThrow(/names a bundle in a manifest of version 2/);
+    });
+    it('must be three whole numbers', () => {
+      for (const bundle of [{ id: -1, offset: 0, length: 1 }, { id: 0, offset: 1.5, length: 1 }, { id: 0, offset: 0 }, { id: '0', offset: 0, length: 1 }, null]) {
+        expect(() => parseManifest(serializeManifest(bundled({ bundle: bundle as never })))).toThrow(/not three whole numbers/);
+      }
+    });
+    it('only for files of the cluster: not WAL, not the backup label, not directories', () => {
+      expect(() => parseManifest(serializeManifest(bundled({ path: 'wal/000000010000000000000002' })))).toThrow(/is bundled but is not a file of the cluster's areas/);
+      expect(() => parseManifest(serializeManifest(bundled({ path: 'backup_label' })))).toThrow(/is bundled but/);
+      expect(() => parseManifest(serializeManifest(bundled({ type: 'dir' })))).toThrow(/is bundled but/);
+    });
+  });
 });

@@ -12,12 +12,12 @@ import { PgbaculaError } from '../../src/errors.js';
 import { decodeFrame, encodeFrame } from '../../src/format/lz4-frame.js';
 import { loadKernels } from '../../src/format/kernels.js';
 import { serializeManifest, type BackupManifest, type ManifestHead } from '../../src/format/backup-manifest.js';
-import type { ItemHeader } from '../../src/item/item.js';
+import type { ItemHeader, ItemPlacement } from '../../src/item/item.js';
 import { ManifestWriter } from '../../src/pipeline/manifest-writer.js';
 import { assertRepository, createBackupDir, initRepository, listBackups, loadBackup, newestCompleteWithChain, removeInterruptedBackups } from '../../src/repo/catalog.js';
-import { inProgressPath, manifestPath, REPO_MARKER, storedFilePath } from '../../src/repo/layout.js';
+import { bundlePath, inProgressPath, manifestPath, REPO_MARKER, storedFilePath, storedLocation } from '../../src/repo/layout.js';
 import { acquireRepoLock } from '../../src/repo/lock.js';
-import { RepoSink } from '../../src/repo/repo-sink.js';
+import { BUNDLE_FILE_MAX, BUNDLE_TARGET_BYTES, RepoSink } from '../../src/repo/repo-sink.js';
 import { MemoryStorage } from '../../src/storage/memory.js';
 
 const REPO = '/backup/pg';
@@ -311,5 +311,96 @@ describe('RepoSink on the memory storage', () => {
     // Even sealed by mistake, the half-written manifest would never pass for complete.
     await sink.commit();
     expect((await listBackups(REPO, false, s))[0]).toMatchObject({ state: 'damaged' });
+  });
+});
+
+describe('RepoSink with bundles', () => {
+  const file = (path: string, size: number, encoding: 'raw' | 'lz4' = 'raw'): ItemHeader => ({ path, type: 'file', mode: 0o600, mtimeMs: 0, size, encoding });
+  const trailer = { hash: 'h', rawSize: 0, storedSize: 0 };
+
+  it('stores the small files of the cluster one after another, says where, and keeps WAL, labels and larger files under their names', async () => {
+    const s = await repository();
+    const id = await createBackupDir(REPO, '20261126-120000F', s);
+    const sink = new RepoSink(REPO, id, s, { bundle: true });
+    await sink.open();
+    const page = new Uint8Array(8192).fill(3);
+    const frame = encodeFrame(page, loadKernels());
+    const items: [ItemHeader, Uint8Array][] = [
+      [file('pgdata/PG_VERSION', 3), Buffer.from('18\n')],
+      [file('pgdata/base/5/1259', 8192, 'lz4'), frame.subarray(7, frame.length - 4)],
+      [file('pgdata/base/5/empty', 0), new Uint8Array(0)],
+      [file('tablespaces/16384/PG_18_202406281/5/16385', 5), Buffer.from('hello')],
+      [file('pgdata/base/5/big', BUNDLE_FILE_MAX + 1), new Uint8Array(BUNDLE_FILE_MAX + 1).fill(1)],
+      [file('wal/000000010000000000000002', 4), Buffer.from('wal!')],
+      [file('backup_label', 6), Buffer.from('label\n')],
+    ];
+    const placed: (ItemPlacement | void)[] = [];
+    for (const [h, data] of items) {
+      await sink.begin(h);
+      if (data.length) await sink.write(data);
+      placed.push(await sink.end(trailer));
+    }
+    expect(placed.map((p) => p?.bundle)).toEqual([
+      { id: 0, offset: 0, length: 3 },
+      { id: 0, offset: 3, length: frame.length },
+      { id: 0, offset: 3 + frame.length, length: 0 },
+      { id: 0, offset: 3 + frame.length, length: 5 },
+      undefined,
+      undefined,
+      undefined,
+    ]);
+    expect(sink.bundledFiles).toBe(4);
+    const spool = mkdtempSync(join(tmpdir(), 'pgbacula-repo-mem-'));
+    scratch.push(spool);
+    const writer = new ManifestWriter(join(spool, 'entries'), s);
+    await writer.finish(head(id), sink.manifestTempPath);
+    await sink.commit();
+    const b = await s.readFile(bundlePath(REPO, id, 0));
+    expect(b.length).toBe(3 + frame.length + 5);
+    const at = (i: number) => storedLocation(REPO, id, { path: items[i]![0].path, type: 'file', size: 0, mode: 0, mtime: '', stored: items[i]![0].encoding, ...(placed[i]?.bundle ? { bundle: placed[i]!.bundle } : {}) });
+    const region = (i: number) => { const r = at(i).region!; return b.subarray(r.offset, r.offset + r.length); };
+    expect(region(0).toString()).toBe('18\n');
+    expect(decodeFrame(region(1), loadKernels())).toEqual(page);
+    expect(region(3).toString()).toBe('hello');
+    expect(at(4)).toEqual({ storedPath: storedFilePath(REPO, id, 'pgdata/base/5/big', 'raw') });
+    expect((await s.readFile(storedFilePath(REPO, id, 'wal/000000010000000000000002', 'raw'))).toString()).toBe('wal!');
+    expect(await s.exists(storedFilePath(REPO, id, 'pgdata/PG_VERSION', 'raw'))).toBe(false);
+    expect(sink.storedBytes).toBe(b.length + BUNDLE_FILE_MAX + 1 + 4 + 6);
+  });
+
+  it('begins the next bundle once one holds the target size', async () => {
+    const s = await repository();
+    const id = await createBackupDir(REPO, '20261126-120000F', s);
+    const sink = new RepoSink(REPO, id, s, { bundle: true });
+    await sink.open();
+    const chunk = new Uint8Array(BUNDLE_FILE_MAX);
+    const perBundle = BUNDLE_TARGET_BYTES / BUNDLE_FILE_MAX;
+    const ids: number[] = [];
+    for (let i = 0; i < perBundle + 2; i++) {
+      await sink.begin(file(`pgdata/base/5/${16384 + i}`, chunk.length));
+      await sink.write(chunk);
+      ids.push((await sink.end(trailer))!.bundle!.id);
+    }
+    expect(ids.filter((x) => x === 0).length).toBe(perBundle);
+    expect(ids.slice(perBundle)).toEqual([1, 1]);
+    await sink.commit().catch(() => undefined);
+    expect((await s.readFile(bundlePath(REPO, id, 0))).length).toBe(BUNDLE_TARGET_BYTES);
+  });
+
+  it('a full disk in the middle of a bundle: an I/O error naming the bundle; the backup stays incomplete', async () => {
+    const s = await repository();
+    const id = await createBackupDir(REPO, '20261126-120000F', s);
+    const sink = new RepoSink(REPO, id, s, { bundle: true });
+    await sink.open();
+    s.failOn({ op: 'write', nth: 2, code: 'ENOSPC', path: '/bundles/0' });
+    await sink.begin(file('pgdata/PG_VERSION', 3));
+    await sink.write(Buffer.from('18\n'));
+    await sink.end(trailer);
+    await sink.begin(file('pgdata/base/5/1', 3));
+    const e = await refusal(sink.write(Buffer.from('abc')));
+    expect(e.code).toBe('IO');
+    expect(e.message).toContain(`cannot write ${bundlePath(REPO, id, 0)}: no space left on device (ENOSPC)`);
+    await sink.abort();
+    expect((await listBackups(REPO, false, s))[0]).toMatchObject({ id, state: 'incomplete' });
   });
 });

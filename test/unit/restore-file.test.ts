@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { restoreFile, type RestoreFileTask } from '../../workers/restore-file.js';
+import { restoreBatch, restoreFile, type RestoreFileTask } from '../../workers/restore-file.js';
 import { hashContent } from '../../src/format/content-hash.js';
 import { createLz4EncodeScratch, encodeBlocks, encodeFrame, encodeFrameEnd, encodeFrameHeader } from '../../src/format/lz4-frame.js';
 import { loadKernels } from '../../src/format/kernels.js';
@@ -110,6 +110,84 @@ describe('restoreFile', () => {
     });
     it('not an LZ4 frame at all', () => {
       refused(task(raw, raw, 'lz4', 65536), /lz4 frame/);
+    });
+  });
+
+  describe('files stored one after another in a bundle', () => {
+    /** A bundle of the given stored files, with a region task for each (encoding by index: even raw, odd lz4). */
+    function bundle(raws: Uint8Array[], rangeSize = 65536): { tasks: RestoreFileTask[]; path: string; bytes: Buffer } {
+      const path = join(scratch, `bundle-${++n}`);
+      const parts: Uint8Array[] = [];
+      const tasks: RestoreFileTask[] = [];
+      let offset = 0;
+      raws.forEach((raw, i) => {
+        const encoding = i % 2 === 0 ? 'raw' : 'lz4';
+        const stored = encoding === 'raw' ? raw : framed(raw, rangeSize);
+        parts.push(stored);
+        tasks.push({
+          storedPath: path,
+          region: { offset, length: stored.length },
+          encoding,
+          targetPath: join(scratch, `bundled-${n}-${i}`),
+          size: raw.length,
+          expectedHash: hashContent(raw, rangeSize, (d) => kernels.hash(d)),
+          rangeSize,
+          mode: 0o600,
+          mtimeMs: 1_700_000_000_000,
+          label: `pgdata/base/5/${16384 + i}`,
+        });
+        offset += stored.length;
+      });
+      const bytes = Buffer.concat(parts);
+      writeFileSync(path, bytes);
+      return { tasks, path, bytes };
+    }
+    const raws = [content(8192, 1), content(24_576, 2), new Uint8Array(0), content(0, 4), content(100_000, 5), content(3, 6)];
+
+    it('each file is read from its region only, in one batch, hashes checked', () => {
+      const b = bundle(raws);
+      const results = restoreBatch({ tasks: b.tasks });
+      expect(results).toEqual(raws.map((r) => ({ ok: true, bytes: r.length })));
+      raws.forEach((raw, i) => expect(Buffer.compare(readFileSync(b.tasks[i]!.targetPath!), Buffer.from(raw))).toBe(0));
+    });
+
+    it('a region that runs past the end of a cut bundle, or bytes of a neighbour read as its own, are refused per file', () => {
+      const b = bundle(raws);
+      writeFileSync(b.path, b.bytes.subarray(0, b.bytes.length - 2));
+      const results = restoreBatch({ tasks: b.tasks });
+      expect(results.slice(0, -1).every((r) => r.ok)).toBe(true);
+      expect(results.at(-1)).toMatchObject({ ok: false, problem: expect.stringMatching(/the file ends without the frame's end mark/) });
+      expect(existsSync(b.tasks.at(-1)!.targetPath!)).toBe(false);
+      const one = bundle([content(10, 1)]);
+      writeFileSync(one.path, one.bytes.subarray(0, 8));
+      expect(restoreBatch({ tasks: one.tasks })).toEqual([{ ok: false, problem: 'holds 8 bytes, the manifest says 10', bytes: 8 }]);
+      // A region shifted by a byte: raw content fails its hash, an LZ4 frame fails to parse.
+      const c = bundle(raws);
+      const shifted = c.tasks.map((t) => ({ ...t, region: { offset: t.region!.offset + 1, length: t.region!.length } }));
+      const r = restoreBatch({ tasks: [shifted[0]!, shifted[1]!] });
+      expect(r[0]).toMatchObject({ ok: false, problem: expect.stringMatching(/^content hash|^holds/) });
+      expect(r[1]).toMatchObject({ ok: false, problem: expect.stringMatching(/lz4 frame/) });
+    });
+
+    it('an LZ4 region longer than its frame (bytes after the end mark) is refused', () => {
+      const b = bundle(raws);
+      const t = { ...b.tasks[1]!, region: { offset: b.tasks[1]!.region!.offset, length: b.tasks[1]!.region!.length + 1 } };
+      expect(restoreFile(t)).toMatchObject({ ok: false, problem: expect.stringMatching(/follow the frame's end mark|lz4 frame/) });
+    });
+
+    it('a missing bundle fails each of its files, and the batch goes on with the next', () => {
+      const b = bundle(raws.slice(0, 2));
+      const other = bundle([content(500, 9)]);
+      rmSync(b.path);
+      const results = restoreBatch({ tasks: [...b.tasks, ...other.tasks] });
+      expect(results.map((r) => r.ok)).toEqual([false, false, true]);
+      expect(results[0]!.problem).toMatch(/stored file is missing or unreadable: ENOENT/);
+    });
+
+    it('a bundled file is copied out, never moved, even from a repository the restore may consume', () => {
+      const b = bundle(raws.slice(0, 1));
+      expect(restoreFile({ ...b.tasks[0]!, move: true })).toEqual({ ok: true, bytes: raws[0]!.length });
+      expect(readFileSync(b.path).length).toBe(b.bytes.length);
     });
   });
 });
