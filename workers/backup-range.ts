@@ -238,5 +238,14 @@ export function backupBatch(batch: { readonly tasks: readonly RangeTask[]; reado
     if (out !== undefined && shared !== undefined && out.buffer === shared.buffer) at += result.dataLength;
     else if (result.data.byteLength > 0) transfer.add(result.data);
   }
-  return move({ [transferableSymbol]: [...transfer], [valueSymbol]: results });
+  // The batch buffer always comes back, also when no result lies in it (a batch of empty files):
+  // the caller reuses it instead of allocating the next one.
+  const value: BatchResult = { results, ...(batch.buffer ? { buffer: batch.buffer } : {}) };
+  return move({ [transferableSymbol]: [...transfer], [valueSymbol]: value });
+}
+
+export interface BatchResult {
+  readonly results: RangeResult[];
+  /** The batch's buffer, handed back. */
+  readonly buffer?: ArrayBuffer;
 }

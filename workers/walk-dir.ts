@@ -38,6 +38,9 @@ export function walkDir(task: WalkDirTask): unknown {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     all = [];
   }
+  // In name order (code units, as the plan orders every directory): the main thread keeps the
+  // walk's columns as they are and never holds the names as separate strings.
+  all.sort();
   const kinds = new Uint8Array(all.length);
   const sizes = new Float64Array(all.length);
   const modes = new Uint16Array(all.length);
@@ -73,12 +76,8 @@ export function walkDir(task: WalkDirTask): unknown {
   return move({ [transferableSymbol]: [kinds.buffer, sizes.buffer, modes.buffer, mtimes.buffer], [valueSymbol]: result });
 }
 
-/** The entries of a walked directory, one at a time (for the main thread's rules). */
-export function* walkedEntries(d: WalkedDir): Generator<{ name: string; kind: EntryKind; size: number; mode: number; mtimeMs: number; linkTarget?: string }> {
-  if (d.names === '') return;
-  const names = d.names.split('\0');
-  for (let i = 0; i < names.length; i++) {
-    const kind = KINDS[d.kinds[i]!]!;
-    yield { name: names[i]!, kind, size: d.sizes[i]!, mode: d.modes[i]!, mtimeMs: d.mtimes[i]!, ...(kind === 'symlink' ? { linkTarget: d.links[i]! } : {}) };
-  }
+/** Entry `i` of a walked directory whose names were split once (for the main thread's rules). */
+export function walkedEntryAt(d: WalkedDir, names: readonly string[], i: number): { name: string; kind: EntryKind; size: number; mode: number; mtimeMs: number; linkTarget?: string } {
+  const kind = KINDS[d.kinds[i]!]!;
+  return { name: names[i]!, kind, size: d.sizes[i]!, mode: d.modes[i]!, mtimeMs: d.mtimes[i]!, ...(kind === 'symlink' ? { linkTarget: d.links[i]! } : {}) };
 }

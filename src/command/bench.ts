@@ -43,7 +43,7 @@ export async function runBenchCommand(ctx: CommandContext): Promise<CommandResul
   let files = 0;
   try {
     const plan = await planCluster(pool, pgdata, major);
-    const entries = plan.entries.filter((e) => e.type === 'file');
+    const entries = Array.from(plan.entries).filter((e) => e.type === 'file');
     totalBytes = plan.totalBytes;
     files = entries.length;
     for (const stage of STAGES) {

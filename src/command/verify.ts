@@ -87,7 +87,7 @@ async function verifyPgdata(ctx: CommandContext, pgdata: string): Promise<Comman
   const t0 = Date.now();
   try {
     const plan = await planCluster(pool ?? inlineWalker(), pgdata, major);
-    const relationFiles = plan.entries.filter((e) => e.type === 'file' && e.verifyPages);
+    const relationFiles = Array.from(plan.entries).filter((e) => e.type === 'file' && e.verifyPages);
     const total = relationFiles.reduce((s, e) => s + e.size, 0);
     const progress = new ProgressTracker(ctx.log, 'verify', total, ctx.progressIntervalMs);
     let v: PageVerification;

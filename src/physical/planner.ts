@@ -7,10 +7,10 @@ import type pg from 'pg';
 import type { ChangedBlocksReport, ManifestReference } from '../format/backup-manifest.js';
 import type { JobLog } from '../item/job-log.js';
 import type { Major } from '../pg/versions.js';
-import type { PlanEntry } from '../pipeline/cluster-walk.js';
+import type { PlanEntry, PlanEntryList } from '../pipeline/cluster-walk.js';
 
 export interface PlannerContext {
-  readonly entries: readonly PlanEntry[];
+  readonly entries: PlanEntryList;
   readonly startLsn: string;
   readonly timeline: number;
   readonly systemId: string;

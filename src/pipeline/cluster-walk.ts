@@ -2,7 +2,7 @@ import { readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { carriesPageChecksums, parseRelationFileName } from '../format/relation-file.js';
 import { DEFAULT_BLOCKS_PER_SEGMENT } from '../format/page.js';
-import { walkedEntries, type WalkedDir } from '../../workers/walk-dir.js';
+import { KINDS, walkedEntryAt, type WalkedDir } from '../../workers/walk-dir.js';
 import { decideEntry, walSubdirectories } from './exclusions.js';
 import type { WorkerPool } from './pool.js';
 import { valueSymbol } from 'piscina';
@@ -39,36 +39,87 @@ export interface IncrementalPlan {
   readonly fileSize: number;
 }
 
-/** The directory an entry was found in: paths are built from it on demand, not stored per entry. */
-interface PlanDir {
-  readonly absDir: string;
-  readonly pathPrefix: string;
+/**
+ * A backup plan's entries, in emission order. The plan of a cluster is columnar (PlanColumns):
+ * an entry becomes an object only while it is used, so that a cluster of a million relation
+ * files costs tens of megabytes, not hundreds. Arrays of entries satisfy it too.
+ */
+export interface PlanEntryList extends Iterable<PlanEntry> {
+  readonly length: number;
+  at(index: number): PlanEntry | undefined;
 }
 
+/** One walked directory as the walker returned it (columns), plus what the plan needs of it. */
+interface WalkedColumns {
+  readonly absDir: string;
+  readonly ruleDir: string;
+  readonly pathPrefix: string;
+  readonly walked: WalkedDir;
+  /** Where each name starts in walked.names (one more than the names: the end). */
+  readonly nameStarts: Uint32Array;
+  /** The walked indexes the plan keeps, in name order (the walker sorts). */
+  readonly kept: number[];
+}
+
+const EXTRA = 0xffffffff;
+
 /**
- * A walked entry that stores only its name: a cluster with 100,000 relation files would
- * otherwise hold 200,000 path strings (~70 MB) for the whole backup.
+ * The entries of a cluster's plan as columns: for each entry the directory it was walked in and
+ * its index there, or (EXTRA) an entry made by the rules rather than found (directories whose
+ * contents are left out, tablespace links and version directories, global/pg_control).
  */
-class WalkedPlanEntry implements PlanEntry {
+class PlanColumns implements PlanEntryList {
   constructor(
-    private readonly dir: PlanDir,
-    readonly name: string,
-    readonly type: 'file' | 'dir' | 'symlink',
-    readonly mode: number,
-    readonly mtimeMs: number,
-    readonly size: number,
-    readonly verifyPages: boolean,
-    readonly firstBlock: number,
-    readonly linkTarget?: string,
+    private readonly dirs: readonly WalkedColumns[],
+    private readonly extras: readonly PlanEntry[],
+    private readonly dirOf: Uint32Array,
+    private readonly indexOf: Uint32Array,
   ) {}
 
-  get path(): string {
-    return `${this.dir.pathPrefix}/${this.name}`;
+  get length(): number {
+    return this.dirOf.length;
   }
 
-  get absPath(): string {
-    return `${this.dir.absDir}/${this.name}`;
+  at(i: number): PlanEntry | undefined {
+    if (i < 0 || i >= this.dirOf.length) return undefined;
+    const d = this.dirOf[i]!;
+    const j = this.indexOf[i]!;
+    if (d === EXTRA) return this.extras[j];
+    return walkedEntry(this.dirs[d]!, j);
   }
+
+  *[Symbol.iterator](): Iterator<PlanEntry> {
+    for (let i = 0; i < this.dirOf.length; i++) yield this.at(i)!;
+  }
+}
+
+function nameAt(c: WalkedColumns, j: number): string {
+  return c.walked.names.slice(c.nameStarts[j]!, c.nameStarts[j + 1]! - 1);
+}
+
+function walkedEntry(c: WalkedColumns, j: number): PlanEntry {
+  const name = nameAt(c, j);
+  const kind = KINDS[c.walked.kinds[j]!]!;
+  const base = { path: `${c.pathPrefix}/${name}`, absPath: `${c.absDir}/${name}`, mode: c.walked.modes[j]!, mtimeMs: c.walked.mtimes[j]! };
+  if (kind === 'file') {
+    const verifyPages = carriesPageChecksums(c.ruleDir, name);
+    const seg = verifyPages ? (parseRelationFileName(name)?.segment ?? 0) : 0;
+    return { ...base, type: 'file', size: c.walked.sizes[j]!, verifyPages, firstBlock: seg * DEFAULT_BLOCKS_PER_SEGMENT };
+  }
+  if (kind === 'symlink') return { ...base, type: 'symlink', size: 0, verifyPages: false, firstBlock: 0, linkTarget: c.walked.links[j]! };
+  return { ...base, type: 'dir', size: 0, verifyPages: false, firstBlock: 0 };
+}
+
+function madeEntry(pathPrefix: string, absDir: string, name: string, type: 'file' | 'dir' | 'symlink', mode: number, mtimeMs: number, size = 0, linkTarget?: string): PlanEntry {
+  return { path: `${pathPrefix}/${name}`, absPath: `${absDir}/${name}`, type, mode, mtimeMs, size, verifyPages: false, firstBlock: 0, ...(linkTarget !== undefined ? { linkTarget } : {}) };
+}
+
+function nameStartsOf(names: string, count: number): Uint32Array {
+  const starts = new Uint32Array(count + 1);
+  let k = 1;
+  for (let i = 0; i < names.length && k < count; i++) if (names.charCodeAt(i) === 0) starts[k++] = i + 1;
+  starts[count] = names.length + 1;
+  return starts;
 }
 
 export interface TablespaceLink {
@@ -77,7 +128,7 @@ export interface TablespaceLink {
 }
 
 export interface ClusterPlan {
-  readonly entries: PlanEntry[];
+  readonly entries: PlanEntryList;
   readonly tablespaces: TablespaceLink[];
   readonly totalBytes: number;
   readonly fileCount: number;
@@ -98,8 +149,10 @@ interface DirJob {
  * global/pg_control last (a standby backup's end point comes from it).
  */
 export async function planCluster(pool: Pick<WorkerPool, 'run'> & { options: { maxThreads: number } }, pgdata: string, major: number, excludeTablespaces: readonly string[] = []): Promise<ClusterPlan> {
-  // Entries by the backup path of the directory holding them; assembled depth-first at the end.
-  const children = new Map<string, WalkedPlanEntry[]>();
+  // What each directory holds, by its backup path: the walked entries kept (columns) and entries
+  // made by the rules; assembled depth-first at the end.
+  const dirs: WalkedColumns[] = [];
+  const listings = new Map<string, { dir?: number; made: { name: string; entry: PlanEntry }[] }>();
   const tablespaces: TablespaceLink[] = [];
   const excluded = new Map<string, number>();
   let pgControl: PlanEntry | undefined;
@@ -109,18 +162,23 @@ export async function planCluster(pool: Pick<WorkerPool, 'run'> & { options: { m
   const maxParallel = Math.max(2, pool.options.maxThreads * 2);
   const count = (reason: string) => excluded.set(reason, (excluded.get(reason) ?? 0) + 1);
   const listOf = (prefix: string) => {
-    let l = children.get(prefix);
-    if (!l) children.set(prefix, (l = []));
+    let l = listings.get(prefix);
+    if (!l) listings.set(prefix, (l = { made: [] }));
     return l;
   };
+  const make = (prefix: string, absDir: string, name: string, type: 'file' | 'dir' | 'symlink', mode: number, mtimeMs: number, size = 0, linkTarget?: string) =>
+    listOf(prefix).made.push({ name, entry: madeEntry(prefix, absDir, name, type, mode, mtimeMs, size, linkTarget) });
 
   const handle = (job: DirJob, walked: WalkedDir) => {
-    const dir: PlanDir = { absDir: job.absDir, pathPrefix: job.pathPrefix };
-    const list = listOf(job.pathPrefix);
+    const kept: number[] = [];
+    const cols: WalkedColumns = { absDir: job.absDir, ruleDir: job.ruleDir, pathPrefix: job.pathPrefix, walked, nameStarts: nameStartsOf(walked.names, walked.kinds.length), kept };
+    listOf(job.pathPrefix).dir = dirs.push(cols) - 1;
     // The unlogged-relation rule only asks whether <relfilenode>_init exists here.
     const initForks = new Set<string>();
-    for (const e of walkedEntries(walked)) if (e.name.endsWith('_init')) initForks.add(e.name);
-    for (const e of walkedEntries(walked)) {
+    const names = walked.names === '' ? [] : walked.names.split('\0');
+    for (const name of names) if (name.endsWith('_init')) initForks.add(name);
+    for (let j = 0; j < names.length; j++) {
+      const e = walkedEntryAt(walked, names, j);
       // Tablespace links: stored under tablespaces/<oid>/, recreated from the map at restore.
       if (job.ruleDir === 'pg_tblspc' && e.kind === 'symlink' && /^\d+$/.test(e.name)) {
         if (excludeTablespaces.includes(e.name)) {
@@ -131,12 +189,11 @@ export async function planCluster(pool: Pick<WorkerPool, 'run'> & { options: { m
         // link is resolved against pg_tblspc, as the server resolves it.
         const location = normalizeLocation(join(pgdata, 'pg_tblspc'), e.linkTarget!);
         tablespaces.push({ oid: e.name, location });
-        list.push(new WalkedPlanEntry(dir, e.name, 'symlink', e.mode, e.mtimeMs, 0, false, 0, location));
+        make(job.pathPrefix, job.absDir, e.name, 'symlink', e.mode, e.mtimeMs, 0, location);
         // Only the version directory of the running server belongs to this cluster.
-        const tsDir: PlanDir = { absDir: location, pathPrefix: `tablespaces/${e.name}` };
         for (const v of readdirOrNone(location).filter((n) => n.startsWith(`PG_${major}_`))) {
           queue.push({ absDir: join(location, v), ruleDir: `pg_tblspc/${e.name}/${v}`, pathPrefix: `tablespaces/${e.name}/${v}` });
-          listOf(tsDir.pathPrefix).push(new WalkedPlanEntry(tsDir, v, 'dir', 0o700, e.mtimeMs, 0, false, 0));
+          make(`tablespaces/${e.name}`, location, v, 'dir', 0o700, e.mtimeMs);
         }
         continue;
       }
@@ -146,30 +203,27 @@ export async function planCluster(pool: Pick<WorkerPool, 'run'> & { options: { m
           count(decision.reason);
           break;
         case 'empty-dir':
-          list.push(new WalkedPlanEntry(dir, e.name, 'dir', e.mode, e.mtimeMs, 0, false, 0));
+          make(job.pathPrefix, job.absDir, e.name, 'dir', e.mode, e.mtimeMs);
           if (job.ruleDir === '' && e.name === 'pg_wal') {
-            const walDir: PlanDir = { absDir: join(pgdata, 'pg_wal'), pathPrefix: 'pgdata/pg_wal' };
-            for (const sub of walSubdirectories(major)) listOf('pgdata/pg_wal').push(new WalkedPlanEntry(walDir, sub.split('/').pop()!, 'dir', e.mode, e.mtimeMs, 0, false, 0));
+            for (const sub of walSubdirectories(major)) make('pgdata/pg_wal', join(pgdata, 'pg_wal'), sub.split('/').pop()!, 'dir', e.mode, e.mtimeMs);
           }
           count(`contents of ${e.name}`);
           break;
         case 'last':
-          pgControl = new WalkedPlanEntry(dir, e.name, 'file', e.mode, e.mtimeMs, e.size, false, 0);
+          pgControl = madeEntry(job.pathPrefix, job.absDir, e.name, 'file', e.mode, e.mtimeMs, e.size);
           totalBytes += e.size;
           fileCount++;
           break;
         case 'include':
           if (e.kind === 'dir') {
-            list.push(new WalkedPlanEntry(dir, e.name, 'dir', e.mode, e.mtimeMs, 0, false, 0));
+            kept.push(j);
             queue.push({ absDir: join(job.absDir, e.name), ruleDir: job.ruleDir === '' ? e.name : `${job.ruleDir}/${e.name}`, pathPrefix: `${job.pathPrefix}/${e.name}` });
           } else if (e.kind === 'file') {
-            const verify = carriesPageChecksums(job.ruleDir, e.name);
-            const seg = verify ? (parseRelationFileName(e.name)?.segment ?? 0) : 0;
-            list.push(new WalkedPlanEntry(dir, e.name, 'file', e.mode, e.mtimeMs, e.size, verify, seg * DEFAULT_BLOCKS_PER_SEGMENT));
+            kept.push(j);
             totalBytes += e.size;
             fileCount++;
           } else if (e.kind === 'symlink') {
-            list.push(new WalkedPlanEntry(dir, e.name, 'symlink', e.mode, e.mtimeMs, 0, false, 0, e.linkTarget!));
+            kept.push(j);
           }
           break;
       }
@@ -192,21 +246,46 @@ export async function planCluster(pool: Pick<WorkerPool, 'run'> & { options: { m
   }
 
   // Depth-first, names sorted in each directory (a directory's contents follow it, as in a tar),
-  // PGDATA first, then each tablespace; global/pg_control last.
-  const entries: PlanEntry[] = [];
+  // PGDATA first, then each tablespace; global/pg_control last. The walker lists names sorted;
+  // the few entries made by the rules are merged in.
+  const extras: PlanEntry[] = [];
+  let total = 0;
+  for (const l of listings.values()) total += l.made.length + (l.dir !== undefined ? dirs[l.dir]!.kept.length : 0);
+  if (pgControl) total++;
+  const dirOf = new Uint32Array(total);
+  const indexOf = new Uint32Array(total);
+  let n = 0;
   const visit = (prefix: string) => {
-    const list = children.get(prefix);
-    if (!list) return;
-    list.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    for (const e of list) {
-      entries.push(e);
-      if (e.type === 'dir') visit(`${prefix}/${e.name}`);
+    const l = listings.get(prefix);
+    if (!l) return;
+    listings.delete(prefix);
+    const made = l.made.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const cols = l.dir !== undefined ? dirs[l.dir]! : undefined;
+    const kept = cols?.kept ?? [];
+    let m = 0;
+    let k = 0;
+    while (m < made.length || k < kept.length) {
+      const walkedName = k < kept.length ? nameAt(cols!, kept[k]!) : undefined;
+      if (walkedName === undefined || (m < made.length && made[m]!.name < walkedName)) {
+        const e = made[m++]!.entry;
+        dirOf[n] = EXTRA;
+        indexOf[n++] = extras.push(e) - 1;
+        if (e.type === 'dir') visit(e.path);
+      } else {
+        const j = kept[k++]!;
+        dirOf[n] = l.dir!;
+        indexOf[n++] = j;
+        if (cols!.walked.kinds[j] === 1) visit(`${prefix}/${walkedName}`);
+      }
     }
-    children.delete(prefix);
   };
   visit('pgdata');
   for (const ts of [...tablespaces].sort((a, b) => Number(a.oid) - Number(b.oid))) visit(`tablespaces/${ts.oid}`);
-  if (pgControl) entries.push(pgControl);
+  if (pgControl) {
+    dirOf[n] = EXTRA;
+    indexOf[n++] = extras.push(pgControl) - 1;
+  }
+  const entries = new PlanColumns(dirs, extras, dirOf.subarray(0, n), indexOf.subarray(0, n));
   return { entries, tablespaces, totalBytes, fileCount, excluded };
 }
 

@@ -1,7 +1,7 @@
 import { PgbaculaError } from '../errors.js';
 import { combineRangeHashes, fileRanges } from '../format/content-hash.js';
 import type { ManifestFile } from '../format/backup-manifest.js';
-import type { IncrementalRange, RangeResult, RangeTask } from '../../workers/backup-range.js';
+import type { BatchResult, IncrementalRange, RangeResult, RangeTask } from '../../workers/backup-range.js';
 import type { IncrementalPlan, PlanEntry } from './cluster-walk.js';
 import type { ItemSink } from '../item/item.js';
 import type { JobLog } from '../item/job-log.js';
@@ -53,7 +53,15 @@ export interface EmitResult {
 type Step =
   | { readonly kind: 'release'; readonly buffer: ArrayBuffer }
   | { readonly kind: 'entry'; readonly entry: PlanEntry }
-  | { readonly kind: 'range'; readonly entry: PlanEntry; readonly index: number; readonly count: number; readonly result: RangeResult };
+  | {
+      readonly kind: 'range';
+      readonly entry: PlanEntry;
+      readonly index: number;
+      readonly count: number;
+      readonly result: RangeResult;
+      /** The result lies in a range buffer of its own, to be recycled once written (a batch's shared buffer comes back once, as a release). */
+      readonly ownBuffer: boolean;
+    };
 
 /**
  * The part of an incremental file a range covers: header bytes, then whole pages (the header is
@@ -114,14 +122,13 @@ export async function emitFiles(entries: Iterable<PlanEntry>, o: EmitOptions): P
       start: async () => {
         const work = batch.filter((b) => b.task !== undefined).map((b) => b.task!);
         const buffer = withData ? (spareBatch.pop() ?? new ArrayBuffer(batchBufferBytes)) : undefined;
-        const results = work.length
-          ? ((await o.pool.run(buffer ? { tasks: work, buffer } : { tasks: work }, { name: 'backupBatch', ...(buffer ? { transferList: [buffer] } : {}), ...(o.signal ? { signal: o.signal } : {}) })) as RangeResult[])
-          : [];
+        const done = work.length
+          ? ((await o.pool.run(buffer ? { tasks: work, buffer } : { tasks: work }, { name: 'backupBatch', ...(buffer ? { transferList: [buffer] } : {}), ...(o.signal ? { signal: o.signal } : {}) })) as BatchResult)
+          : { results: [] as RangeResult[], ...(buffer ? { buffer } : {}) };
         let i = 0;
-        const steps = batch.map((b): Step => (b.task ? { kind: 'range', entry: b.entry, index: 0, count: 1, result: results[i++]! } : { kind: 'entry', entry: b.entry }));
+        const steps = batch.map((b): Step => (b.task ? { kind: 'range', entry: b.entry, index: 0, count: 1, result: done.results[i++]!, ownBuffer: false } : { kind: 'entry', entry: b.entry }));
         // The batch buffer goes back to the pool once the last of its files is written.
-        const back = results.find((r) => r.data.byteLength === batchBufferBytes)?.data;
-        if (back) steps.push({ kind: 'release', buffer: back });
+        if (done.buffer) steps.push({ kind: 'release', buffer: done.buffer });
         return steps;
       },
     };
@@ -158,7 +165,7 @@ export async function emitFiles(entries: Iterable<PlanEntry>, o: EmitOptions): P
             const buffer = pooled ? (spare.pop() ?? new ArrayBuffer(bufferBytes)) : undefined;
             const args = buffer ? { ...task, buffer } : task;
             const result = (await o.pool.run(args, { name: 'backupRange', ...(buffer ? { transferList: [buffer] } : {}), ...(o.signal ? { signal: o.signal } : {}) })) as RangeResult;
-            return [{ kind: 'range' as const, entry, index, count: ranges.length, result }];
+            return [{ kind: 'range' as const, entry, index, count: ranges.length, result, ownBuffer: buffer !== undefined }];
           },
         };
       }
@@ -198,7 +205,7 @@ export async function emitFiles(entries: Iterable<PlanEntry>, o: EmitOptions): P
     const r = step.result;
     if (step.index === 0) {
       if (r.vanished) {
-        if (r.data.byteLength === bufferBytes) spare.push(r.data);
+        if (step.ownBuffer && r.data.byteLength === bufferBytes) spare.push(r.data);
         // Dropped since the walk: the server's base backup skips such files too.
         vanished.push(e.path);
         skipping = e.path;
@@ -215,7 +222,7 @@ export async function emitFiles(entries: Iterable<PlanEntry>, o: EmitOptions): P
     const data = new Uint8Array(r.data, r.dataOffset, r.dataLength);
     await o.sink.write(data);
     // The sink is done with it: back to the pool for the next range.
-    if (r.data.byteLength === bufferBytes) spare.push(r.data);
+    if (step.ownBuffer && r.data.byteLength === bufferBytes) spare.push(r.data);
     o.progress?.add(r.rawLength);
     storedSize += data.length;
     rawBytes += r.rawLength;

@@ -23,7 +23,7 @@ import type { ReplicationConnection } from '../../server/replication.js';
 import type { StandbyEndpoint } from '../../server/topology-capture.js';
 import { openSession } from '../../server/session.js';
 import { serverVersion } from '../../server/server-facts.js';
-import { planCluster, type PlanEntry } from '../../pipeline/cluster-walk.js';
+import { planCluster, type PlanEntry, type PlanEntryList } from '../../pipeline/cluster-walk.js';
 import { DEFAULT_RANGE_SIZE, emitFiles } from '../../pipeline/emit-files.js';
 import type { ItemSink } from '../../item/item.js';
 import { formatBytes, formatCount, type JobLog } from '../../item/job-log.js';
@@ -307,7 +307,7 @@ export async function storeBaseBackup(s: PitrSettings, req: BaseRequest, sit: Si
 }
 
 /** What a block-level estimate makes of the walked cluster: the files it would store (incremental ones among them). */
-export type EstimatePlanner = (entries: readonly PlanEntry[]) => Promise<{ readonly entries: Iterable<PlanEntry>; readonly level: 'full' | 'incremental' | 'differential' }>;
+export type EstimatePlanner = (entries: PlanEntryList) => Promise<{ readonly entries: Iterable<PlanEntry>; readonly level: 'full' | 'incremental' | 'differential' }>;
 
 /** Header-only items: what a job would store now — WAL after a point, or a base backup (whole, or as `planBase` plans it). */
 export async function estimateItems(s: PitrSettings, sit: Situation, plan: { readonly kind: 'wal'; readonly ship: readonly SpoolSegment[] } | { readonly kind: 'base' }, cluster: string, pool: WorkerPool, sink: ItemSink, planBase?: EstimatePlanner): Promise<void> {

@@ -8,7 +8,7 @@
  */
 import { encodeIncrementalHeader, incrementalFileSize, incrementalPathOf } from '../../format/incremental-file.js';
 import { parseRelationFileName } from '../../format/relation-file.js';
-import type { PlanEntry } from '../../pipeline/cluster-walk.js';
+import type { PlanEntry, PlanEntryList } from '../../pipeline/cluster-walk.js';
 
 /** PostgreSQL's tablespace OIDs of base/ and global/. */
 const DEFAULTTABLESPACE_OID = 1663;
@@ -77,7 +77,7 @@ export function relationOf(path: string): RelationOf | undefined {
 type Decision = { readonly kind: 'whole'; readonly rel?: RelationOf } | { readonly kind: 'incremental'; readonly rel: RelationOf; readonly blocks: number; readonly truncationBlocks: number };
 
 export interface BlockPlanRequest {
-  readonly entries: readonly PlanEntry[];
+  readonly entries: PlanEntryList;
   readonly changed: ChangedBlockLookup;
   /** Does the reference hold this file (whole or incremental)? Paths as wholePathOf (src/format/incremental-file.ts) gives them. */
   readonly inReference: (path: string) => boolean;
@@ -135,7 +135,7 @@ export function planBlocks(r: BlockPlanRequest): BlockPlan {
 
   function* entries(): Generator<PlanEntry> {
     for (let i = 0; i < r.entries.length; i++) {
-      const e = r.entries[i]!;
+      const e = r.entries.at(i)!;
       const d = decisions[i]!;
       if (d.kind === 'whole') {
         yield e;

@@ -28,7 +28,9 @@ export interface BlockBackupSettings {
 const DEFAULT_SEGMENT_SIZE_TEXT = '1GB';
 
 function whole(ctx: PlannerContext, fullBecause?: string): PlannedBackup {
-  return { entries: ctx.entries, totalBytes: ctx.entries.reduce((n, e) => n + (e.type === 'file' ? e.size : 0), 0), level: 'full', ...(fullBecause ? { fullBecause } : {}) };
+  let totalBytes = 0;
+  for (const e of ctx.entries) if (e.type === 'file') totalBytes += e.size;
+  return { entries: ctx.entries, totalBytes, level: 'full', ...(fullBecause ? { fullBecause } : {}) };
 }
 
 /**
