@@ -1,6 +1,7 @@
 import { lstatSync, readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
+import { nativeDirWalker } from '../src/format/kernels.js';
 
 export interface WalkDirTask {
   readonly absDir: string;
@@ -25,12 +26,18 @@ export interface WalkedDir {
 }
 
 /**
- * readdir + lstat of one directory, in a worker: a cluster with 100,000 relation files must not
+ * readdir + lstat of one directory, in a worker (in C when the addon is built, so that a directory
+ * of a million names costs no million strings here): a cluster with 100,000 relation files must not
  * stall the main thread. Names that vanish between readdir and lstat (dropped tables) are
  * skipped, as the server's own base backup does — and so is a directory that vanished since its
  * parent was listed (a database or tablespace dropped during the backup; WAL replay drops it too).
  */
 export function walkDir(task: WalkDirTask): unknown {
+  const native = nativeDirWalker();
+  if (native) {
+    const d: WalkedDir = native(task.absDir);
+    return move({ [transferableSymbol]: [d.kinds.buffer, d.sizes.buffer, d.modes.buffer, d.mtimes.buffer], [valueSymbol]: d });
+  }
   let all: string[];
   try {
     all = readdirSync(task.absDir);
@@ -76,8 +83,8 @@ export function walkDir(task: WalkDirTask): unknown {
   return move({ [transferableSymbol]: [kinds.buffer, sizes.buffer, modes.buffer, mtimes.buffer], [valueSymbol]: result });
 }
 
-/** Entry `i` of a walked directory whose names were split once (for the main thread's rules). */
-export function walkedEntryAt(d: WalkedDir, names: readonly string[], i: number): { name: string; kind: EntryKind; size: number; mode: number; mtimeMs: number; linkTarget?: string } {
+/** Entry `i` of a walked directory, named `name` (for the main thread's rules). */
+export function walkedEntryAt(d: WalkedDir, name: string, i: number): { name: string; kind: EntryKind; size: number; mode: number; mtimeMs: number; linkTarget?: string } {
   const kind = KINDS[d.kinds[i]!]!;
-  return { name: names[i]!, kind, size: d.sizes[i]!, mode: d.modes[i]!, mtimeMs: d.mtimes[i]!, ...(kind === 'symlink' ? { linkTarget: d.links[i]! } : {}) };
+  return { name, kind, size: d.sizes[i]!, mode: d.modes[i]!, mtimeMs: d.mtimes[i]!, ...(kind === 'symlink' ? { linkTarget: d.links[i]! } : {}) };
 }

@@ -37,8 +37,8 @@ while (($#)); do
 done
 
 SRC=$HERE/kernels.c
-# page_verify.c: page checksums on native threads (verify --pgdata)
-SRCS=("$HERE/kernels.c" "$HERE/page_verify.c")
+# page_verify.c: page checksums on native threads (verify --pgdata); walk_dir.c: one directory listed
+SRCS=("$HERE/kernels.c" "$HERE/page_verify.c" "$HERE/walk_dir.c")
 TARGET=$OUT/pgbacula_kernels.node
 STAMP=$OUT/pgbacula_kernels.cmd
 CC=${CC:-cc}
@@ -73,7 +73,7 @@ LDFLAGS=(-shared -Wl,-z,relro,-z,now -Wl,--as-needed)
 LIBS=(-llz4 -lxxhash -lpthread)
 COMMAND="$CC ${CFLAGS[*]} ${SRCS[*]} -o $TARGET ${LDFLAGS[*]} ${LIBS[*]}"
 
-if [[ $FORCE == 0 && -f $TARGET && -f $STAMP && $TARGET -nt $SRC && $TARGET -nt $HERE/page_verify.c && $TARGET -nt $HERE/page_verify.h && $TARGET -nt ${BASH_SOURCE[0]} ]] \
+if [[ $FORCE == 0 && -f $TARGET && -f $STAMP && $TARGET -nt $SRC && $TARGET -nt $HERE/page_verify.c && $TARGET -nt $HERE/page_verify.h && $TARGET -nt $HERE/walk_dir.c && $TARGET -nt $HERE/walk_dir.h && $TARGET -nt ${BASH_SOURCE[0]} ]] \
   && [[ $(cat "$STAMP") == "$COMMAND" ]]; then
   say "up to date: $TARGET"
   exit 0

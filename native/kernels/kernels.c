@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <lz4.h>
 #include "page_verify.h"
+#include "walk_dir.h"
 
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t / XXH64_state_t layouts, for caller-owned states */
 #include <xxhash.h>
@@ -650,6 +651,64 @@ static napi_value verify_ranges(napi_env env, napi_callback_info info) {
 #undef ABANDON
 #undef OUT_OF_MEMORY
 
+/* ---- directory walk -------------------------------------------------------------------------- */
+
+/* A typed array of `count` elements of `type` holding a copy of `data` (`bytes` bytes). */
+static bool copy_typed(napi_env env, napi_typedarray_type type, size_t count, const void *data, size_t bytes, napi_value *out) {
+  void *raw = NULL;
+  napi_value buffer = NULL;
+  if (napi_create_arraybuffer(env, bytes, &raw, &buffer) != napi_ok) return false;
+  if (bytes > 0) memcpy(raw, data, bytes);
+  return napi_create_typedarray(env, type, count, buffer, 0, out) == napi_ok;
+}
+
+/*
+ * walkDir(path) → { names, kinds, sizes, modes, mtimes, links }: the entries of one directory,
+ * sorted by name, names joined by NUL, as workers/walk-dir.ts returns them. Throws an Error with
+ * the errno's name as `code` (a directory that does not exist lists as empty).
+ */
+static napi_value walk_dir(napi_env env, napi_callback_info info) {
+  ARGS(1, 1, "walkDir(path) needs a path");
+  size_t length = 0;
+  if (napi_get_value_string_utf8(env, argv[0], NULL, 0, &length) != napi_ok) FAIL(throw_type_error(env, "walkDir: path must be a string"));
+  char *path = malloc(length + 1);
+  if (path == NULL) FAIL(throw_error(env, "ENOMEM", "walkDir: out of memory"));
+  napi_get_value_string_utf8(env, argv[0], path, length + 1, &length);
+  pgb_walked_dir d;
+  int error = pgb_walk_dir(path, &d);
+  if (error != 0) {
+    char message[4096 + 512];
+    snprintf(message, sizeof message, "%s: %s, %s '%s%s%s'", pgb_errno_name(error), strerror(error), d.error_name[0] ? "lstat" : "scandir", path,
+             d.error_name[0] ? "/" : "", d.error_name);
+    free(path);
+    throw_error(env, pgb_errno_name(error), message);
+    return NULL;
+  }
+  free(path);
+  napi_value result = NULL, names = NULL, kinds = NULL, sizes = NULL, modes = NULL, mtimes = NULL, links = NULL;
+  bool made = napi_create_object(env, &result) == napi_ok &&
+              napi_create_string_utf8(env, d.names, d.names_bytes > 0 ? d.names_bytes - 1 : 0, &names) == napi_ok &&
+              copy_typed(env, napi_uint8_array, d.count, d.kinds, d.count * sizeof *d.kinds, &kinds) &&
+              copy_typed(env, napi_float64_array, d.count, d.sizes, d.count * sizeof *d.sizes, &sizes) &&
+              copy_typed(env, napi_uint16_array, d.count, d.modes, d.count * sizeof *d.modes, &modes) &&
+              copy_typed(env, napi_float64_array, d.count, d.mtimes, d.count * sizeof *d.mtimes, &mtimes) &&
+              napi_create_object(env, &links) == napi_ok;
+  for (uint32_t i = 0; made && i < d.count; i++) {
+    if (d.links[i] == NULL) continue;
+    napi_value target = NULL;
+    made = napi_create_string_utf8(env, d.links[i], NAPI_AUTO_LENGTH, &target) == napi_ok && napi_set_element(env, links, i, target) == napi_ok;
+  }
+  made = made && napi_set_named_property(env, result, "names", names) == napi_ok && napi_set_named_property(env, result, "kinds", kinds) == napi_ok &&
+         napi_set_named_property(env, result, "sizes", sizes) == napi_ok && napi_set_named_property(env, result, "modes", modes) == napi_ok &&
+         napi_set_named_property(env, result, "mtimes", mtimes) == napi_ok && napi_set_named_property(env, result, "links", links) == napi_ok;
+  pgb_walked_dir_free(&d);
+  if (!made) {
+    throw_last_error(env, "walkDir");
+    return NULL;
+  }
+  return result;
+}
+
 /* ---- module ---------------------------------------------------------------------------------- */
 
 #define FUNCTION(js_name, c_function) {js_name, NULL, c_function, NULL, NULL, NULL, napi_enumerable, NULL}
@@ -692,6 +751,7 @@ NAPI_MODULE_INIT() {
       FUNCTION("xxh32Digest", xxh32_digest),
       FUNCTION("pageChecksum", page_checksum),
       FUNCTION("verifyRanges", verify_ranges),
+      FUNCTION("walkDir", walk_dir),
   };
   if (napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions) != napi_ok) {
     throw_last_error(env, "napi_define_properties");

@@ -100,6 +100,21 @@ interface NativeAddon {
   /** Present in addons built with page_verify.c. */
   pageChecksum?(page: Uint8Array, blkno: number): number;
   verifyRanges?(paths: readonly string[], ranges: Float64Array, blockSize: number, threads: number): Promise<NativeVerifyResult>;
+  /** Present in addons built with walk_dir.c. */
+  walkDir?(path: string): NativeWalkedDir;
+}
+
+/**
+ * One directory as the addon's walkDir lists it (native/kernels/walk_dir.c): entries sorted by
+ * name, names joined by NUL, the rest in columns — the shape of workers/walk-dir.ts's result.
+ */
+export interface NativeWalkedDir {
+  readonly names: string;
+  readonly kinds: Uint8Array;
+  readonly sizes: Float64Array;
+  readonly modes: Uint16Array;
+  readonly mtimes: Float64Array;
+  readonly links: Readonly<Record<number, string>>;
 }
 
 /** What the addon's verifyRanges reports (native/kernels/page_verify.c). */
@@ -339,6 +354,18 @@ export function nativePageVerifier(mode: KernelMode = kernelModeFromEnv()): Nati
   if (!native.ok || typeof native.addon.verifyRanges !== 'function' || typeof native.addon.pageChecksum !== 'function') return undefined;
   const addon = native.addon;
   return { pageChecksum: (page, blkno) => addon.pageChecksum!(page, blkno), verifyRanges: (p, r, b, t) => addon.verifyRanges!(p, r, b, t) };
+}
+
+/**
+ * The addon's directory lister, when the kernel mode allows the addon and it was built with one:
+ * a directory's names never become separate strings on a JavaScript heap.
+ */
+export function nativeDirWalker(mode: KernelMode = kernelModeFromEnv()): ((path: string) => NativeWalkedDir) | undefined {
+  if (mode === 'fallback') return undefined;
+  const native = loadNativeAddon();
+  if (!native.ok || typeof native.addon.walkDir !== 'function') return undefined;
+  const addon = native.addon;
+  return (path) => addon.walkDir!(path);
 }
 
 /**

@@ -174,11 +174,15 @@ export async function planCluster(pool: Pick<WorkerPool, 'run'> & { options: { m
     const cols: WalkedColumns = { absDir: job.absDir, ruleDir: job.ruleDir, pathPrefix: job.pathPrefix, walked, nameStarts: nameStartsOf(walked.names, walked.kinds.length), kept };
     listOf(job.pathPrefix).dir = dirs.push(cols) - 1;
     // The unlogged-relation rule only asks whether <relfilenode>_init exists here.
+    // Names are cut from the walk's one string as they are looked at, never all held at once.
     const initForks = new Set<string>();
-    const names = walked.names === '' ? [] : walked.names.split('\0');
-    for (const name of names) if (name.endsWith('_init')) initForks.add(name);
-    for (let j = 0; j < names.length; j++) {
-      const e = walkedEntryAt(walked, names, j);
+    const entryCount = walked.kinds.length;
+    for (let j = 0; j < entryCount; j++) {
+      const name = nameAt(cols, j);
+      if (name.endsWith('_init')) initForks.add(name);
+    }
+    for (let j = 0; j < entryCount; j++) {
+      const e = walkedEntryAt(walked, nameAt(cols, j), j);
       // Tablespace links: stored under tablespaces/<oid>/, recreated from the map at restore.
       if (job.ruleDir === 'pg_tblspc' && e.kind === 'symlink' && /^\d+$/.test(e.name)) {
         if (excludeTablespaces.includes(e.name)) {

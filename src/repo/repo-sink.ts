@@ -4,6 +4,7 @@ import { encodeFrameEnd, encodeFrameHeader } from '../format/lz4-frame.js';
 import type { ItemHeader, ItemPlacement, ItemSink, ItemTrailer } from '../item/item.js';
 import { fileSystemError } from '../os/io-error.js';
 import { posixStorage } from '../storage/posix.js';
+import { BufferedWriter } from '../storage/buffered-writer.js';
 import type { FileWriter, Storage } from '../storage/storage.js';
 import { backupDir, backupsDir, bundlePath, bundlesDir, inProgressPath, manifestPath, storedFilePath } from './layout.js';
 
@@ -36,11 +37,11 @@ async function syncAll(paths: Iterable<string>, sync: (path: string) => Promise<
  * and directory is fsynced) it is "incomplete", and the next run removes it.
  */
 export class RepoSink implements ItemSink {
-  private current: { header: ItemHeader; file: FileWriter | undefined; path: string; bundle?: { id: number; offset: number; length: number } } | undefined;
+  private current: { header: ItemHeader; file: FileWriter | BufferedWriter | undefined; path: string; bundle?: { id: number; offset: number; length: number } } | undefined;
   private readonly written: string[] = [];
   private readonly dirs = new Set<string>();
   /** The bundle being filled: its writer, number and size so far. */
-  private bundle: { file: FileWriter; path: string; id: number; size: number } | undefined;
+  private bundle: { file: BufferedWriter; path: string; id: number; size: number } | undefined;
   private bundleCount = 0;
   storedBytes = 0;
 
@@ -77,7 +78,7 @@ export class RepoSink implements ItemSink {
     const file = await this.storage.createFile(path, { mode: 0o640, exclusive: true }).catch((e: unknown) => {
       throw fileSystemError(e, 'create', path, this.place);
     });
-    this.bundle = { file, path, id, size: 0 };
+    this.bundle = { file: new BufferedWriter(file), path, id, size: 0 };
     return this.bundle;
   }
 

@@ -387,20 +387,39 @@ describe('RepoSink with bundles', () => {
     expect((await s.readFile(bundlePath(REPO, id, 0))).length).toBe(BUNDLE_TARGET_BYTES);
   });
 
-  it('a full disk in the middle of a bundle: an I/O error naming the bundle; the backup stays incomplete', async () => {
+  it('a full disk in the middle of a bundle: an I/O error naming the bundle, when its buffered bytes go out; the backup stays incomplete', async () => {
     const s = await repository();
     const id = await createBackupDir(REPO, '20261126-120000F', s);
     const sink = new RepoSink(REPO, id, s, { bundle: true });
     await sink.open();
-    s.failOn({ op: 'write', nth: 2, code: 'ENOSPC', path: '/bundles/0' });
+    s.failOn({ op: 'write', code: 'ENOSPC', path: '/bundles/0' });
     await sink.begin(file('pgdata/PG_VERSION', 3));
     await sink.write(Buffer.from('18\n'));
     await sink.end(trailer);
-    await sink.begin(file('pgdata/base/5/1', 3));
-    const e = await refusal(sink.write(Buffer.from('abc')));
+    // Small files are gathered in memory: the write that fails is the one that flushes them.
+    const e = await refusal(sink.commit());
     expect(e.code).toBe('IO');
     expect(e.message).toContain(`cannot write ${bundlePath(REPO, id, 0)}: no space left on device (ENOSPC)`);
     await sink.abort();
+    expect(await s.exists(manifestPath(REPO, id))).toBe(false);
     expect((await listBackups(REPO, false, s))[0]).toMatchObject({ id, state: 'incomplete' });
+  });
+
+  it('a bundle larger than its write buffer goes out in order, byte for byte', async () => {
+    const s = await repository();
+    const id = await createBackupDir(REPO, '20261126-120000F', s);
+    const sink = new RepoSink(REPO, id, s, { bundle: true });
+    await sink.open();
+    const parts: Buffer[] = [];
+    for (let i = 0; i < 40; i++) {
+      const data = Buffer.alloc(100_000 + i * 1000, i + 1);
+      parts.push(data);
+      await sink.begin(file(`pgdata/base/5/${16384 + i}`, data.length));
+      await sink.write(data.subarray(0, 10));
+      await sink.write(data.subarray(10));
+      await sink.end(trailer);
+    }
+    await sink.commit().catch(() => undefined);
+    expect(Buffer.compare(await s.readFile(bundlePath(REPO, id, 0)), Buffer.concat(parts))).toBe(0);
   });
 });
