@@ -116,21 +116,7 @@ async function backupState(repo: string, id: string, withSizes: boolean, storage
   } catch (e) {
     if (errorCode(e) !== 'ENOENT') return { id, state: 'damaged', reason: `manifest.json cannot be read: ${(e as Error).message}` };
   }
-  if (text === undefined) {
-    const marker = await readInProgressMarker(storage, repo, id);
-    const start = marker === undefined ? await markerBeingWritten(storage, repo, id) : undefined;
-    if (start === 'running') return { id, state: 'running', reason: 'being created by a live process' };
-    if (start === 'interrupted') return { id, state: 'incomplete', reason: 'interrupted while it was being created' };
-    if (marker === undefined) {
-      return { id, state: 'damaged', reason: 'no manifest.json and no in-progress marker: not left by an interrupted pgbacula backup (kept; remove it by hand if it is not needed)' };
-    }
-    if (marker.host !== hostname()) {
-      // A process on another host cannot be asked whether it still runs: never removed on a guess.
-      return { id, state: 'running', reason: `being written on host ${marker.host} by process ${marker.pid} (if it no longer runs there, remove ${backupDir(repo, id)} by hand)` };
-    }
-    if (marker.pid !== process.pid && pidAlive(marker.pid)) return { id, state: 'running', reason: `being written by process ${marker.pid}` };
-    return { id, state: 'incomplete', reason: 'no manifest (interrupted)' };
-  }
+  if (text === undefined) return withoutManifest(repo, id, storage);
   try {
     const manifest = parseManifest(text);
     if (manifest.backupId !== id) throw new ManifestError(`manifest names backup ${JSON.stringify(manifest.backupId)}, stored under ${id}`);
@@ -138,6 +124,23 @@ async function backupState(repo: string, id: string, withSizes: boolean, storage
   } catch (e) {
     return { id, state: 'damaged', reason: `manifest.json is damaged: ${e instanceof ManifestError ? e.message : (e as Error).message}` };
   }
+}
+
+/** The state of a backup directory that has no manifest: running, interrupted or damaged. */
+async function withoutManifest(repo: string, id: string, storage: Storage): Promise<BackupState> {
+  const marker = await readInProgressMarker(storage, repo, id);
+  const start = marker === undefined ? await markerBeingWritten(storage, repo, id) : undefined;
+  if (start === 'running') return { id, state: 'running', reason: 'being created by a live process' };
+  if (start === 'interrupted') return { id, state: 'incomplete', reason: 'interrupted while it was being created' };
+  if (marker === undefined) {
+    return { id, state: 'damaged', reason: 'no manifest.json and no in-progress marker: not left by an interrupted pgbacula backup (kept; remove it by hand if it is not needed)' };
+  }
+  if (marker.host !== hostname()) {
+    // A process on another host cannot be asked whether it still runs: never removed on a guess.
+    return { id, state: 'running', reason: `being written on host ${marker.host} by process ${marker.pid} (if it no longer runs there, remove ${backupDir(repo, id)} by hand)` };
+  }
+  if (marker.pid !== process.pid && pidAlive(marker.pid)) return { id, state: 'running', reason: `being written by process ${marker.pid}` };
+  return { id, state: 'incomplete', reason: 'no manifest (interrupted)' };
 }
 
 /**
@@ -279,7 +282,11 @@ export async function removeInterruptedBackups(repo: string, storage: Storage = 
     if (n.startsWith(REMOVING)) await storage.removeTree(join(backupsDir(repo), n));
   }
   const removed: string[] = [];
-  for (const b of await listBackups(repo, false, storage)) {
+  for (const id of await backupIds(repo, storage)) {
+    // A backup with a manifest is complete or damaged, never interrupted: its manifest is not
+    // read here (a repository of months of backups of a large cluster holds gigabytes of them).
+    if (await storage.exists(manifestPath(repo, id))) continue;
+    const b = await withoutManifest(repo, id, storage);
     if (b.state === 'incomplete') {
       const aside = join(backupsDir(repo), `${REMOVING}${b.id}-${process.pid}`);
       await storage.rename(backupDir(repo, b.id), aside);

@@ -2,7 +2,7 @@
  * The walk of a data directory: one directory listed (in C by the addon, or in JavaScript), and
  * the columnar plan built from the listings — order, exclusions, tablespaces, pg_control last.
  */
-import { mkdirSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, symlinkSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { nativeDirWalker } from '../../src/format/kernels.js';
