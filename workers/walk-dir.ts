@@ -1,7 +1,7 @@
 import { lstatSync, readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
-import { nativeDirWalker } from '../src/format/kernels.js';
+import { nativeDirWalker, type NativeWalkedDir } from '../src/format/kernels.js';
 
 export interface WalkDirTask {
   readonly absDir: string;
@@ -11,19 +11,12 @@ export type EntryKind = 'file' | 'dir' | 'symlink' | 'other';
 export const KINDS: readonly EntryKind[] = ['file', 'dir', 'symlink', 'other'];
 
 /**
- * One directory's entries in columns: names joined by NUL (a name can never hold one) and typed
- * arrays. A directory of 100,000 relation files costs a few megabytes this way instead of
- * 100,000 objects on both sides of the thread boundary.
+ * One directory's entries in columns: names sorted and joined by NUL (a name can never hold one)
+ * and typed arrays (kinds index KINDS). A directory of 100,000 relation files costs a few
+ * megabytes this way instead of 100,000 objects on both sides of the thread boundary. The addon's
+ * walkDir returns the same shape.
  */
-export interface WalkedDir {
-  readonly names: string;
-  readonly kinds: Uint8Array;
-  readonly sizes: Float64Array;
-  readonly modes: Uint16Array;
-  readonly mtimes: Float64Array;
-  /** Link targets by entry index (symbolic links only). */
-  readonly links: Readonly<Record<number, string>>;
-}
+export type WalkedDir = NativeWalkedDir;
 
 /**
  * readdir + lstat of one directory, in a worker (in C when the addon is built, so that a directory

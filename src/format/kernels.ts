@@ -105,8 +105,9 @@ interface NativeAddon {
 }
 
 /**
- * One directory as the addon's walkDir lists it (native/kernels/walk_dir.c): entries sorted by
- * name, names joined by NUL, the rest in columns — the shape of workers/walk-dir.ts's result.
+ * One directory as the addon's walkDir lists it (native/kernels/walk_dir.c), and as
+ * workers/walk-dir.ts returns it: entries sorted by name, names joined by NUL, the rest in columns
+ * (kind 0 file, 1 directory, 2 symbolic link, 3 other; mode bits; mtime in ms).
  */
 export interface NativeWalkedDir {
   readonly names: string;
@@ -114,6 +115,7 @@ export interface NativeWalkedDir {
   readonly sizes: Float64Array;
   readonly modes: Uint16Array;
   readonly mtimes: Float64Array;
+  /** Link targets by entry index (symbolic links only). */
   readonly links: Readonly<Record<number, string>>;
 }
 
