@@ -189,6 +189,8 @@ describe(`crafted and damaged repositories (PostgreSQL ${MAJOR})`, () => {
     for (let s = 0; s < 20; s++) {
       const iso = new Date(now + s * 1000).toISOString();
       const id = `${iso.slice(0, 10).replace(/-/g, '')}-${iso.slice(11, 19).replace(/:/g, '')}F`;
+      // The backup of the test before may have ended in this very second: its id is taken already.
+      if (existsSync(join(repo(), 'backups', id))) continue;
       mkdirSync(join(repo(), 'backups', id, 'files', 'pgdata'), { recursive: true });
       writeFileSync(join(repo(), 'backups', id, 'files', 'pgdata', 'PG_VERSION'), 'sentinel');
       writeFileSync(manifestFile(repo(), id), serializeManifest({ ...parseManifest(sealed), backupId: id }));
