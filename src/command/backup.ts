@@ -100,6 +100,7 @@ export async function runBackupCommand(ctx: CommandContext): Promise<CommandResu
     const m = result.manifest;
     const raw = result.rawBytes;
     const cb = m.changedBlocks;
+    if (sink.bundledFiles > 0) log.info(`${formatCount(sink.bundledFiles)} small files stored in ${formatCount(sink.bundleCount)} bundle file(s)`);
     if (cb) log.info(`${m.level} backup stored ${formatBytes(sink.storedBytes)}: changed blocks from ${cb.source}; ${formatBytes(cb.bytesRead)} of relation files read, ${formatBytes(cb.bytesSkipped)} skipped`);
     const text = [
       `backup ${backupId} complete (${m.mode} ${m.level}${m.reference ? ` against ${m.reference.backupId}` : ''}): ${formatCount(result.fileCount)} files, ${formatBytes(raw)} in ${seconds.toFixed(1)} s (${(raw / 1e6 / Math.max(seconds, 0.001)).toFixed(0)} MB/s), stored ${formatBytes(sink.storedBytes)}`,

@@ -42,7 +42,9 @@ export class RepoSink implements ItemSink {
   private readonly dirs = new Set<string>();
   /** The bundle being filled: its writer, number and size so far. */
   private bundle: { file: BufferedWriter; path: string; id: number; size: number } | undefined;
-  private bundleCount = 0;
+  /** Bundles begun so far, and the files stored in them (for the job log). */
+  bundleCount = 0;
+  bundledFiles = 0;
   storedBytes = 0;
 
   constructor(
@@ -51,9 +53,6 @@ export class RepoSink implements ItemSink {
     private readonly storage: Storage = posixStorage,
     private readonly options: RepoSinkOptions = {},
   ) {}
-
-  /** Files bundled so far (for the job log). */
-  bundledFiles = 0;
 
   private goesInBundle(header: ItemHeader): boolean {
     return this.options.bundle === true && header.type === 'file' && header.size <= BUNDLE_FILE_MAX

@@ -17,10 +17,6 @@ export class BufferedWriter {
     this.buffer = new Uint8Array(capacity);
   }
 
-  get path(): string {
-    return this.file.path;
-  }
-
   async write(bytes: Uint8Array): Promise<void> {
     if (this.used + bytes.length > this.buffer.length) await this.flush();
     if (bytes.length >= this.buffer.length) {
