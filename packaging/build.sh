@@ -145,6 +145,9 @@ stage() {
   # the native archive_command helper (docs/wal-archive.md): where archive-command.ts looks for it
   [[ -x $REPO/native/build/pgbacula-wal-push ]] || die "native/build/pgbacula-wal-push is missing: run npm run build"
   install -m 0755 "$REPO/native/build/pgbacula-wal-push" "$APP/native/build/pgbacula-wal-push"
+  # restore_command's quick "not archived" answer, put in front of wal-fetch by restores
+  [[ -x $REPO/native/build/pgbacula-wal-fetch ]] || die "native/build/pgbacula-wal-fetch is missing: run npm run build"
+  install -m 0755 "$REPO/native/build/pgbacula-wal-fetch" "$APP/native/build/pgbacula-wal-fetch"
 
   # the FD shim, built for the installed backend launcher
   install -m 0755 "$HERE/files/pgbacula" "$APP/bin/pgbacula"

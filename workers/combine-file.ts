@@ -1,9 +1,9 @@
 import { closeSync, constants as fsc, openSync } from 'node:fs';
-import { createFileSync, settleSync, writeAllSync } from '../src/os/new-file.js';
+import { createFileSync, writeAllSync } from '../src/os/new-file.js';
 import { combineRangeHashes, fileRanges } from '../src/format/content-hash.js';
 import { loadKernels } from '../src/format/kernels.js';
 import { incrementalFileSize, incrementalHeaderBytesNeeded, parseIncrementalHeader, reconstructedBlocks, type IncrementalHeader } from '../src/format/incremental-file.js';
-import { closeTarget, onTarget, TargetWriteError } from './target-write.js';
+import { closeTarget, onTarget, TargetDurability, TargetWriteError } from './target-write.js';
 import { openContent, RangeHasher, type ContentStream, type StoredRegion } from './stored-content.js';
 
 /**
@@ -52,6 +52,8 @@ export interface CombineFileTask {
   readonly gid?: number;
   /** The restored path, for messages. */
   readonly label: string;
+  /** As RestoreFileTask.deferSync: the restore syncs the target's file systems at the end. */
+  readonly deferSync?: boolean;
 }
 
 export interface CombineFileResult {
@@ -356,6 +358,7 @@ export function combineFile(task: CombineFileTask): CombineFileResult {
 
     const target = task.targetPath;
     if (target) out = onTarget(target, () => createFileSync(target, 0o600));
+    const durability = out === undefined ? undefined : new TargetDurability(out, task.deferSync, kernels);
     const chunkLength = Math.max(bs, Math.floor(OUTPUT_CHUNK / bs) * bs);
     if (!outputBuffer || outputBuffer.length !== chunkLength) outputBuffer = new Uint8Array(chunkLength);
     const buffer = outputBuffer;
@@ -364,7 +367,11 @@ export function combineFile(task: CombineFileTask): CombineFileResult {
       if (out !== undefined && filled > 0) {
         const fd = out;
         const data = buffer.subarray(0, filled);
-        onTarget(target!, () => writeAllSync(fd, data, written));
+        const end = written + filled;
+        onTarget(target!, () => {
+          writeAllSync(fd, data, written);
+          durability!.wrote(end);
+        });
       }
       written += filled;
       filled = 0;
@@ -410,10 +417,7 @@ export function combineFile(task: CombineFileTask): CombineFileResult {
       const problem = sourceProblem(s, o.source, o.expectedRanges, (d) => kernels.hash(d));
       if (problem) return fail(`${o.source.label}: ${problem}`);
     }
-    if (out !== undefined) {
-      const fd = out;
-      onTarget(target!, () => settleSync(fd, task));
-    }
+    if (durability) onTarget(target!, () => durability.settle(task));
     complete = true;
     return { ok: true, bytes: written, blocksFrom, zeroBlocks };
   } catch (e) {

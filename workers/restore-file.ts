@@ -3,7 +3,7 @@ import { createFileSync, settleSync, writeAllSync } from '../src/os/new-file.js'
 import { moveFileSync } from '../src/os/user-files.js';
 import { combineRangeHashes } from '../src/format/content-hash.js';
 import { loadKernels } from '../src/format/kernels.js';
-import { closeTarget, onTarget, TargetWriteError } from './target-write.js';
+import { closeTarget, onTarget, TargetDurability, TargetWriteError } from './target-write.js';
 import { openContent, RangeHasher, type ContentStream, type StoredRegion } from './stored-content.js';
 
 /**
@@ -31,6 +31,11 @@ export interface RestoreFileTask {
    * into place instead of copied — half the I/O. Falls back to a copy across file systems.
    */
   readonly move?: boolean;
+  /**
+   * Not fsynced here: the restore syncs the target's file systems once its lay-down is done
+   * (src/os/file-system-sync.ts); a large file's writeback is started as it is written.
+   */
+  readonly deferSync?: boolean;
 }
 
 export interface RestoreFileResult {
@@ -108,7 +113,7 @@ export function restoreFile(task: RestoreFileTask): RestoreFileResult {
         if (now.ino !== was.ino || now.dev !== was.dev) {
           return { ok: false, problem: `${task.targetPath} is not the file that was checked: the staging was changed during the restore`, bytes: checked.bytes };
         }
-        settleSync(placed, task);
+        settleSync(placed, task, task.deferSync !== true);
       } catch (e) {
         return { ok: false, problem: `cannot write ${task.targetPath}: ${(e as Error).message}`, bytes: checked.bytes, targetErrno: (e as NodeJS.ErrnoException).code ?? 'EIO' };
       } finally {
@@ -148,13 +153,18 @@ function copyOrCheck(task: RestoreFileTask, opened?: number): RestoreFileResult 
     // O_NOFOLLOW: a symbolic link where the file goes is never written through. Created 0600: it
     // takes the manifest's mode only once its content has checked.
     if (target) out = onTarget(target, () => createFileSync(target, 0o600));
+    const durability = out === undefined ? undefined : new TargetDurability(out, task.deferSync, kernels);
     stream = openContent(input, task.encoding, task.rangeSize, kernels, task.region);
     for (let chunk = stream.next(); chunk !== undefined; chunk = stream.next()) {
       ranges.add(chunk);
       if (out !== undefined) {
         const fd = out;
         const data = chunk;
-        onTarget(target!, () => writeAllSync(fd, data, written));
+        const end = written + data.length;
+        onTarget(target!, () => {
+          writeAllSync(fd, data, written);
+          durability!.wrote(end);
+        });
       }
       written += chunk.length;
       if (written > task.size) return { ok: false, problem: `holds more than the ${task.size} bytes the manifest says`, bytes: written };
@@ -167,10 +177,7 @@ function copyOrCheck(task: RestoreFileTask, opened?: number): RestoreFileResult 
     if (hash !== task.expectedHash) {
       return { ok: false, problem: `content hash ${hash} differs from the manifest's ${task.expectedHash}`, bytes: written };
     }
-    if (out !== undefined) {
-      const fd = out;
-      onTarget(target!, () => settleSync(fd, task));
-    }
+    if (durability) onTarget(target!, () => durability.settle(task));
     complete = true;
     return { ok: true, bytes: written };
   } catch (e) {

@@ -1,4 +1,6 @@
 import { closeSync } from 'node:fs';
+import type { Kernels } from '../src/format/kernels.js';
+import { settleSync, type FileAttributes } from '../src/os/new-file.js';
 import { removeFileSync } from '../src/os/user-files.js';
 
 /**
@@ -36,5 +38,41 @@ export function closeTarget(fd: number, path: string, complete: boolean): void {
     removeFileSync(path);
   } catch {
     // already gone
+  }
+}
+
+/** Bytes written to a restored file between two starts of its writeback. */
+const WRITEBACK_STEP_BYTES = 8 * 1024 * 1024;
+
+/**
+ * How a restored file becomes durable. Either fsynced when settled (the default), or — when the
+ * restore syncs its file systems once at the end (src/os/file-system-sync.ts) and the kernels can
+ * start writeback — its pages are sent to the disk every 8 MiB as it is written, so the disk works
+ * while the workers do and the final sync finds little left. Small files are left to that sync.
+ */
+export class TargetDurability {
+  private started = 0;
+  private readonly writeback: Kernels['startWriteback'];
+
+  constructor(
+    private readonly fd: number,
+    deferSync: boolean | undefined,
+    kernels: Kernels,
+  ) {
+    this.writeback = deferSync ? kernels.startWriteback : undefined;
+  }
+
+  /** The file now holds `length` bytes. */
+  wrote(length: number): void {
+    if (!this.writeback || length - this.started < WRITEBACK_STEP_BYTES) return;
+    this.writeback(this.fd, this.started, length - this.started);
+    this.started = length;
+  }
+
+  /** Owner, mode and times set; fsynced unless the restore syncs the file system later. */
+  settle(a: FileAttributes): void {
+    if (!this.writeback) return settleSync(this.fd, a);
+    if (this.started > 0) this.writeback(this.fd, this.started, 0);
+    settleSync(this.fd, a, false);
   }
 }

@@ -20,11 +20,21 @@ export function pgbaculaInvocation(): string[] {
  * both: a shell fallback (`wal-fetch … || cp …`) would also run after wal-fetch refused a
  * damaged segment.
  */
-export function restoreCommandLine(o: { readonly repo?: string; readonly spool?: string; readonly staged?: string; readonly latest?: boolean }): string {
+export function restoreCommandLine(o: { readonly repo?: string; readonly spool?: string; readonly staged?: string; readonly latest?: boolean; readonly helper?: string | undefined }): string {
   const where = o.repo !== undefined ? ['--repo', o.repo] : o.spool !== undefined ? ['--wal-spool', o.spool] : [];
   const staged = o.staged === undefined ? [] : ['--staged', o.staged];
+  // The native helper answers "not archived" without a Node start and runs the rest of the line
+  // (the wal-fetch command itself) for everything else: native/wal-push/wal_fetch.c.
+  const helper = 'helper' in o ? o.helper : nativeWalFetchPath();
   // --latest: the newest .partial (a receiver's open segment) is the end of WAL, replayed too.
-  return [...pgbaculaInvocation(), 'wal-fetch', ...where, ...staged, ...(o.latest ? ['--latest'] : [])].map(commandArg).join(' ') + ' %f %p';
+  return [...(helper ? [helper] : []), ...pgbaculaInvocation(), 'wal-fetch', ...where, ...staged, ...(o.latest ? ['--latest'] : [])].map(commandArg).join(' ') + ' %f %p';
+}
+
+/** restore_command's native helper (native/wal-push/build.sh): where nativeWalPushPath looks. */
+export const NATIVE_WAL_FETCH = 'pgbacula-wal-fetch';
+
+export function nativeWalFetchPath(): string | undefined {
+  return nativeHelperPath(NATIVE_WAL_FETCH);
 }
 
 /** The native archive helper's file name (native/wal-push/build.sh). */
@@ -35,7 +45,11 @@ export const NATIVE_WAL_PUSH = 'pgbacula-wal-push';
  * checkout or package (where `npm run build` puts it), or beside bin/pgbacula.js.
  */
 export function nativeWalPushPath(): string | undefined {
-  const candidates = ['../../../native/build/', '../../native/build/', '../../../bin/', '../../bin/'].map((rel) => fileURLToPath(new URL(rel + NATIVE_WAL_PUSH, import.meta.url)));
+  return nativeHelperPath(NATIVE_WAL_PUSH);
+}
+
+function nativeHelperPath(name: string): string | undefined {
+  const candidates = ['../../../native/build/', '../../native/build/', '../../../bin/', '../../bin/'].map((rel) => fileURLToPath(new URL(rel + name, import.meta.url)));
   return candidates.find((p) => existsSync(p));
 }
 

@@ -72,6 +72,11 @@ export interface Kernels {
   /** XXH32 (LZ4 frame header, block and content checksums). */
   xxh32(data: Uint8Array, seed?: number): number;
   createXxh32(seed?: number): StreamingHash<number>;
+  /**
+   * Starts writing the dirty pages of `fd`'s range `[offset, offset + length)` (length 0: to the
+   * end of the file) without waiting for them: the addon only. Throws the errno's name as `code`.
+   */
+  startWriteback?(fd: number, offset: number, length: number): void;
 }
 
 // ---- native ----------------------------------------------------------------------------------
@@ -102,6 +107,10 @@ interface NativeAddon {
   verifyRanges?(paths: readonly string[], ranges: Float64Array, blockSize: number, threads: number): Promise<NativeVerifyResult>;
   /** Present in addons built with walk_dir.c. */
   walkDir?(path: string): NativeWalkedDir;
+  /** sync_file_range(fd, offset, length, WRITE): the range's dirty pages sent to the disk, not waited for. */
+  startWriteback?(fd: number, offset: number, length: number): void;
+  /** syncfs(fd) on libuv's pool; rejects with the errno's name as `code`. */
+  syncFileSystem?(fd: number): Promise<void>;
 }
 
 /**
@@ -218,6 +227,7 @@ function nativeKernels(addon: NativeAddon, path: string): Kernels {
         digest: () => addon.xxh3Digest(state),
       };
     },
+    ...(addon.startWriteback ? { startWriteback: (fd: number, offset: number, length: number) => addon.startWriteback!(fd, offset, length) } : {}),
     xxh32: (data, seed = 0) => addon.xxh32(data, seed),
     createXxh32(seed = 0) {
       const state = new Uint8Array(stateBytes);
@@ -368,6 +378,18 @@ export function nativeDirWalker(mode: KernelMode = kernelModeFromEnv()): ((path:
   if (!native.ok || typeof native.addon.walkDir !== 'function') return undefined;
   const addon = native.addon;
   return (path) => addon.walkDir!(path);
+}
+
+/**
+ * The addon's syncfs (on libuv's pool), when the kernel mode allows the addon and it was built
+ * with it: a restore then syncs each file system it wrote to once instead of fsyncing every file.
+ */
+export function nativeFileSystemSync(mode: KernelMode = kernelModeFromEnv()): ((fd: number) => Promise<void>) | undefined {
+  if (mode === 'fallback') return undefined;
+  const native = loadNativeAddon();
+  if (!native.ok || typeof native.addon.syncFileSystem !== 'function' || typeof native.addon.startWriteback !== 'function') return undefined;
+  const addon = native.addon;
+  return (fd) => addon.syncFileSystem!(fd);
 }
 
 /**

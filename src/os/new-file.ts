@@ -43,12 +43,14 @@ export interface FileAttributes {
 /**
  * Owner, mode, times — on the descriptor, owner first (a chown may clear mode bits) — then fsync:
  * the file is what it was meant to be, durably. Called only once its content has checked.
+ * `fsync` false: the caller syncs the whole file system later, before it reports the file written
+ * (a restore's lay-down, src/os/file-system-sync.ts).
  */
-export function settleSync(fd: number, a: FileAttributes): void {
+export function settleSync(fd: number, a: FileAttributes, fsync = true): void {
   if (a.uid !== undefined && a.gid !== undefined) fchownSync(fd, a.uid, a.gid);
   fchmodSync(fd, a.mode & 0o777);
   futimesSync(fd, a.mtimeMs / 1000, a.mtimeMs / 1000);
-  fsyncSync(fd);
+  if (fsync) fsyncSync(fd);
 }
 
 /** A write stream on a new content of `path`, opened now: an open that fails throws here. */

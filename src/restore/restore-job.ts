@@ -35,6 +35,7 @@ import { DEFAULT_BLOCKS_PER_SEGMENT } from '../format/page.js';
 import { fileSystemError } from '../os/io-error.js';
 import { writeFileAtomicSync } from '../os/durable.js';
 import { giveToSync, setModeSync } from '../os/file-owner.js';
+import { FileSystemSync } from '../os/file-system-sync.js';
 import { OwnedDirs } from '../os/owned-dirs.js';
 import { makeDirSync, makeDirsSync, removeTreeSync } from '../os/user-dirs.js';
 import { appendToFileSync, removeFileSync, replaceFileSync, replaceWithSymlinkSync } from '../os/user-files.js';
@@ -423,6 +424,9 @@ export class RestoreJob {
     const files = m.files.filter((f) => f.type === 'file' && this.targetOf(f) !== undefined);
     const total = files.reduce((s, f) => s + restoredSize(f), 0);
     const sourcesOf = chainSources(repo, m, this.req.chain ?? []);
+    // Opened before the first file is written: the final sync reports any writeback error since.
+    const fileSystems = FileSystemSync.open([this.req.pgdataDir, ...m.tablespaces.map((ts) => this.tablespaceLocation(ts.oid, ts.location))]);
+    const deferSync = fileSystems !== undefined ? { deferSync: true } : {};
     const progress = new ProgressTracker(this.req.log, 'restore', total, this.req.progressIntervalMs);
     const problems: string[] = [];
     let targetFailure: { path: string; problem: string; errno: string } | undefined;
@@ -458,6 +462,7 @@ export class RestoreJob {
             uid: owner.uid,
             gid: owner.gid,
             label: wholePathOf(f.path),
+            ...deferSync,
           };
           return [{ f, job: { kind: 'combine', task: combine, bytes: restoredSize(f) } }];
         }
@@ -474,6 +479,7 @@ export class RestoreJob {
           gid: owner.gid,
           label: f.path,
           ...(this.req.consumeRepository ? { move: true } : {}),
+          ...deferSync,
         };
         return [{ f, job: { kind: 'restore', task } }];
       });
@@ -484,8 +490,23 @@ export class RestoreJob {
           progress.add(restoredSize(f));
         }
       }
+    } catch (e) {
+      fileSystems?.close();
+      throw e;
     } finally {
       progress.stop();
+    }
+    let synced = '';
+    if (fileSystems) {
+      // Before anything says the files are there: phase 2 is recorded done only once they are durable.
+      try {
+        if (!targetFailure && problems.length === 0) {
+          await fileSystems.sync();
+          synced = `, synced to disk (${fileSystems.fileSystems === 1 ? 'one file system' : `${fileSystems.fileSystems} file systems`})`;
+        }
+      } finally {
+        fileSystems.close();
+      }
     }
     if (targetFailure) {
       // The backup is fine; the place it goes is not (full, read-only, not ours).
@@ -508,7 +529,7 @@ export class RestoreJob {
       });
     }
     const rebuilt = files.filter((f) => f.incremental).length;
-    this.phase(2, 'lay-down', `${formatBytes(total)} restored (${formatCount(files.length)} files${rebuilt ? `, ${formatCount(rebuilt)} rebuilt block by block from a chain of ${(this.req.chain?.length ?? 0) + 1} backups` : ''}, every hash checked)`);
+    this.phase(2, 'lay-down', `${formatBytes(total)} restored (${formatCount(files.length)} files${rebuilt ? `, ${formatCount(rebuilt)} rebuilt block by block from a chain of ${(this.req.chain?.length ?? 0) + 1} backups` : ''}, every hash checked${synced})`);
     this.saveState(2);
   }
 

@@ -60,6 +60,8 @@ describe.each(TEST_MAJORS)('full backup and restore of PostgreSQL %i while a wor
     expect(restore.code, restore.stderr).toBe(0);
     for (let n = 1; n <= 6; n++) expect(restore.stderr).toContain(`RESTORE PHASE ${n}/6`);
     expect(restore.stderr).toMatch(/RESTORE PHASE 6\/6 verify: SELECT 1 answered; page checksums [\d,]+ pages, 0 failures/);
+    // Made durable by one syncfs of the target's file system, not an fsync per file.
+    expect(restore.stderr).toMatch(/RESTORE PHASE 2\/6 lay-down: .*every hash checked, synced to disk \(one file system\)\)/);
     expect(restore.stderr).toMatch(new RegExp(`RESTORE PHASE 3/6 wal-setup: .*${major >= 12 ? 'recovery.signal \\+ postgresql.auto.conf' : 'recovery.conf'}`));
     expect(restore.stderr).toMatch(/RESTORE PHASE 4\/6 start: .*selected new timeline ID: 2/);
 

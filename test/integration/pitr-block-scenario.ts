@@ -168,7 +168,7 @@ export function blockChainScenario(major: TestMajor): void {
       it(`restores ${name === 'chain-end' ? 'full + 3 incrementals' : name === 'differential' ? 'full + differential' : 'to a point between two incrementals'} equal to the source then`, async () => {
         const r = await restoreAt(name, point, backupName);
         expect(r.code, r.stderr).toBe(0);
-        expect(r.stderr).toMatch(/RESTORE PHASE 2\/6 lay-down: .* rebuilt block by block from a chain of \d backups/);
+        expect(r.stderr).toMatch(/RESTORE PHASE 2\/6 lay-down: .* rebuilt block by block from a chain of \d backups, every hash checked, synced to disk/);
         expect(r.stderr).toMatch(/RESTORE PHASE 6\/6 verify: SELECT 1 answered; page checksums [\d,]+ pages, 0 failures/);
         expect(await fingerprint(r.at)).toEqual(points.get(point)!.fp);
         expect(await orphanFiles(r.at, join(testRoot(), `block-${major}-${name}`))).toEqual([]);
