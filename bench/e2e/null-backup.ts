@@ -11,6 +11,7 @@ import { silentLog } from '../../src/item/job-log.js';
 import { createWorkerPool } from '../../src/pipeline/pool.js';
 
 v8.setFlagsFromString('--max-semi-space-size=4'); // as bin/pgbacula.js does
+v8.setFlagsFromString('--heap-growing-percent=20');
 const [host, port, jobs] = process.argv.slice(2);
 const pool = createWorkerPool({ parallelJobs: jobs ? Number(jobs) : undefined });
 let bytes = 0;

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { getString } from '../config/params.js';
 import { EXIT, PgbaculaError } from '../errors.js';
 import { serverBinDirFor } from '../restore/server-binaries.js';
-import { inlineWalker, planCluster } from '../pipeline/cluster-walk.js';
+import { inlineWalker, planCluster, type PlanEntryList } from '../pipeline/cluster-walk.js';
 import { forkOf } from '../format/relation-file.js';
 import { nativePageVerifier } from '../format/kernels.js';
 import { verifyInWorkers, verifyNatively, type PageVerification } from '../pipeline/page-verification.js';
@@ -72,8 +72,23 @@ async function verifyPgdata(ctx: CommandContext, pgdata: string): Promise<Comman
   const t0 = Date.now();
   try {
     const plan = await planCluster(pool ?? inlineWalker(), pgdata, major);
-    const relationFiles = Array.from(plan.entries).filter((e) => e.type === 'file' && e.verifyPages);
-    const total = relationFiles.reduce((s, e) => s + e.size, 0);
+    // The relation files by their index in the plan: an entry becomes an object only while it is
+    // checked (a million-file cluster's entries would otherwise all be alive at once).
+    const kept: number[] = [];
+    let total = 0;
+    for (let i = 0; i < plan.entries.length; i++) {
+      const e = plan.entries.at(i)!;
+      if (e.type !== 'file' || !e.verifyPages) continue;
+      kept.push(i);
+      total += e.size;
+    }
+    const relationFiles: PlanEntryList = {
+      length: kept.length,
+      at: (i) => (i >= 0 && i < kept.length ? plan.entries.at(kept[i]!) : undefined),
+      *[Symbol.iterator]() {
+        for (const i of kept) yield plan.entries.at(i)!;
+      },
+    };
     const progress = new ProgressTracker(ctx.log, 'verify', total, ctx.progressIntervalMs);
     let v: PageVerification;
     try {

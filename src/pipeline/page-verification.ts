@@ -8,7 +8,7 @@ import { PgbaculaError } from '../errors.js';
 import { DEFAULT_BLOCK_SIZE as BLCKSZ } from '../format/page.js';
 import type { NativePageVerifier } from '../format/kernels.js';
 import type { JobLog, ProgressTracker } from '../item/job-log.js';
-import type { PlanEntry } from './cluster-walk.js';
+import type { PlanEntryList } from './cluster-walk.js';
 import { emitFiles } from './emit-files.js';
 import { workerCount, type WorkerPool } from './pool.js';
 
@@ -26,7 +26,7 @@ export interface PageVerification {
   vanished: number;
 }
 
-export async function verifyInWorkers(files: readonly PlanEntry[], pool: WorkerPool, log: JobLog, progress?: ProgressTracker): Promise<PageVerification> {
+export async function verifyInWorkers(files: PlanEntryList, pool: WorkerPool, log: JobLog, progress?: ProgressTracker): Promise<PageVerification> {
   const r = await emitFiles(files, { pool, sink: nullSink, log, ...(progress ? { progress } : {}), verifyPages: true, compress: false, verifyOnly: true });
   return { pagesChecked: r.pagesChecked, newPages: r.newPages, tornPages: r.tornPages, failures: [...r.failures], unlisted: 0, vanished: 0 };
 }
@@ -35,8 +35,13 @@ export async function verifyInWorkers(files: readonly PlanEntry[], pool: WorkerP
 const NATIVE_RANGE_BYTES = 64 * 1024 * 1024;
 /** Bytes per native call: progress lines and cancellation come between calls. */
 const NATIVE_BATCH_BYTES = 4 * 1024 * 1024 * 1024;
+/**
+ * Files per native call: the paths of a call are held twice (here and copied by the addon), so a
+ * cluster of a million relation files is checked in calls of bounded memory.
+ */
+const NATIVE_BATCH_FILES = 20_000;
 
-export async function verifyNatively(files: readonly PlanEntry[], native: NativePageVerifier, progress?: ProgressTracker): Promise<PageVerification> {
+export async function verifyNatively(files: PlanEntryList, native: NativePageVerifier, progress?: ProgressTracker, batchFiles = NATIVE_BATCH_FILES): Promise<PageVerification> {
   const v: PageVerification = { pagesChecked: 0, newPages: 0, tornPages: 0, failures: [], unlisted: 0, vanished: 0 };
   const threads = workerCount(undefined);
   // Each call gets only its own files (renumbered): a multi-terabyte cluster makes many calls.
@@ -51,7 +56,7 @@ export async function verifyNatively(files: readonly PlanEntry[], native: Native
     v.newPages += r.newPages;
     v.tornPages += r.tornPages;
     v.unlisted += r.failuresDropped;
-    for (const f of r.failures) v.failures.push({ path: files[batchIndex[f.file]!]!.path, blkno: f.blkno, stored: f.stored, computed: f.computed });
+    for (const f of r.failures) v.failures.push({ path: files.at(batchIndex[f.file]!)!.path, blkno: f.blkno, stored: f.stored, computed: f.computed });
     const unreadable = r.problems.filter((p) => !p.vanished);
     v.vanished += r.problems.length - unreadable.length;
     if (unreadable.length > 0 || r.problemsDropped > 0) {
@@ -67,7 +72,10 @@ export async function verifyNatively(files: readonly PlanEntry[], native: Native
     batchBytes = 0;
   };
   for (let i = 0; i < files.length; i++) {
-    const e = files[i]!;
+    const e = files.at(i)!;
+    // An empty file has no page to check: it costs the call nothing (a file shorter than a page
+    // is read, as a file being extended may be).
+    if (e.size === 0) continue;
     const local = batchPaths.length;
     batchPaths.push(e.absPath);
     batchIndex.push(i);
@@ -76,7 +84,7 @@ export async function verifyNatively(files: readonly PlanEntry[], native: Native
       batch.push(local, e.firstBlock, off, len);
       batchBytes += len;
     }
-    if (batchBytes >= NATIVE_BATCH_BYTES) await flush();
+    if (batchBytes >= NATIVE_BATCH_BYTES || batchPaths.length >= batchFiles) await flush();
   }
   await flush();
   return v;
