@@ -4,8 +4,6 @@ import { GLOBAL_FLAGS, parseArgv, type ParsedArgv } from './argv.js';
 import { COMMANDS, findCommand, scopesFor, type CommandDef } from './commands.js';
 import { buildContext } from './context.js';
 import { renderError, renderResult } from './output.js';
-import { parameterHelpText } from '../config/parameter-docs.js';
-import { versionText } from '../command/version-info.js';
 
 export interface Io {
   stdout(text: string): void;
@@ -33,14 +31,17 @@ function generalHelp(): string {
   ].join('\n') + '\n';
 }
 
-function commandHelp(cmd: CommandDef): string {
+async function commandHelp(cmd: CommandDef): Promise<string> {
+  // Help texts are loaded when asked for: every command's start pays for what it imports.
+  const { parameterHelpText } = await import('../config/parameter-docs.js');
   const params = cmd.scopes.length ? `\n\nParameters:\n${parameterHelpText(cmd.scopes)}` : '';
   return `Usage: ${cmd.usage}\n\n${cmd.summary}${cmd.details ? `\n\n${cmd.details}` : ''}${params}\n`;
 }
 
-function helpFor(topic: string | undefined): string {
+async function helpFor(topic: string | undefined): Promise<string> {
   if (topic === undefined) return generalHelp();
   if (topic === 'parameters') {
+    const { parameterHelpText } = await import('../config/parameter-docs.js');
     return `Every parameter (flags in kebab case; plugin strings use the snake_case name):\n\n${parameterHelpText(['backup', 'restore', 'connection', 'options'])}\n`;
   }
   const cmd = findCommand(topic);
@@ -50,7 +51,7 @@ function helpFor(topic: string | undefined): string {
 
 async function dispatch(argv: ParsedArgv, io: Io): Promise<number> {
   if (argv.globals.version) {
-    io.stdout(versionText());
+    io.stdout((await import('../command/version-info.js')).versionText());
     return EXIT.OK;
   }
   if (argv.command === undefined) {
@@ -58,7 +59,7 @@ async function dispatch(argv: ParsedArgv, io: Io): Promise<number> {
     return argv.globals.help ? EXIT.OK : EXIT.BAD_INPUT;
   }
   if (argv.command === 'help') {
-    io.stdout(helpFor(argv.positional[0]));
+    io.stdout(await helpFor(argv.positional[0]));
     return EXIT.OK;
   }
   const cmd = findCommand(argv.command);
@@ -66,7 +67,7 @@ async function dispatch(argv: ParsedArgv, io: Io): Promise<number> {
     throw new PgbaculaError('USAGE', `unknown command "${argv.command}"`, { hint: 'Run "pgbacula help" for the list of commands.' });
   }
   if (argv.globals.help) {
-    io.stdout(commandHelp(cmd));
+    io.stdout(await commandHelp(cmd));
     return EXIT.OK;
   }
   const ctx = buildContext(argv, scopesFor(cmd), io.env, { stderr: io.stderr, isTty: io.isTty === true });

@@ -2,11 +2,9 @@ import { readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { carriesPageChecksums, parseRelationFileName } from '../format/relation-file.js';
 import { DEFAULT_BLOCKS_PER_SEGMENT } from '../format/page.js';
-import { KINDS, walkedEntryAt, type WalkedDir } from '../../workers/walk-dir.js';
+import { KINDS, listDir, walkedEntryAt, type WalkedDir } from '../../workers/list-dir.js';
 import { decideEntry, walSubdirectories } from './exclusions.js';
 import type { WorkerPool } from './pool.js';
-import { valueSymbol } from 'piscina';
-import { walkDir } from '../../workers/walk-dir.js';
 
 /** One file, directory or link of the backup plan, in the order it will be emitted. */
 export interface PlanEntry {
@@ -300,10 +298,7 @@ export async function planCluster(pool: Pick<WorkerPool, 'run'> & { options: { m
 export function inlineWalker(): Pick<WorkerPool, 'run'> & { options: { maxThreads: number } } {
   return {
     options: { maxThreads: 1 },
-    run: async (task: unknown) => {
-      const moved = walkDir(task as { absDir: string }) as { [valueSymbol]?: unknown };
-      return moved[valueSymbol] ?? moved;
-    },
+    run: async (task: unknown) => listDir(task as { absDir: string }),
   } as unknown as Pick<WorkerPool, 'run'> & { options: { maxThreads: number } };
 }
 

@@ -9,8 +9,8 @@ import { DEFAULT_BLOCK_SIZE as BLCKSZ } from '../format/page.js';
 import type { NativePageVerifier } from '../format/kernels.js';
 import type { JobLog, ProgressTracker } from '../item/job-log.js';
 import type { PlanEntryList } from './cluster-walk.js';
-import { emitFiles } from './emit-files.js';
-import { workerCount, type WorkerPool } from './pool.js';
+import type { WorkerPool } from './pool.js';
+import { workerCount } from './worker-count.js';
 
 const nullSink = { begin: async () => undefined, write: async () => undefined, end: async () => undefined };
 
@@ -27,6 +27,8 @@ export interface PageVerification {
 }
 
 export async function verifyInWorkers(files: PlanEntryList, pool: WorkerPool, log: JobLog, progress?: ProgressTracker): Promise<PageVerification> {
+  // Loaded only here: the native engine needs none of the worker pipeline.
+  const { emitFiles } = await import('./emit-files.js');
   const r = await emitFiles(files, { pool, sink: nullSink, log, ...(progress ? { progress } : {}), verifyPages: true, compress: false, verifyOnly: true });
   return { pagesChecked: r.pagesChecked, newPages: r.newPages, tornPages: r.tornPages, failures: [...r.failures], unlisted: 0, vanished: 0 };
 }
@@ -41,7 +43,16 @@ const NATIVE_BATCH_BYTES = 4 * 1024 * 1024 * 1024;
  */
 const NATIVE_BATCH_FILES = 20_000;
 
-export async function verifyNatively(files: PlanEntryList, native: NativePageVerifier, progress?: ProgressTracker, batchFiles = NATIVE_BATCH_FILES): Promise<PageVerification> {
+export interface NativeVerifyOptions {
+  readonly progress?: ProgressTracker | undefined;
+  /** Files per native call (NATIVE_BATCH_FILES). */
+  readonly batchFiles?: number;
+  /** Awaited after each native call; what it throws ends the verification there. */
+  readonly afterCall?: () => Promise<void>;
+}
+
+export async function verifyNatively(files: PlanEntryList, native: NativePageVerifier, o: NativeVerifyOptions = {}): Promise<PageVerification> {
+  const { progress, batchFiles = NATIVE_BATCH_FILES, afterCall } = o;
   const v: PageVerification = { pagesChecked: 0, newPages: 0, tornPages: 0, failures: [], unlisted: 0, vanished: 0 };
   const threads = workerCount(undefined);
   // Each call gets only its own files (renumbered): a multi-terabyte cluster makes many calls.
@@ -66,6 +77,7 @@ export async function verifyNatively(files: PlanEntryList, native: NativePageVer
       });
     }
     progress?.add(batchBytes);
+    await afterCall?.();
     batchPaths = [];
     batchIndex = [];
     batch = [];

@@ -1,5 +1,4 @@
 import { existsSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
@@ -22,11 +21,9 @@ export function workerModulePath(): string {
   });
 }
 
-/** parallel_jobs workers, never more than the cores: more threads only add contention. */
-export function workerCount(parallelJobs: number | undefined): number {
-  const cores = availableParallelism();
-  return Math.max(1, Math.min(parallelJobs ?? cores, cores));
-}
+import { workerCount } from './worker-count.js';
+
+export { workerCount };
 
 export type WorkerPool = Piscina;
 

@@ -33,7 +33,7 @@ describe('verifyNatively', () => {
       files.push({ path: `pgdata/base/5/${26384 + n}`, absPath: join(dir, 'missing-empty'), type: 'file', mode: 0o600, mtimeMs: 0, size: 0, verifyPages: true, firstBlock: 0 });
     }
     for (const batchFiles of [3, 20_000]) {
-      const v = await verifyNatively(files, native!, undefined, batchFiles);
+      const v = await verifyNatively(files, native!, { batchFiles });
       expect(v.pagesChecked).toBe(20);
       expect(v.vanished).toBe(0);
       expect(v.failures.map((f) => `${f.path}#${f.blkno}`).sort()).toEqual(['pgdata/base/5/16385#1', 'pgdata/base/5/16392#1']);

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSy
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PgbaculaError } from '../../src/errors.js';
-import { archiveCommandLine, restoreCommandLine } from '../../src/archive/archive-command.js';
+import { archiveCommandLine, restoreCommandLine, nativeWalFetchPath } from '../../src/archive/archive-command.js';
 import { dataDirectorySystemId } from '../../src/archive/data-directory.js';
 import { fetchWalFile } from '../../src/archive/fetch.js';
 import { listWalArchive } from '../../src/archive/listing.js';
@@ -428,7 +428,9 @@ describe('command lines for postgresql.conf', () => {
   it('quote paths for the shell and double % for PostgreSQL', () => {
     const rc = restoreCommandLine({ repo: "/backup/it's 100%" });
     expect(rc).toMatch(/ wal-fetch --repo '\/backup\/it'\\''s 100%%' %f %p$/);
-    expect(rc.startsWith(process.execPath)).toBe(true);
+    // The native helper first when it is built (test/unit/wal-fetch-helper.test.ts), then node.
+    expect(rc.startsWith(`${nativeWalFetchPath()} ${process.execPath}`)).toBe(true);
+    expect(restoreCommandLine({ repo: '/r', helper: undefined }).startsWith(process.execPath)).toBe(true);
     // A restore: the archive, then the backup's staged WAL, in one command (no `|| cp` after a refusal).
     expect(restoreCommandLine({ repo: '/r', staged: '/pg/pgbacula_restore/wal' })).toMatch(/ wal-fetch --repo \/r --staged \/pg\/pgbacula_restore\/wal %f %p$/);
     expect(restoreCommandLine({ staged: '/pg/pgbacula_restore/wal' })).toMatch(/ wal-fetch --staged \/pg\/pgbacula_restore\/wal %f %p$/);
