@@ -41,7 +41,7 @@ import { summarizeSegment } from '../../src/wal/block-refs.js';
 import { parseLsn } from '../../src/wal/lsn.js';
 import { embeddedPgDir, PG18_CLIENT_BIN } from '../../test/harness/pg-binaries.js';
 import { BenchCluster } from './bench-cluster.js';
-import { createPgBackRestStanza } from './pgbackrest-stanza.js';
+import { createPgBackRestStanza, newestPgBackRest } from './pgbackrest-stanza.js';
 import { measure, type Measured } from './process-tree.js';
 import { restorePhases } from './restore-phases.js';
 
@@ -89,18 +89,8 @@ interface BackRest {
 }
 
 function setUpPgBackRest(): BackRest {
-  let bin = '/usr/bin/pgbackrest';
-  let label: string;
-  let block = true;
-  try {
-    bin = execFileSync(join(REPO_ROOT, 'scripts', 'pgbackrest-newest.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n').at(-1)!;
-    label = `pgBackRest ${execFileSync(bin, ['version'], { encoding: 'utf8' }).trim().replace(/^pgBackRest /, '')} block incremental (bundle + block)`;
-  } catch (e) {
-    const why = ((e as { stderr?: string }).stderr ?? (e as Error).message).trim().split('\n').slice(-3).join(' ');
-    console.error(`bench: the newest pgBackRest could not be set up (${why}); falling back to Debian's /usr/bin/pgbackrest`);
-    block = false;
-    label = `pgBackRest ${execFileSync(bin, ['version'], { encoding: 'utf8' }).trim().replace(/^pgBackRest /, '')} FILE-LEVEL incremental (fallback: no newer pgBackRest)`;
-  }
+  const { bin, label: version, newest: block } = newestPgBackRest();
+  const label = block ? `${version} block incremental (bundle + block)` : `${version} FILE-LEVEL incremental (fallback: no newer pgBackRest)`;
   const conf = createPgBackRestStanza(bench, bin, { block });
   return { bin, label, block, conf };
 }

@@ -12,6 +12,7 @@ import { chownSync, closeSync, openSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BenchCluster } from './bench-cluster.js';
+import { createPgBackRestStanza, newestPgBackRest } from './pgbackrest-stanza.js';
 import { measure } from './process-tree.js';
 
 const ROOT = process.env.PGBACULA_BENCH_DIR ?? '/var/tmp/pgbacula-bench-memory';
@@ -51,6 +52,8 @@ const clusters = [
       }
     },
     settings: { max_locks_per_transaction: '512' },
+    // The anchor of issue 15's small-file row: the newest pgBackRest, bundling on, side by side.
+    pgbackrest: true,
   },
   {
     // The walk, the plan, the manifest and the bundles at a million files: empty relation files
@@ -87,11 +90,19 @@ async function main(): Promise<void> {
     runs.push(['backup → repository (lz4)', measure(process.execPath, [CLI, 'backup', '--repo', repo, '--host', c.cluster.sock, '--port', String(c.cluster.port), '--user', 'postgres', '--compression-level', '1'], { env })]);
     await runs.at(-1)![1];
     runs.push(['verify --pgdata (online)', measure(process.execPath, [CLI, 'verify', '--pgdata', c.cluster.data], { env })]);
+    await runs.at(-1)![1];
+    if ('pgbackrest' in c) {
+      const backrest = newestPgBackRest();
+      const conf = createPgBackRestStanza(c.cluster, backrest.bin, { block: true });
+      runs.push([`${backrest.label} full (bundle + block, lz4-1, process-max=2)`, measure(backrest.bin, [`--config=${conf}`, '--stanza=bench', '--type=full', 'backup'], { ...c.cluster.user, env })]);
+      await runs.at(-1)![1];
+      rmSync(join(c.cluster.root, 'pgbackrest-repo'), { recursive: true, force: true });
+    }
     for (const [what, p] of runs) {
       const m = await p;
       if (m.code !== 0) throw new Error(`${c.name}: ${what} failed (exit ${m.code}): ${m.stderr.slice(-1500)}`);
       const mib = m.peakTreeRssBytes / (1024 * 1024);
-      worst = Math.max(worst, mib);
+      if (!what.startsWith('pgBackRest')) worst = Math.max(worst, mib);
       lines.push(`| ${c.name} | ${what} | ${m.seconds.toFixed(1)} | ${mib.toFixed(0)} |`);
     }
     rmSync(repo, { recursive: true, force: true });

@@ -1,6 +1,27 @@
+import { execFileSync } from 'node:child_process';
 import { chownSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { BenchCluster } from './bench-cluster.js';
+
+const REPO_ROOT = fileURLToPath(new URL('../../..', import.meta.url));
+
+/**
+ * The newest pgBackRest this machine can run (scripts/pgbackrest-newest.sh sets up Debian sid's),
+ * else Debian's /usr/bin/pgbackrest, saying why; `newest` tells which.
+ */
+export function newestPgBackRest(): { bin: string; label: string; newest: boolean } {
+  let bin = '/usr/bin/pgbackrest';
+  let newest = true;
+  try {
+    bin = execFileSync(join(REPO_ROOT, 'scripts', 'pgbackrest-newest.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n').at(-1)!;
+  } catch (e) {
+    const why = ((e as { stderr?: string }).stderr ?? (e as Error).message).trim().split('\n').slice(-3).join(' ');
+    console.error(`bench: the newest pgBackRest could not be set up (${why}); comparing with Debian's /usr/bin/pgbackrest`);
+    newest = false;
+  }
+  return { bin, newest, label: `pgBackRest ${execFileSync(bin, ['version'], { encoding: 'utf8' }).trim().replace(/^pgBackRest /, '')}` };
+}
 
 /**
  * A fresh pgBackRest stanza `bench` for a benchmark cluster, in the configuration the benchmarks

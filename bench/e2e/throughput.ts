@@ -21,7 +21,7 @@ import { chmodSync, chownSync, existsSync, mkdirSync, rmSync, writeFileSync } fr
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BenchCluster } from './bench-cluster.js';
-import { createPgBackRestStanza } from './pgbackrest-stanza.js';
+import { createPgBackRestStanza, newestPgBackRest } from './pgbackrest-stanza.js';
 import { measure, type Measured } from './process-tree.js';
 import { restorePhases } from './restore-phases.js';
 
@@ -83,17 +83,6 @@ function check(m: Measured, what: string, okCodes: number[] = [0]): Measured {
   return m;
 }
 
-/** The newest pgBackRest runnable here, or Debian's; its label for the table. */
-function newestPgBackRest(): { bin: string; label: string } {
-  let bin = '/usr/bin/pgbackrest';
-  try {
-    bin = execFileSync(join(REPO_ROOT, 'scripts', 'pgbackrest-newest.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n').at(-1)!;
-  } catch (e) {
-    const why = ((e as { stderr?: string }).stderr ?? (e as Error).message).trim().split('\n').slice(-3).join(' ');
-    console.error(`bench: the newest pgBackRest could not be set up (${why}); comparing with Debian's /usr/bin/pgbackrest`);
-  }
-  return { bin, label: `pgBackRest ${execFileSync(bin, ['version'], { encoding: 'utf8' }).trim().replace(/^pgBackRest /, '')}` };
-}
 
 /** An empty directory for a restore, owned by postgres, mode 0700, with no server left on it. */
 function freshTarget(): void {
