@@ -20,9 +20,10 @@ export type WalkedDir = NativeWalkedDir;
 /**
  * readdir + lstat of one directory, in C when the addon is built (a directory of a million names
  * costs no million strings here). workers/walk-dir.ts runs it in a worker, so that a cluster with
- * 100,000 relation files does not stall the main thread; a verify without a pool calls it inline. Names that vanish between readdir and lstat (dropped tables) are
- * skipped, as the server's own base backup does — and so is a directory that vanished since its
- * parent was listed (a database or tablespace dropped during the backup; WAL replay drops it too).
+ * 100,000 relation files does not stall the main thread; a verify without a pool calls it inline.
+ * Names that vanish between readdir and lstat (dropped tables) are skipped, as the server's own
+ * base backup does — and so is a directory that vanished since its parent was listed (a database
+ * or tablespace dropped during the backup; WAL replay drops it too).
  */
 export function listDir(task: WalkDirTask): WalkedDir {
   const native = nativeDirWalker();

@@ -22,17 +22,19 @@ function notFound(major: number, explicit: string | undefined, option: string, s
   });
 }
 
+/** The candidate directories (the one given, or those found) that hold a `postgres`. */
+function installedServers(explicit: string | undefined): { dir: string; postgres: string }[] {
+  return (explicit ? [explicit] : findServerBinDirs()).map((dir) => ({ dir, postgres: join(dir, 'postgres') })).filter((c) => existsSync(c.postgres));
+}
+
 /**
  * Server binaries of exactly the backup's major: a restore never crosses majors. `option` is how
  * the user names the directory where the restore was started (a CLI flag, or a Bacula Plugin
  * Option: a hint must name what can be set there).
  */
 export function serverBinDirFor(major: number, explicit: string | undefined, option = 'with --pg-bin-dir'): string {
-  const candidates = explicit ? [explicit] : findServerBinDirs();
   const seen: string[] = [];
-  for (const dir of candidates) {
-    const postgres = join(dir, 'postgres');
-    if (!existsSync(postgres)) continue;
+  for (const { dir, postgres } of installedServers(explicit)) {
     let found = majorOfDir.get(dir);
     if (found === undefined || found instanceof Promise) {
       found = parseMajor(execFileSync(postgres, ['--version'], { encoding: 'utf8' }));
@@ -46,11 +48,8 @@ export function serverBinDirFor(major: number, explicit: string | undefined, opt
 
 /** The same, without blocking the thread while `postgres --version` runs. */
 export async function serverBinDirForAsync(major: number, explicit: string | undefined, option = 'with --pg-bin-dir'): Promise<string> {
-  const candidates = explicit ? [explicit] : findServerBinDirs();
   const seen: string[] = [];
-  for (const dir of candidates) {
-    const postgres = join(dir, 'postgres');
-    if (!existsSync(postgres)) continue;
+  for (const { dir, postgres } of installedServers(explicit)) {
     let known = majorOfDir.get(dir);
     if (known === undefined) {
       known = execFileAsync(postgres, ['--version'], { encoding: 'utf8' }).then((r) => parseMajor(r.stdout));
