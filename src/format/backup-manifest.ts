@@ -68,7 +68,7 @@ export interface ManifestReference {
 
 /** How the changed blocks of an incremental backup were found, and what they cost. */
 export interface ChangedBlocksReport {
-  /** server summaries | pgbacula summaries */
+  /** server summaries | pgbacula summaries | page LSN scan */
   readonly source: string;
   readonly changedBlocks: number;
   /** Relation files stored whole, as incremental files with blocks, and unchanged (empty incremental files). */

@@ -142,7 +142,7 @@ function blockLevel(f: ServerFacts): Finding[] {
   }
   if (!pgbaculaArchives && !(serverSummaries && f.summarizeWal)) {
     out.push({
-      problem: `no source of changed blocks: WAL is not archived by pgbacula wal-push${serverSummaries ? ' and summarize_wal is off' : ''} — incremental and differential jobs will be full backups`,
+      problem: `no source of changed blocks: WAL is not archived by pgbacula wal-push${serverSummaries ? ' and summarize_wal is off' : ''} — incremental and differential jobs will read every page of the cluster to find them (a page LSN scan: a full backup's reading, an incremental's storing)`,
       fix: `ALTER SYSTEM SET archive_command = 'pgbacula wal-push %p'; (archive_mode = on)${serverSummaries ? ' or ALTER SYSTEM SET summarize_wal = on;' : ''} SELECT pg_reload_conf(); — or run pgbacula wal-receive`,
       severity: 'warning',
     });

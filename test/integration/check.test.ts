@@ -76,7 +76,7 @@ describe.each(TEST_MAJORS)('pgbacula check against PostgreSQL %i', (major) => {
       expect(said).toContain("note: summarize_wal is on: incremental jobs read the changed blocks from the server's own WAL summaries");
       expect(said).not.toContain('no source of changed blocks');
     } else {
-      expect(said).toContain('warning: no source of changed blocks: WAL is not archived by pgbacula wal-push — incremental and differential jobs will be full backups');
+      expect(said).toContain('warning: no source of changed blocks: WAL is not archived by pgbacula wal-push — incremental and differential jobs will read every page of the cluster to find them (a page LSN scan');
       expect(said).not.toContain('summarize_wal');
     }
     if (major >= 17) {

@@ -1,13 +1,19 @@
 /**
  * Where a block-level backup finds its changed blocks, and what it does when it cannot: a WAL
- * segment deleted from the archive between two jobs makes the next one a full backup that says
- * why (and the one after it counts from that full again); on 17+, summarize_wal turned on between
+ * segment deleted from the archive between two jobs makes the next one read every page instead
+ * (a page LSN scan) and say why, and the chain through it restores equal to the source; on 17+,
+ * summarize_wal turned on between
  * jobs moves the source from pgbacula's summaries to the server's once they cover the range.
  */
+import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCluster, type Cluster } from '../harness/cluster.js';
+import { freePort, startCluster, type Cluster } from '../harness/cluster.js';
+import { embeddedPgDir } from '../harness/pg-binaries.js';
+import { registerForCleanup, testRoot } from '../harness/registry.js';
+import { queryAt } from '../harness/verify-cluster.js';
+import { serverUser } from '../harness/os-user.js';
 import { runCliProcess as runCli } from '../harness/run-bin.js';
 import { archiveCommandLine } from '../../src/archive/archive-command.js';
 import { ownedDir, until } from './wal-helpers.js';
@@ -45,6 +51,31 @@ function setUp(major: 15 | 17, summarizeWal: boolean) {
   return { s, backup, change };
 }
 
+/** The rows of t and of wide, in order, as digests, with their counts. */
+async function contents(at: { host: string; port: number } | Cluster): Promise<Record<string, string>> {
+  const sql =
+    "SELECT (SELECT count(*) FROM t)::text AS t_rows, (SELECT md5(string_agg(id::text || ':' || v, ',' ORDER BY id)) FROM t) AS t_digest, " +
+    "(SELECT count(*) FROM wide)::text AS wide_rows, (SELECT md5(string_agg(id::text || ':' || pad, ',' ORDER BY id)) FROM wide) AS wide_digest";
+  const [r] = 'sql' in at ? await at.sql<Record<string, string>>(sql) : await queryAt<Record<string, string>>(at, sql);
+  return r!;
+}
+
+/** `pgbacula restore` of one backup (its chain rebuilt) into a new directory, started on a free port, recovered to the backup's end. */
+async function restoreBackup(repo: string, id: string, major: 15 | 17, socketDir: string): Promise<{ host: string; port: number; stop: () => void }> {
+  const pgdata = join(testRoot(), `block-fallback-restored-${major}`);
+  registerForCleanup({ pgdata, dir: pgdata });
+  const port = await freePort();
+  // To the backup's own end: the archive holds WAL of later changes too.
+  const r = await runCli(['restore', '--repo', repo, '--backup', id, '--pgdata-dir', pgdata, '--restore-port', String(port), '--pg-bin-dir', join(embeddedPgDir(major), 'bin'), '--skip-wal-replay=true'], quiet);
+  expect(r.code, r.stderr).toBe(0);
+  expect(r.stderr).toMatch(/RESTORE PHASE 2\/6 lay-down: .* rebuilt block by block from a chain of 2 backups/);
+  expect(r.stderr).toMatch(/RESTORE PHASE 6\/6 verify: SELECT 1 answered; page checksums [\d,]+ pages, 0 failures/);
+  const u = serverUser();
+  const stop = () => execFileSync(join(embeddedPgDir(major), 'bin', 'pg_ctl'), ['-D', pgdata, '-m', 'immediate', '-w', 'stop'], { uid: u.uid, gid: u.gid, stdio: 'ignore' });
+  // The restored server keeps the source's settings: its socket directory among them.
+  return { host: socketDir, port, stop };
+}
+
 /** Switch to a new segment and wait until the archive holds the one just closed. */
 async function archiveCurrent(c: Cluster, repo: string): Promise<string> {
   const [{ name }] = (await c.sql<{ name: string }>('SELECT pg_walfile_name(pg_current_wal_lsn()) AS name')) as [{ name: string }];
@@ -57,8 +88,12 @@ async function archiveCurrent(c: Cluster, repo: string): Promise<string> {
 describe('a WAL segment missing from the archive (PostgreSQL 15)', () => {
   const { s, backup, change } = setUp(15, false);
 
-  it('makes the next incremental a full backup that says why, and the one after counts from it', async () => {
+  it('makes the next incremental read every page (a page LSN scan), saying why; the chain through it restores equal to the source', async () => {
+    // A table of ≈ 600 pages of which the scan finds one changed: stored as an incremental file.
+    await s.c.sql("CREATE TABLE wide AS SELECT g AS id, repeat(md5(g::text), 6) AS pad FROM generate_series(1, 20000) g");
+    await s.c.sql('CHECKPOINT');
     const full = await backup('full');
+    await s.c.sql("UPDATE wide SET pad = 'changed' WHERE id = 7");
     await change(1);
     const gone = await archiveCurrent(s.c, s.repo);
     await change(2);
@@ -74,17 +109,31 @@ describe('a WAL segment missing from the archive (PostgreSQL 15)', () => {
     expect(existsSync(join(s.c.pgdata, 'pg_wal', name0))).toBe(false);
     const fallback = await backup('incr');
     const name = gone.split('/').pop()!;
-    expect(fallback.manifest.level).toBe('full');
-    expect(fallback.manifest.reference).toBeUndefined();
-    expect(fallback.manifest.fullBecause).toContain(name);
-    expect(fallback.stderr).toMatch(new RegExp(`full backup instead of incremental one: the changed blocks cannot be found: .*${name}`));
-    expect(fallback.stdout).toContain(`full backup: ${fallback.manifest.fullBecause}`);
+    // No summary covers the range: every page of the reference's relation files is read, and
+    // those written since the reference started are stored.
+    expect(fallback.manifest.level).toBe('incremental');
+    expect(fallback.manifest.reference?.backupId).toBe(full.id);
+    expect(fallback.manifest.changedBlocks?.source).toBe('page LSN scan');
+    expect(fallback.stderr).toMatch(new RegExp(`the changed blocks cannot be found from WAL summaries \\(.*${name}.*\\): reading every page of the relation files instead \\(page LSN scan\\)`));
+    expect(fallback.stderr).toMatch(/changed blocks found from the page LSN scan \([\d,]+ relation files, .* read, pages with an LSN from \S+ on\): [\d,]+ blocks changed/);
+    const scanned = fallback.manifest.changedBlocks as unknown as { incrementalFiles: number; unchangedFiles: number; bytesSkipped: number };
+    expect(scanned.incrementalFiles).toBeGreaterThan(0);
+    expect(scanned.unchangedFiles).toBeGreaterThan(0);
+    expect(scanned.bytesSkipped).toBe(0);
+    const atFallback = await contents(s.c);
     await change(3);
     const next = await backup('incr');
     expect(next.manifest.level).toBe('incremental');
     expect(next.manifest.reference?.backupId).toBe(fallback.id);
     expect(next.manifest.changedBlocks?.source).toBe('pgbacula summaries');
     expect(full.manifest.level).toBe('full');
+    // The chain through the scanned incremental restores to what the source held then.
+    const restored = await restoreBackup(s.repo, fallback.id, 15, s.c.socketDir);
+    try {
+      expect(await contents(restored)).toEqual(atFallback);
+    } finally {
+      restored.stop();
+    }
   });
 });
 

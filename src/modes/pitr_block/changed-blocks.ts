@@ -1,7 +1,7 @@
 /**
  * Where the blocks changed since the reference come from (docs/block-incremental.md): the
  * server's own summaries on 17+ when they cover the range, else pgbacula's summaries of the
- * archived WAL, else nothing — and the caller takes a full backup, saying why.
+ * archived WAL, else nothing — and the caller reads every page instead (./lsn-scan.ts).
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';

@@ -1,7 +1,8 @@
 /**
  * The planner mode pitr_block gives the base backup engine (src/physical/planner.ts): choose the
- * reference, find the blocks changed since it, and turn the walked plan into whole and
- * incremental files — or, when any of that is impossible, keep the plan whole and say why.
+ * reference, find the blocks changed since it (WAL summaries, else a page LSN scan), and turn the
+ * walked plan into whole and incremental files — or, when there is no usable reference, keep the
+ * plan whole and say why.
  */
 import type { BackupManifest } from '../../format/backup-manifest.js';
 import { DEFAULT_BLOCKS_PER_SEGMENT } from '../../format/page.js';
@@ -9,8 +10,9 @@ import { wholePathOf } from '../../format/incremental-file.js';
 import { formatBytes, formatCount } from '../../item/job-log.js';
 import type { BackupPlanner, PlannedBackup, PlannerContext } from '../../physical/planner.js';
 import { parseLsn } from '../../wal/lsn.js';
-import { planBlocks } from './block-plan.js';
+import { planBlocks, type ChangedBlockLookup } from './block-plan.js';
 import { findChangedBlocks } from './changed-blocks.js';
+import { scanChangedBlocks } from './lsn-scan.js';
 import { checkReference, chooseReference, type BlockBackupType, type ReferenceRequest } from './reference.js';
 
 export interface BlockBackupSettings {
@@ -55,23 +57,40 @@ export function blockPlanner(s: BlockBackupSettings, backups: (asked: Pick<Refer
     }
     const ref = choice.reference;
     log.info(`${choice.level} backup against ${ref.backupId} (${ref.level}, start lsn ${ref.startLsn}): blocks changed since ${ref.startLsn}`);
-    const found = await findChangedBlocks({ ctx, fromLsn: parseLsn(ref.startLsn), toLsn: parseLsn(ctx.startLsn), archiveRoot: s.archiveRoot, summarizerWaitMs: s.summarizerWaitMs });
-    if (!found.ok) {
-      const because = `the changed blocks cannot be found: ${found.reasons.join('; ')}`;
-      log.warning(`full backup instead of ${choice.level} one: ${because}`);
-      return whole(ctx, because);
-    }
+    const fromLsn = parseLsn(ref.startLsn);
+    const found = await findChangedBlocks({ ctx, fromLsn, toLsn: parseLsn(ctx.startLsn), archiveRoot: s.archiveRoot, summarizerWaitMs: s.summarizerWaitMs });
     const refPaths = new Set(ref.files.map((f) => wholePathOf(f.path)));
-    const plan = planBlocks({ entries: ctx.entries, changed: found.table, inReference: (p) => refPaths.has(p), blockSize: ctx.blockSize, blocksPerSegment: DEFAULT_BLOCKS_PER_SEGMENT });
+    const inReference = (p: string) => refPaths.has(p);
+    let changed: ChangedBlockLookup;
+    let source: string;
+    let scanned: number | undefined;
+    if (found.ok) {
+      changed = found.table;
+      source = found.source;
+      log.info(`changed blocks found from ${found.source} (${found.detail}): ${formatCount(found.table.blockCount)} blocks changed`);
+    } else {
+      // No WAL summary covers the range: every page of the reference's relation files is read and
+      // kept when its LSN is the reference's start or later (./lsn-scan.ts) — a full backup's
+      // reading, an incremental's storing.
+      log.warning(`the changed blocks cannot be found from WAL summaries (${found.reasons.join('; ')}): reading every page of the relation files instead (page LSN scan)`);
+      const scan = await scanChangedBlocks({ entries: ctx.entries, inReference, fromLsn, blockSize: ctx.blockSize, blocksPerSegment: DEFAULT_BLOCKS_PER_SEGMENT, ...(ctx.signal ? { signal: ctx.signal } : {}) });
+      changed = scan.lookup;
+      source = 'page LSN scan';
+      scanned = scan.bytesScanned;
+      log.info(`changed blocks found from the page LSN scan (${formatCount(scan.filesScanned)} relation files, ${formatBytes(scan.bytesScanned)} read, pages with an LSN from ${ref.startLsn} on): ${formatCount(scan.changedBlocks)} blocks changed`);
+    }
+    const plan = planBlocks({ entries: ctx.entries, changed, inReference, blockSize: ctx.blockSize, blocksPerSegment: DEFAULT_BLOCKS_PER_SEGMENT });
     const st = plan.stats;
-    log.info(`changed blocks found from ${found.source} (${found.detail}): ${formatCount(found.table.blockCount)} blocks changed`);
-    log.info(`relation files: ${formatCount(st.incrementalFiles)} incremental (${formatCount(st.changedBlocks)} blocks, ${formatBytes(st.bytesRead)} read), ${formatCount(st.unchangedFiles)} unchanged, ${formatCount(st.wholeFiles)} whole; ${formatBytes(st.bytesSkipped)} of relation files not read`);
+    // A scan read every page it judged: nothing of those files was left unread.
+    const bytesRead = scanned ?? st.bytesRead;
+    const bytesSkipped = scanned === undefined ? st.bytesSkipped : 0;
+    log.info(`relation files: ${formatCount(st.incrementalFiles)} incremental (${formatCount(st.changedBlocks)} blocks, ${formatBytes(bytesRead)} read), ${formatCount(st.unchangedFiles)} unchanged, ${formatCount(st.wholeFiles)} whole; ${formatBytes(bytesSkipped)} of relation files not read`);
     return {
       entries: plan.entries,
       totalBytes: plan.totalBytes,
       level: choice.level,
       reference: { backupId: ref.backupId, startLsn: ref.startLsn, timeline: ref.stopTimeline },
-      changedBlocks: { source: found.source, changedBlocks: st.changedBlocks, wholeFiles: st.wholeFiles, incrementalFiles: st.incrementalFiles, unchangedFiles: st.unchangedFiles, bytesRead: st.bytesRead, bytesSkipped: st.bytesSkipped },
+      changedBlocks: { source, changedBlocks: st.changedBlocks, wholeFiles: st.wholeFiles, incrementalFiles: st.incrementalFiles, unchangedFiles: st.unchangedFiles, bytesRead, bytesSkipped },
     };
   };
 }
