@@ -55,7 +55,8 @@ async function verifyPgdata(ctx: CommandContext, pgdata: string): Promise<Comman
   } catch {
     throw new PgbaculaError('PARAM_INVALID', `${pgdata} is not a PostgreSQL data directory (no PG_VERSION)`, { hint: 'Give --pgdata the cluster\'s data directory.' });
   }
-  // pg_controldata runs while the cluster is walked; no page is read before its answer.
+  // pg_controldata runs while the cluster is walked and the first pages are checked; a cluster
+  // without checksums is refused after the first native call at the latest.
   const checksumVersion = dataChecksumVersion(pgdata, major, getString(ctx.params, 'pg_bin_dir'));
   const native = nativePageVerifier();
   const pool = native ? undefined : (await import('../pipeline/pool.js')).createWorkerPool();
