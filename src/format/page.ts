@@ -22,6 +22,9 @@ export const PAGE_LAYOUT_VERSION = 4;
 /** Byte offset of `pd_checksum` in the page; the checksum is computed as if these 2 bytes were zero. */
 export const PD_CHECKSUM_OFFSET = 8;
 
+/** Byte offset of `pd_lower` (the end of the line pointers) in the page. */
+export const PD_LOWER_OFFSET = 12;
+
 export const PD_HAS_FREE_LINES = 0x0001;
 export const PD_PAGE_FULL = 0x0002;
 export const PD_ALL_VISIBLE = 0x0004;

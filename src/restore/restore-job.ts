@@ -430,6 +430,7 @@ export class RestoreJob {
     const progress = new ProgressTracker(this.req.log, 'restore', total, this.req.progressIntervalMs);
     const problems: string[] = [];
     let targetFailure: { path: string; problem: string; errno: string } | undefined;
+    let synced = '';
     try {
       const outside = storedPathChecker(repo);
       const jobs = files.flatMap((f): { f: ManifestFile; job: StoredFileJob }[] => {
@@ -490,23 +491,14 @@ export class RestoreJob {
           progress.add(restoredSize(f));
         }
       }
-    } catch (e) {
-      fileSystems?.close();
-      throw e;
+      // Before anything says the files are there: phase 2 is recorded done only once they are durable.
+      if (fileSystems && !targetFailure && problems.length === 0) {
+        await fileSystems.sync();
+        synced = `, synced to disk (${fileSystems.fileSystems === 1 ? 'one file system' : `${fileSystems.fileSystems} file systems`})`;
+      }
     } finally {
       progress.stop();
-    }
-    let synced = '';
-    if (fileSystems) {
-      // Before anything says the files are there: phase 2 is recorded done only once they are durable.
-      try {
-        if (!targetFailure && problems.length === 0) {
-          await fileSystems.sync();
-          synced = `, synced to disk (${fileSystems.fileSystems === 1 ? 'one file system' : `${fileSystems.fileSystems} file systems`})`;
-        }
-      } finally {
-        fileSystems.close();
-      }
+      fileSystems?.close();
     }
     if (targetFailure) {
       // The backup is fine; the place it goes is not (full, read-only, not ours).

@@ -13,8 +13,9 @@ import type { PlanEntry, PlanEntryList } from '../../pipeline/cluster-walk.js';
 /** PostgreSQL's tablespace OIDs of base/ and global/. */
 const DEFAULTTABLESPACE_OID = 1663;
 const GLOBALTABLESPACE_OID = 1664;
-const FORK_NUMBER = { main: 0, fsm: 1, vm: 2, init: 3 } as const;
-const NO_LIMIT = 0xffffffff;
+export const FORK_NUMBER = { main: 0, fsm: 1, vm: 2, init: 3 } as const;
+/** A block reference table's limit block when the range holds no truncation or creation. */
+export const NO_LIMIT = 0xffffffff;
 /** More changed than this share of its blocks: a file is cheaper stored whole. */
 const WHOLE_ABOVE = 0.9;
 

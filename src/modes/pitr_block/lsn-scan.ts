@@ -1,5 +1,6 @@
 /**
- * The last source of changed blocks (docs/block-incremental.md, "When the WAL is not there"): read
+ * The last source of changed blocks (docs/block-incremental.md, "Where the changed blocks come
+ * from"): read
  * every page of every relation file the reference holds and keep those written since the
  * reference started — by the LSN each page carries. It reads the whole cluster (a full backup's
  * reading, not its storing), and it is what a block-level job does when neither the server's
@@ -26,14 +27,10 @@
  */
 import { open } from 'node:fs/promises';
 import type { PlanEntryList } from '../../pipeline/cluster-walk.js';
-import type { ChangedBlockLookup, RelationOf } from './block-plan.js';
-import { relationOf } from './block-plan.js';
+import { PAGE_HEADER_SIZE, PD_LOWER_OFFSET } from '../../format/page.js';
+import { FORK_NUMBER, NO_LIMIT, relationOf, type ChangedBlockLookup, type RelationOf } from './block-plan.js';
 
-const MAIN_FORK = 0;
-/** PageHeaderData: pd_lower's offset, and the header's size (SizeOfPageHeaderData). */
-const PD_LOWER = 12;
-const PAGE_HEADER_BYTES = 24;
-const NO_LIMIT = 0xffffffff;
+const MAIN_FORK = FORK_NUMBER.main;
 /** Bytes read at a time; each read yields to the event loop (the backup's WAL stream runs on it). */
 const READ_BYTES = 1024 * 1024;
 
@@ -59,9 +56,10 @@ export function changedPagesIn(pages: Uint8Array, blockSize: number, fromLsn: bi
   const view = new DataView(pages.buffer, pages.byteOffset, pages.byteLength);
   const from = Number(fromLsn); // LSNs stay far below 2^53 (8 PiB of WAL)
   for (let off = 0, b = firstBlock; off + blockSize <= pages.length; off += blockSize, b++) {
-    // pd_lsn: xlogid (high 32 bits) then xrecoff, each in the machine's (little-endian) order.
+    // pd_lsn: xlogid (high 32 bits) then xrecoff, each in the machine's (little-endian) order —
+    // read in place rather than through readPageHeader (src/format/page.ts): no object per page.
     const lsn = view.getUint32(off, true) * 0x1_0000_0000 + view.getUint32(off + 4, true);
-    if (lsn >= from || (lsn === 0 && view.getUint16(off + PD_LOWER, true) <= PAGE_HEADER_BYTES)) out(b);
+    if (lsn >= from || (lsn === 0 && view.getUint16(off + PD_LOWER_OFFSET, true) <= PAGE_HEADER_SIZE)) out(b);
   }
 }
 
